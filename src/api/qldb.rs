@@ -1,0 +1,147 @@
+//! Shapes of the `qldb` control-plane service (2019-01-02), restJson1.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A restJson1 timestamp: epoch seconds as a JSON number, millisecond precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochMillis(pub i64);
+
+impl Serialize for EpochMillis {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0 as f64 / 1000.0)
+    }
+}
+
+/// Tag maps as received: a `null` value is an empty value.
+pub type TagsIn = BTreeMap<String, Option<String>>;
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateLedgerRequest {
+    pub name: Option<String>,
+    pub permissions_mode: Option<String>,
+    pub tags: Option<TagsIn>,
+    pub deletion_protection: Option<bool>,
+    pub kms_key: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateLedgerRequest {
+    pub deletion_protection: Option<bool>,
+    pub kms_key: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateLedgerPermissionsModeRequest {
+    pub permissions_mode: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceRequest {
+    pub tags: Option<TagsIn>,
+}
+
+/// Query members of the List* operations, as raw strings (validated by the control plane).
+#[derive(Debug, Default, Clone)]
+pub struct PageRequest {
+    pub max_results: Option<String>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LedgerEncryptionDescription {
+    pub kms_key_arn: String,
+    pub encryption_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inaccessible_kms_key_date_time: Option<EpochMillis>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateLedgerResponse {
+    pub name: String,
+    pub arn: String,
+    pub state: String,
+    pub creation_date_time: EpochMillis,
+    pub permissions_mode: String,
+    pub deletion_protection: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+}
+
+/// DescribeLedger's output; UpdateLedger's is the same without PermissionsMode.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LedgerDescription {
+    pub name: String,
+    pub arn: String,
+    pub state: String,
+    pub creation_date_time: EpochMillis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions_mode: Option<String>,
+    pub deletion_protection: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_description: Option<LedgerEncryptionDescription>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LedgerSummary {
+    pub name: String,
+    pub state: String,
+    pub creation_date_time: EpochMillis,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListLedgersResponse {
+    pub ledgers: Vec<LedgerSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateLedgerPermissionsModeResponse {
+    pub name: String,
+    pub arn: String,
+    pub permissions_mode: String,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForResourceResponse {
+    pub tags: Tags,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_epoch_seconds_with_millis() {
+        assert_eq!(
+            serde_json::to_string(&EpochMillis(1_568_839_243_951)).unwrap(),
+            "1568839243.951"
+        );
+        assert_eq!(
+            serde_json::to_string(&EpochMillis(1_590_710_400_000)).unwrap(),
+            "1590710400.0"
+        );
+    }
+
+    #[test]
+    fn null_members_read_as_absent() {
+        let r: CreateLedgerRequest =
+            serde_json::from_str(r#"{"Name":null,"Tags":{"a":null},"Unknown":1}"#).unwrap();
+        assert!(r.name.is_none());
+        assert_eq!(r.tags.unwrap()["a"], None);
+    }
+}

@@ -1,0 +1,171 @@
+//! Every setting of `qldb-local serve`: its flag, its environment variable, its default.
+//!
+//! This is the only place where settings are declared. `main.rs` parses them with clap and
+//! hands the resulting [`Config`] to [`crate::server::run`]; nothing else reads the
+//! environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// The default listen address: loopback and one fixed port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8901";
+
+/// How requests are authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Verify every SigV4 signature against the configured credentials.
+    Strict,
+    /// Accept any request, signed or not.
+    Off,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of the `serve` command.
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Address and port to listen on (HTTP/1.1). Use 0.0.0.0:8901 inside containers.
+    #[arg(long, env = "QLDB_LOCAL_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Directory holding the catalog and one SQLite file per ledger. Created if missing.
+    #[arg(long, env = "QLDB_LOCAL_DATA_DIR", default_value = "./qldb-data")]
+    pub data_dir: PathBuf,
+
+    /// Keep everything in memory; nothing is written to disk and all is lost at exit.
+    #[arg(long, env = "QLDB_LOCAL_IN_MEMORY", default_value_t = false)]
+    pub in_memory: bool,
+
+    /// AWS region used in ARNs and KMS key ARNs.
+    #[arg(long, env = "QLDB_LOCAL_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// AWS account id used in ARNs (12 digits).
+    #[arg(long, env = "QLDB_LOCAL_ACCOUNT_ID", default_value = "000000000000", value_parser = parse_account_id)]
+    pub account_id: String,
+
+    /// `strict` verifies SigV4 signatures against --credentials; `off` accepts any request.
+    #[arg(long, env = "QLDB_LOCAL_AUTH", value_enum, default_value_t = AuthMode::Strict)]
+    pub auth: AuthMode,
+
+    /// Accepted credentials as ACCESS_KEY_ID:SECRET pairs, comma separated.
+    #[arg(
+        long,
+        env = "QLDB_LOCAL_CREDENTIALS",
+        default_value = "test:test",
+        value_parser = parse_credential,
+        value_delimiter = ','
+    )]
+    pub credentials: Vec<Credential>,
+
+    /// Log line format on stderr. The level is set with RUST_LOG (default `info`).
+    #[arg(long, env = "QLDB_LOCAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// How many ledgers may exist at once (QLDB's default quota is 5).
+    #[arg(long, env = "QLDB_LOCAL_MAX_LEDGERS", default_value_t = 5)]
+    pub max_ledgers: u32,
+
+    /// How long a new ledger stays CREATING before it is ACTIVE, in milliseconds.
+    #[arg(long, env = "QLDB_LOCAL_LEDGER_CREATE_DELAY_MS", default_value_t = 0)]
+    pub ledger_create_delay_ms: u64,
+
+    /// How long a deleted ledger stays DELETING before it is gone, in milliseconds.
+    #[arg(long, env = "QLDB_LOCAL_LEDGER_DELETE_DELAY_MS", default_value_t = 0)]
+    pub ledger_delete_delay_ms: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "QLDB_LOCAL_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            data_dir,
+            in_memory: false,
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            auth: AuthMode::Strict,
+            credentials: vec![Credential {
+                access_key_id: "test".into(),
+                secret_access_key: "test".into(),
+            }],
+            log_format: LogFormat::Text,
+            max_ledgers: 5,
+            ledger_create_delay_ms: 0,
+            ledger_delete_delay_ms: 0,
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+
+    pub fn create_delay(&self) -> Duration {
+        Duration::from_millis(self.ledger_create_delay_ms)
+    }
+
+    pub fn delete_delay(&self) -> Duration {
+        Duration::from_millis(self.ledger_delete_delay_ms)
+    }
+}
+
+/// One accepted access key and its secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:<secret>", self.access_key_id)
+    }
+}
+
+fn parse_credential(s: &str) -> Result<Credential, String> {
+    match s.trim().split_once(':') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(Credential {
+            access_key_id: id.to_string(),
+            secret_access_key: secret.to_string(),
+        }),
+        _ => Err(format!("expected ACCESS_KEY_ID:SECRET, got '{s}'")),
+    }
+}
+
+fn parse_account_id(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("an account id is 12 digits, got '{s}'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_parse() {
+        let c = parse_credential("AKID:se:cret").unwrap();
+        assert_eq!(c.access_key_id, "AKID");
+        assert_eq!(c.secret_access_key, "se:cret");
+        assert!(parse_credential("nocolon").is_err());
+        assert!(parse_credential(":x").is_err());
+    }
+
+    #[test]
+    fn account_id_is_twelve_digits() {
+        assert!(parse_account_id("123456789012").is_ok());
+        assert!(parse_account_id("12345678901").is_err());
+        assert!(parse_account_id("12345678901a").is_err());
+    }
+}

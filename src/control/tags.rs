@@ -1,0 +1,183 @@
+//! TagResource, UntagResource, ListTagsForResource, and the ARNs of taggable resources.
+
+use std::collections::BTreeMap;
+
+use super::ledgers::parse_ledger_name;
+use super::{ControlError, ControlPlane, LedgerState, Result};
+use crate::api::qldb::{ListTagsForResourceResponse, Tags, TagsIn};
+use crate::names::{check_len, Violation};
+
+/// QLDB's limit of tags on one resource (the model allows maps of 200).
+pub const MAX_TAGS_PER_RESOURCE: usize = 50;
+const RESERVED_PREFIX: &str = "aws:";
+
+/// A taggable resource named by an ARN of this server's region and account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resource {
+    Ledger(String),
+    Table { ledger: String, table_id: String },
+    Stream { ledger: String, stream_id: String },
+}
+
+impl Resource {
+    fn ledger(&self) -> &str {
+        match self {
+            Resource::Ledger(l) => l,
+            Resource::Table { ledger, .. } | Resource::Stream { ledger, .. } => ledger,
+        }
+    }
+}
+
+fn not_a_qldb_arn(arn: &str) -> ControlError {
+    ControlError::invalid_param(
+        format!("Invalid resource ARN '{arn}': expected arn:aws:qldb:<region>:<account>:ledger/<name>, .../table/<id> or :stream/<ledger>/<id>"),
+        "ResourceArn",
+    )
+}
+
+/// Checks new tags against the rules of QLDB and against the tags the resource already has.
+pub(super) fn validate_new_tags(new: TagsIn, existing: &Tags) -> Result<Tags> {
+    let key_rule = |v: Violation| Violation(format!("Map keys must satisfy constraint: [{}]", v.0));
+    let value_rule =
+        |v: Violation| Violation(format!("Map value must satisfy constraint: [{}]", v.0));
+    let mut out = BTreeMap::new();
+    for (key, value) in new {
+        let value = value.unwrap_or_default();
+        check_len(&key, 1, 128)
+            .map_err(|v| ControlError::invalid(key_rule(v), &key, "tags", "Tags"))?;
+        check_len(&value, 0, 256)
+            .map_err(|v| ControlError::invalid(value_rule(v), &value, "tags", "Tags"))?;
+        if key.to_ascii_lowercase().starts_with(RESERVED_PREFIX) {
+            return Err(ControlError::invalid_param(
+                format!("Tag key '{key}' uses the reserved prefix 'aws:', which is reserved for AWS use"),
+                "Tags",
+            ));
+        }
+        if existing.contains_key(&key) {
+            return Err(ControlError::invalid_param(
+                format!("Tag key '{key}' already exists on the resource; remove it with UntagResource first"),
+                "Tags",
+            ));
+        }
+        out.insert(key, value);
+    }
+    if existing.len() + out.len() > MAX_TAGS_PER_RESOURCE {
+        return Err(ControlError::invalid_param(
+            format!(
+                "A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request would give it {}",
+                existing.len() + out.len()
+            ),
+            "Tags",
+        ));
+    }
+    Ok(out)
+}
+
+impl ControlPlane {
+    fn parse_arn(&self, arn: &str) -> Result<Resource> {
+        check_len(arn, 20, 1600)
+            .map_err(|v| ControlError::invalid(v, arn, "resourceArn", "ResourceArn"))?;
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let [prefix, partition, service, region, account, resource] = parts[..] else {
+            return Err(not_a_qldb_arn(arn));
+        };
+        if prefix != "arn" || !partition.starts_with("aws") || service != "qldb" {
+            return Err(not_a_qldb_arn(arn));
+        }
+        let segments: Vec<&str> = resource.split('/').collect();
+        let parsed = match segments[..] {
+            ["ledger", name] => Resource::Ledger(name.into()),
+            ["ledger", name, "table", id] => Resource::Table {
+                ledger: name.into(),
+                table_id: id.into(),
+            },
+            ["stream", name, id] => Resource::Stream {
+                ledger: name.into(),
+                stream_id: id.into(),
+            },
+            _ => return Err(not_a_qldb_arn(arn)),
+        };
+        parse_ledger_name(Some(parsed.ledger())).map_err(|_| not_a_qldb_arn(arn))?;
+        if region != self.cfg.region || account != self.cfg.account_id {
+            return Err(resource_not_found(arn, &parsed));
+        }
+        Ok(parsed)
+    }
+
+    /// Resolves an ARN to a resource that exists now, under the catalog lock.
+    fn with_resource<T>(
+        &self,
+        arn: &str,
+        f: impl FnOnce(&mut crate::storage::Catalog) -> Result<T>,
+    ) -> Result<T> {
+        let resource = self.parse_arn(arn)?;
+        let mut inner = self.lock();
+        let now = self.now();
+        self.purge(&mut inner, now)?;
+        let exists = match &resource {
+            Resource::Ledger(name) => inner
+                .catalog
+                .ledger(name)?
+                .is_some_and(|r| LedgerState::of(&r, now) != LedgerState::Deleting),
+            // Tables arrive with the session API, streams with journal streaming.
+            Resource::Table { .. } | Resource::Stream { .. } => false,
+        };
+        if !exists {
+            return Err(resource_not_found(arn, &resource));
+        }
+        f(&mut inner.catalog)
+    }
+
+    pub fn tag_resource(&self, arn: &str, tags: Option<TagsIn>) -> Result<()> {
+        let tags = tags.ok_or_else(|| ControlError::missing("tags", "Tags"))?;
+        self.with_resource(arn, |catalog| {
+            let existing = catalog.tags(arn)?;
+            let new = validate_new_tags(tags, &existing)?;
+            catalog.add_tags(arn, &new)?;
+            Ok(())
+        })
+    }
+
+    pub fn untag_resource(&self, arn: &str, keys: Vec<String>) -> Result<()> {
+        if keys.len() > 200 {
+            return Err(ControlError::invalid(
+                Violation::max_len(200),
+                &format!("[{} keys]", keys.len()),
+                "tagKeys",
+                "TagKeys",
+            ));
+        }
+        for key in &keys {
+            check_len(key, 1, 128).map_err(|v| {
+                ControlError::invalid(
+                    Violation(format!("Member must satisfy constraint: [{}]", v.0)),
+                    key,
+                    "tagKeys",
+                    "TagKeys",
+                )
+            })?;
+        }
+        self.with_resource(arn, |catalog| Ok(catalog.remove_tags(arn, &keys)?))
+    }
+
+    pub fn list_tags_for_resource(&self, arn: &str) -> Result<ListTagsForResourceResponse> {
+        self.with_resource(arn, |catalog| {
+            Ok(ListTagsForResourceResponse {
+                tags: catalog.tags(arn)?,
+            })
+        })
+    }
+}
+
+fn resource_not_found(arn: &str, resource: &Resource) -> ControlError {
+    let (resource_type, resource_name) = match resource {
+        Resource::Ledger(name) => ("LEDGER", name.as_str()),
+        Resource::Table { table_id, .. } => ("TABLE", table_id.as_str()),
+        Resource::Stream { stream_id, .. } => ("STREAM", stream_id.as_str()),
+    };
+    ControlError::ResourceNotFound {
+        message: format!("Resource '{arn}' does not exist"),
+        resource_type: resource_type.into(),
+        resource_name: resource_name.into(),
+    }
+}

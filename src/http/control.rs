@@ -1,0 +1,251 @@
+//! restJson1 routes of the `qldb` control plane: decode labels, query and body; call one
+//! [`ControlPlane`] method off the executor; encode the output as JSON.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use percent_encoding::percent_decode_str;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{blocking, ApiError, AppState};
+use crate::api::qldb::*;
+use crate::control::{ControlError, ControlPlane};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ledgers", post(create_ledger).get(list_ledgers))
+        .route(
+            "/ledgers/{name}",
+            get(describe_ledger)
+                .patch(update_ledger)
+                .delete(delete_ledger),
+        )
+        .route(
+            "/ledgers/{name}/permissions-mode",
+            axum::routing::patch(update_permissions_mode),
+        )
+        .route("/ledgers/{name}/digest", post(not_yet("GetDigest")))
+        .route("/ledgers/{name}/block", post(not_yet("GetBlock")))
+        .route("/ledgers/{name}/revision", post(not_yet("GetRevision")))
+        .route(
+            "/ledgers/{name}/journal-s3-exports",
+            post(not_yet("ExportJournalToS3")).get(not_yet("ListJournalS3ExportsForLedger")),
+        )
+        .route(
+            "/ledgers/{name}/journal-s3-exports/{export_id}",
+            get(not_yet("DescribeJournalS3Export")),
+        )
+        .route("/journal-s3-exports", get(not_yet("ListJournalS3Exports")))
+        .route(
+            "/ledgers/{name}/journal-kinesis-streams",
+            post(not_yet("StreamJournalToKinesis"))
+                .get(not_yet("ListJournalKinesisStreamsForLedger")),
+        )
+        .route(
+            "/ledgers/{name}/journal-kinesis-streams/{stream_id}",
+            get(not_yet("DescribeJournalKinesisStream"))
+                .delete(not_yet("CancelJournalKinesisStream")),
+        )
+        .route(
+            "/tags/{resource_arn}",
+            post(tag_resource).get(list_tags).delete(untag_resource),
+        )
+}
+
+/// Path labels, percent-decoded by axum; a label that is not UTF-8 is a modeled error.
+pub(super) struct Label(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Label {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::from(ControlError::invalid_param(
+                    format!("Invalid path parameter: {e}"),
+                    "Name",
+                ))
+            })?;
+        Ok(Label(
+            params
+                .into_iter()
+                .next()
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+/// Reads a JSON body. An empty body is `{}`; JSON content types (or none) are accepted.
+fn parse_body<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !(media == "application/json" || media.starts_with("application/x-amz-json")) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaTypeException",
+                format!("Unsupported Content-Type '{media}'; send application/json"),
+            ));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::serialization(format!(
+            "The request body is not a valid JSON object of this operation's input: {e}"
+        ))
+    })
+}
+
+/// Query parameters, decoded; repeated names keep every value.
+fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| {
+                ApiError::serialization("A query parameter is not valid UTF-8 once decoded")
+            })
+    };
+    raw.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn page_request(raw: Option<&str>) -> Result<PageRequest, ApiError> {
+    let mut page = PageRequest::default();
+    for (k, v) in parse_query(raw)? {
+        match k.as_str() {
+            "max_results" => page.max_results = Some(v),
+            "next_token" => page.next_token = Some(v),
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// Runs one control-plane call off the executor and answers its output as JSON.
+async fn call<T: Serialize + Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&ControlPlane) -> Result<T, ControlError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let control = state.control.clone();
+    let out = blocking(move || f(&control)).await?;
+    Ok(Json(out).into_response())
+}
+
+async fn create_ledger(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: CreateLedgerRequest = parse_body(&headers, &body)?;
+    call(&s, move |cp| cp.create_ledger(req)).await
+}
+
+async fn list_ledgers(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = page_request(q.as_deref())?;
+    call(&s, move |cp| cp.list_ledgers(page)).await
+}
+
+async fn describe_ledger(
+    State(s): State<AppState>,
+    Label(name): Label,
+) -> Result<Response, ApiError> {
+    call(&s, move |cp| cp.describe_ledger(&name)).await
+}
+
+async fn update_ledger(
+    State(s): State<AppState>,
+    Label(name): Label,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: UpdateLedgerRequest = parse_body(&headers, &body)?;
+    call(&s, move |cp| cp.update_ledger(&name, req)).await
+}
+
+async fn update_permissions_mode(
+    State(s): State<AppState>,
+    Label(name): Label,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: UpdateLedgerPermissionsModeRequest = parse_body(&headers, &body)?;
+    call(&s, move |cp| cp.update_ledger_permissions_mode(&name, req)).await
+}
+
+async fn delete_ledger(
+    State(s): State<AppState>,
+    Label(name): Label,
+) -> Result<Response, ApiError> {
+    call(&s, move |cp| {
+        cp.delete_ledger(&name).map(|()| serde_json::json!({}))
+    })
+    .await
+}
+
+async fn tag_resource(
+    State(s): State<AppState>,
+    Label(arn): Label,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: TagResourceRequest = parse_body(&headers, &body)?;
+    call(&s, move |cp| {
+        cp.tag_resource(&arn, req.tags)
+            .map(|()| serde_json::json!({}))
+    })
+    .await
+}
+
+async fn untag_resource(
+    State(s): State<AppState>,
+    Label(arn): Label,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let keys: Vec<String> = parse_query(q.as_deref())?
+        .into_iter()
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v)
+        .collect();
+    call(&s, move |cp| {
+        cp.untag_resource(&arn, keys)
+            .map(|()| serde_json::json!({}))
+    })
+    .await
+}
+
+async fn list_tags(State(s): State<AppState>, Label(arn): Label) -> Result<Response, ApiError> {
+    call(&s, move |cp| cp.list_tags_for_resource(&arn)).await
+}
+
+/// The handler of an operation whose feature has not landed yet.
+fn not_yet(
+    operation: &'static str,
+) -> impl Fn() -> std::future::Ready<ApiError> + Clone + Send + Sync + 'static {
+    move || {
+        std::future::ready(ApiError::from(ControlError::NotImplemented(
+            operation.into(),
+        )))
+    }
+}

@@ -1,0 +1,40 @@
+//! # qldb-local
+//!
+//! A local server that speaks the Amazon QLDB APIs — the `qldb` control plane (restJson1)
+//! and the `qldb-session` data plane (awsJson1_0, `SendCommand`) — so that code written for
+//! QLDB runs unchanged against it.
+//!
+//! ## The life of a request
+//!
+//! 1. `main.rs` parses `qldb-local serve` flags into a [`config::Config`];
+//!    [`server::run`] opens the storage ([`control::ControlPlane::open`] → catalog and every
+//!    ledger file) and serves [`http::router`] on one port.
+//! 2. [`http`]'s `request_context` middleware assigns the `x-amzn-RequestId` and logs the
+//!    request; `buffer_and_authenticate` reads the body (with a size limit) and verifies
+//!    SigV4 with [`http::auth::Authenticator::verify`].
+//! 3. The router picks the operation: a restJson1 route of the control plane, or `POST /`
+//!    with `X-Amz-Target` for the session API.
+//! 4. The handler decodes labels, query and body into [`api`] shapes and calls one
+//!    [`control::ControlPlane`] method on a blocking thread.
+//! 5. The control plane validates (names via [`names`]), applies the QLDB semantics, and
+//!    stores through [`storage`] (catalog and per-ledger SQLite files, WAL, fsync on commit).
+//! 6. The result goes back as JSON; a [`control::ControlError`] becomes an
+//!    [`http::ApiError`]: `x-amzn-ErrorType`, status, and a body with `__type`, `Message`
+//!    and the modeled members.
+//!
+//! ## Module map (arrows point down only)
+//!
+//! - [`http`]: routing, SigV4, AWS error framing.
+//! - [`api`]: serde shapes of the service models in `api-models/`.
+//! - [`control`]: ledgers, states, tags, ARNs.
+//! - [`storage`]: SQLite catalog and ledger files, migrations.
+//! - [`names`]: validated names and ids, Coral-style constraint messages.
+//! - [`config`]: every setting, its flag and environment variable.
+
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod http;
+pub mod names;
+pub mod server;
+pub mod storage;

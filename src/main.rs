@@ -1,0 +1,48 @@
+//! The `qldb-local` command: parses flags into a [`Config`] and starts the server.
+
+use clap::{Parser, Subcommand};
+use qldb_local::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "qldb-local",
+    version,
+    about = "A local, QLDB-compatible ledger database server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the QLDB control-plane and session APIs on one HTTP port.
+    Serve(Config),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(cfg) => {
+            qldb_local::server::init_logging(cfg.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("qldb-local: cannot start the runtime: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(qldb_local::server::run(cfg)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("qldb-local: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Starting and stopping the server: open the storage, bind, serve until SIGINT/SIGTERM,
+//! then finish in-flight requests and close every database cleanly.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, LogFormat};
+use crate::control::{system_clock, ControlConfig, ControlPlane};
+use crate::http::auth::Authenticator;
+use crate::http::{router, AppState};
+
+/// Installs the log subscriber on stderr (level from RUST_LOG, default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Builds the application state (opening the catalog and every ledger).
+pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
+    let control = ControlPlane::open(ControlConfig::from(cfg), system_clock())?;
+    Ok(AppState {
+        control: Arc::new(control),
+        auth: Arc::new(Authenticator::new(cfg)),
+        max_body_bytes: cfg.max_body_bytes,
+    })
+}
+
+/// Runs the server until a shutdown signal arrives.
+pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
+    let state = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || build_state(&cfg))
+            .await
+            .map_err(|e| anyhow_like::Error(e.to_string()))??
+    };
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| anyhow_like::Error(e.to_string()))?;
+    tracing::info!(
+        %addr,
+        data_dir = %if cfg.in_memory { "(in memory)".into() } else { cfg.data_dir.display().to_string() },
+        auth = ?cfg.auth,
+        region = %cfg.region,
+        account_id = %cfg.account_id,
+        "qldb-local {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let control = state.control.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| anyhow_like::Error(e.to_string()))?;
+    // Every acknowledged change is already durable (synchronous=FULL); dropping the last
+    // handle closes the databases and checkpoints their WAL.
+    drop(control);
+    tracing::info!("qldb-local stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// A small boxed error for the binary's top level, without another dependency.
+pub mod anyhow_like {
+    #[derive(Debug)]
+    pub struct Error(pub String);
+
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Error {}
+
+    impl From<crate::storage::StorageError> for Error {
+        fn from(e: crate::storage::StorageError) -> Self {
+            Error(e.to_string())
+        }
+    }
+
+    pub type Result<T> = std::result::Result<T, Error>;
+}

@@ -1,0 +1,215 @@
+//! One ledger's database: `<data-dir>/ledgers/<name>.sqlite` (or a private in-memory
+//! database). Created whole or not at all: the file is built under a temporary name,
+//! migrated, synced, and only then renamed into place.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::schema::{migrate, LEDGER_MIGRATIONS};
+use super::{configure_durable, Result, StorageError};
+use crate::names::LedgerName;
+
+/// Where a ledger's database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LedgerLocation {
+    File(PathBuf),
+    /// A shared-cache in-memory database, alive while its [`LedgerDb`] is.
+    Memory(String),
+}
+
+impl LedgerLocation {
+    /// The file of `name` inside `ledgers_dir`. Only a validated [`LedgerName`] is accepted,
+    /// so the path cannot leave the directory.
+    pub fn file(ledgers_dir: &Path, name: &LedgerName) -> Self {
+        LedgerLocation::File(ledgers_dir.join(format!("{}.sqlite", name.as_str())))
+    }
+
+    pub fn memory() -> Self {
+        LedgerLocation::Memory(format!(
+            "file:qldb-local-{}?mode=memory&cache=shared",
+            uuid::Uuid::new_v4().simple()
+        ))
+    }
+}
+
+/// An open ledger database.
+pub struct LedgerDb {
+    location: LedgerLocation,
+    conn: Mutex<Connection>,
+}
+
+impl LedgerDb {
+    /// Creates a new ledger database holding its name and strand id. If anything fails,
+    /// nothing is left behind.
+    pub fn create(location: LedgerLocation, name: &LedgerName, strand_id: &str) -> Result<Self> {
+        match &location {
+            LedgerLocation::Memory(uri) => {
+                let mut conn = open_memory(uri)?;
+                init(&mut conn, name, strand_id)?;
+                Ok(LedgerDb {
+                    location,
+                    conn: Mutex::new(conn),
+                })
+            }
+            LedgerLocation::File(path) => {
+                let dir = path.parent().expect("ledger files live in a directory");
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+                // A file at the final path has no catalog row (the caller checked): it is
+                // the remains of a create that crashed. Replace it.
+                remove_files(path)?;
+                let tmp =
+                    path.with_extension(format!("sqlite.tmp-{}", uuid::Uuid::new_v4().simple()));
+                let built = (|| {
+                    let mut conn = Connection::open(&tmp)?;
+                    configure_durable(&conn)?;
+                    init(&mut conn, name, strand_id)?;
+                    // Fold the WAL into the file so the rename moves everything.
+                    conn.pragma_update(None, "journal_mode", "DELETE")?;
+                    drop(conn);
+                    std::fs::rename(&tmp, path)
+                        .map_err(|e| StorageError::io(format!("renaming {}", tmp.display()), e))?;
+                    sync_dir(dir)?;
+                    Self::open(location.clone())
+                })();
+                if built.is_err() {
+                    let _ = remove_files(&tmp);
+                    let _ = remove_files(path);
+                }
+                built
+            }
+        }
+    }
+
+    /// Opens an existing ledger database and applies any pending migrations.
+    pub fn open(location: LedgerLocation) -> Result<Self> {
+        let conn = match &location {
+            LedgerLocation::Memory(uri) => open_memory(uri)?,
+            LedgerLocation::File(path) => {
+                let mut conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure_durable(&conn)?;
+                migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string())?;
+                conn
+            }
+        };
+        Ok(LedgerDb {
+            location,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn location(&self) -> &LedgerLocation {
+        &self.location
+    }
+
+    /// The write connection. Later features route writes through a single writer.
+    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Closes the database and removes its files.
+    pub fn destroy(self) -> Result<()> {
+        let LedgerDb { location, conn } = self;
+        drop(conn);
+        match location {
+            LedgerLocation::Memory(_) => Ok(()),
+            LedgerLocation::File(path) => remove_files(&path),
+        }
+    }
+}
+
+fn open_memory(uri: &str) -> Result<Connection> {
+    let mut conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    migrate(&mut conn, LEDGER_MIGRATIONS, uri)?;
+    Ok(conn)
+}
+
+fn init(conn: &mut Connection, name: &LedgerName, strand_id: &str) -> Result<()> {
+    migrate(conn, LEDGER_MIGRATIONS, name.as_str())?;
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('ledger_name', ?1), ('strand_id', ?2)",
+        [name.as_str(), strand_id],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Removes a database file and its WAL and shared-memory companions, if present.
+pub fn remove_files(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(format!("removing {}", path.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(format!("syncing {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_open_destroy_file_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = LedgerName::parse("demo").unwrap();
+        let loc = LedgerLocation::file(dir.path(), &name);
+        let db = LedgerDb::create(loc.clone(), &name, "strand0000000000000000").unwrap();
+        assert_eq!(db.meta("ledger_name").unwrap().as_deref(), Some("demo"));
+        let mode: String = db
+            .conn()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(db);
+        let db = LedgerDb::open(loc.clone()).unwrap();
+        assert_eq!(
+            db.meta("strand_id").unwrap().as_deref(),
+            Some("strand0000000000000000")
+        );
+        db.destroy().unwrap();
+        let LedgerLocation::File(path) = loc else {
+            unreachable!()
+        };
+        assert!(!path.exists());
+        // Only the ledger file was ever in the directory; no temporary file is left.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn memory_ledger_lives_with_its_handle() {
+        let name = LedgerName::parse("mem").unwrap();
+        let db = LedgerDb::create(LedgerLocation::memory(), &name, "s").unwrap();
+        assert_eq!(db.meta("ledger_name").unwrap().as_deref(), Some("mem"));
+    }
+}

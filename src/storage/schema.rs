@@ -1,0 +1,84 @@
+//! Versioned schemas. Each database records its version in `PRAGMA user_version`; opening
+//! it applies, in one transaction, every migration it has not seen yet. Later features add
+//! a migration at the end of a list — never edit one that has shipped.
+
+use rusqlite::Connection;
+
+use super::{Result, StorageError};
+
+/// Migrations of the catalog database (`catalog.sqlite`). Index i upgrades version i → i+1.
+pub const CATALOG_MIGRATIONS: &[&str] = &[
+    // v1: ledgers and tags.
+    "CREATE TABLE ledgers (
+        ord                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        name                TEXT NOT NULL UNIQUE,
+        arn                 TEXT NOT NULL,
+        permissions_mode    TEXT NOT NULL,
+        deletion_protection INTEGER NOT NULL,
+        kms_key_arn         TEXT,
+        created_ms          INTEGER NOT NULL,
+        active_at_ms        INTEGER NOT NULL,
+        kms_updated_ms      INTEGER,
+        deleting_since_ms   INTEGER,
+        gone_at_ms          INTEGER
+    );
+    CREATE TABLE tags (
+        resource_arn TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        value        TEXT NOT NULL,
+        PRIMARY KEY (resource_arn, key)
+    );",
+];
+
+/// Migrations of each ledger's database. Index i upgrades version i → i+1.
+/// v1 holds the ledger's identity; the session and journal features add their tables here.
+pub const LEDGER_MIGRATIONS: &[&str] = &[
+    // v1: identity of the ledger.
+    "CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
+];
+
+/// Brings `conn` up to the newest version in `migrations`.
+pub fn migrate(conn: &mut Connection, migrations: &[&str], what: &str) -> Result<()> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = migrations.len() as i64;
+    if found > supported {
+        return Err(StorageError::SchemaTooNew {
+            path: what.to_string(),
+            found,
+            supported,
+        });
+    }
+    if found == supported {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)?;
+        tracing::debug!(database = what, version = i + 1, "applied migration");
+    }
+    tx.pragma_update(None, "user_version", supported)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_newer() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, CATALOG_MIGRATIONS, "catalog").unwrap();
+        migrate(&mut conn, CATALOG_MIGRATIONS, "catalog").unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CATALOG_MIGRATIONS.len() as i64);
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = migrate(&mut conn, CATALOG_MIGRATIONS, "catalog").unwrap_err();
+        assert!(matches!(err, StorageError::SchemaTooNew { found: 99, .. }));
+    }
+}
