@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The single test command of qldb-local (README "Run every test"; .ci/run calls exactly this).
+#
+# Needs only the Rust toolchain, python3 (3.9+) and network access to crates.io and PyPI.
+# Builds the Rust code once, in the release profile that `cargo test --release` and the
+# compat suites share, then installs the pinned clients into compat-tests/.venv (reused
+# while compat-tests/python/requirements.txt is unchanged) and runs every suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+started=$SECONDS
+step() { printf '\n==> %s  (+%ss)\n' "$*" "$((SECONDS - started))"; }
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --release --all-targets -- -D warnings"
+cargo clippy --release --all-targets -- -D warnings
+
+step "cargo test --release  (also builds target/release/qldb-local for the compat suites)"
+cargo test --release
+export QLDB_LOCAL_BIN="$PWD/target/release/qldb-local"
+
+# A venv keyed by the hash of its requirements file: rebuilt only when the pins change.
+make_venv() { # dir requirements-file
+    local dir=$1 req=$2 want have=""
+    want=$(sha256sum "$req" | cut -d' ' -f1)
+    [ -f "$dir/.requirements.sha256" ] && have=$(cat "$dir/.requirements.sha256")
+    if [ "$want" != "$have" ] || [ ! -x "$dir/bin/python" ]; then
+        "$PYTHON" -m venv --clear "$dir"
+        "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+        echo "$want" > "$dir/.requirements.sha256"
+    fi
+}
+
+step "pinned Python clients (boto3/botocore 1.40.60, awscli 1.42.60, pyqldb 3.2.4)"
+make_venv compat-tests/.venv compat-tests/python/requirements.txt
+compat-tests/.venv/bin/python -m pytest -q -p no:cacheprovider compat-tests/python
+
+step "newest boto3 and AWS CLI v1 with AWS_DATA_PATH=api-models"
+# Always the newest releases from PyPI: this suite proves api-models/ revives them.
+LATEST=compat-tests/.venv-latest
+[ -x "$LATEST/bin/python" ] || "$PYTHON" -m venv "$LATEST"
+"$LATEST/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade boto3 awscli pytest
+"$LATEST/bin/python" -m pytest -q -p no:cacheprovider compat-tests/latest-sdk
+
+step "all suites passed in $((SECONDS - started))s"
