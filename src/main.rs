@@ -18,11 +18,27 @@ struct Cli {
 enum Command {
     /// Serve the QLDB control-plane and session APIs on one HTTP port.
     Serve(Config),
+    /// Probe a running server's /health (for container health checks); exit 0 when ready.
+    Health {
+        /// The server's listen address; 0.0.0.0 is probed on 127.0.0.1.
+        #[arg(long, env = "QLDB_LOCAL_LISTEN", default_value = qldb_local::config::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Health { listen } => match qldb_local::server::probe_health(listen) {
+            Ok(body) => {
+                println!("{body}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("qldb-local health: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::Serve(cfg) => {
             qldb_local::server::init_logging(cfg.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
