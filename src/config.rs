@@ -60,6 +60,7 @@ pub struct Config {
     #[arg(
         long,
         env = "QLDB_LOCAL_CREDENTIALS",
+        hide_env_values = true,
         default_value = "test:test",
         value_parser = parse_credential,
         value_delimiter = ','

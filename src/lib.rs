@@ -35,6 +35,8 @@ pub mod api;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod ion;
+pub mod journal;
 pub mod names;
 pub mod server;
 pub mod storage;

@@ -1,0 +1,696 @@
+//! Ion 1.0 binary: a reader for any conforming stream (local symbol tables, NOP pads,
+//! annotation wrappers, sorted structs) and a writer that emits the IVM, one local symbol
+//! table, and minimal encodings.
+//!
+//! The value *bodies* (ints, floats, decimals, timestamps) are also what Ion Hash hashes, so
+//! the body encoders here are shared with [`super::hash`].
+
+use num_bigint::{BigInt, BigUint, Sign};
+use num_traits::Zero;
+
+use super::{Data, Decimal, IonError, IonType, Precision, Timestamp, Value};
+
+/// The Ion 1.0 binary version marker.
+pub const IVM: [u8; 4] = [0xE0, 0x01, 0x00, 0xEA];
+
+/// The Ion 1.0 system symbol table ($1..$9).
+const SYSTEM_SYMBOLS: [&str; 9] = [
+    "$ion",
+    "$ion_1_0",
+    "$ion_symbol_table",
+    "name",
+    "version",
+    "imports",
+    "symbols",
+    "max_id",
+    "$ion_shared_symbol_table",
+];
+
+/// Nesting deeper than this is refused (no stack overflow on hostile input).
+pub const MAX_DEPTH: usize = 100;
+
+// ---------------------------------------------------------------- primitive encoders
+
+pub(crate) fn write_var_uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 10];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = (v & 0x7F) as u8;
+        v >>= 7;
+        if v == 0 {
+            break;
+        }
+    }
+    tmp[tmp.len() - 1] |= 0x80;
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// VarInt: sign in bit 6 of the first byte (which carries 6 data bits), 7 data bits in
+/// each later byte, end flag in bit 7 of the last byte.
+pub(crate) fn write_var_int(out: &mut Vec<u8>, v: i64) {
+    let negative = v < 0;
+    let mut m = v.unsigned_abs();
+    let mut low_groups = Vec::new();
+    while m >= 0x40 {
+        low_groups.push((m & 0x7F) as u8);
+        m >>= 7;
+    }
+    let mut bytes = vec![m as u8 | if negative { 0x40 } else { 0 }];
+    bytes.extend(low_groups.into_iter().rev());
+    let last = bytes.len() - 1;
+    bytes[last] |= 0x80;
+    out.extend_from_slice(&bytes);
+}
+
+/// UInt body: big-endian magnitude, minimal, empty for zero.
+pub(crate) fn uint_bytes(v: &BigUint) -> Vec<u8> {
+    if v.is_zero() {
+        Vec::new()
+    } else {
+        v.to_bytes_be()
+    }
+}
+
+/// Int (signed-magnitude) body: sign in the first byte's high bit; empty for positive zero.
+pub(crate) fn int_bytes(negative: bool, magnitude: &BigUint) -> Vec<u8> {
+    let mut bytes = uint_bytes(magnitude);
+    if bytes.is_empty() {
+        return if negative { vec![0x80] } else { Vec::new() };
+    }
+    if bytes[0] & 0x80 != 0 {
+        bytes.insert(0, 0);
+    }
+    if negative {
+        bytes[0] |= 0x80;
+    }
+    bytes
+}
+
+pub(crate) fn float_body(f: f64) -> Vec<u8> {
+    if f == 0.0 && f.is_sign_positive() {
+        Vec::new()
+    } else if f.is_nan() {
+        0x7FF8_0000_0000_0000u64.to_be_bytes().to_vec()
+    } else {
+        f.to_bits().to_be_bytes().to_vec()
+    }
+}
+
+pub(crate) fn decimal_body(d: &Decimal) -> Vec<u8> {
+    let mut out = Vec::new();
+    if d.exponent == 0 && d.magnitude.is_zero() && !d.negative {
+        return out;
+    }
+    write_var_int(&mut out, d.exponent);
+    out.extend(int_bytes(d.negative, &d.magnitude));
+    out
+}
+
+pub(crate) fn timestamp_body(t: &Timestamp) -> Vec<u8> {
+    let mut out = Vec::new();
+    match t.offset_minutes {
+        Some(m) => write_var_int(&mut out, m as i64),
+        None => out.push(0xC0),
+    }
+    write_var_uint(&mut out, t.year as u64);
+    if t.precision >= Precision::Month {
+        write_var_uint(&mut out, t.month as u64);
+    }
+    if t.precision >= Precision::Day {
+        write_var_uint(&mut out, t.day as u64);
+    }
+    if t.precision >= Precision::Minute {
+        write_var_uint(&mut out, t.hour as u64);
+        write_var_uint(&mut out, t.minute as u64);
+    }
+    if t.precision >= Precision::Second {
+        write_var_uint(&mut out, t.second as u64);
+        if let Some((coefficient, exponent)) = &t.fraction {
+            write_var_int(&mut out, *exponent);
+            out.extend(int_bytes(false, coefficient));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- writer
+
+/// Encodes values as one Ion binary stream: IVM, a local symbol table if any symbol is
+/// used, then the values.
+pub fn encode(values: &[Value]) -> Vec<u8> {
+    let mut symbols = SymbolTable::default();
+    for v in values {
+        symbols.collect(v);
+    }
+    let mut out = IVM.to_vec();
+    if !symbols.local.is_empty() {
+        let table = Value {
+            annotations: vec![Some("$ion_symbol_table".into())],
+            data: Data::Struct(vec![(
+                Some("symbols".into()),
+                Value::list(
+                    symbols
+                        .local
+                        .iter()
+                        .map(|s| Value::string(s.clone()))
+                        .collect(),
+                ),
+            )]),
+        };
+        write_value(&mut out, &table, &symbols);
+    }
+    for v in values {
+        write_value(&mut out, v, &symbols);
+    }
+    out
+}
+
+/// Encodes one value as a complete Ion binary stream.
+pub fn encode_one(value: &Value) -> Vec<u8> {
+    encode(std::slice::from_ref(value))
+}
+
+#[derive(Default)]
+struct SymbolTable {
+    local: Vec<String>,
+    index: std::collections::HashMap<String, u64>,
+}
+
+impl SymbolTable {
+    fn sid(&self, text: &Option<String>) -> u64 {
+        match text {
+            None => 0,
+            Some(t) => match SYSTEM_SYMBOLS.iter().position(|s| s == t) {
+                Some(i) => i as u64 + 1,
+                None => self.index[t],
+            },
+        }
+    }
+
+    fn add(&mut self, text: &Option<String>) {
+        if let Some(t) = text {
+            if !SYSTEM_SYMBOLS.contains(&t.as_str()) && !self.index.contains_key(t) {
+                self.index.insert(
+                    t.clone(),
+                    SYSTEM_SYMBOLS.len() as u64 + 1 + self.local.len() as u64,
+                );
+                self.local.push(t.clone());
+            }
+        }
+    }
+
+    fn collect(&mut self, v: &Value) {
+        for a in &v.annotations {
+            self.add(a);
+        }
+        match &v.data {
+            Data::Symbol(s) => self.add(s),
+            Data::List(items) | Data::SExp(items) => items.iter().for_each(|i| self.collect(i)),
+            Data::Struct(fields) => {
+                for (k, v) in fields {
+                    self.add(k);
+                    self.collect(v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn write_header(out: &mut Vec<u8>, code: u8, len: usize) {
+    if len < 14 {
+        out.push(code << 4 | len as u8);
+    } else {
+        out.push(code << 4 | 14);
+        write_var_uint(out, len as u64);
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value, symbols: &SymbolTable) {
+    if v.annotations.is_empty() {
+        return write_data(out, &v.data, symbols);
+    }
+    let mut annots = Vec::new();
+    for a in &v.annotations {
+        write_var_uint(&mut annots, symbols.sid(a));
+    }
+    let mut inner = Vec::new();
+    write_data(&mut inner, &v.data, symbols);
+    let mut annot_len = Vec::new();
+    write_var_uint(&mut annot_len, annots.len() as u64);
+    write_header(out, 0xE, annot_len.len() + annots.len() + inner.len());
+    out.extend(annot_len);
+    out.extend(annots);
+    out.extend(inner);
+}
+
+fn write_data(out: &mut Vec<u8>, d: &Data, symbols: &SymbolTable) {
+    let body = |out: &mut Vec<u8>, code: u8, bytes: &[u8]| {
+        write_header(out, code, bytes.len());
+        out.extend_from_slice(bytes);
+    };
+    match d {
+        Data::Null(t) => out.push(t.binary_code() << 4 | 0x0F),
+        Data::Bool(b) => out.push(0x10 | *b as u8),
+        Data::Int(i) => {
+            let code = if i.sign() == Sign::Minus { 0x3 } else { 0x2 };
+            body(out, code, &uint_bytes(i.magnitude()));
+        }
+        Data::Float(f) => body(out, 0x4, &float_body(*f)),
+        Data::Decimal(dec) => body(out, 0x5, &decimal_body(dec)),
+        Data::Timestamp(t) => body(out, 0x6, &timestamp_body(t)),
+        Data::Symbol(s) => {
+            let sid = symbols.sid(s);
+            body(out, 0x7, &uint_bytes(&BigUint::from(sid)));
+        }
+        Data::String(s) => body(out, 0x8, s.as_bytes()),
+        Data::Clob(b) => body(out, 0x9, b),
+        Data::Blob(b) => body(out, 0xA, b),
+        Data::List(items) | Data::SExp(items) => {
+            let mut inner = Vec::new();
+            for i in items {
+                write_value(&mut inner, i, symbols);
+            }
+            let code = if matches!(d, Data::List(_)) { 0xB } else { 0xC };
+            body(out, code, &inner);
+        }
+        Data::Struct(fields) => {
+            let mut inner = Vec::new();
+            for (k, v) in fields {
+                write_var_uint(&mut inner, symbols.sid(k));
+                write_value(&mut inner, v, symbols);
+            }
+            // L=1 would mean "sorted struct"; a 1-byte body cannot occur (a field is ≥ 2 bytes).
+            body(out, 0xD, &inner);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reader
+
+/// Decodes every top-level user value of an Ion binary stream.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, IonError> {
+    if !bytes.starts_with(&IVM) {
+        return Err(IonError::new(
+            "binary Ion must start with the version marker E0 01 00 EA",
+        ));
+    }
+    let mut r = Reader {
+        buf: bytes,
+        pos: 0,
+        symbols: SYSTEM_SYMBOLS.iter().map(|s| Some(s.to_string())).collect(),
+    };
+    let mut out = Vec::new();
+    while r.pos < r.buf.len() {
+        if r.buf[r.pos..].starts_with(&IVM) {
+            r.pos += 4;
+            r.reset_symbols();
+            continue;
+        }
+        let end = r.buf.len();
+        if let Some(v) = r.value(end, 0)? {
+            if r.is_symbol_table(&v) {
+                r.install_symbol_table(&v);
+            } else {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Index = SID − 1; `None` = a slot with unknown text.
+    symbols: Vec<Option<String>>,
+}
+
+fn err(msg: &str) -> IonError {
+    IonError::new(msg)
+}
+
+impl Reader<'_> {
+    fn reset_symbols(&mut self) {
+        self.symbols = SYSTEM_SYMBOLS.iter().map(|s| Some(s.to_string())).collect();
+    }
+
+    fn byte(&mut self, end: usize) -> Result<u8, IonError> {
+        if self.pos >= end {
+            return Err(err("unexpected end of data"));
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize, end: usize) -> Result<&[u8], IonError> {
+        if n > end.saturating_sub(self.pos) {
+            return Err(err("a length runs past the end of its container"));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn var_uint(&mut self, end: usize) -> Result<u64, IonError> {
+        let mut v: u64 = 0;
+        for _ in 0..10 {
+            let b = self.byte(end)?;
+            v = v.checked_mul(128).ok_or_else(|| err("VarUInt overflow"))? | (b & 0x7F) as u64;
+            if b & 0x80 != 0 {
+                return Ok(v);
+            }
+        }
+        Err(err("VarUInt too long"))
+    }
+
+    /// Returns (value, negative).
+    fn var_int(&mut self, end: usize) -> Result<(i64, bool), IonError> {
+        let first = self.byte(end)?;
+        let negative = first & 0x40 != 0;
+        let mut v: i64 = (first & 0x3F) as i64;
+        let mut done = first & 0x80 != 0;
+        let mut n = 0;
+        while !done {
+            n += 1;
+            if n > 9 {
+                return Err(err("VarInt too long"));
+            }
+            let b = self.byte(end)?;
+            v = v.checked_mul(128).ok_or_else(|| err("VarInt overflow"))? | (b & 0x7F) as i64;
+            done = b & 0x80 != 0;
+        }
+        Ok((if negative { -v } else { v }, negative))
+    }
+
+    fn length(&mut self, low: u8, end: usize) -> Result<usize, IonError> {
+        if low == 14 {
+            usize::try_from(self.var_uint(end)?).map_err(|_| err("length too large"))
+        } else {
+            Ok(low as usize)
+        }
+    }
+
+    fn symbol_text(&self, sid: u64) -> Result<Option<String>, IonError> {
+        if sid == 0 {
+            return Ok(None);
+        }
+        match self.symbols.get((sid - 1) as usize) {
+            Some(t) => Ok(t.clone()),
+            None => Err(err(&format!("symbol id ${sid} is not in the symbol table"))),
+        }
+    }
+
+    /// Reads one value ending at or before `end`; `None` for a NOP pad.
+    fn value(&mut self, end: usize, depth: usize) -> Result<Option<Value>, IonError> {
+        if depth > MAX_DEPTH {
+            return Err(err("Ion nesting is too deep"));
+        }
+        let td = self.byte(end)?;
+        let (code, low) = (td >> 4, td & 0x0F);
+        if code == 0xE {
+            if low == 0 && self.pos + 3 <= end && self.buf[self.pos - 1..].starts_with(&IVM) {
+                return Err(err("a version marker inside a container"));
+            }
+            let len = self.length(low, end)?;
+            let wrapper_end = self.pos + len;
+            if wrapper_end > end {
+                return Err(err("an annotation wrapper runs past its container"));
+            }
+            let annot_len = self.var_uint(wrapper_end)? as usize;
+            let annot_end = self.pos + annot_len;
+            if annot_end > wrapper_end || annot_len == 0 {
+                return Err(err("bad annotation length"));
+            }
+            let mut annotations = Vec::new();
+            while self.pos < annot_end {
+                let sid = self.var_uint(annot_end)?;
+                annotations.push(self.symbol_text(sid)?);
+            }
+            let mut v = self
+                .value(wrapper_end, depth + 1)?
+                .ok_or_else(|| err("an annotation wrapper around a NOP pad"))?;
+            if !v.annotations.is_empty() {
+                return Err(err("nested annotation wrappers"));
+            }
+            if self.pos != wrapper_end {
+                return Err(err("an annotation wrapper holds more than one value"));
+            }
+            v.annotations = annotations;
+            return Ok(Some(v));
+        }
+        if code == 0xF {
+            return Err(err("reserved type code 0xF"));
+        }
+        if low == 15 {
+            let t = match code {
+                0x0 => IonType::Null,
+                0x1 => IonType::Bool,
+                0x2 | 0x3 => IonType::Int,
+                0x4 => IonType::Float,
+                0x5 => IonType::Decimal,
+                0x6 => IonType::Timestamp,
+                0x7 => IonType::Symbol,
+                0x8 => IonType::String,
+                0x9 => IonType::Clob,
+                0xA => IonType::Blob,
+                0xB => IonType::List,
+                0xC => IonType::SExp,
+                _ => IonType::Struct,
+            };
+            return Ok(Some(Data::Null(t).into()));
+        }
+        if code == 0x1 {
+            return match low {
+                0 => Ok(Some(Data::Bool(false).into())),
+                1 => Ok(Some(Data::Bool(true).into())),
+                _ => Err(err("bad bool length")),
+            };
+        }
+        let len = if code == 0xD && low == 1 {
+            self.var_uint(end)? as usize
+        } else {
+            self.length(low, end)?
+        };
+        let body_end = self
+            .pos
+            .checked_add(len)
+            .filter(|e| *e <= end)
+            .ok_or_else(|| err("a value runs past its container"))?;
+        let data = match code {
+            0x0 => {
+                self.pos = body_end;
+                return Ok(None);
+            }
+            0x2 | 0x3 => {
+                let mag = BigUint::from_bytes_be(self.take(len, body_end)?);
+                if code == 0x3 && mag.is_zero() {
+                    return Err(err("negative zero int"));
+                }
+                let sign = if code == 0x3 { Sign::Minus } else { Sign::Plus };
+                Data::Int(BigInt::from_biguint(sign, mag))
+            }
+            0x4 => match len {
+                0 => Data::Float(0.0),
+                4 => {
+                    let b = self.take(4, body_end)?;
+                    Data::Float(f32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f64)
+                }
+                8 => {
+                    let b = self.take(8, body_end)?;
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    Data::Float(f64::from_be_bytes(a))
+                }
+                _ => return Err(err("bad float length")),
+            },
+            0x5 => {
+                if len == 0 {
+                    Data::Decimal(Decimal {
+                        negative: false,
+                        magnitude: BigUint::zero(),
+                        exponent: 0,
+                    })
+                } else {
+                    let (exponent, _) = self.var_int(body_end)?;
+                    let (negative, magnitude) = self.int_rest(body_end)?;
+                    Data::Decimal(Decimal {
+                        negative,
+                        magnitude,
+                        exponent,
+                    })
+                }
+            }
+            0x6 => Data::Timestamp(self.timestamp(body_end)?),
+            0x7 => {
+                let sid = BigUint::from_bytes_be(self.take(len, body_end)?);
+                let sid: u64 = sid.try_into().map_err(|_| err("symbol id too large"))?;
+                Data::Symbol(self.symbol_text(sid)?)
+            }
+            0x8 => Data::String(
+                String::from_utf8(self.take(len, body_end)?.to_vec())
+                    .map_err(|_| err("a string is not valid UTF-8"))?,
+            ),
+            0x9 => Data::Clob(self.take(len, body_end)?.to_vec()),
+            0xA => Data::Blob(self.take(len, body_end)?.to_vec()),
+            0xB | 0xC => {
+                let mut items = Vec::new();
+                while self.pos < body_end {
+                    if let Some(v) = self.value(body_end, depth + 1)? {
+                        items.push(v);
+                    }
+                }
+                if code == 0xB {
+                    Data::List(items)
+                } else {
+                    Data::SExp(items)
+                }
+            }
+            _ => {
+                let mut fields = Vec::new();
+                while self.pos < body_end {
+                    let sid = self.var_uint(body_end)?;
+                    let name = self.symbol_text(sid)?;
+                    if let Some(v) = self.value(body_end, depth + 1)? {
+                        fields.push((name, v));
+                    }
+                }
+                Data::Struct(fields)
+            }
+        };
+        if self.pos != body_end {
+            return Err(err("a value's length does not match its content"));
+        }
+        Ok(Some(data.into()))
+    }
+
+    /// The rest of the body as a signed-magnitude Int.
+    fn int_rest(&mut self, end: usize) -> Result<(bool, BigUint), IonError> {
+        let bytes = self.take(end - self.pos, end)?;
+        if bytes.is_empty() {
+            return Ok((false, BigUint::zero()));
+        }
+        let negative = bytes[0] & 0x80 != 0;
+        let mut mag = bytes.to_vec();
+        mag[0] &= 0x7F;
+        Ok((negative, BigUint::from_bytes_be(&mag)))
+    }
+
+    fn timestamp(&mut self, end: usize) -> Result<Timestamp, IonError> {
+        let first = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| err("empty timestamp"))?;
+        let offset = if first == 0xC0 {
+            self.pos += 1;
+            None
+        } else {
+            let (m, _) = self.var_int(end)?;
+            Some(i16::try_from(m).map_err(|_| err("timestamp offset out of range"))?)
+        };
+        let mut ts = Timestamp {
+            year: 0,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            fraction: None,
+            offset_minutes: offset,
+            precision: Precision::Year,
+        };
+        let small = |v: u64, max: u64| -> Result<u8, IonError> {
+            if v > max {
+                Err(err("timestamp field out of range"))
+            } else {
+                Ok(v as u8)
+            }
+        };
+        let year = self.var_uint(end)?;
+        if !(1..=9999).contains(&year) {
+            return Err(err("timestamp year out of range"));
+        }
+        ts.year = year as u16;
+        if self.pos < end {
+            ts.month = small(self.var_uint(end)?, 12)?;
+            ts.precision = Precision::Month;
+        }
+        if self.pos < end {
+            ts.day = small(self.var_uint(end)?, 31)?;
+            ts.precision = Precision::Day;
+        }
+        if self.pos < end {
+            ts.hour = small(self.var_uint(end)?, 23)?;
+            ts.minute = small(self.var_uint(end)?, 59)?;
+            ts.precision = Precision::Minute;
+        }
+        if self.pos < end {
+            ts.second = small(self.var_uint(end)?, 59)?;
+            ts.precision = Precision::Second;
+        }
+        if self.pos < end {
+            let (exponent, _) = self.var_int(end)?;
+            let (negative, coefficient) = self.int_rest(end)?;
+            if negative && !coefficient.is_zero() {
+                return Err(err("negative fractional seconds"));
+            }
+            ts.fraction = Some((coefficient, exponent));
+        }
+        if ts.month == 0 || ts.day == 0 {
+            return Err(err("timestamp month and day start at 1"));
+        }
+        Ok(ts)
+    }
+
+    fn is_symbol_table(&self, v: &Value) -> bool {
+        matches!(v.data, Data::Struct(_))
+            && v.annotations.first() == Some(&Some("$ion_symbol_table".to_string()))
+    }
+
+    fn install_symbol_table(&mut self, v: &Value) {
+        let Data::Struct(fields) = &v.data else {
+            return;
+        };
+        let mut append = false;
+        let mut imported = 0u64;
+        let mut new_symbols: Vec<Option<String>> = Vec::new();
+        for (name, value) in fields {
+            match name.as_deref() {
+                Some("imports") => match &value.data {
+                    Data::Symbol(Some(s)) if s == "$ion_symbol_table" => append = true,
+                    Data::List(imports) => {
+                        // Shared tables are not available here: their symbols have unknown text.
+                        for imp in imports {
+                            if let Some(Value {
+                                data: Data::Int(n), ..
+                            }) = imp.field("max_id")
+                            {
+                                imported += u64::try_from(n.clone()).unwrap_or(0);
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                Some("symbols") => {
+                    if let Data::List(items) = &value.data {
+                        for item in items {
+                            new_symbols.push(match &item.data {
+                                Data::String(s) => Some(s.clone()),
+                                _ => None,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !append {
+            self.reset_symbols();
+        }
+        self.symbols
+            .extend(std::iter::repeat_n(None, imported.min(1 << 20) as usize));
+        self.symbols.extend(new_symbols);
+    }
+}

@@ -1,0 +1,222 @@
+//! The Ion data model.
+
+use num_bigint::{BigInt, BigUint, Sign};
+use num_traits::Zero;
+
+/// The thirteen Ion types (used for typed nulls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IonType {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Decimal,
+    Timestamp,
+    Symbol,
+    String,
+    Clob,
+    Blob,
+    List,
+    SExp,
+    Struct,
+}
+
+impl IonType {
+    /// The Ion binary type code (high nibble of a type descriptor); negative ints use 3.
+    pub fn binary_code(self) -> u8 {
+        match self {
+            IonType::Null => 0x0,
+            IonType::Bool => 0x1,
+            IonType::Int => 0x2,
+            IonType::Float => 0x4,
+            IonType::Decimal => 0x5,
+            IonType::Timestamp => 0x6,
+            IonType::Symbol => 0x7,
+            IonType::String => 0x8,
+            IonType::Clob => 0x9,
+            IonType::Blob => 0xA,
+            IonType::List => 0xB,
+            IonType::SExp => 0xC,
+            IonType::Struct => 0xD,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IonType::Null => "null",
+            IonType::Bool => "bool",
+            IonType::Int => "int",
+            IonType::Float => "float",
+            IonType::Decimal => "decimal",
+            IonType::Timestamp => "timestamp",
+            IonType::Symbol => "symbol",
+            IonType::String => "string",
+            IonType::Clob => "clob",
+            IonType::Blob => "blob",
+            IonType::List => "list",
+            IonType::SExp => "sexp",
+            IonType::Struct => "struct",
+        }
+    }
+}
+
+/// An arbitrary-precision decimal: `coefficient × 10^exponent`, with a sign flag so that
+/// negative zero (`-0d0`, `-0.00`) survives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Decimal {
+    pub negative: bool,
+    pub magnitude: BigUint,
+    pub exponent: i64,
+}
+
+impl Decimal {
+    pub fn new(coefficient: BigInt, exponent: i64) -> Self {
+        let (sign, magnitude) = coefficient.into_parts();
+        Decimal {
+            negative: sign == Sign::Minus,
+            magnitude,
+            exponent,
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.magnitude.is_zero()
+    }
+
+    /// The signed coefficient (negative zero reads as zero).
+    pub fn coefficient(&self) -> BigInt {
+        let sign = if self.negative {
+            Sign::Minus
+        } else {
+            Sign::Plus
+        };
+        BigInt::from_biguint(sign, self.magnitude.clone())
+    }
+}
+
+/// How far a timestamp's fields go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Precision {
+    Year,
+    Month,
+    Day,
+    Minute,
+    /// Seconds, with `fraction` giving any fractional digits.
+    Second,
+}
+
+/// An Ion timestamp exactly as written: its fields in *local* time of `offset_minutes`
+/// (`None` = unknown offset, `-00:00`), at `precision`, with fractional seconds as a decimal
+/// `fraction_coefficient × 10^fraction_exponent` (exponent < 0) when present.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Timestamp {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    pub fraction: Option<(BigUint, i64)>,
+    pub offset_minutes: Option<i16>,
+    pub precision: Precision,
+}
+
+/// The content of a value, without its annotations.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// `null` (IonType::Null) or a typed null such as `null.string`.
+    Null(IonType),
+    Bool(bool),
+    Int(BigInt),
+    Float(f64),
+    Decimal(Decimal),
+    Timestamp(Timestamp),
+    /// `None` is a symbol with unknown text (`$0`).
+    Symbol(Option<String>),
+    String(String),
+    Clob(Vec<u8>),
+    Blob(Vec<u8>),
+    List(Vec<Value>),
+    SExp(Vec<Value>),
+    /// Fields in order; names may repeat; `None` is a field name with unknown text.
+    Struct(Vec<(Option<String>, Value)>),
+}
+
+/// An Ion value: annotations (unknown text as `None`) and data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Value {
+    pub annotations: Vec<Option<String>>,
+    pub data: Data,
+}
+
+impl From<Data> for Value {
+    fn from(data: Data) -> Self {
+        Value {
+            annotations: Vec::new(),
+            data,
+        }
+    }
+}
+
+impl Value {
+    pub fn ion_type(&self) -> IonType {
+        match &self.data {
+            Data::Null(t) => *t,
+            Data::Bool(_) => IonType::Bool,
+            Data::Int(_) => IonType::Int,
+            Data::Float(_) => IonType::Float,
+            Data::Decimal(_) => IonType::Decimal,
+            Data::Timestamp(_) => IonType::Timestamp,
+            Data::Symbol(_) => IonType::Symbol,
+            Data::String(_) => IonType::String,
+            Data::Clob(_) => IonType::Clob,
+            Data::Blob(_) => IonType::Blob,
+            Data::List(_) => IonType::List,
+            Data::SExp(_) => IonType::SExp,
+            Data::Struct(_) => IonType::Struct,
+        }
+    }
+
+    pub fn null() -> Self {
+        Data::Null(IonType::Null).into()
+    }
+    pub fn string(s: impl Into<String>) -> Self {
+        Data::String(s.into()).into()
+    }
+    pub fn symbol(s: impl Into<String>) -> Self {
+        Data::Symbol(Some(s.into())).into()
+    }
+    pub fn int(i: impl Into<BigInt>) -> Self {
+        Data::Int(i.into()).into()
+    }
+    pub fn blob(b: impl Into<Vec<u8>>) -> Self {
+        Data::Blob(b.into()).into()
+    }
+    pub fn list(items: Vec<Value>) -> Self {
+        Data::List(items).into()
+    }
+    pub fn structure<K: Into<String>>(fields: impl IntoIterator<Item = (K, Value)>) -> Self {
+        Data::Struct(
+            fields
+                .into_iter()
+                .map(|(k, v)| (Some(k.into()), v))
+                .collect(),
+        )
+        .into()
+    }
+    pub fn annotated(mut self, annotations: &[&str]) -> Self {
+        self.annotations = annotations.iter().map(|a| Some(a.to_string())).collect();
+        self
+    }
+
+    /// The first field named `name`, for structs.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        match &self.data {
+            Data::Struct(fields) => fields
+                .iter()
+                .find(|(k, _)| k.as_deref() == Some(name))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}

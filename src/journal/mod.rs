@@ -1,0 +1,5 @@
+//! The journal's cryptography, pure and without I/O: `dot`, Merkle roots, statement and
+//! commit digests. (Blocks, the incremental digest tree and proofs build on these.)
+//! Never imports storage.
+
+pub mod hash;
