@@ -220,3 +220,22 @@ impl Value {
         }
     }
 }
+
+impl Timestamp {
+    /// A UTC timestamp with exactly millisecond precision (the journal's timestamps).
+    pub fn from_millis_utc(ms: i64) -> Self {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        Timestamp {
+            year: t.year().clamp(1, 9999) as u16,
+            month: u8::from(t.month()),
+            day: t.day(),
+            hour: t.hour(),
+            minute: t.minute(),
+            second: t.second(),
+            fraction: Some((BigUint::from(t.millisecond()), -3)),
+            offset_minutes: Some(0),
+            precision: Precision::Second,
+        }
+    }
+}

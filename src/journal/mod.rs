@@ -2,4 +2,6 @@
 //! commit digests. (Blocks, the incremental digest tree and proofs build on these.)
 //! Never imports storage.
 
+pub mod block;
 pub mod hash;
+pub mod merkle;
