@@ -90,10 +90,10 @@ class RawResponse:
 
 
 def sign_headers(server, method, path, body=b"", headers=None, access_key=ACCESS_KEY,
-                 secret_key=SECRET_KEY, token=None, region=REGION, service="qldb"):
-    """Headers of a request signed by botocore's SigV4Auth, as an SDK would sign it."""
+                 secret_key=SECRET_KEY, token=None, region=REGION, service="qldb", signer=SigV4Auth):
+    """Headers of a request signed by botocore's SigV4Auth (or a subclass), as an SDK signs."""
     req = AWSRequest(method=method, url=server.endpoint + path, data=body, headers=dict(headers or {}))
-    SigV4Auth(Credentials(access_key, secret_key, token), service, region).add_auth(req)
+    signer(Credentials(access_key, secret_key, token), service, region).add_auth(req)
     return dict(req.headers.items())
 
 
@@ -107,12 +107,17 @@ def raw(server, method, path, body=None, headers=None, sign=True, chunked=False,
         headers = sign_headers(server, method, path, data, headers, **sign_kwargs)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
-        if chunked:
-            conn.request(method, path, body=iter([data[i:i + 500] for i in range(0, len(data), 500)]),
-                         headers=headers, encode_chunked=True)
-        else:
-            conn.request(method, path, body=data if (body is not None or method in ("POST", "PUT", "PATCH")) else None,
-                         headers=headers)
+        try:
+            if chunked:
+                conn.request(method, path, body=iter([data[i:i + 500] for i in range(0, len(data), 500)]),
+                             headers=headers, encode_chunked=True)
+            else:
+                send = data if (body is not None or method in ("POST", "PUT", "PATCH")) else None
+                conn.request(method, path, body=send, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer (e.g. 413) and close before reading the whole body;
+            # its response is still in the socket buffer.
+            pass
         resp = conn.getresponse()
         return RawResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:

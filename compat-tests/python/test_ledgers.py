@@ -3,6 +3,7 @@ UpdateLedgerPermissionsMode, DeleteLedger (spec §3, §6.1, §6.2, §6.3, §6.5)
 
 import datetime
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -16,6 +17,8 @@ from qldb_test_utils import (
     destroy,
     expect_error,
     ledger_arn,
+    ledger_db_stems,
+    ledger_files,
     new_name,
     strip_meta,
     utcnow,
@@ -362,3 +365,45 @@ def test_creating_and_deleting_states_with_delays():
             time.sleep(0.05)
         assert c.list_ledgers()["Ledgers"] == []
         c.create_ledger(Name=name, PermissionsMode="ALLOW_ALL")
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_concurrent_creates_of_one_name():
+    with dedicated_server(["--max-ledgers", "50"]) as s:
+        clients = [make_client(s.endpoint) for _ in range(8)]
+
+        def attempt(c):
+            try:
+                c.create_ledger(Name="contended", PermissionsMode="ALLOW_ALL")
+                return "ok"
+            except c.exceptions.ResourceAlreadyExistsException:
+                return "exists"
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(attempt, clients))
+        assert sorted(results) == ["exists"] * 7 + ["ok"], results
+        assert ledger_db_stems(s.data_dir) == {"contended"}
+        assert not any(".tmp-" in f for f in ledger_files(s.data_dir))
+
+
+def test_concurrent_creates_respect_the_quota():
+    with dedicated_server() as s:  # default quota: 5
+        clients = [make_client(s.endpoint) for _ in range(10)]
+
+        def attempt(i):
+            c = clients[i]
+            try:
+                c.create_ledger(Name=f"race-{i}", PermissionsMode="ALLOW_ALL")
+                return "ok"
+            except c.exceptions.LimitExceededException:
+                return "limit"
+
+        with ThreadPoolExecutor(10) as pool:
+            results = list(pool.map(attempt, range(10)))
+        assert results.count("ok") == 5, results
+        assert results.count("limit") == 5, results
+        assert len(clients[0].list_ledgers()["Ledgers"]) == 5
+        assert len(ledger_db_stems(s.data_dir)) == 5
+        assert not any(".tmp-" in f for f in ledger_files(s.data_dir))

@@ -15,7 +15,7 @@ pub fn append<E>(
 ) -> Result<Vec<(u32, u64, Hash)>, E> {
     let mut out = vec![(0, index, leaf.clone())];
     let (mut level, mut i, mut h) = (0u32, index, leaf);
-    while i % 2 == 1 {
+    while !i.is_multiple_of(2) {
         let left = node(level, i - 1)?;
         h = dot(&left, &h);
         level += 1;
@@ -32,7 +32,7 @@ fn subtree<E>(
     node: &mut impl FnMut(u32, u64) -> Result<Hash, E>,
 ) -> Result<Hash, E> {
     let size = end - start;
-    if size.is_power_of_two() && start % size == 0 {
+    if size.is_power_of_two() && start.is_multiple_of(size) {
         return node(size.trailing_zeros(), start / size);
     }
     let k = split(size);
