@@ -385,3 +385,29 @@ fn the_incremental_tree_agrees_with_a_full_merkle_for_many_sizes() {
         }
     }
 }
+
+#[test]
+fn block_ion_equals_the_spec_text() {
+    let spec = r#"{blockAddress:{strandId:"EmuStrand0000000000001",sequenceNo:2},transactionId:"EmuTx00000000000000002",
+ blockTimestamp:2024-01-01T00:00:02.390Z,blockHash:{{5OBAkGUYv5gbKk/gKzaKgYxPjpJQMpQ6smm5DjmZCv4=}},
+ entriesHash:{{BGTDjLoZX/IiIXslmeVg93VI4+hs6/cIoR0QPcepkfw=}},previousBlockHash:{{SmbEhz6KLhGNAq6YMGbKdE4NOVOij44Wm7IFlJQjH1s=}},
+ entriesHashList:[{{rLOsVHhIzt1+H7m65xvRCfDVtTnzXkL3Z6bz/wZYPBk=}},{{Bwtck7HX1Hlcot/mNO5PeVWqwj7avmv9/RVJdXxm4jA=}}],
+ transactionInfo:{statements:[
+   {statement:"SELECT * FROM Vehicle AS v WHERE v.VIN = ?",startTime:2024-01-01T00:00:02.300Z,statementDigest:{{PwjxV5b6FVkzCKVDTHSXxebJLBps3X0W59HEtsGm9e0=}}},
+   {statement:"UPDATE Vehicle AS v SET v.Price = ? WHERE v.VIN = ?",startTime:2024-01-01T00:00:02.320Z,statementDigest:{{RZcJbtz3nKIRzoXlne2ltACRWFJfM3fQDue5F9uS7Yw=}}},
+   {statement:"INSERT INTO Vehicle ?",startTime:2024-01-01T00:00:02.350Z,statementDigest:{{PL70Ic2aVCTdb6b3dQHTEyNCaenPO2U3BS4MgRIjnL4=}}}],
+  documents:{EmuDocVehicle000000001:{tableName:"Vehicle",tableId:"EmuTableVehicle0000001",statements:[1]},
+             EmuDocVehicle000000002:{tableName:"Vehicle",tableId:"EmuTableVehicle0000001",statements:[2]}}},
+ revisions:[
+  {blockAddress:{strandId:"EmuStrand0000000000001",sequenceNo:2},hash:{{u5nSY1TCTYaZpHCveXb5l6iO9C+2I2F2v1CetqDmQxM=}},
+   data:{VIN:"1N4AL11D75C109151",Make:"Volkswagen",Year:2011,Price:11999.99,Registered:2023-12-31T12:00:00.000Z},
+   metadata:{id:"EmuDocVehicle000000001",version:1,txTime:2024-01-01T00:00:02.380Z,txId:"EmuTx00000000000000002"}},
+  {blockAddress:{strandId:"EmuStrand0000000000001",sequenceNo:2},hash:{{0K4wQBegZkTzqBqTsMcpJ+BwTqY01Bdj0vy7WTr59a4=}},
+   data:{VIN:"KM8SRDHF6EU074761",Make:"Hyundai",Year:2014,Price:9000.00,Tags:["suv","awd"],Photo:{{3q2+7w==}}},
+   metadata:{id:"EmuDocVehicle000000002",version:0,txTime:2024-01-01T00:00:02.380Z,txId:"EmuTx00000000000000002"}}]}"#;
+    let ours = blocks()[2].to_ion();
+    assert_eq!(qldb_local::ion::text::from_text_one(spec).unwrap(), ours);
+    let printed = qldb_local::ion::text::to_text_one(&ours);
+    let compact: String = spec.lines().map(str::trim).collect();
+    assert_eq!(printed, compact, "printed form");
+}

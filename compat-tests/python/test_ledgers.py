@@ -334,12 +334,15 @@ def test_delete_unknown_ledger(qldb):
 
 def test_creating_and_deleting_states_with_delays():
     """With --ledger-create-delay-ms / --ledger-delete-delay-ms the transient states show."""
-    with dedicated_server(["--ledger-create-delay-ms", "700", "--ledger-delete-delay-ms", "700"]) as s:
+    with dedicated_server(["--ledger-create-delay-ms", "1000", "--ledger-delete-delay-ms", "1000"]) as s:
         c = make_client(s.endpoint)
         name = "slow-ledger"
         c.create_ledger(Name=name, PermissionsMode="ALLOW_ALL", DeletionProtection=False)
         assert c.describe_ledger(Name=name)["State"] == "CREATING"
         assert c.list_ledgers()["Ledgers"][0]["State"] == "CREATING"
+        # A same-named create while CREATING is a duplicate (§6.1).
+        r = expect_error(c.create_ledger, "ResourceAlreadyExistsException", 409, Name=name, PermissionsMode="ALLOW_ALL")
+        assert r["ResourceName"] == name
         # Deleting while CREATING → ResourceInUseException 409 (§6.1).
         r = expect_error(c.delete_ledger, "ResourceInUseException", 409, Name=name)
         assert r["ResourceType"] == "LEDGER" and r["ResourceName"] == name
@@ -407,3 +410,32 @@ def test_concurrent_creates_respect_the_quota():
         assert len(clients[0].list_ledgers()["Ledgers"]) == 5
         assert len(ledger_db_stems(s.data_dir)) == 5
         assert not any(".tmp-" in f for f in ledger_files(s.data_dir))
+
+
+def test_region_and_account_flags_shape_arns():
+    with dedicated_server(["--region", "eu-central-1", "--account-id", "123456789012"]) as s:
+        c = make_client(s.endpoint)
+        r = c.create_ledger(Name="regional", PermissionsMode="ALLOW_ALL", KmsKey="key-1", Tags={"a": "1"})
+        arn = "arn:aws:qldb:eu-central-1:123456789012:ledger/regional"
+        assert r["Arn"] == arn
+        assert r["KmsKeyArn"] == "arn:aws:kms:eu-central-1:123456789012:key/key-1"
+        assert c.update_ledger(Name="regional", KmsKey="alias/b")["EncryptionDescription"]["KmsKeyArn"] == \
+            "arn:aws:kms:eu-central-1:123456789012:alias/b"
+        assert c.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"a": "1"}
+        # The default region/account ARN names nothing on this server.
+        expect_error(c.list_tags_for_resource, "ResourceNotFoundException", 404, ResourceArn=ledger_arn("regional"))
+
+
+def test_default_page_size_is_100():
+    """§6.5: without MaxResults a page holds at most 100 ledgers (in-memory server for speed)."""
+    with dedicated_server(["--max-ledgers", "200", "--in-memory"]) as s:
+        c = make_client(s.endpoint)
+        names = [f"p{i:03d}" for i in range(101)]
+        for n in names:
+            c.create_ledger(Name=n, PermissionsMode="ALLOW_ALL")
+        first = c.list_ledgers()
+        assert [l["Name"] for l in first["Ledgers"]] == names[:100]
+        assert first.get("NextToken")
+        second = c.list_ledgers(NextToken=first["NextToken"])
+        assert [l["Name"] for l in second["Ledgers"]] == names[100:]
+        assert "NextToken" not in second

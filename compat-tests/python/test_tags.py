@@ -207,3 +207,20 @@ def test_tags_do_not_leak_between_ledgers(qldb):
     qldb.untag_resource(ResourceArn=ledger_arn(a), TagKeys=["owner"])
     assert tags_of(qldb, a) == {}
     assert tags_of(qldb, b) == {"owner": "b"}
+
+
+def test_untag_more_than_200_keys(qldb, ledger_name):
+    create(qldb, ledger_name, Tags={"k": "v"})
+    r = expect_error(qldb.untag_resource, "InvalidParameterException", 400,
+                     ResourceArn=ledger_arn(ledger_name), TagKeys=[f"k{i}" for i in range(201)])
+    assert r["ParameterName"] == "TagKeys"
+    assert tags_of(qldb, ledger_name) == {"k": "v"}
+    qldb.untag_resource(ResourceArn=ledger_arn(ledger_name), TagKeys=[f"x{i}" for i in range(199)] + ["k"])
+    assert tags_of(qldb, ledger_name) == {}
+
+
+def test_arn_longer_than_1600(qldb, ledger_name):
+    create(qldb, ledger_name)
+    r = expect_error(qldb.list_tags_for_resource, "InvalidParameterException", 400,
+                     ResourceArn=ledger_arn(ledger_name) + "x" * 1600)
+    assert r["ParameterName"] == "ResourceArn"

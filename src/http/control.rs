@@ -57,19 +57,41 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
-/// Path labels, percent-decoded by axum; a label that is not UTF-8 is a modeled error.
+/// The model's member name of a route's path label.
+fn label_member(key: &str) -> &'static str {
+    match key {
+        "resource_arn" => "ResourceArn",
+        "export_id" => "ExportId",
+        "stream_id" => "StreamId",
+        _ => "Name",
+    }
+}
+
+/// The first path label, percent-decoded by axum; a label that is not UTF-8 is a modeled
+/// error naming that label's member.
 pub(super) struct Label(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Label {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
         let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
             .map_err(|e| {
+                let member = match &e {
+                    PathRejection::FailedToDeserializePathParams(d) => match d.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key } => label_member(key),
+                        _ => "Name",
+                    },
+                    _ => "Name",
+                };
                 ApiError::from(ControlError::invalid_param(
-                    format!("Invalid path parameter: {e}"),
-                    "Name",
+                    format!(
+                        "The {member} in the request path is not valid UTF-8 once percent-decoded"
+                    ),
+                    member,
                 ))
             })?;
         Ok(Label(
@@ -101,11 +123,18 @@ fn parse_body<T: DeserializeOwned + Default>(
             ));
         }
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         ApiError::serialization(format!(
             "The request body is not a valid JSON object of this operation's input: {e}"
         ))
-    })
+    };
+    // Parse to a JSON value first: serde would otherwise read a JSON array positionally
+    // into the input struct.
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
+    if !value.is_object() {
+        return Err(invalid(&"the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| invalid(&e))
 }
 
 /// Query parameters, decoded; repeated names keep every value.

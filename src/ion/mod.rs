@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod hash;
+pub mod text;
 mod value;
 
 pub use value::{Data, Decimal, IonType, Precision, Timestamp, Value};

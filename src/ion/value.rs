@@ -105,8 +105,9 @@ pub enum Precision {
     Second,
 }
 
-/// An Ion timestamp exactly as written: its fields in *local* time of `offset_minutes`
-/// (`None` = unknown offset, `-00:00`), at `precision`, with fractional seconds as a decimal
+/// An Ion timestamp exactly as written: its fields in **UTC** (as Ion binary stores them;
+/// the text form shows local time at `offset_minutes`, `None` = unknown offset `-00:00`),
+/// at `precision`, with fractional seconds as a decimal
 /// `fraction_coefficient × 10^fraction_exponent` (exponent < 0) when present.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Timestamp {
@@ -222,6 +223,30 @@ impl Value {
 }
 
 impl Timestamp {
+    /// Moves the year..minute fields by `minutes` (UTC ↔ local). `None` if the result
+    /// leaves years 1–9999.
+    pub fn shifted(&self, minutes: i64) -> Option<Timestamp> {
+        if minutes == 0 || self.precision < Precision::Minute {
+            return Some(self.clone());
+        }
+        let month = time::Month::try_from(self.month).ok()?;
+        let date = time::Date::from_calendar_date(self.year as i32, month, self.day).ok()?;
+        let clock = time::Time::from_hms(self.hour, self.minute, 0).ok()?;
+        let moved = time::PrimitiveDateTime::new(date, clock)
+            .checked_add(time::Duration::minutes(minutes))?;
+        if !(1..=9999).contains(&moved.year()) {
+            return None;
+        }
+        Some(Timestamp {
+            year: moved.year() as u16,
+            month: u8::from(moved.month()),
+            day: moved.day(),
+            hour: moved.hour(),
+            minute: moved.minute(),
+            ..self.clone()
+        })
+    }
+
     /// A UTC timestamp with exactly millisecond precision (the journal's timestamps).
     pub fn from_millis_utc(ms: i64) -> Self {
         let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)

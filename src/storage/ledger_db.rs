@@ -63,11 +63,11 @@ impl LedgerDb {
                 let tmp =
                     path.with_extension(format!("sqlite.tmp-{}", uuid::Uuid::new_v4().simple()));
                 let built = (|| {
+                    // Built in rollback-journal mode so that the single file holds
+                    // everything when it is renamed; WAL is switched on at open.
                     let mut conn = Connection::open(&tmp)?;
-                    configure_durable(&conn)?;
+                    conn.pragma_update(None, "synchronous", "FULL")?;
                     init(&mut conn, name, strand_id)?;
-                    // Fold the WAL into the file so the rename moves everything.
-                    conn.pragma_update(None, "journal_mode", "DELETE")?;
                     drop(conn);
                     std::fs::rename(&tmp, path)
                         .map_err(|e| StorageError::io(format!("renaming {}", tmp.display()), e))?;
