@@ -38,5 +38,6 @@ pub mod http;
 pub mod ion;
 pub mod journal;
 pub mod names;
+pub mod partiql;
 pub mod server;
 pub mod storage;
