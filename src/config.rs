@@ -86,6 +86,34 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "QLDB_LOCAL_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// A transaction expires this long after StartTransaction (QLDB: 30 s).
+    #[arg(
+        long,
+        env = "QLDB_LOCAL_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub transaction_timeout_ms: u64,
+
+    /// A session expires this long after StartSession (QLDB: 13-17 min).
+    #[arg(
+        long,
+        env = "QLDB_LOCAL_SESSION_LIFETIME_MS",
+        default_value_t = 900_000
+    )]
+    pub session_lifetime_ms: u64,
+
+    /// Result values per page of ExecuteStatement / FetchPage.
+    #[arg(long, env = "QLDB_LOCAL_PAGE_SIZE", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub page_size: u64,
+
+    /// Concurrent sessions allowed per ledger (QLDB: 1500).
+    #[arg(
+        long,
+        env = "QLDB_LOCAL_MAX_SESSIONS_PER_LEDGER",
+        default_value_t = 1500
+    )]
+    pub max_sessions_per_ledger: usize,
 }
 
 impl Config {
@@ -107,6 +135,21 @@ impl Config {
             ledger_create_delay_ms: 0,
             ledger_delete_delay_ms: 0,
             max_body_bytes: 8 * 1024 * 1024,
+            transaction_timeout_ms: 30_000,
+            session_lifetime_ms: 900_000,
+            page_size: 200,
+            max_sessions_per_ledger: 1500,
+        }
+    }
+
+    /// The session API's settings.
+    pub fn session_config(&self) -> crate::session::SessionConfig {
+        crate::session::SessionConfig {
+            transaction_timeout_ms: self.transaction_timeout_ms as i64,
+            session_lifetime_ms: self.session_lifetime_ms as i64,
+            page_size: self.page_size as usize,
+            max_sessions_per_ledger: self.max_sessions_per_ledger,
+            ..Default::default()
         }
     }
 

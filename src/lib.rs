@@ -40,4 +40,5 @@ pub mod journal;
 pub mod names;
 pub mod partiql;
 pub mod server;
+pub mod session;
 pub mod storage;

@@ -26,9 +26,16 @@ pub fn init_logging(format: LogFormat) {
 
 /// Builds the application state (opening the catalog and every ledger).
 pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
-    let control = ControlPlane::open(ControlConfig::from(cfg), system_clock())?;
+    let control = Arc::new(ControlPlane::open(
+        ControlConfig::from(cfg),
+        system_clock(),
+    )?);
     Ok(AppState {
-        control: Arc::new(control),
+        sessions: Arc::new(crate::session::Sessions::new(
+            cfg.session_config(),
+            control.clone(),
+        )),
+        control,
         auth: Arc::new(Authenticator::new(cfg)),
         max_body_bytes: cfg.max_body_bytes,
     })

@@ -14,11 +14,16 @@ use tower::ServiceExt;
 fn app(dir: &std::path::Path) -> axum::Router {
     let mut cfg = Config::for_tests(dir.to_path_buf());
     cfg.auth = AuthMode::Off;
-    let control =
+    let control = Arc::new(
         qldb_local::control::ControlPlane::open((&cfg).into(), qldb_local::control::system_clock())
-            .unwrap();
+            .unwrap(),
+    );
     router(AppState {
-        control: Arc::new(control),
+        sessions: Arc::new(qldb_local::session::Sessions::new(
+            cfg.session_config(),
+            control.clone(),
+        )),
+        control,
         auth: Arc::new(Authenticator::new(&cfg)),
         max_body_bytes: cfg.max_body_bytes,
     })

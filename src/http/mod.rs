@@ -30,6 +30,7 @@ use auth::Authenticator;
 #[derive(Clone)]
 pub struct AppState {
     pub control: Arc<ControlPlane>,
+    pub sessions: Arc<crate::session::Sessions>,
     pub auth: Arc<Authenticator>,
     pub max_body_bytes: usize,
 }

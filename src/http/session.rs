@@ -1,33 +1,230 @@
 //! The `qldb-session` endpoint: `POST /` with `X-Amz-Target: QLDBSession.SendCommand`
-//! (awsJson1_0). Until the session API lands, SendCommand answers a clear error.
+//! (awsJson1_0). Decodes the one command of the request, runs it on the session table off
+//! the executor, and encodes the one result member (with TimingInformation, ConsumedIOs).
 
-use axum::extract::Request;
-use axum::http::StatusCode;
+use std::time::Instant;
 
-use super::{ApiError, Protocol};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{json, Map, Value as Json};
+
+use super::{blocking, ApiError, AppState, Protocol};
+use crate::names::new_unique_id;
+use crate::session::{Page, Param, SessionError, Usage};
 
 pub const SEND_COMMAND_TARGET: &str = "QLDBSession.SendCommand";
 
-pub(super) async fn dispatch(req: Request) -> ApiError {
-    let target = req
-        .headers()
+const COMMANDS: [&str; 7] = [
+    "StartSession",
+    "StartTransaction",
+    "ExecuteStatement",
+    "FetchPage",
+    "CommitTransaction",
+    "AbortTransaction",
+    "EndSession",
+];
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let (status, code) = match &e {
+            SessionError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
+            SessionError::InvalidSession(_) => (StatusCode::BAD_REQUEST, "InvalidSessionException"),
+            SessionError::OccConflict(_) => (StatusCode::BAD_REQUEST, "OccConflictException"),
+            SessionError::LimitExceeded(_) => (StatusCode::BAD_REQUEST, "LimitExceededException"),
+            SessionError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure"),
+        };
+        ApiError::new(status, code, e.to_string()).in_protocol(Protocol::AwsJson)
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    SessionError::BadRequest(msg.into()).into()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn with_request_id(mut resp: Response) -> Response {
+    let id = new_unique_id();
+    resp.headers_mut().insert(
+        "x-amzn-RequestId",
+        HeaderValue::from_str(&id).expect("base62 is ascii"),
+    );
+    resp
+}
+
+pub(super) async fn dispatch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = headers
         .get("x-amz-target")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    match target.as_deref() {
-        None => ApiError::unknown_operation(
+    let result = match target.as_deref() {
+        None => Err(ApiError::unknown_operation(
             "POST / needs an X-Amz-Target header naming a QLDBSession operation",
-        ),
-        Some(SEND_COMMAND_TARGET) => ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplementedException",
-            "SendCommand (the QLDB session API) is not implemented yet by qldb-local",
-        )
-        .in_protocol(Protocol::AwsJson),
-        Some(other) => ApiError::new(
+        )),
+        Some(SEND_COMMAND_TARGET) => send_command(&state, &body).await,
+        Some(other) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
             format!("Unknown operation '{other}'; qldb-session has one operation, {SEND_COMMAND_TARGET}"),
         )
-        .in_protocol(Protocol::AwsJson),
+        .in_protocol(Protocol::AwsJson)),
+    };
+    with_request_id(match result {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    })
+}
+
+fn str_member<'a>(
+    obj: &'a Map<String, Json>,
+    name: &str,
+    command: &str,
+) -> Result<&'a str, ApiError> {
+    match obj.get(name) {
+        Some(Json::String(s)) => Ok(s),
+        Some(Json::Null) | None => Err(bad(format!(
+            "1 validation error detected: Value null at '{}.{}' failed to satisfy constraint: Member must not be null",
+            lower_first(command),
+            lower_first(name)
+        ))),
+        Some(_) => Err(bad(format!("{command}.{name} must be a string"))),
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn page_json(page: Page) -> Json {
+    let values: Vec<Json> = page
+        .values
+        .iter()
+        .map(|v| json!({ "IonBinary": b64(v) }))
+        .collect();
+    let mut p = json!({ "Values": values });
+    if let Some(t) = page.next_page_token {
+        p["NextPageToken"] = Json::String(t);
+    }
+    p
+}
+
+fn usage_json(u: Usage) -> Json {
+    json!({ "ReadIOs": u.read_ios, "WriteIOs": u.write_ios })
+}
+
+async fn send_command(state: &AppState, body: &Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let parsed: Json = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("The request body is not valid JSON: {e}")))?;
+    let Json::Object(req) = parsed else {
+        return Err(bad("The request body must be a JSON object"));
+    };
+    let present: Vec<&str> = COMMANDS
+        .iter()
+        .copied()
+        .filter(|c| req.get(*c).is_some_and(|v| !v.is_null()))
+        .collect();
+    let [command] = present[..] else {
+        return Err(bad(format!(
+            "A SendCommand request must hold exactly one command, it holds {}",
+            present.len()
+        )));
+    };
+    let Some(Json::Object(args)) = req.get(command).cloned() else {
+        return Err(bad(format!("{command} must be a JSON object")));
+    };
+    let token = match command {
+        "StartSession" => String::new(),
+        _ => match req.get("SessionToken") {
+            Some(Json::String(t)) => t.clone(),
+            _ => return Err(SessionError::InvalidSession("No such session".into()).into()),
+        },
+    };
+    let sessions = state.sessions.clone();
+    let command_owned = command.to_string();
+    let result: Json = blocking(move || -> Result<Json, ApiError> {
+        let s = &sessions;
+        Ok(match command_owned.as_str() {
+            "StartSession" => {
+                let ledger = str_member(&args, "LedgerName", "StartSession")?;
+                json!({ "SessionToken": s.start_session(ledger)? })
+            }
+            "StartTransaction" => json!({ "TransactionId": s.start_transaction(&token)? }),
+            "ExecuteStatement" => {
+                let txid = str_member(&args, "TransactionId", "ExecuteStatement")?;
+                let statement = str_member(&args, "Statement", "ExecuteStatement")?;
+                let params = match args.get("Parameters") {
+                    None | Some(Json::Null) => Vec::new(),
+                    Some(Json::Array(items)) => items.iter().enumerate().map(parse_param).collect::<Result<_, _>>()?,
+                    Some(_) => return Err(bad("ExecuteStatement.Parameters must be a list")),
+                };
+                let (page, usage) = s.execute_statement(&token, txid, statement, params)?;
+                json!({ "FirstPage": page_json(page), "ConsumedIOs": usage_json(usage) })
+            }
+            "FetchPage" => {
+                let txid = str_member(&args, "TransactionId", "FetchPage")?;
+                let next = str_member(&args, "NextPageToken", "FetchPage")?;
+                let (page, usage) = s.fetch_page(&token, txid, next)?;
+                json!({ "Page": page_json(page), "ConsumedIOs": usage_json(usage) })
+            }
+            "CommitTransaction" => {
+                let txid = str_member(&args, "TransactionId", "CommitTransaction")?;
+                let digest_b64 = str_member(&args, "CommitDigest", "CommitTransaction")?;
+                let digest = base64::engine::general_purpose::STANDARD
+                    .decode(digest_b64)
+                    .map_err(|_| bad("CommitTransaction.CommitDigest is not valid base64"))?;
+                let usage = s.commit(&token, txid, &digest)?;
+                json!({ "TransactionId": txid, "CommitDigest": digest_b64, "ConsumedIOs": usage_json(usage) })
+            }
+            "AbortTransaction" => {
+                s.abort(&token)?;
+                json!({})
+            }
+            _ => {
+                s.end_session(&token)?;
+                json!({})
+            }
+        })
+    })
+    .await?;
+    let mut result = result;
+    result["TimingInformation"] =
+        json!({ "ProcessingTimeMilliseconds": started.elapsed().as_millis() as u64 });
+    let mut resp = (StatusCode::OK, json!({ command: result }).to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(Protocol::AwsJson.content_type()),
+    );
+    Ok(resp)
+}
+
+fn parse_param((i, holder): (usize, &Json)) -> Result<Param, ApiError> {
+    let Json::Object(h) = holder else {
+        return Err(bad(format!(
+            "Parameter {} must be a ValueHolder object",
+            i + 1
+        )));
+    };
+    match (h.get("IonBinary"), h.get("IonText")) {
+        (Some(Json::String(b)), None) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map(Param::Binary)
+            .map_err(|_| bad(format!("Parameter {} IonBinary is not valid base64", i + 1))),
+        (None, Some(Json::String(t))) => Ok(Param::Text(t.clone())),
+        _ => Err(bad(format!(
+            "Parameter {} must hold exactly one of IonBinary or IonText",
+            i + 1
+        ))),
     }
 }

@@ -2,7 +2,9 @@
 //! API). Knows nothing of HTTP or SQLite; executes against a transaction view.
 
 pub mod ast;
+pub mod exec;
 pub mod lexer;
+pub mod ops;
 pub mod parser;
 
 pub use parser::parse_statement;

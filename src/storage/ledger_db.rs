@@ -94,6 +94,13 @@ impl LedgerDb {
                 )?;
                 configure_durable(&conn)?;
                 migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string())?;
+                // Ledgers created before the journal existed get their genesis block now.
+                let meta = |key: &str| -> Result<String> {
+                    Ok(conn
+                        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
+                };
+                let (strand, name) = (meta("strand_id")?, meta("ledger_name")?);
+                LedgerDb::ensure_genesis(&mut conn, &strand, &name, now_ms())?;
                 conn
             }
         };
@@ -152,7 +159,14 @@ fn init(conn: &mut Connection, name: &LedgerName, strand_id: &str) -> Result<()>
         [name.as_str(), strand_id],
     )?;
     tx.commit()?;
-    Ok(())
+    LedgerDb::ensure_genesis(conn, strand_id, name.as_str(), now_ms())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Removes a database file and its WAL and shared-memory companions, if present.

@@ -6,6 +6,7 @@
 //! `tokio::task::spawn_blocking`).
 
 pub mod catalog;
+pub mod journal;
 pub mod ledger_db;
 pub mod schema;
 
@@ -33,6 +34,8 @@ pub enum StorageError {
     },
     #[error("data directory {0} is in use by another qldb-local process")]
     DataDirLocked(PathBuf),
+    #[error("corrupt ledger data: {0}")]
+    Corrupt(String),
 }
 
 impl StorageError {

@@ -38,6 +38,67 @@ pub const LEDGER_MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // v2: the journal (blocks, digest tree), the table catalog, documents, revisions, indexes.
+    "CREATE TABLE blocks (
+        seq        INTEGER PRIMARY KEY,
+        tx_id      TEXT NOT NULL,
+        ts_ms      INTEGER NOT NULL,
+        block_hash BLOB NOT NULL,
+        ion        BLOB NOT NULL
+    );
+    CREATE TABLE merkle (
+        level INTEGER NOT NULL,
+        idx   INTEGER NOT NULL,
+        hash  BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE tables (
+        table_id     TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        created_seq  INTEGER NOT NULL,
+        modified_seq INTEGER NOT NULL
+    );
+    CREATE TABLE indexes (
+        index_id    TEXT PRIMARY KEY,
+        table_id    TEXT NOT NULL REFERENCES tables(table_id),
+        field       TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created_seq INTEGER NOT NULL
+    );
+    CREATE TABLE documents (
+        doc_id   TEXT PRIMARY KEY,
+        table_id TEXT NOT NULL,
+        version  INTEGER NOT NULL,
+        data     BLOB NOT NULL
+    );
+    CREATE INDEX documents_by_table ON documents (table_id);
+    CREATE TABLE revisions (
+        doc_id     TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        table_id   TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        position   INTEGER NOT NULL,
+        tx_time_ms INTEGER NOT NULL,
+        tx_id      TEXT NOT NULL,
+        hash       BLOB NOT NULL,
+        data       BLOB,
+        data_hash  BLOB,
+        PRIMARY KEY (doc_id, version)
+    ) WITHOUT ROWID;
+    CREATE INDEX revisions_by_block ON revisions (seq, position);
+    CREATE TABLE index_entries (
+        index_id TEXT NOT NULL,
+        key      BLOB NOT NULL,
+        doc_id   TEXT NOT NULL,
+        PRIMARY KEY (index_id, key, doc_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE index_key_seq (
+        index_id TEXT NOT NULL,
+        key      BLOB NOT NULL,
+        seq      INTEGER NOT NULL,
+        PRIMARY KEY (index_id, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// Brings `conn` up to the newest version in `migrations`.

@@ -1,0 +1,1056 @@
+//! Executes a parsed statement against a [`TxnView`]: the transaction's view of the
+//! ledger (committed state overlaid with its own writes), which also records what was read
+//! for OCC. Plans index and id lookups for equality predicates; everything else scans.
+
+use super::ast::*;
+use super::ops::{self, PV};
+use crate::ion::{Data, Value};
+
+/// A table as the transaction sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableMeta {
+    pub table_id: String,
+    pub name: String,
+    pub active: bool,
+    /// (index id, field)
+    pub indexes: Vec<(String, String)>,
+}
+
+/// A document as the transaction sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Doc {
+    pub id: String,
+    pub version: u64,
+    pub data: Value,
+}
+
+/// Why a statement failed: every variant is a BadRequestException at the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExecError(pub String);
+
+pub type R<T> = Result<T, ExecError>;
+
+fn err<T>(msg: impl Into<String>) -> R<T> {
+    Err(ExecError(msg.into()))
+}
+
+/// The transaction a statement runs in.
+pub trait TxnView {
+    fn tables(&mut self) -> R<Vec<TableMeta>>;
+    fn scan(&mut self, table: &TableMeta) -> R<Vec<Doc>>;
+    fn by_id(&mut self, table: &TableMeta, doc_id: &str) -> R<Option<Doc>>;
+    fn by_index(&mut self, table: &TableMeta, index_id: &str, key: &Value) -> R<Vec<Doc>>;
+    fn insert(&mut self, table: &TableMeta, data: Value) -> R<String>;
+    fn update(&mut self, table: &TableMeta, doc: &Doc, data: Value) -> R<()>;
+    fn delete(&mut self, table: &TableMeta, doc: &Doc) -> R<()>;
+    fn create_table(&mut self, name: &str) -> R<String>;
+    fn create_index(&mut self, table: &TableMeta, field: &str) -> R<String>;
+    fn transaction_id(&self) -> String;
+    fn now_ms(&self) -> i64;
+}
+
+/// Runs one statement with its parameters and returns the result rows.
+pub fn execute(stmt: &Statement, params: &[Value], txn: &mut dyn TxnView) -> R<Vec<Value>> {
+    let mut ex = Executor { params, txn };
+    ex.statement(stmt)
+}
+
+struct Executor<'a> {
+    params: &'a [Value],
+    txn: &'a mut dyn TxnView,
+}
+
+/// The rows of a one-table FROM that satisfy WHERE: the table, its alias, each document
+/// with its bindings.
+type Matches = (TableMeta, String, Vec<(Doc, Env)>);
+
+/// Variable bindings of one row.
+#[derive(Clone, Debug, Default)]
+struct Env {
+    vars: Vec<(String, PV)>,
+    /// Names whose fields unqualified identifiers may refer to (the FROM sources).
+    scopes: Vec<String>,
+}
+
+impl Env {
+    fn get(&self, name: &str) -> Option<&PV> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+fn table_name_ok(name: &str) -> bool {
+    let mut c = name.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        && name.len() <= 128
+}
+
+fn row(field: &str, value: &str) -> Value {
+    Value::structure([(field, Value::string(value))])
+}
+
+impl Executor<'_> {
+    fn table(&mut self, name: &str) -> R<TableMeta> {
+        let tables = self.txn.tables()?;
+        match tables.into_iter().find(|t| t.active && t.name == name) {
+            Some(t) => Ok(t),
+            None => err(format!("No such table: {name}")),
+        }
+    }
+
+    fn statement(&mut self, stmt: &Statement) -> R<Vec<Value>> {
+        match stmt {
+            Statement::CreateTable { name, tags } => {
+                if tags.is_some() {
+                    return err(
+                        "CREATE TABLE … WITH (aws_tags = …) is not supported yet by qldb-local",
+                    );
+                }
+                if !table_name_ok(name) || name.starts_with("_ql_") {
+                    return err(format!(
+                        "Invalid table name '{name}': use 1-128 letters, digits and underscores, starting with a letter or underscore, not starting with _ql_"
+                    ));
+                }
+                let id = self.txn.create_table(name)?;
+                Ok(vec![row("tableId", &id)])
+            }
+            Statement::CreateIndex { table, field } => {
+                let t = self.table(table)?;
+                let id = self.txn.create_index(&t, field)?;
+                let _ = id;
+                Ok(vec![row("tableId", &t.table_id)])
+            }
+            Statement::Insert {
+                table,
+                value,
+                is_value_form,
+            } => {
+                let t = self.table(table)?;
+                let v = self.eval(value, &Env::default())?;
+                let docs = match v {
+                    PV::V(Value {
+                        data: Data::Struct(_),
+                        ..
+                    }) => vec![match v {
+                        PV::V(v) => v,
+                        PV::Missing => unreachable!(),
+                    }],
+                    PV::V(Value {
+                        data: Data::List(items),
+                        ..
+                    }) if !is_value_form => items,
+                    _ => return err("INSERT needs a struct document, or a list or bag of them"),
+                };
+                let mut out = Vec::new();
+                for doc in docs {
+                    if !matches!(doc.data, Data::Struct(_)) {
+                        return err("Every document inserted must be a struct");
+                    }
+                    let id = self.txn.insert(&t, strip_annotations(doc))?;
+                    out.push(row("documentId", &id));
+                }
+                Ok(out)
+            }
+            Statement::Dml(dml) => self.dml(dml),
+            Statement::Select(select) => self.select(select, &Env::default()),
+            Statement::DropTable { .. }
+            | Statement::UndropTable { .. }
+            | Statement::DropIndex { .. }
+            | Statement::Exec { .. } => err("This statement is not supported yet by qldb-local"),
+        }
+    }
+
+    // ---------------------------------------------------------------- FROM and WHERE
+
+    /// The rows of a one-table source, using an id or index lookup when WHERE allows.
+    fn source_rows(
+        &mut self,
+        t: &TableMeta,
+        alias: &str,
+        by: Option<&str>,
+        where_: Option<&Expr>,
+    ) -> R<Vec<Doc>> {
+        if let Some(w) = where_ {
+            let conjuncts = conjuncts(w);
+            if let Some(by) = by {
+                for c in &conjuncts {
+                    if let Some(key) =
+                        self.equality_on(c, |e| matches!(e, Expr::Var { name, .. } if name == by))?
+                    {
+                        let Some(id) = key.into_iter().next() else {
+                            continue;
+                        };
+                        return Ok(match &id.data {
+                            Data::String(s) => self.txn.by_id(t, s)?.into_iter().collect(),
+                            _ => Vec::new(),
+                        });
+                    }
+                }
+            }
+            for (index_id, field) in t.indexes.clone() {
+                for c in &conjuncts {
+                    let on_field = |e: &Expr| is_field_of(e, alias, &field);
+                    if let Some(keys) = self.equality_on(c, on_field)? {
+                        let mut docs: Vec<Doc> = Vec::new();
+                        for k in keys {
+                            for d in self.txn.by_index(t, &index_id, &k)? {
+                                if !docs.iter().any(|x| x.id == d.id) {
+                                    docs.push(d);
+                                }
+                            }
+                        }
+                        return Ok(docs);
+                    }
+                }
+            }
+        }
+        self.txn.scan(t)
+    }
+
+    /// For `target = const` or `target IN (consts)`, the constant values.
+    fn equality_on(&mut self, e: &Expr, target: impl Fn(&Expr) -> bool) -> R<Option<Vec<Value>>> {
+        let constant = |x: &Expr| is_constant(x);
+        match e {
+            Expr::Binary {
+                op: BinaryOp::Eq,
+                left,
+                right,
+            } => {
+                let (t, c) = if target(left) && constant(right) {
+                    (left, right)
+                } else if target(right) && constant(left) {
+                    (right, left)
+                } else {
+                    return Ok(None);
+                };
+                let _ = t;
+                match self.eval(c, &Env::default())? {
+                    PV::V(v) if !matches!(v.data, Data::Null(_)) => Ok(Some(vec![v])),
+                    _ => Ok(Some(Vec::new())),
+                }
+            }
+            Expr::In {
+                expr,
+                list,
+                negated: false,
+            } if target(expr) && constant(list) => match self.eval(list, &Env::default())? {
+                PV::V(Value {
+                    data: Data::List(items) | Data::SExp(items),
+                    ..
+                }) => Ok(Some(
+                    items
+                        .into_iter()
+                        .filter(|v| !matches!(v.data, Data::Null(_)))
+                        .collect(),
+                )),
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// Binds each row of a one-table FROM and keeps those where WHERE is true.
+    fn matching(&mut self, src: &FromSource, where_: Option<&Expr>, env: &Env) -> R<Matches> {
+        let (name, _) = match &src.expr {
+            Expr::Var {
+                name,
+                quoted,
+                at: false,
+            } => (name.clone(), *quoted),
+            _ => {
+                return err("Only a table name is supported as this FROM source by qldb-local yet")
+            }
+        };
+        let t = self.table(&name)?;
+        let alias = src.alias.clone().unwrap_or_else(|| name.clone());
+        let docs = self.source_rows(&t, &alias, src.by.as_deref(), where_)?;
+        let mut out = Vec::new();
+        for d in docs {
+            let mut e = env.clone();
+            e.vars.push((alias.clone(), PV::V(d.data.clone())));
+            if let Some(by) = &src.by {
+                e.vars
+                    .push((by.clone(), PV::V(Value::string(d.id.clone()))));
+            }
+            e.scopes.push(alias.clone());
+            let keep = match where_ {
+                Some(w) => self.eval(w, &e)?.truth() == Some(true),
+                None => true,
+            };
+            if keep {
+                out.push((d, e));
+            }
+        }
+        Ok((t, alias, out))
+    }
+
+    // ---------------------------------------------------------------- SELECT
+
+    fn select(&mut self, s: &Select, env: &Env) -> R<Vec<Value>> {
+        let rows: Vec<Env> = match &s.from {
+            FromClause::Source(src) if is_user_tables(&src.expr) => {
+                let alias = src.alias.clone().unwrap_or_else(|| "user_tables".into());
+                let mut out = Vec::new();
+                for t in self.txn.tables()? {
+                    let mut e = env.clone();
+                    e.vars.push((alias.clone(), PV::V(user_tables_row(&t))));
+                    e.scopes.push(alias.clone());
+                    let keep = match &s.where_ {
+                        Some(w) => self.eval(w, &e)?.truth() == Some(true),
+                        None => true,
+                    };
+                    if keep {
+                        out.push(e);
+                    }
+                }
+                out
+            }
+            FromClause::Source(src) => match &src.expr {
+                Expr::Var { .. } => self
+                    .matching(src, s.where_.as_ref(), env)?
+                    .2
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .collect(),
+                other => {
+                    // A literal collection such as << 0 >>.
+                    let alias = src.alias.clone().unwrap_or_else(|| "_1".into());
+                    let items = match self.eval(other, env)? {
+                        PV::V(Value {
+                            data: Data::List(items) | Data::SExp(items),
+                            ..
+                        }) => items,
+                        PV::V(v) => vec![v],
+                        PV::Missing => Vec::new(),
+                    };
+                    let mut out = Vec::new();
+                    for item in items {
+                        let mut e = env.clone();
+                        e.vars.push((alias.clone(), PV::V(item)));
+                        e.scopes.push(alias.clone());
+                        let keep = match &s.where_ {
+                            Some(w) => self.eval(w, &e)?.truth() == Some(true),
+                            None => true,
+                        };
+                        if keep {
+                            out.push(e);
+                        }
+                    }
+                    out
+                }
+            },
+            FromClause::Join { .. } => return err("Joins are not supported yet by qldb-local"),
+        };
+        if let Projection::Items(items) = &s.projection {
+            if items
+                .iter()
+                .any(|i| matches!(i, ProjectItem::Expr { expr, .. } if is_aggregate(expr)))
+            {
+                return Ok(vec![self.aggregate(items, &rows)?]);
+            }
+        }
+        let mut out = Vec::new();
+        for e in &rows {
+            match &s.projection {
+                Projection::Star => {
+                    let mut fields = Vec::new();
+                    for scope in &e.scopes {
+                        if let Some(PV::V(Value {
+                            data: Data::Struct(f),
+                            ..
+                        })) = e.get(scope)
+                        {
+                            fields.extend(f.iter().cloned());
+                        }
+                    }
+                    out.push(Data::Struct(fields).into());
+                }
+                Projection::Value(x) => {
+                    if let PV::V(v) = self.eval(x, e)? {
+                        out.push(v);
+                    }
+                }
+                Projection::Items(items) => {
+                    let mut fields = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        match item {
+                            ProjectItem::Expr { expr, alias } => {
+                                let name = alias.clone().unwrap_or_else(|| implicit_name(expr, i));
+                                if let PV::V(v) = self.eval(expr, e)? {
+                                    fields.push((Some(name), v));
+                                }
+                            }
+                            ProjectItem::All(x) => {
+                                if let PV::V(Value {
+                                    data: Data::Struct(f),
+                                    ..
+                                }) = self.eval(x, e)?
+                                {
+                                    fields.extend(f);
+                                }
+                            }
+                        }
+                    }
+                    out.push(Data::Struct(fields).into());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn aggregate(&mut self, items: &[ProjectItem], rows: &[Env]) -> R<Value> {
+        let mut fields = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ProjectItem::Expr {
+                expr: Expr::Call { name, args, star },
+                alias,
+            } = item
+            else {
+                return err(
+                    "Without GROUP BY, a select list with an aggregate may hold only aggregates",
+                );
+            };
+            let mut values = Vec::new();
+            for e in rows {
+                if *star {
+                    values.push(Value::int(1));
+                } else if let Some(a) = args.first() {
+                    if let PV::V(v) = self.eval(a, e)? {
+                        if !matches!(v.data, Data::Null(_)) {
+                            values.push(v);
+                        }
+                    }
+                }
+            }
+            let result = match name.as_str() {
+                "count" => Value::int(values.len() as i64),
+                "sum" | "avg" => {
+                    if values.is_empty() {
+                        Value::null()
+                    } else {
+                        let mut acc = Value::int(0);
+                        for v in &values {
+                            acc = ops::arith('+', &acc, v).map_err(ExecError)?;
+                        }
+                        if name == "avg" {
+                            let n = Data::Decimal(crate::ion::Decimal::new(values.len().into(), 0))
+                                .into();
+                            let acc_dec = match acc.data {
+                                Data::Int(i) => {
+                                    Data::Decimal(crate::ion::Decimal::new(i, 0)).into()
+                                }
+                                _ => acc,
+                            };
+                            ops::arith('/', &acc_dec, &n).map_err(ExecError)?
+                        } else {
+                            acc
+                        }
+                    }
+                }
+                "min" | "max" => {
+                    let mut best: Option<Value> = None;
+                    for v in values {
+                        best = match best {
+                            None => Some(v),
+                            Some(b) => {
+                                let ord = ops::compare(&v, &b);
+                                let better = if name == "min" {
+                                    ord == Some(std::cmp::Ordering::Less)
+                                } else {
+                                    ord == Some(std::cmp::Ordering::Greater)
+                                };
+                                Some(if better { v } else { b })
+                            }
+                        };
+                    }
+                    best.unwrap_or_else(Value::null)
+                }
+                _ => return err(
+                    "Without GROUP BY, a select list with an aggregate may hold only aggregates",
+                ),
+            };
+            fields.push((
+                Some(alias.clone().unwrap_or_else(|| format!("_{}", i + 1))),
+                result,
+            ));
+        }
+        Ok(Data::Struct(fields).into())
+    }
+
+    // ---------------------------------------------------------------- DML
+
+    fn dml(&mut self, dml: &Dml) -> R<Vec<Value>> {
+        if dml.from.len() != 1 {
+            return err(
+                "FROM statements over nested collections are not supported yet by qldb-local",
+            );
+        }
+        let (t, alias, rows) = self.matching(&dml.from[0], dml.where_.as_ref(), &Env::default())?;
+        let mut out = Vec::new();
+        for (doc, env) in rows {
+            match &dml.action {
+                DmlAction::Delete => self.txn.delete(&t, &doc)?,
+                DmlAction::Set(assignments) => {
+                    let mut data = doc.data.clone();
+                    for (target, value) in assignments {
+                        let v = self.eval(value, &env)?;
+                        let steps = target_steps(target, &alias)?;
+                        let steps = self.resolve_steps(&steps, &env)?;
+                        match v {
+                            PV::V(v) => set_path(&mut data, &steps, v)?,
+                            PV::Missing => remove_path(&mut data, &steps),
+                        }
+                    }
+                    self.txn.update(&t, &doc, data)?;
+                }
+                DmlAction::Remove(target) => {
+                    let steps = target_steps(target, &alias)?;
+                    if steps.is_empty() {
+                        self.txn.delete(&t, &doc)?;
+                    } else {
+                        let steps = self.resolve_steps(&steps, &env)?;
+                        let mut data = doc.data.clone();
+                        remove_path(&mut data, &steps);
+                        self.txn.update(&t, &doc, data)?;
+                    }
+                }
+                DmlAction::InsertInto { .. } => {
+                    return err("UPDATE … INSERT INTO is not supported yet by qldb-local")
+                }
+            }
+            out.push(row("documentId", &doc.id));
+        }
+        Ok(out)
+    }
+
+    fn resolve_steps(&mut self, steps: &[PathStep], env: &Env) -> R<Vec<Key>> {
+        steps
+            .iter()
+            .map(|s| match s {
+                PathStep::Field { name, .. } => Ok(Key::Field(name.clone())),
+                PathStep::Index(e) => match self.eval(e, env)? {
+                    PV::V(v) => match (&v.data, ops::as_index(&v)) {
+                        (_, Some(i)) => Ok(Key::Index(i)),
+                        (Data::String(s), _) => Ok(Key::Field(s.clone())),
+                        _ => err("A path index must be a non-negative integer or a string"),
+                    },
+                    PV::Missing => err("A path index is MISSING"),
+                },
+                _ => err("Wildcards cannot be assigned to"),
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- expressions
+
+    fn eval(&mut self, e: &Expr, env: &Env) -> R<PV> {
+        Ok(match e {
+            Expr::Lit(v) => PV::V(v.clone()),
+            Expr::Missing => PV::Missing,
+            Expr::Param(i) => match self.params.get(*i) {
+                Some(v) => PV::V(v.clone()),
+                None => {
+                    return err(format!(
+                        "The statement uses parameter {} but only {} were given",
+                        i + 1,
+                        self.params.len()
+                    ))
+                }
+            },
+            Expr::Var { name, .. } => self.var(name, env),
+            Expr::Path { root, steps } => {
+                let mut cur = self.eval(root, env)?;
+                for s in steps {
+                    cur = match s {
+                        PathStep::Field { name, .. } => match &cur {
+                            PV::V(v) => v.field(name).cloned().map(PV::V).unwrap_or(PV::Missing),
+                            PV::Missing => PV::Missing,
+                        },
+                        PathStep::Index(ix) => {
+                            let ix = self.eval(ix, env)?;
+                            match (&cur, &ix) {
+                                (
+                                    PV::V(Value {
+                                        data: Data::List(items) | Data::SExp(items),
+                                        ..
+                                    }),
+                                    PV::V(i),
+                                ) => ops::as_index(i)
+                                    .and_then(|i| items.get(i))
+                                    .cloned()
+                                    .map(PV::V)
+                                    .unwrap_or(PV::Missing),
+                                (
+                                    PV::V(v),
+                                    PV::V(Value {
+                                        data: Data::String(k),
+                                        ..
+                                    }),
+                                ) => v.field(k).cloned().map(PV::V).unwrap_or(PV::Missing),
+                                _ => PV::Missing,
+                            }
+                        }
+                        PathStep::AllElements | PathStep::AllFields => {
+                            return err("Path wildcards are not supported yet by qldb-local")
+                        }
+                    };
+                }
+                cur
+            }
+            Expr::Struct(fields) => {
+                let mut out = Vec::new();
+                for (k, v) in fields {
+                    let key = match self.eval(k, env)? {
+                        PV::V(Value {
+                            data: Data::String(s) | Data::Symbol(Some(s)),
+                            ..
+                        }) => s,
+                        _ => return err("A struct field name must be a string"),
+                    };
+                    if let PV::V(v) = self.eval(v, env)? {
+                        out.push((Some(key), v));
+                    }
+                }
+                PV::V(Data::Struct(out).into())
+            }
+            Expr::List(items) | Expr::Bag(items) => {
+                let mut out = Vec::new();
+                for i in items {
+                    if let PV::V(v) = self.eval(i, env)? {
+                        out.push(v);
+                    }
+                }
+                PV::V(Value::list(out))
+            }
+            Expr::Unary { op, expr } => {
+                let v = self.eval(expr, env)?;
+                match (op, v) {
+                    (_, PV::Missing) => PV::Missing,
+                    (UnaryOp::Not, PV::V(v)) => match v.data {
+                        Data::Bool(b) => PV::bool(!b),
+                        Data::Null(_) => PV::null(),
+                        _ => return err("NOT needs a boolean"),
+                    },
+                    (_, PV::V(v)) if matches!(v.data, Data::Null(_)) => PV::null(),
+                    (UnaryOp::Neg, PV::V(v)) => PV::V(ops::negate(&v).map_err(ExecError)?),
+                    (UnaryOp::Plus, PV::V(v)) => PV::V(v),
+                }
+            }
+            Expr::Binary { op, left, right } => self.binary(*op, left, right, env)?,
+            Expr::In {
+                expr,
+                list,
+                negated,
+            } => {
+                let x = self.eval(expr, env)?;
+                let l = self.eval(list, env)?;
+                let items = match l {
+                    PV::V(Value {
+                        data: Data::List(items) | Data::SExp(items),
+                        ..
+                    }) => items,
+                    PV::Missing => return Ok(PV::Missing),
+                    PV::V(v) => vec![v],
+                };
+                let mut result = PV::bool(false);
+                for i in items {
+                    match ops::eq(&x, &PV::V(i)) {
+                        r @ PV::V(Value {
+                            data: Data::Bool(true),
+                            ..
+                        }) => {
+                            result = r;
+                            break;
+                        }
+                        PV::V(Value {
+                            data: Data::Bool(false),
+                            ..
+                        }) => {}
+                        _ => result = PV::null(),
+                    }
+                }
+                not_if(result, *negated)
+            }
+            Expr::IsNull {
+                expr,
+                missing,
+                negated,
+            } => {
+                let v = self.eval(expr, env)?;
+                let is = if *missing {
+                    v == PV::Missing
+                } else {
+                    v.is_absent()
+                };
+                PV::bool(is != *negated)
+            }
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let x = self.eval(expr, env)?;
+                let lo = self.eval(low, env)?;
+                let hi = self.eval(high, env)?;
+                let a = cmp_pv(&x, &lo, |o| o != std::cmp::Ordering::Less);
+                let b = cmp_pv(&x, &hi, |o| o != std::cmp::Ordering::Greater);
+                not_if(and(a, b), *negated)
+            }
+            Expr::Like { .. } => return err("LIKE is not supported yet by qldb-local"),
+            Expr::Call { name, args, .. } => self.call(name, args, env)?,
+            Expr::Keyword(k) => PV::V(Value::symbol(k.clone())),
+            Expr::Cast { .. } => return err("CAST is not supported yet by qldb-local"),
+            Expr::Subquery(_) => return err("Subqueries are not supported yet by qldb-local"),
+        })
+    }
+
+    fn var(&mut self, name: &str, env: &Env) -> PV {
+        if let Some(v) = env.get(name) {
+            return v.clone();
+        }
+        // Implicit scoping: a name that is not a variable is a field of the FROM source.
+        for scope in env.scopes.iter().rev() {
+            if let Some(PV::V(v)) = env.get(scope) {
+                if let Some(f) = v.field(name) {
+                    return PV::V(f.clone());
+                }
+            }
+        }
+        PV::Missing
+    }
+
+    fn binary(&mut self, op: BinaryOp, left: &Expr, right: &Expr, env: &Env) -> R<PV> {
+        let l = self.eval(left, env)?;
+        if op == BinaryOp::And && l.truth() == Some(false) {
+            return Ok(PV::bool(false));
+        }
+        if op == BinaryOp::Or && l.truth() == Some(true) {
+            return Ok(PV::bool(true));
+        }
+        let r = self.eval(right, env)?;
+        use std::cmp::Ordering::*;
+        Ok(match op {
+            BinaryOp::And => and(l, r),
+            BinaryOp::Or => or(l, r),
+            BinaryOp::Eq => ops::eq(&l, &r),
+            BinaryOp::Ne => not_if(ops::eq(&l, &r), true),
+            BinaryOp::Lt => cmp_pv(&l, &r, |o| o == Less),
+            BinaryOp::Le => cmp_pv(&l, &r, |o| o != Greater),
+            BinaryOp::Gt => cmp_pv(&l, &r, |o| o == Greater),
+            BinaryOp::Ge => cmp_pv(&l, &r, |o| o != Less),
+            BinaryOp::Concat => match (l, r) {
+                (PV::Missing, _) | (_, PV::Missing) => PV::Missing,
+                (PV::V(a), PV::V(b)) => match (&a.data, &b.data) {
+                    (
+                        Data::String(x) | Data::Symbol(Some(x)),
+                        Data::String(y) | Data::Symbol(Some(y)),
+                    ) => PV::V(Value::string(format!("{x}{y}"))),
+                    (Data::Null(_), _) | (_, Data::Null(_)) => PV::null(),
+                    _ => return err("'||' needs two strings"),
+                },
+            },
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => {
+                match (l, r) {
+                    (PV::Missing, _) | (_, PV::Missing) => PV::Missing,
+                    (PV::V(a), PV::V(b))
+                        if matches!(a.data, Data::Null(_)) || matches!(b.data, Data::Null(_)) =>
+                    {
+                        PV::null()
+                    }
+                    (PV::V(a), PV::V(b)) => {
+                        let c = match op {
+                            BinaryOp::Add => '+',
+                            BinaryOp::Sub => '-',
+                            BinaryOp::Mul => '*',
+                            BinaryOp::Div => '/',
+                            _ => '%',
+                        };
+                        PV::V(ops::arith(c, &a, &b).map_err(ExecError)?)
+                    }
+                }
+            }
+        })
+    }
+
+    fn call(&mut self, name: &str, args: &[Expr], env: &Env) -> R<PV> {
+        let mut vals = Vec::new();
+        for a in args {
+            vals.push(self.eval(a, env)?);
+        }
+        let text = |v: &PV| match v {
+            PV::V(Value {
+                data: Data::String(s) | Data::Symbol(Some(s)),
+                ..
+            }) => Some(s.clone()),
+            _ => None,
+        };
+        Ok(match (name, vals.as_slice()) {
+            ("utcnow", []) => PV::V(Data::Timestamp(crate::ion::Timestamp::from_millis_utc(self.txn.now_ms())).into()),
+            ("txid", []) => PV::V(Value::string(self.txn.transaction_id())),
+            ("lower" | "upper" | "char_length" | "character_length", [v]) => match (text(v), v) {
+                (_, PV::Missing) => PV::Missing,
+                (Some(s), _) => match name {
+                    "lower" => PV::V(Value::string(s.to_lowercase())),
+                    "upper" => PV::V(Value::string(s.to_uppercase())),
+                    _ => PV::V(Value::int(s.chars().count() as i64)),
+                },
+                (None, v) if v.is_absent() => PV::null(),
+                _ => return err(format!("{} needs a string", name.to_uppercase())),
+            },
+            ("size", [v]) => match v {
+                PV::Missing => PV::Missing,
+                PV::V(Value { data: Data::List(i) | Data::SExp(i), .. }) => PV::V(Value::int(i.len() as i64)),
+                PV::V(Value { data: Data::Struct(f), .. }) => PV::V(Value::int(f.len() as i64)),
+                v if v.is_absent() => PV::null(),
+                _ => return err("SIZE needs a collection"),
+            },
+            ("exists", [v]) => PV::bool(match v {
+                PV::V(Value { data: Data::List(i) | Data::SExp(i), .. }) => !i.is_empty(),
+                PV::V(Value { data: Data::Struct(f), .. }) => !f.is_empty(),
+                _ => false,
+            }),
+            ("coalesce", vals) if !vals.is_empty() => vals.iter().find(|v| !v.is_absent()).cloned().unwrap_or(PV::null()),
+            ("nullif", [a, b]) => {
+                if ops::eq(a, b).truth() == Some(true) {
+                    PV::null()
+                } else {
+                    a.clone()
+                }
+            }
+            ("count" | "sum" | "avg" | "min" | "max", _) => return err("Aggregate functions are allowed only in the select list"),
+            _ => return err(format!("Function {}() is not supported yet by qldb-local, or was called with the wrong number of arguments", name.to_uppercase())),
+        })
+    }
+}
+
+// -------------------------------------------------------------------- helpers
+
+fn strip_annotations(mut v: Value) -> Value {
+    v.annotations.clear();
+    v
+}
+
+fn not_if(v: PV, negate: bool) -> PV {
+    match (v.truth(), negate) {
+        (Some(b), true) => PV::bool(!b),
+        _ => v,
+    }
+}
+
+fn and(a: PV, b: PV) -> PV {
+    match (a.truth(), b.truth()) {
+        (Some(false), _) | (_, Some(false)) => PV::bool(false),
+        (Some(true), Some(true)) => PV::bool(true),
+        _ if a == PV::Missing || b == PV::Missing => PV::Missing,
+        _ => PV::null(),
+    }
+}
+
+fn or(a: PV, b: PV) -> PV {
+    match (a.truth(), b.truth()) {
+        (Some(true), _) | (_, Some(true)) => PV::bool(true),
+        (Some(false), Some(false)) => PV::bool(false),
+        _ if a == PV::Missing || b == PV::Missing => PV::Missing,
+        _ => PV::null(),
+    }
+}
+
+fn cmp_pv(a: &PV, b: &PV, f: impl Fn(std::cmp::Ordering) -> bool) -> PV {
+    match (a, b) {
+        (PV::Missing, _) | (_, PV::Missing) => PV::Missing,
+        (PV::V(x), PV::V(y))
+            if matches!(x.data, Data::Null(_)) || matches!(y.data, Data::Null(_)) =>
+        {
+            PV::null()
+        }
+        (PV::V(x), PV::V(y)) => match ops::compare(x, y) {
+            Some(o) => PV::bool(f(o)),
+            None => PV::Missing,
+        },
+    }
+}
+
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
+            let mut v = conjuncts(left);
+            v.extend(conjuncts(right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+/// Whether an expression reads no row variables (literals and parameters only).
+fn is_constant(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Param(_) => true,
+        Expr::List(items) | Expr::Bag(items) => items.iter().all(is_constant),
+        Expr::Unary { expr, .. } => is_constant(expr),
+        _ => false,
+    }
+}
+
+/// `alias.field` or a bare `field` (implicit scope).
+fn is_field_of(e: &Expr, alias: &str, field: &str) -> bool {
+    match e {
+        Expr::Path { root, steps } => {
+            matches!(&**root, Expr::Var { name, .. } if name == alias)
+                && matches!(steps.as_slice(), [PathStep::Field { name, .. }] if name == field)
+        }
+        Expr::Var {
+            name, at: false, ..
+        } => name == field && name != alias,
+        _ => false,
+    }
+}
+
+fn is_user_tables(e: &Expr) -> bool {
+    matches!(e, Expr::Path { root, steps }
+        if matches!(&**root, Expr::Var { name, .. } if name == "information_schema")
+        && matches!(steps.as_slice(), [PathStep::Field { name, .. }] if name == "user_tables"))
+}
+
+fn user_tables_row(t: &TableMeta) -> Value {
+    Value::structure([
+        ("tableId", Value::string(t.table_id.clone())),
+        ("name", Value::string(t.name.clone())),
+        (
+            "indexes",
+            Value::list(
+                t.indexes
+                    .iter()
+                    .map(|(id, f)| {
+                        Value::structure([
+                            ("indexId", Value::string(id.clone())),
+                            ("expr", Value::string(format!("[{f}]"))),
+                            ("status", Value::string("ONLINE")),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "status",
+            Value::string(if t.active { "ACTIVE" } else { "INACTIVE" }),
+        ),
+    ])
+}
+
+fn is_aggregate(e: &Expr) -> bool {
+    matches!(e, Expr::Call { name, .. } if matches!(name.as_str(), "count" | "sum" | "avg" | "min" | "max"))
+}
+
+fn implicit_name(e: &Expr, i: usize) -> String {
+    match e {
+        Expr::Var { name, .. } => name.clone(),
+        Expr::Path { steps, .. } => match steps.last() {
+            Some(PathStep::Field { name, .. }) => name.clone(),
+            _ => format!("_{}", i + 1),
+        },
+        _ => format!("_{}", i + 1),
+    }
+}
+
+/// The steps of a DML target below the document (`x.a.b` → [a, b]; bare `a` → [a]).
+fn target_steps(target: &Expr, alias: &str) -> R<Vec<PathStep>> {
+    match target {
+        Expr::Var { name, .. } if name == alias => Ok(Vec::new()),
+        Expr::Var { name, quoted, .. } => Ok(vec![PathStep::Field {
+            name: name.clone(),
+            quoted: *quoted,
+        }]),
+        Expr::Path { root, steps } => match &**root {
+            Expr::Var { name, .. } if name == alias => Ok(steps.clone()),
+            Expr::Var { name, quoted, .. } => {
+                let mut s = vec![PathStep::Field {
+                    name: name.clone(),
+                    quoted: *quoted,
+                }];
+                s.extend(steps.iter().cloned());
+                Ok(s)
+            }
+            _ => err("A DML target must be a path into the document"),
+        },
+        _ => err("A DML target must be a path into the document"),
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Key {
+    Field(String),
+    Index(usize),
+}
+
+fn set_path(data: &mut Value, steps: &[Key], v: Value) -> R<()> {
+    let Some((first, rest)) = steps.split_first() else {
+        return err("SET needs a path below the document");
+    };
+    match (first, &mut data.data) {
+        (Key::Field(name), Data::Struct(fields)) => {
+            let pos = fields.iter().position(|(k, _)| k.as_deref() == Some(name));
+            if rest.is_empty() {
+                match pos {
+                    Some(p) => fields[p].1 = v,
+                    None => fields.push((Some(name.clone()), v)),
+                }
+                return Ok(());
+            }
+            let p = match pos {
+                Some(p) => p,
+                None => {
+                    fields.push((
+                        Some(name.clone()),
+                        Value::structure(Vec::<(String, Value)>::new()),
+                    ));
+                    fields.len() - 1
+                }
+            };
+            set_path(&mut fields[p].1, rest, v)
+        }
+        (Key::Index(i), Data::List(items)) if *i < items.len() => {
+            if rest.is_empty() {
+                items[*i] = v;
+                Ok(())
+            } else {
+                set_path(&mut items[*i], rest, v)
+            }
+        }
+        _ => err("SET path does not lead into a struct or an existing list element"),
+    }
+}
+
+fn remove_path(data: &mut Value, steps: &[Key]) {
+    let Some((first, rest)) = steps.split_first() else {
+        return;
+    };
+    match (first, &mut data.data) {
+        (Key::Field(name), Data::Struct(fields)) => {
+            if rest.is_empty() {
+                fields.retain(|(k, _)| k.as_deref() != Some(name));
+            } else if let Some((_, child)) =
+                fields.iter_mut().find(|(k, _)| k.as_deref() == Some(name))
+            {
+                remove_path(child, rest);
+            }
+        }
+        (Key::Index(i), Data::List(items)) if *i < items.len() => {
+            if rest.is_empty() {
+                items.remove(*i);
+            } else {
+                remove_path(&mut items[*i], rest);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,272 @@
+//! PartiQL value semantics over Ion: MISSING, three-valued logic, equality and ordering
+//! across numeric types, arithmetic.
+
+use std::cmp::Ordering;
+
+use num_bigint::BigInt;
+use num_traits::{Signed, ToPrimitive, Zero};
+
+use crate::ion::{Data, Decimal, Timestamp, Value};
+
+/// A PartiQL value: MISSING or an Ion value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PV {
+    Missing,
+    V(Value),
+}
+
+impl PV {
+    pub fn null() -> PV {
+        PV::V(Value::null())
+    }
+    pub fn bool(b: bool) -> PV {
+        PV::V(Data::Bool(b).into())
+    }
+    pub fn is_absent(&self) -> bool {
+        match self {
+            PV::Missing => true,
+            PV::V(v) => matches!(v.data, Data::Null(_)),
+        }
+    }
+    /// `Some(b)` for a boolean, `None` for anything else (NULL, MISSING, other types).
+    pub fn truth(&self) -> Option<bool> {
+        match self {
+            PV::V(Value {
+                data: Data::Bool(b),
+                ..
+            }) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// A number as an exact rational `mantissa × 10^exponent`, or a float.
+enum Num {
+    Exact(BigInt, i64),
+    Float(f64),
+}
+
+fn num(v: &Value) -> Option<Num> {
+    match &v.data {
+        Data::Int(i) => Some(Num::Exact(i.clone(), 0)),
+        Data::Decimal(d) => Some(Num::Exact(d.coefficient(), d.exponent)),
+        Data::Float(f) => Some(Num::Float(*f)),
+        _ => None,
+    }
+}
+
+fn pow10(n: u64) -> BigInt {
+    num_traits::pow(BigInt::from(10), n as usize)
+}
+
+fn align(a: &BigInt, ea: i64, b: &BigInt, eb: i64) -> (BigInt, BigInt, i64) {
+    let e = ea.min(eb);
+    // Exponent gaps are bounded by the Ion values we accept; clamp to keep this finite.
+    let gap = |x: i64| ((x - e) as u64).min(10_000);
+    (a * pow10(gap(ea)), b * pow10(gap(eb)), e)
+}
+
+fn exact_to_f64(m: &BigInt, e: i64) -> f64 {
+    let m = m.to_f64().unwrap_or(f64::NAN);
+    m * 10f64.powi(e.clamp(-400, 400) as i32)
+}
+
+fn num_cmp(a: &Num, b: &Num) -> Option<Ordering> {
+    match (a, b) {
+        (Num::Exact(x, ex), Num::Exact(y, ey)) => {
+            let (x, y, _) = align(x, *ex, y, *ey);
+            Some(x.cmp(&y))
+        }
+        (Num::Float(x), Num::Float(y)) => x.partial_cmp(y),
+        (Num::Exact(x, e), Num::Float(y)) => exact_to_f64(x, *e).partial_cmp(y),
+        (Num::Float(x), Num::Exact(y, e)) => x.partial_cmp(&exact_to_f64(y, *e)),
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    match &v.data {
+        Data::String(s) | Data::Symbol(Some(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A timestamp's instant as (seconds since year 0 in UTC minutes/seconds, fraction).
+fn instant(t: &Timestamp) -> (i64, BigInt, i64) {
+    let days = days_from_civil(t.year as i64, t.month as i64, t.day as i64);
+    let secs = ((days * 24 + t.hour as i64) * 60 + t.minute as i64) * 60 + t.second as i64;
+    match &t.fraction {
+        Some((c, e)) => (secs, BigInt::from(c.clone()), *e),
+        None => (secs, BigInt::zero(), 0),
+    }
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe
+}
+
+fn ts_cmp(a: &Timestamp, b: &Timestamp) -> Ordering {
+    let (sa, fa, ea) = instant(a);
+    let (sb, fb, eb) = instant(b);
+    sa.cmp(&sb).then_with(|| {
+        let (x, y, _) = align(&fa, ea, &fb, eb);
+        x.cmp(&y)
+    })
+}
+
+/// Ordering for `< <= > >=` between comparable values; `None` if the types don't compare.
+pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (num(a), num(b)) {
+        return num_cmp(&x, &y);
+    }
+    if let (Some(x), Some(y)) = (text(a), text(b)) {
+        return Some(x.cmp(y));
+    }
+    match (&a.data, &b.data) {
+        (Data::Bool(x), Data::Bool(y)) => Some(x.cmp(y)),
+        (Data::Timestamp(x), Data::Timestamp(y)) => Some(ts_cmp(x, y)),
+        (Data::Blob(x), Data::Blob(y)) | (Data::Clob(x), Data::Clob(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+/// PartiQL `=` on two present, non-null values: numbers by value, text by content,
+/// timestamps by instant, containers element-wise (structs as unordered field multisets).
+pub fn equal(a: &Value, b: &Value) -> bool {
+    if let (Some(x), Some(y)) = (num(a), num(b)) {
+        return num_cmp(&x, &y) == Some(Ordering::Equal);
+    }
+    if let (Some(x), Some(y)) = (text(a), text(b)) {
+        return x == y;
+    }
+    match (&a.data, &b.data) {
+        (Data::Null(_), Data::Null(_)) => true,
+        (Data::Bool(x), Data::Bool(y)) => x == y,
+        (Data::Timestamp(x), Data::Timestamp(y)) => ts_cmp(x, y) == Ordering::Equal,
+        (Data::Blob(x), Data::Blob(y)) | (Data::Clob(x), Data::Clob(y)) => x == y,
+        (Data::List(x), Data::List(y)) | (Data::SExp(x), Data::SExp(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
+        }
+        (Data::Struct(x), Data::Struct(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            let mut used = vec![false; y.len()];
+            x.iter().all(|(k, v)| {
+                match y
+                    .iter()
+                    .enumerate()
+                    .position(|(i, (k2, v2))| !used[i] && k == k2 && equal(v, v2))
+                {
+                    Some(i) => {
+                        used[i] = true;
+                        true
+                    }
+                    None => false,
+                }
+            })
+        }
+        _ => false,
+    }
+}
+
+/// PartiQL `=` with MISSING and NULL propagation.
+pub fn eq(a: &PV, b: &PV) -> PV {
+    match (a, b) {
+        (PV::Missing, _) | (_, PV::Missing) => PV::Missing,
+        (PV::V(x), PV::V(y))
+            if matches!(x.data, Data::Null(_)) || matches!(y.data, Data::Null(_)) =>
+        {
+            PV::null()
+        }
+        (PV::V(x), PV::V(y)) => PV::bool(equal(x, y)),
+    }
+}
+
+/// Errors of evaluation (type errors, division by zero).
+pub type EvalResult<T> = Result<T, String>;
+
+fn exact(m: BigInt, e: i64, as_int: bool) -> Value {
+    if as_int && e == 0 {
+        Value::int(m)
+    } else {
+        Data::Decimal(Decimal::new(m, e)).into()
+    }
+}
+
+/// `+ - * / %` on numbers.
+pub fn arith(op: char, a: &Value, b: &Value) -> EvalResult<Value> {
+    let (Some(x), Some(y)) = (num(a), num(b)) else {
+        return Err(format!(
+            "Arithmetic '{op}' needs numbers, got {} and {}",
+            a.ion_type().name(),
+            b.ion_type().name()
+        ));
+    };
+    let both_int = matches!(a.data, Data::Int(_)) && matches!(b.data, Data::Int(_));
+    match (x, y) {
+        (Num::Exact(p, ep), Num::Exact(q, eq_)) => {
+            if op == '*' {
+                return Ok(exact(p * q, ep + eq_, both_int));
+            }
+            let (p, q, e) = align(&p, ep, &q, eq_);
+            match op {
+                '+' => Ok(exact(p + q, e, both_int)),
+                '-' => Ok(exact(p - q, e, both_int)),
+                '/' | '%' if q.is_zero() => Err("Division by zero".into()),
+                '/' if both_int => Ok(Value::int(&p / &q)),
+                '%' => Ok(exact(&p % &q, e, both_int)),
+                _ => {
+                    // Decimal division to 34 significant digits.
+                    let scale = 34u64;
+                    let quotient = (&p * pow10(scale)) / &q;
+                    Ok(exact(quotient, -(scale as i64), false))
+                }
+            }
+        }
+        (x, y) => {
+            let f = |n: Num| match n {
+                Num::Float(f) => f,
+                Num::Exact(m, e) => exact_to_f64(&m, e),
+            };
+            let (p, q) = (f(x), f(y));
+            Ok(Data::Float(match op {
+                '+' => p + q,
+                '-' => p - q,
+                '*' => p * q,
+                '/' => p / q,
+                _ => p % q,
+            })
+            .into())
+        }
+    }
+}
+
+pub fn negate(v: &Value) -> EvalResult<Value> {
+    match &v.data {
+        Data::Int(i) => Ok(Value::int(-i)),
+        Data::Decimal(d) => {
+            let mut d = d.clone();
+            d.negative = !d.negative;
+            Ok(Data::Decimal(d).into())
+        }
+        Data::Float(f) => Ok(Data::Float(-f).into()),
+        _ => Err(format!(
+            "Unary '-' needs a number, got {}",
+            v.ion_type().name()
+        )),
+    }
+}
+
+/// Whether a number is an integer (used for list indexes).
+pub fn as_index(v: &Value) -> Option<usize> {
+    match &v.data {
+        Data::Int(i) if !i.is_negative() => i.to_usize(),
+        _ => None,
+    }
+}

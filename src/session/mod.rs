@@ -1,0 +1,386 @@
+//! The session API's semantics: sessions bound to an ACTIVE ledger, one transaction at a
+//! time per session, the commit digest, result paging, timeouts, limits, and the
+//! transaction's view of the ledger (committed state overlaid with its own writes, with
+//! every read recorded for OCC validation at commit).
+//!
+//! All methods are synchronous and may block on SQLite; the HTTP edge runs them with
+//! `spawn_blocking`. Requests of one session are serialized by the session's mutex.
+
+mod txn;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use rand::RngCore;
+
+use crate::control::ControlPlane;
+use crate::ion::Value;
+use crate::names::{new_unique_id, LedgerName};
+use crate::storage::journal::{CommitError, CommitRequest};
+use crate::storage::LedgerDb;
+pub use txn::Txn;
+
+/// Limits and timers of the session API (QLDB's values by default).
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub transaction_timeout_ms: i64,
+    pub session_lifetime_ms: i64,
+    pub page_size: usize,
+    pub max_sessions_per_ledger: usize,
+    pub max_documents_per_transaction: usize,
+    pub max_document_bytes: usize,
+    pub max_transaction_bytes: usize,
+    pub max_statement_chars: usize,
+    pub max_active_tables: usize,
+    pub max_indexes_per_table: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            transaction_timeout_ms: 30_000,
+            session_lifetime_ms: 15 * 60_000,
+            page_size: 200,
+            max_sessions_per_ledger: 1500,
+            max_documents_per_transaction: 40,
+            max_document_bytes: 128 * 1024,
+            max_transaction_bytes: 4 * 1024 * 1024,
+            max_statement_chars: 100_000,
+            max_active_tables: 20,
+            max_indexes_per_table: 5,
+        }
+    }
+}
+
+/// The session API's errors, one per QLDB exception type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidSession(String),
+    #[error("{0}")]
+    OccConflict(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+type R<T> = Result<T, SessionError>;
+
+fn bad<T>(msg: impl Into<String>) -> R<T> {
+    Err(SessionError::BadRequest(msg.into()))
+}
+
+/// A statement parameter as received.
+pub enum Param {
+    Binary(Vec<u8>),
+    Text(String),
+}
+
+/// A page of results.
+pub struct Page {
+    pub values: Vec<Vec<u8>>,
+    pub next_page_token: Option<String>,
+}
+
+/// What a command returns besides its result.
+#[derive(Default, Clone, Copy)]
+pub struct Usage {
+    pub read_ios: u64,
+    pub write_ios: u64,
+}
+
+struct Session {
+    id: String,
+    ledger: Arc<LedgerDb>,
+    ledger_name: String,
+    expires_ms: i64,
+    txn: Option<Txn>,
+}
+
+/// Every open session of the server.
+pub struct Sessions {
+    cfg: SessionConfig,
+    control: Arc<ControlPlane>,
+    open: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    /// Ids of sessions that ended by expiry, for the "Session <id> has expired" message.
+    expired: Mutex<HashMap<String, String>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn token() -> String {
+    let mut b = [0u8; 48];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+impl Sessions {
+    pub fn new(cfg: SessionConfig, control: Arc<ControlPlane>) -> Self {
+        Sessions {
+            cfg,
+            control,
+            open: Mutex::new(HashMap::new()),
+            expired: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    pub fn start_session(&self, ledger_name: &str) -> R<String> {
+        if let Err(v) = LedgerName::parse(ledger_name) {
+            return bad(v.message(ledger_name, "startSession.ledgerName"));
+        }
+        let ledger = self.control.active_ledger(ledger_name).map_err(|_| {
+            SessionError::BadRequest(format!(
+                "Ledger {ledger_name} does not exist or is not ACTIVE"
+            ))
+        })?;
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        let mut count = 0;
+        open.retain(|_, s| {
+            let s = s.lock().unwrap_or_else(|p| p.into_inner());
+            if s.ledger_name == ledger_name {
+                count += 1;
+            }
+            s.expires_ms > now
+        });
+        if count >= self.cfg.max_sessions_per_ledger {
+            return Err(SessionError::LimitExceeded(format!(
+                "Exceeded the session limit of {} active sessions on ledger {ledger_name}",
+                self.cfg.max_sessions_per_ledger
+            )));
+        }
+        let t = token();
+        open.insert(
+            t.clone(),
+            Arc::new(Mutex::new(Session {
+                id: new_unique_id(),
+                ledger,
+                ledger_name: ledger_name.to_string(),
+                expires_ms: now + self.cfg.session_lifetime_ms,
+                txn: None,
+            })),
+        );
+        Ok(t)
+    }
+
+    /// Runs `f` on the session of `token`, serialized with the session's other commands.
+    fn with_session<T>(&self, token: &str, f: impl FnOnce(&mut Session) -> R<T>) -> R<T> {
+        let valid = (4..=1024).contains(&token.len())
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b));
+        if !valid {
+            return bad("The parameter SessionToken is not valid");
+        }
+        let session = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.get(token).cloned()
+        };
+        let Some(session) = session else {
+            let expired = self.expired.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(SessionError::InvalidSession(match expired.get(token) {
+                Some(id) => format!("Session {id} has expired"),
+                None => "No such session".into(),
+            }));
+        };
+        let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+        // The session may have ended while this request waited for it.
+        if !self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(token)
+        {
+            return Err(SessionError::InvalidSession("No such session".into()));
+        }
+        if s.expires_ms <= now_ms() {
+            let id = s.id.clone();
+            drop(s);
+            self.discard(token, &id);
+            return Err(SessionError::InvalidSession(format!(
+                "Session {id} has expired"
+            )));
+        }
+        let result = f(&mut s);
+        if let Err(SessionError::InvalidSession(_)) = &result {
+            let id = s.id.clone();
+            drop(s);
+            self.discard(token, &id);
+        }
+        result
+    }
+
+    fn discard(&self, token: &str, id: &str) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+        let mut expired = self.expired.lock().unwrap_or_else(|p| p.into_inner());
+        if expired.len() > 10_000 {
+            expired.clear();
+        }
+        expired.insert(token.to_string(), id.to_string());
+    }
+
+    /// The open transaction `txid` of the session, checked for expiry.
+    fn open_txn<'s>(&self, s: &'s mut Session, txid: &str) -> R<&'s mut Txn> {
+        let Some(txn) = s.txn.as_mut() else {
+            return bad("No open transaction");
+        };
+        if txn.id != txid {
+            return bad(format!(
+                "Transaction {txid} is not the open transaction of this session"
+            ));
+        }
+        if now_ms() - txn.started_ms > self.cfg.transaction_timeout_ms {
+            let id = txn.id.clone();
+            s.txn = None;
+            return Err(SessionError::InvalidSession(format!(
+                "Transaction {id} has expired"
+            )));
+        }
+        Ok(s.txn.as_mut().expect("checked above"))
+    }
+
+    pub fn start_transaction(&self, token: &str) -> R<String> {
+        self.with_session(token, |s| {
+            if let Some(t) = &s.txn {
+                if now_ms() - t.started_ms > self.cfg.transaction_timeout_ms {
+                    // An abandoned transaction expired: the session goes with it, but never
+                    // with a "Transaction … has expired" text (drivers would not retry).
+                    return Err(SessionError::InvalidSession(format!(
+                        "Session {} has expired",
+                        s.id
+                    )));
+                }
+                return bad("Transaction already open");
+            }
+            let id = new_unique_id();
+            s.txn = Some(Txn::new(id.clone(), now_ms()));
+            Ok(id)
+        })
+    }
+
+    pub fn execute_statement(
+        &self,
+        token: &str,
+        txid: &str,
+        statement: &str,
+        params: Vec<Param>,
+    ) -> R<(Page, Usage)> {
+        self.with_session(token, |s| {
+            let ledger = s.ledger.clone();
+            let txn = self.open_txn(s, txid)?;
+            let chars = statement.chars().count();
+            if chars == 0 || chars > self.cfg.max_statement_chars {
+                return bad(format!(
+                    "The statement must have 1 to {} characters, it has {chars}",
+                    self.cfg.max_statement_chars
+                ));
+            }
+            let mut values = Vec::with_capacity(params.len());
+            for (i, p) in params.into_iter().enumerate() {
+                let parsed = match p {
+                    Param::Binary(b) => crate::ion::binary::decode(&b).map_err(|e| e.to_string()),
+                    Param::Text(t) => crate::ion::text::from_text(&t).map_err(|e| e.to_string()),
+                };
+                match parsed {
+                    Ok(mut v) if v.len() == 1 => values.push(v.pop().expect("one value")),
+                    Ok(v) => {
+                        return bad(format!(
+                            "Parameter {} must hold exactly one Ion value, it holds {}",
+                            i + 1,
+                            v.len()
+                        ))
+                    }
+                    Err(e) => return bad(format!("Parameter {} is not valid Ion: {e}", i + 1)),
+                }
+            }
+            // Every statement accepted for the open transaction is folded into the digest,
+            // whatever its outcome (drivers fold before sending).
+            txn.digest.add_statement(statement, &values);
+            let (results, usage) = txn.execute(&ledger, &self.cfg, statement, &values)?;
+            let page = txn.page(results, self.cfg.page_size);
+            Ok((page, usage))
+        })
+    }
+
+    pub fn fetch_page(&self, token: &str, txid: &str, page_token: &str) -> R<(Page, Usage)> {
+        self.with_session(token, |s| {
+            let txn = self.open_txn(s, txid)?;
+            match txn.next_page(page_token, self.cfg.page_size) {
+                Some(page) => Ok((
+                    page,
+                    Usage {
+                        read_ios: 0,
+                        write_ios: 0,
+                    },
+                )),
+                None => bad(format!(
+                    "Invalid NextPageToken '{page_token}' for transaction {txid}"
+                )),
+            }
+        })
+    }
+
+    pub fn commit(&self, token: &str, txid: &str, digest: &[u8]) -> R<Usage> {
+        self.with_session(token, |s| {
+            let ledger = s.ledger.clone();
+            let txn = self.open_txn(s, txid)?;
+            if txn.digest.bytes() != digest {
+                s.txn = None;
+                return bad("Digests don't match");
+            }
+            let txn = s.txn.take().expect("open");
+            let usage = Usage { read_ios: 0, write_ios: txn.writes.len() as u64 };
+            let req: CommitRequest = txn.into_commit(now_ms());
+            let read_only = req.writes.is_empty() && req.new_tables.is_empty() && req.new_indexes.is_empty();
+            let result = if read_only {
+                ledger.validate(&req.reads)
+            } else {
+                ledger.commit(req).map(|_| ())
+            };
+            match result {
+                Ok(()) => Ok(usage),
+                Err(CommitError::Conflict(why)) => Err(SessionError::OccConflict(format!(
+                    "Optimistic concurrency control (OCC) conflict: the transaction's reads changed before it committed ({why}); retry the transaction"
+                ))),
+                Err(CommitError::Storage(e)) => Err(SessionError::Internal(e.to_string())),
+            }
+        })
+    }
+
+    pub fn abort(&self, token: &str) -> R<()> {
+        self.with_session(token, |s| {
+            s.txn = None;
+            Ok(())
+        })
+    }
+
+    pub fn end_session(&self, token: &str) -> R<()> {
+        self.with_session(token, |_| Ok(()))?;
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+        Ok(())
+    }
+
+    /// Values as the wire carries them: standalone Ion binary streams.
+    pub fn encode_values(values: &[Value]) -> Vec<Vec<u8>> {
+        values.iter().map(crate::ion::binary::encode_one).collect()
+    }
+}

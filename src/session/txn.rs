@@ -1,0 +1,505 @@
+//! One transaction: its digest, statements, write overlay, read set and result pages.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use rand::RngCore;
+
+use super::{Page, SessionConfig, SessionError, Usage, R};
+use crate::ion::binary::encode_one;
+use crate::ion::Value;
+use crate::journal::block::StatementInfo;
+use crate::journal::hash::{statement_digest, CommitDigest};
+use crate::names::new_unique_id;
+use crate::partiql::exec::{self, Doc, ExecError, TableMeta, TxnView};
+use crate::partiql::parse_statement;
+use crate::storage::journal::{index_key, CommitRequest, DocWrite, ReadCheck, StoredDoc};
+use crate::storage::LedgerDb;
+
+/// A document this transaction wrote, in its final state.
+#[derive(Clone, Debug)]
+pub struct PendingWrite {
+    pub table_id: String,
+    pub table_name: String,
+    /// The committed version it replaces (`None`: inserted by this transaction).
+    pub base_version: Option<u64>,
+    pub data: Option<Value>,
+    pub bytes: usize,
+    pub statements: Vec<u32>,
+}
+
+pub struct Txn {
+    pub id: String,
+    pub started_ms: i64,
+    pub digest: CommitDigest,
+    statements: Vec<StatementInfo>,
+    reads: Vec<ReadCheck>,
+    /// Written documents in first-write order.
+    pub writes: Vec<(String, PendingWrite)>,
+    new_tables: Vec<(String, String)>,
+    new_indexes: Vec<(String, String, String)>,
+    pages: HashMap<String, std::collections::VecDeque<Value>>,
+}
+
+impl Txn {
+    pub fn new(id: String, started_ms: i64) -> Self {
+        Txn {
+            digest: CommitDigest::new(&id),
+            id,
+            started_ms,
+            statements: Vec::new(),
+            reads: Vec::new(),
+            writes: Vec::new(),
+            new_tables: Vec::new(),
+            new_indexes: Vec::new(),
+            pages: HashMap::new(),
+        }
+    }
+
+    /// Parses and runs one statement. A failed statement leaves no trace but its digest.
+    pub fn execute(
+        &mut self,
+        ledger: &LedgerDb,
+        cfg: &SessionConfig,
+        statement: &str,
+        params: &[Value],
+    ) -> R<(Vec<Value>, Usage)> {
+        let parsed = parse_statement(statement)
+            .map_err(|e| SessionError::BadRequest(format!("Syntax error: {e}")))?;
+        let started = now_ms();
+        let saved = (
+            self.writes.clone(),
+            self.new_tables.clone(),
+            self.new_indexes.clone(),
+            self.reads.len(),
+        );
+        let index = self.statements.len() as u32;
+        let mut ctx = Ctx {
+            ledger,
+            cfg,
+            txn: self,
+            index,
+            now: started,
+            read_ios: 0,
+            write_ios: 0,
+        };
+        match exec::execute(&parsed, params, &mut ctx) {
+            Ok(rows) => {
+                let usage = Usage {
+                    read_ios: ctx.read_ios,
+                    write_ios: ctx.write_ios,
+                };
+                self.statements.push(StatementInfo {
+                    statement: statement.to_string(),
+                    start_time_ms: started,
+                    statement_digest: statement_digest(statement, params),
+                });
+                Ok((rows, usage))
+            }
+            Err(e) => {
+                let (writes, tables, indexes, reads) = saved;
+                self.writes = writes;
+                self.new_tables = tables;
+                self.new_indexes = indexes;
+                self.reads.truncate(reads);
+                match e {
+                    ExecError(msg) if msg.starts_with("internal:") => {
+                        Err(SessionError::Internal(msg))
+                    }
+                    ExecError(msg) => Err(SessionError::BadRequest(msg)),
+                }
+            }
+        }
+    }
+
+    /// The first page of `results`; the rest wait under a fresh page token.
+    pub fn page(&mut self, results: Vec<Value>, size: usize) -> Page {
+        let mut rest: std::collections::VecDeque<Value> = results.into();
+        let first: Vec<Value> = rest.drain(..rest.len().min(size.max(1))).collect();
+        self.finish_page(first, rest)
+    }
+
+    pub fn next_page(&mut self, token: &str, size: usize) -> Option<Page> {
+        let mut rest = self.pages.remove(token)?;
+        let page: Vec<Value> = rest.drain(..rest.len().min(size.max(1))).collect();
+        Some(self.finish_page(page, rest))
+    }
+
+    fn finish_page(&mut self, values: Vec<Value>, rest: std::collections::VecDeque<Value>) -> Page {
+        let next_page_token = if rest.is_empty() {
+            None
+        } else {
+            let mut b = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut b);
+            let t = base64::engine::general_purpose::STANDARD.encode(b);
+            self.pages.insert(t.clone(), rest);
+            Some(t)
+        };
+        Page {
+            values: values.iter().map(encode_one).collect(),
+            next_page_token,
+        }
+    }
+
+    pub fn into_commit(self, commit_ms: i64) -> CommitRequest {
+        let mut reads = self.reads;
+        let mut writes = Vec::new();
+        for (doc_id, w) in self.writes {
+            if let Some(v) = w.base_version {
+                reads.push(ReadCheck::Doc {
+                    doc_id: doc_id.clone(),
+                    version: Some(v),
+                });
+            }
+            writes.push(DocWrite {
+                doc_id,
+                table_id: w.table_id,
+                table_name: w.table_name,
+                version: w.base_version.map_or(0, |v| v + 1),
+                data: w.data,
+                statements: w.statements,
+            });
+        }
+        CommitRequest {
+            transaction_id: self.id,
+            commit_ms,
+            statements: self.statements,
+            reads,
+            new_tables: self.new_tables,
+            new_indexes: self.new_indexes,
+            writes,
+        }
+    }
+
+    fn pending(&self, doc_id: &str) -> Option<&PendingWrite> {
+        self.writes
+            .iter()
+            .find(|(id, _)| id == doc_id)
+            .map(|(_, w)| w)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The transaction's view of the ledger, for one statement.
+struct Ctx<'a> {
+    ledger: &'a LedgerDb,
+    cfg: &'a SessionConfig,
+    txn: &'a mut Txn,
+    index: u32,
+    now: i64,
+    read_ios: u64,
+    write_ios: u64,
+}
+
+fn internal(e: impl std::fmt::Display) -> ExecError {
+    ExecError(format!("internal: {e}"))
+}
+
+impl Ctx<'_> {
+    fn tip_seq(&self) -> Result<u64, ExecError> {
+        Ok(self.ledger.tip().map_err(internal)?.last_seq)
+    }
+
+    fn committed_table(&self, table_id: &str) -> bool {
+        !self.txn.new_tables.iter().any(|(id, _)| id == table_id)
+    }
+
+    /// Applies this transaction's writes to committed documents of a table.
+    fn overlay(&self, table_id: &str, committed: Vec<StoredDoc>) -> Vec<Doc> {
+        let mut out: Vec<Doc> = Vec::new();
+        for d in committed {
+            match self.txn.pending(&d.doc_id) {
+                Some(w) => {
+                    if let Some(data) = &w.data {
+                        out.push(Doc {
+                            id: d.doc_id,
+                            version: d.version,
+                            data: data.clone(),
+                        });
+                    }
+                }
+                None => out.push(Doc {
+                    id: d.doc_id,
+                    version: d.version,
+                    data: d.data,
+                }),
+            }
+        }
+        for (id, w) in &self.txn.writes {
+            if w.table_id == table_id && w.base_version.is_none() {
+                if let Some(data) = &w.data {
+                    out.push(Doc {
+                        id: id.clone(),
+                        version: 0,
+                        data: data.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn write(
+        &mut self,
+        table: &TableMeta,
+        doc_id: &str,
+        base: Option<u64>,
+        data: Option<Value>,
+    ) -> Result<(), ExecError> {
+        let bytes = data.as_ref().map_or(0, |d| encode_one(d).len());
+        if bytes > self.cfg.max_document_bytes {
+            return Err(ExecError(format!(
+                "Document size {bytes} bytes exceeds the limit of {} bytes",
+                self.cfg.max_document_bytes
+            )));
+        }
+        let index = self.index;
+        match self.txn.writes.iter_mut().find(|(id, _)| id == doc_id) {
+            Some((_, w)) => {
+                w.data = data;
+                w.bytes = bytes;
+                if w.statements.last() != Some(&index) {
+                    w.statements.push(index);
+                }
+            }
+            None => {
+                if self.txn.writes.len() >= self.cfg.max_documents_per_transaction {
+                    return Err(ExecError(format!(
+                        "Transaction exceeds the limit of {} documents written",
+                        self.cfg.max_documents_per_transaction
+                    )));
+                }
+                self.txn.writes.push((
+                    doc_id.to_string(),
+                    PendingWrite {
+                        table_id: table.table_id.clone(),
+                        table_name: table.name.clone(),
+                        base_version: base,
+                        data,
+                        bytes,
+                        statements: vec![index],
+                    },
+                ));
+            }
+        }
+        // A document inserted and deleted in the same transaction leaves no revision.
+        self.txn
+            .writes
+            .retain(|(_, w)| !(w.base_version.is_none() && w.data.is_none()));
+        let total: usize = self.txn.writes.iter().map(|(_, w)| w.bytes).sum();
+        if total > self.cfg.max_transaction_bytes {
+            return Err(ExecError(format!(
+                "Transaction size exceeds the limit of {} bytes",
+                self.cfg.max_transaction_bytes
+            )));
+        }
+        self.write_ios += 1;
+        Ok(())
+    }
+}
+
+impl TxnView for Ctx<'_> {
+    fn tables(&mut self) -> Result<Vec<TableMeta>, ExecError> {
+        let mut out: Vec<TableMeta> = self
+            .ledger
+            .tables()
+            .map_err(internal)?
+            .into_iter()
+            .map(|t| TableMeta {
+                table_id: t.table_id,
+                name: t.name,
+                active: t.active,
+                indexes: t
+                    .indexes
+                    .into_iter()
+                    .map(|i| (i.index_id, i.field))
+                    .collect(),
+            })
+            .collect();
+        for (id, name) in &self.txn.new_tables {
+            out.push(TableMeta {
+                table_id: id.clone(),
+                name: name.clone(),
+                active: true,
+                indexes: Vec::new(),
+            });
+        }
+        for (index_id, table_id, field) in &self.txn.new_indexes {
+            if let Some(t) = out.iter_mut().find(|t| &t.table_id == table_id) {
+                t.indexes.push((index_id.clone(), field.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn scan(&mut self, table: &TableMeta) -> Result<Vec<Doc>, ExecError> {
+        let committed = if self.committed_table(&table.table_id) {
+            let as_of = self.tip_seq()?;
+            self.txn.reads.push(ReadCheck::Table {
+                table_id: table.table_id.clone(),
+                as_of,
+            });
+            self.ledger.scan(&table.table_id).map_err(internal)?
+        } else {
+            Vec::new()
+        };
+        self.read_ios += committed.len() as u64;
+        Ok(self.overlay(&table.table_id, committed))
+    }
+
+    fn by_id(&mut self, table: &TableMeta, doc_id: &str) -> Result<Option<Doc>, ExecError> {
+        let committed = self
+            .ledger
+            .document(doc_id)
+            .map_err(internal)?
+            .filter(|d| d.table_id == table.table_id);
+        if self.txn.pending(doc_id).is_none() {
+            self.txn.reads.push(ReadCheck::Doc {
+                doc_id: doc_id.to_string(),
+                version: committed.as_ref().map(|d| d.version),
+            });
+        }
+        self.read_ios += 1;
+        let mut docs = self.overlay(&table.table_id, committed.into_iter().collect());
+        docs.retain(|d| d.id == doc_id);
+        if docs.is_empty() {
+            if let Some(w) = self.txn.pending(doc_id) {
+                if w.table_id == table.table_id && w.base_version.is_none() {
+                    if let Some(data) = &w.data {
+                        return Ok(Some(Doc {
+                            id: doc_id.to_string(),
+                            version: 0,
+                            data: data.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(docs.pop())
+    }
+
+    fn by_index(
+        &mut self,
+        table: &TableMeta,
+        index_id: &str,
+        key: &Value,
+    ) -> Result<Vec<Doc>, ExecError> {
+        let index_committed = !self.txn.new_indexes.iter().any(|(id, _, _)| id == index_id);
+        if !index_committed || !self.committed_table(&table.table_id) {
+            return self.scan(table);
+        }
+        let k = index_key(key);
+        let as_of = self.tip_seq()?;
+        self.txn.reads.push(ReadCheck::IndexKey {
+            index_id: index_id.to_string(),
+            key: k.clone(),
+            as_of,
+        });
+        let committed = self.ledger.index_lookup(index_id, &k).map_err(internal)?;
+        for d in &committed {
+            if self.txn.pending(&d.doc_id).is_none() {
+                self.txn.reads.push(ReadCheck::Doc {
+                    doc_id: d.doc_id.clone(),
+                    version: Some(d.version),
+                });
+            }
+        }
+        self.read_ios += committed.len() as u64;
+        // Pending writes may move documents in or out of this key; WHERE re-checks them.
+        let mut docs = self.overlay(&table.table_id, committed);
+        for (id, w) in &self.txn.writes {
+            if w.table_id == table.table_id
+                && w.base_version.is_some()
+                && !docs.iter().any(|d| &d.id == id)
+            {
+                if let Some(data) = &w.data {
+                    docs.push(Doc {
+                        id: id.clone(),
+                        version: w.base_version.unwrap_or(0),
+                        data: data.clone(),
+                    });
+                }
+            }
+        }
+        Ok(docs)
+    }
+
+    fn insert(&mut self, table: &TableMeta, data: Value) -> Result<String, ExecError> {
+        let id = new_unique_id();
+        self.write(table, &id, None, Some(data))?;
+        Ok(id)
+    }
+
+    fn update(&mut self, table: &TableMeta, doc: &Doc, data: Value) -> Result<(), ExecError> {
+        let base = self
+            .txn
+            .pending(&doc.id)
+            .map_or(Some(doc.version), |w| w.base_version);
+        self.write(table, &doc.id, base, Some(data))
+    }
+
+    fn delete(&mut self, table: &TableMeta, doc: &Doc) -> Result<(), ExecError> {
+        let base = self
+            .txn
+            .pending(&doc.id)
+            .map_or(Some(doc.version), |w| w.base_version);
+        self.write(table, &doc.id, base, None)
+    }
+
+    fn create_table(&mut self, name: &str) -> Result<String, ExecError> {
+        let tables = self.tables()?;
+        if tables.iter().any(|t| t.active && t.name == name) {
+            return Err(ExecError(format!("Table {name} already exists")));
+        }
+        let active = tables.iter().filter(|t| t.active).count();
+        if active >= self.cfg.max_active_tables {
+            return Err(ExecError(format!(
+                "Exceeded tables limit: Ledger has {active} active tables, and cannot create another."
+            )));
+        }
+        let id = new_unique_id();
+        self.txn.new_tables.push((id.clone(), name.to_string()));
+        self.write_ios += 1;
+        Ok(id)
+    }
+
+    fn create_index(&mut self, table: &TableMeta, field: &str) -> Result<String, ExecError> {
+        if field.is_empty() || field.chars().count() > 128 {
+            return Err(ExecError(
+                "An index field name must have 1 to 128 characters".into(),
+            ));
+        }
+        if table.indexes.iter().any(|(_, f)| f == field) {
+            return Err(ExecError(format!(
+                "Table {} already has an index on {field}",
+                table.name
+            )));
+        }
+        if table.indexes.len() >= self.cfg.max_indexes_per_table {
+            return Err(ExecError(format!(
+                "Exceeded the limit of {} indexes on table {}",
+                self.cfg.max_indexes_per_table, table.name
+            )));
+        }
+        let id = new_unique_id();
+        self.txn
+            .new_indexes
+            .push((id.clone(), table.table_id.clone(), field.to_string()));
+        self.write_ios += 1;
+        Ok(id)
+    }
+
+    fn transaction_id(&self) -> String {
+        self.txn.id.clone()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now
+    }
+}

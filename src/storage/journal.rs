@@ -1,0 +1,658 @@
+//! A ledger's journal and current state in its SQLite file: the table catalog, live
+//! documents, every revision, secondary indexes, blocks and the digest tree.
+//!
+//! Reads and the commit share the ledger's one connection (its mutex is the single writer),
+//! so a commit validates its read set and applies its writes atomically: one SQLite
+//! transaction, durable before [`LedgerDb::commit`] returns.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{LedgerDb, Result, StorageError};
+use crate::ion::binary::{decode, encode_one};
+use crate::ion::hash::ion_hash;
+use crate::ion::{Data, Value};
+use crate::journal::block::*;
+use crate::journal::hash::Hash;
+use crate::journal::merkle;
+
+/// A table of the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableInfo {
+    pub table_id: String,
+    pub name: String,
+    pub active: bool,
+    pub indexes: Vec<IndexInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexInfo {
+    pub index_id: String,
+    pub field: String,
+}
+
+/// A live document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredDoc {
+    pub doc_id: String,
+    pub table_id: String,
+    pub version: u64,
+    pub data: Value,
+}
+
+/// Something a transaction read, re-checked at commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadCheck {
+    /// A document by id, with the version seen (`None`: it did not exist).
+    Doc {
+        doc_id: String,
+        version: Option<u64>,
+    },
+    /// A full scan of a table, as of the last block at the time.
+    Table { table_id: String, as_of: u64 },
+    /// An index lookup of one key, as of the last block at the time.
+    IndexKey {
+        index_id: String,
+        key: Vec<u8>,
+        as_of: u64,
+    },
+    /// The catalog (table names, indexes), as of the last block at the time.
+    Catalog { as_of: u64 },
+}
+
+/// One document written by a transaction (its final state).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocWrite {
+    pub doc_id: String,
+    pub table_id: String,
+    pub table_name: String,
+    pub version: u64,
+    /// `None` deletes the document.
+    pub data: Option<Value>,
+    pub statements: Vec<u32>,
+}
+
+/// Everything a transaction commits.
+#[derive(Clone, Debug, Default)]
+pub struct CommitRequest {
+    pub transaction_id: String,
+    pub commit_ms: i64,
+    pub statements: Vec<StatementInfo>,
+    pub reads: Vec<ReadCheck>,
+    pub new_tables: Vec<(String, String)>,
+    pub new_indexes: Vec<(String, String, String)>,
+    pub writes: Vec<DocWrite>,
+}
+
+/// Why a commit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<rusqlite::Error> for CommitError {
+    fn from(e: rusqlite::Error) -> Self {
+        CommitError::Storage(e.into())
+    }
+}
+
+/// The committed block's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub sequence_no: u64,
+}
+
+/// The canonical index key of a value: numbers that are equal compare equal.
+pub fn index_key(v: &Value) -> Vec<u8> {
+    let normalized = match &v.data {
+        Data::Int(i) => Value::from(Data::Decimal(crate::ion::Decimal::new(i.clone(), 0))),
+        _ => v.clone(),
+    };
+    let normalized = match normalized.data {
+        Data::Decimal(d) => Value::from(Data::Decimal(normalize_decimal(d))),
+        Data::Symbol(Some(s)) => Value::string(s),
+        _ => normalized,
+    };
+    encode_one(&Value {
+        annotations: Vec::new(),
+        data: normalized.data,
+    })
+}
+
+fn normalize_decimal(mut d: crate::ion::Decimal) -> crate::ion::Decimal {
+    use num_traits::Zero;
+    let ten = num_bigint::BigUint::from(10u8);
+    if d.magnitude.is_zero() {
+        return crate::ion::Decimal {
+            negative: false,
+            magnitude: d.magnitude,
+            exponent: 0,
+        };
+    }
+    while (&d.magnitude % &ten).is_zero() {
+        d.magnitude /= &ten;
+        d.exponent += 1;
+    }
+    d
+}
+
+fn decode_doc(bytes: &[u8]) -> Result<Value> {
+    decode(bytes)
+        .ok()
+        .and_then(|mut v| v.pop())
+        .ok_or_else(|| StorageError::Corrupt("a stored document is not valid Ion".into()))
+}
+
+/// The ledger's tip, kept in memory next to the connection.
+#[derive(Clone, Debug)]
+pub struct Tip {
+    pub strand_id: String,
+    pub last_seq: u64,
+    pub last_hash: Hash,
+}
+
+impl LedgerDb {
+    /// Writes the genesis block (sequence 0) if the journal is empty.
+    pub(crate) fn ensure_genesis(
+        conn: &mut Connection,
+        strand_id: &str,
+        ledger_name: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let exists: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM blocks)", [], |r| r.get(0))?;
+        if exists {
+            return Ok(());
+        }
+        let system = ion_hash(&Value::structure([
+            ("ledgerName", Value::string(ledger_name)),
+            ("strandId", Value::string(strand_id)),
+        ]))
+        .to_vec();
+        let block = Block {
+            address: BlockAddress {
+                strand_id: strand_id.to_string(),
+                sequence_no: 0,
+            },
+            transaction_id: strand_id.to_string(),
+            timestamp_ms: now_ms,
+            previous_block_hash: vec![0; 32],
+            transaction_info: None,
+            redaction_info: None,
+            revisions: Vec::new(),
+            system_entry: Some(system),
+        };
+        let tx = conn.transaction()?;
+        append_block(&tx, &block)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The current tip of the journal.
+    pub fn tip(&self) -> Result<Tip> {
+        let conn = self.conn();
+        tip(&conn)
+    }
+
+    pub fn tables(&self) -> Result<Vec<TableInfo>> {
+        tables(&self.conn())
+    }
+
+    pub fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT table_id, version, data FROM documents WHERE doc_id = ?1",
+                [doc_id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(table_id, version, data)| {
+            Ok(StoredDoc {
+                doc_id: doc_id.to_string(),
+                table_id,
+                version: version as u64,
+                data: decode_doc(&data)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn scan(&self, table_id: &str) -> Result<Vec<StoredDoc>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT doc_id, version, data FROM documents WHERE table_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([table_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (doc_id, version, data) = row?;
+            out.push(StoredDoc {
+                doc_id,
+                table_id: table_id.to_string(),
+                version: version as u64,
+                data: decode_doc(&data)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.doc_id, d.table_id, d.version, d.data FROM index_entries e
+             JOIN documents d ON d.doc_id = e.doc_id
+             WHERE e.index_id = ?1 AND e.key = ?2",
+        )?;
+        let rows = stmt.query_map(params![index_id, key], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (doc_id, table_id, version, data) = row?;
+            out.push(StoredDoc {
+                doc_id,
+                table_id,
+                version: version as u64,
+                data: decode_doc(&data)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Validates the reads of a read-only transaction (no block is written).
+    pub fn validate(&self, reads: &[ReadCheck]) -> std::result::Result<(), CommitError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let req = CommitRequest {
+            reads: reads.to_vec(),
+            ..Default::default()
+        };
+        validate(&tx, &req)
+    }
+
+    /// Validates `req.reads` against the current state and, if nothing moved, appends one
+    /// block with the transaction's revisions and applies its writes — durably.
+    pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
+        let mut conn = self.conn();
+        let tip = tip(&conn)?;
+        let tx = conn.transaction()?;
+        validate(&tx, &req)?;
+        let seq = tip.last_seq + 1;
+        let address = BlockAddress {
+            strand_id: tip.strand_id.clone(),
+            sequence_no: seq,
+        };
+
+        // System revisions for new tables (as the worked example's CREATE TABLE).
+        let mut revisions = Vec::new();
+        for (table_id, name) in &req.new_tables {
+            tx.execute(
+                "INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)",
+                params![table_id, name, seq as i64],
+            )?;
+            let rev = Revision {
+                metadata: RevisionMetadata {
+                    id: table_id.clone(),
+                    version: 0,
+                    tx_time_ms: req.commit_ms,
+                    tx_id: req.transaction_id.clone(),
+                },
+                body: RevisionBody::Data(Value::structure([
+                    ("name", Value::string(name.clone())),
+                    ("status", Value::string("ACTIVE")),
+                ])),
+            };
+            revisions.push(BlockRevision::System(rev.hash()));
+        }
+        for (index_id, table_id, field) in &req.new_indexes {
+            tx.execute(
+                "INSERT INTO indexes (index_id, table_id, field, status, created_seq) VALUES (?1, ?2, ?3, 'ONLINE', ?4)",
+                params![index_id, table_id, field, seq as i64],
+            )?;
+            // Build the index over the documents that already exist.
+            let docs: Vec<(String, Vec<u8>)> = {
+                let mut stmt =
+                    tx.prepare("SELECT doc_id, data FROM documents WHERE table_id = ?1")?;
+                let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (doc_id, data) in docs {
+                if let Some(v) = decode_doc(&data)?.field(field) {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
+                        params![index_id, index_key(v), doc_id],
+                    )?;
+                }
+            }
+        }
+
+        let indexes = table_indexes(&tx)?;
+        let mut documents = Vec::new();
+        for w in &req.writes {
+            let old: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT data FROM documents WHERE doc_id = ?1",
+                    [&w.doc_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let old = old.map(|b| decode_doc(&b)).transpose()?;
+            for (index_id, field) in indexes.get(&w.table_id).into_iter().flatten() {
+                let old_key = old.as_ref().and_then(|d| d.field(field)).map(index_key);
+                let new_key = w.data.as_ref().and_then(|d| d.field(field)).map(index_key);
+                if old_key == new_key {
+                    continue;
+                }
+                if let Some(k) = &old_key {
+                    tx.execute("DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2 AND doc_id = ?3", params![index_id, k, w.doc_id])?;
+                }
+                if let Some(k) = &new_key {
+                    tx.execute("INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)", params![index_id, k, w.doc_id])?;
+                }
+                for k in [old_key, new_key].into_iter().flatten() {
+                    tx.execute(
+                        "INSERT INTO index_key_seq (index_id, key, seq) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (index_id, key) DO UPDATE SET seq = excluded.seq",
+                        params![index_id, k, seq as i64],
+                    )?;
+                }
+            }
+            match &w.data {
+                Some(data) => {
+                    tx.execute(
+                        "INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data",
+                        params![w.doc_id, w.table_id, w.version as i64, encode_one(data)],
+                    )?;
+                }
+                None => {
+                    tx.execute("DELETE FROM documents WHERE doc_id = ?1", [&w.doc_id])?;
+                }
+            }
+            tx.execute(
+                "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
+                params![w.table_id, seq as i64],
+            )?;
+            let rev = Revision {
+                metadata: RevisionMetadata {
+                    id: w.doc_id.clone(),
+                    version: w.version,
+                    tx_time_ms: req.commit_ms,
+                    tx_id: req.transaction_id.clone(),
+                },
+                body: match &w.data {
+                    Some(d) => RevisionBody::Data(d.clone()),
+                    None => RevisionBody::Deleted,
+                },
+            };
+            tx.execute(
+                "INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    w.doc_id,
+                    w.version as i64,
+                    w.table_id,
+                    seq as i64,
+                    revisions.len() as i64,
+                    req.commit_ms,
+                    req.transaction_id,
+                    rev.hash(),
+                    w.data.as_ref().map(encode_one),
+                    w.data.as_ref().map(|d| ion_hash(d).to_vec()),
+                ],
+            )?;
+            revisions.push(BlockRevision::User(rev));
+            documents.push(DocumentInfo {
+                document_id: w.doc_id.clone(),
+                table_name: w.table_name.clone(),
+                table_id: w.table_id.clone(),
+                statements: w.statements.clone(),
+            });
+        }
+
+        let block = Block {
+            address,
+            transaction_id: req.transaction_id.clone(),
+            timestamp_ms: req.commit_ms,
+            previous_block_hash: tip.last_hash.clone(),
+            transaction_info: Some(TransactionInfo {
+                statements: req.statements.clone(),
+                documents,
+            }),
+            redaction_info: None,
+            revisions,
+            system_entry: None,
+        };
+        append_block(&tx, &block)?;
+        tx.commit()?;
+        Ok(Committed { sequence_no: seq })
+    }
+}
+
+fn tip(conn: &Connection) -> Result<Tip> {
+    let strand_id: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {
+            r.get(0)
+        })?;
+    let (seq, hash): (i64, Vec<u8>) = conn.query_row(
+        "SELECT seq, block_hash FROM blocks ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Tip {
+        strand_id,
+        last_seq: seq as u64,
+        last_hash: hash,
+    })
+}
+
+fn tables(conn: &Connection) -> Result<Vec<TableInfo>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT table_id, name, status FROM tables ORDER BY created_seq, rowid")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out: Vec<TableInfo> = Vec::new();
+    for row in rows {
+        let (table_id, name, status) = row?;
+        out.push(TableInfo {
+            table_id,
+            name,
+            active: status == "ACTIVE",
+            indexes: Vec::new(),
+        });
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT index_id, table_id, field FROM indexes ORDER BY created_seq, rowid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (index_id, table_id, field) = row?;
+        if let Some(t) = out.iter_mut().find(|t| t.table_id == table_id) {
+            t.indexes.push(IndexInfo { index_id, field });
+        }
+    }
+    Ok(out)
+}
+
+fn table_indexes(tx: &Transaction<'_>) -> Result<HashMap<String, Vec<(String, String)>>> {
+    let mut stmt = tx.prepare_cached("SELECT index_id, table_id, field FROM indexes")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for row in rows {
+        let (index_id, table_id, field) = row?;
+        out.entry(table_id).or_default().push((index_id, field));
+    }
+    Ok(out)
+}
+
+fn validate(tx: &Transaction<'_>, req: &CommitRequest) -> std::result::Result<(), CommitError> {
+    let conflict = |what: String| Err(CommitError::Conflict(what));
+    for read in &req.reads {
+        match read {
+            ReadCheck::Doc { doc_id, version } => {
+                let now: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM documents WHERE doc_id = ?1",
+                        [doc_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if now.map(|v| v as u64) != *version {
+                    return conflict(format!("document {doc_id} changed"));
+                }
+            }
+            ReadCheck::Table { table_id, as_of } => {
+                let modified: Option<i64> = tx
+                    .query_row(
+                        "SELECT modified_seq FROM tables WHERE table_id = ?1",
+                        [table_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if modified.is_some_and(|m| m as u64 > *as_of) {
+                    return conflict(format!("table {table_id} changed"));
+                }
+            }
+            ReadCheck::IndexKey {
+                index_id,
+                key,
+                as_of,
+            } => {
+                let changed: Option<i64> = tx
+                    .query_row(
+                        "SELECT seq FROM index_key_seq WHERE index_id = ?1 AND key = ?2",
+                        params![index_id, key],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if changed.is_some_and(|m| m as u64 > *as_of) {
+                    return conflict(format!("index {index_id} changed"));
+                }
+            }
+            ReadCheck::Catalog { as_of } => {
+                let changed: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tables WHERE created_seq > ?1) OR EXISTS (SELECT 1 FROM indexes WHERE created_seq > ?1)",
+                    [*as_of as i64],
+                    |r| r.get(0),
+                )?;
+                if changed {
+                    return conflict("the table catalog changed".into());
+                }
+            }
+        }
+    }
+    for (_, name) in &req.new_tables {
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tables WHERE name = ?1 AND status = 'ACTIVE')",
+            [name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return conflict(format!("table {name} was created concurrently"));
+        }
+    }
+    for (_, table_id, field) in &req.new_indexes {
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM indexes WHERE table_id = ?1 AND field = ?2)",
+            [table_id, field],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return conflict(format!("an index on {field} was created concurrently"));
+        }
+    }
+    Ok(())
+}
+
+/// Appends a block: its row and the digest-tree nodes it completes.
+fn append_block(tx: &Transaction<'_>, block: &Block) -> Result<()> {
+    let seq = block.address.sequence_no;
+    let block_hash = block.block_hash();
+    tx.execute(
+        "INSERT INTO blocks (seq, tx_id, ts_ms, block_hash, ion) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            seq as i64,
+            block.transaction_id,
+            block.timestamp_ms,
+            block_hash,
+            encode_one(&block.to_ion())
+        ],
+    )?;
+    let nodes = merkle::append(seq, block_hash, |level, idx| node(tx, level, idx))?;
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    for (level, idx, hash) in nodes {
+        stmt.execute(params![level, idx as i64, hash])?;
+    }
+    Ok(())
+}
+
+fn node(conn: &Connection, level: u32, idx: u64) -> Result<Hash> {
+    Ok(conn.query_row(
+        "SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2",
+        params![level, idx as i64],
+        |r| r.get(0),
+    )?)
+}
+
+impl LedgerDb {
+    /// The journal digest at the tip: (tip sequence number, digest).
+    pub fn digest(&self) -> Result<(u64, Hash)> {
+        let conn = self.conn();
+        let t = tip(&conn)?;
+        let d = merkle::root(t.last_seq + 1, |l, i| node(&conn, l, i))?;
+        Ok((t.last_seq, d))
+    }
+
+    /// All blocks, oldest first, as stored (for verification and tests).
+    pub fn blocks(&self) -> Result<BTreeMap<u64, Value>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT seq, ion FROM blocks ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (seq, ion) = row?;
+            out.insert(seq as u64, decode_doc(&ion)?);
+        }
+        Ok(out)
+    }
+}
