@@ -175,10 +175,10 @@ def test_not_implemented_operations(qldb, op, method, kwargs):
     assert op in r["Error"]["Message"], r["Error"]["Message"]
 
 
-def test_send_command_not_implemented(server):
+def test_send_command_without_a_command_is_a_bad_request(server):
     session = make_client(server.endpoint, service="qldb-session")
-    r = expect_error(session.send_command, "NotImplementedException", 501, SessionToken="x" * 10)
-    assert "SendCommand" in r["Error"]["Message"]
+    r = expect_error(session.send_command, "BadRequestException", 400, SessionToken="x" * 10)
+    assert "exactly one command" in r["Error"]["Message"]
     assert r["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.0"
 
 

@@ -233,12 +233,21 @@ def test_session_unknown_target(server):
     assert resp.json()["__type"] == "UnknownOperationException"
 
 
-def test_session_send_command_not_implemented(server):
-    resp = raw(server, "POST", "/", b'{"StartSession":{"LedgerName":"x"}}',
+def test_session_send_command_for_an_unknown_ledger(server):
+    resp = raw(server, "POST", "/", b'{"StartSession":{"LedgerName":"no-such-ledger"}}',
                {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "QLDBSession.SendCommand"})
-    assert_json_error(resp, 501, "NotImplementedException")
+    assert_json_error(resp, 400, "BadRequestException")
     assert resp.headers["content-type"] == "application/x-amz-json-1.0"
-    assert resp.json()["__type"] == "NotImplementedException"
+    assert resp.json()["__type"] == "BadRequestException"
+    assert len(resp.headers["x-amzn-requestid"]) == 22
+
+
+@pytest.mark.parametrize("body", [b"[]", b"not json", b"{}", b'{"StartSession":{},"EndSession":{}}',
+                                  b'{"StartSession":"x"}', "{\"StartSession\":{\"LedgerName\":\"\xff\"}}".encode("latin-1")])
+def test_session_malformed_bodies_are_bad_requests(server, body):
+    resp = raw(server, "POST", "/", body,
+               {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "QLDBSession.SendCommand"})
+    assert_json_error(resp, 400, "BadRequestException")
 
 
 def test_post_root_without_target(server):

@@ -292,6 +292,15 @@ impl Sessions {
                 ));
             }
             let mut values = Vec::with_capacity(params.len());
+            for (i, p) in params.iter().enumerate() {
+                let (size, limit, unit) = match p {
+                    Param::Binary(b) => (b.len(), 131_072, "bytes of IonBinary"),
+                    Param::Text(t) => (t.chars().count(), 1_048_576, "characters of IonText"),
+                };
+                if size == 0 || size > limit {
+                    return bad(format!("Parameter {} must have 1 to {limit} {unit}, it has {size}", i + 1));
+                }
+            }
             for (i, p) in params.into_iter().enumerate() {
                 let parsed = match p {
                     Param::Binary(b) => crate::ion::binary::decode(&b).map_err(|e| e.to_string()),
