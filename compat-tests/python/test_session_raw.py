@@ -510,12 +510,12 @@ def test_transaction_within_the_timeout_is_fine(short_tx_server):
     ledger = create_ledger(short_tx_server)
     s = RawSession(session_client(short_tx_server), ledger)
     s.start()
-    time.sleep(0.4)
+    time.sleep(0.3)
     s.values("CREATE TABLE T")
-    time.sleep(0.4)
+    time.sleep(0.3)
     s.commit()
     s.start()  # a new transaction gets a fresh clock
-    time.sleep(0.7)
+    time.sleep(0.6)
     assert [str(v) for v in s.values(LIST_TABLES)] == ["T"]
     s.commit()
 

@@ -298,7 +298,10 @@ impl Sessions {
                     Param::Text(t) => (t.chars().count(), 1_048_576, "characters of IonText"),
                 };
                 if size == 0 || size > limit {
-                    return bad(format!("Parameter {} must have 1 to {limit} {unit}, it has {size}", i + 1));
+                    return bad(format!(
+                        "Parameter {} must have 1 to {limit} {unit}, it has {size}",
+                        i + 1
+                    ));
                 }
             }
             for (i, p) in params.into_iter().enumerate() {
