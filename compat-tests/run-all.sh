@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The single test command of qldb-local (README "Run every test"; .ci/run calls exactly this).
 #
-# Needs only the Rust toolchain, python3 (3.9+) and network access to crates.io and PyPI.
+# Needs only the Rust toolchain, python3 (3.9+), node (18+) with npm, and network access to
+# crates.io, PyPI and the npm registry.
 # Builds the Rust code once, in the release profile that `cargo test --release` and the
 # compat suites share, then installs the pinned clients into compat-tests/.venv (reused
 # while compat-tests/python/requirements.txt is unchanged) and runs every suite.
@@ -36,6 +37,19 @@ make_venv() { # dir requirements-file
 step "pinned Python clients (boto3/botocore 1.40.60, awscli 1.42.60, pyqldb 3.2.4)"
 make_venv compat-tests/.venv compat-tests/python/requirements.txt
 compat-tests/.venv/bin/python -m pytest -q -p no:cacheprovider compat-tests/python
+
+step "Node.js driver (amazon-qldb-driver-nodejs 3.1.0, @aws-sdk/client-qldb* 3.918.0)"
+# npm ci installs exactly package-lock.json; node_modules is reused while the lock is unchanged.
+(
+    cd compat-tests/node
+    want=$(sha256sum package-lock.json | cut -d' ' -f1)
+    have=$(cat node_modules/.lock.sha256 2>/dev/null || true)
+    if [ "$want" != "$have" ]; then
+        npm ci --no-audit --no-fund --loglevel=error
+        echo "$want" > node_modules/.lock.sha256
+    fi
+    npm test
+)
 
 step "newest boto3 and AWS CLI v1 with AWS_DATA_PATH=api-models"
 # Always the newest releases from PyPI: this suite proves api-models/ revives them.

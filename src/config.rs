@@ -22,6 +22,16 @@ pub enum AuthMode {
     Off,
 }
 
+/// When a commit is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// After the commit is synced to disk (SQLite WAL with synchronous=FULL).
+    Full,
+    /// After the commit is in the WAL but before it is synced (synchronous=NORMAL): faster;
+    /// a power loss or OS crash may lose the most recent commits (never corrupts).
+    Relaxed,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -87,6 +97,11 @@ pub struct Config {
     #[arg(long, env = "QLDB_LOCAL_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// `full`: a commit is acknowledged only once it is on disk. `relaxed`: faster, may lose
+    /// the last commits on power loss.
+    #[arg(long, env = "QLDB_LOCAL_DURABILITY", value_enum, default_value_t = Durability::Full)]
+    pub durability: Durability,
+
     /// A transaction expires this long after StartTransaction (QLDB: 30 s).
     #[arg(
         long,
@@ -135,6 +150,7 @@ impl Config {
             ledger_create_delay_ms: 0,
             ledger_delete_delay_ms: 0,
             max_body_bytes: 8 * 1024 * 1024,
+            durability: Durability::Full,
             transaction_timeout_ms: 30_000,
             session_lifetime_ms: 900_000,
             page_size: 200,

@@ -26,6 +26,7 @@ fn ledger() -> Ledger {
         .create_ledger(qldb_local::api::qldb::CreateLedgerRequest {
             name: Some("j".into()),
             permissions_mode: Some("ALLOW_ALL".into()),
+            deletion_protection: Some(false),
             ..Default::default()
         })
         .unwrap();
@@ -296,6 +297,20 @@ fn digest_mismatch_and_state_machine_errors() {
     ));
     assert!(matches!(
         l.sessions.start_session("nope"),
+        Err(SessionError::BadRequest(_))
+    ));
+}
+
+#[test]
+fn deleting_the_ledger_ends_its_sessions() {
+    let l = ledger();
+    let s = l.sessions.start_session("j").unwrap();
+    l.control.delete_ledger("j").unwrap();
+    assert!(
+        matches!(l.sessions.start_transaction(&s), Err(SessionError::InvalidSession(m)) if m == "No such session")
+    );
+    assert!(matches!(
+        l.sessions.start_session("j"),
         Err(SessionError::BadRequest(_))
     ));
 }

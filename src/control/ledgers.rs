@@ -132,6 +132,7 @@ impl ControlPlane {
             gone_at_ms: None,
         };
         let db = LedgerDb::create(self.location(&name), &name, &new_unique_id())?;
+        db.set_relaxed_durability(self.cfg.relaxed_durability)?;
         let rec = match inner.catalog.insert_ledger(&rec, &tags) {
             Ok(rec) => rec,
             Err(e) => {
@@ -311,6 +312,9 @@ impl ControlPlane {
         rec.deleting_since_ms = Some(now);
         rec.gone_at_ms = Some(now + self.cfg.delete_delay_ms);
         inner.catalog.update_ledger(&rec)?;
+        if let Some(db) = inner.open.get(name.as_str()) {
+            db.mark_closed();
+        }
         tracing::info!(ledger = %name, "ledger deleting");
         Ok(())
     }

@@ -61,6 +61,8 @@ pub struct ControlConfig {
     pub delete_delay_ms: i64,
     /// `None` keeps ledgers in memory.
     pub data_dir: Option<PathBuf>,
+    /// `--durability relaxed`.
+    pub relaxed_durability: bool,
 }
 
 impl From<&Config> for ControlConfig {
@@ -72,6 +74,7 @@ impl From<&Config> for ControlConfig {
             create_delay_ms: c.create_delay().as_millis() as i64,
             delete_delay_ms: c.delete_delay().as_millis() as i64,
             data_dir: (!c.in_memory).then(|| c.data_dir.clone()),
+            relaxed_durability: c.durability == crate::config::Durability::Relaxed,
         }
     }
 }
@@ -132,6 +135,7 @@ impl ControlPlane {
                     loc @ LedgerLocation::File(_) => LedgerDb::open(loc)?,
                     LedgerLocation::Memory(_) => unreachable!("memory catalogs start empty"),
                 };
+                db.set_relaxed_durability(cp.cfg.relaxed_durability)?;
                 inner.open.insert(rec.name.clone(), Arc::new(db));
             }
             let now = cp.now();
@@ -204,6 +208,7 @@ impl ControlPlane {
     fn remove_now(&self, inner: &mut Inner, rec: &LedgerRecord) -> Result<()> {
         inner.catalog.remove_ledger(rec)?;
         if let Some(db) = inner.open.remove(&rec.name) {
+            db.mark_closed();
             let location = db.location().clone();
             drop(db);
             if let LedgerLocation::File(path) = location {

@@ -206,6 +206,12 @@ impl Sessions {
         {
             return Err(SessionError::InvalidSession("No such session".into()));
         }
+        if s.ledger.is_closed() {
+            let id = s.id.clone();
+            drop(s);
+            self.discard(token, &id);
+            return Err(SessionError::InvalidSession("No such session".into()));
+        }
         if s.expires_ms <= now_ms() {
             let id = s.id.clone();
             drop(s);

@@ -38,6 +38,8 @@ impl LedgerLocation {
 pub struct LedgerDb {
     location: LedgerLocation,
     conn: Mutex<Connection>,
+    /// Set when the ledger is being deleted: sessions on it stop working.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl LedgerDb {
@@ -51,6 +53,7 @@ impl LedgerDb {
                 Ok(LedgerDb {
                     location,
                     conn: Mutex::new(conn),
+                    closed: Default::default(),
                 })
             }
             LedgerLocation::File(path) => {
@@ -107,7 +110,24 @@ impl LedgerDb {
         Ok(LedgerDb {
             location,
             conn: Mutex::new(conn),
+            closed: Default::default(),
         })
+    }
+
+    /// `--durability relaxed`: commits are acknowledged once written to the WAL, before the
+    /// WAL is synced (SQLite `synchronous=NORMAL`); a power loss may drop the last commits.
+    pub fn set_relaxed_durability(&self, relaxed: bool) -> Result<()> {
+        let mode = if relaxed { "NORMAL" } else { "FULL" };
+        self.conn().pragma_update(None, "synchronous", mode)?;
+        Ok(())
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn location(&self) -> &LedgerLocation {
@@ -130,7 +150,7 @@ impl LedgerDb {
 
     /// Closes the database and removes its files.
     pub fn destroy(self) -> Result<()> {
-        let LedgerDb { location, conn } = self;
+        let LedgerDb { location, conn, .. } = self;
         drop(conn);
         match location {
             LedgerLocation::Memory(_) => Ok(()),
