@@ -1,0 +1,209 @@
+//! Session-API throughput and latency over the real HTTP API, against raw SQLite.
+//!
+//!     cargo bench --bench session -- [--clients 8] [--seconds 10] [--durability full|relaxed]
+//!
+//! Starts the release qldb-local, then for `--seconds` each phase runs `--clients`
+//! concurrent Rust-SDK clients (one session each):
+//!   1. single-document INSERT transactions (StartTransaction, ExecuteStatement, Commit);
+//!   2. indexed point SELECT transactions on the inserted keys.
+//!
+//! In the same run it times raw rusqlite single-row transactions (one connection per thread,
+//! WAL, the same synchronous setting). Prints transactions/s, p50/p99 latency and the
+//! ratio to raw SQLite. Figures go to docs/performance.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+struct Args {
+    clients: usize,
+    seconds: u64,
+    relaxed: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args { clients: 8, seconds: 10, relaxed: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.clients),
+            "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.seconds),
+            "--durability" => a.relaxed = it.next().as_deref() == Some("relaxed"),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    a
+}
+
+struct Stats {
+    latencies_us: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Stats {
+    fn report(&mut self, name: &str) -> f64 {
+        self.latencies_us.sort_unstable();
+        let n = self.latencies_us.len();
+        let pct = |p: f64| self.latencies_us.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0);
+        let tps = n as f64 / self.elapsed.as_secs_f64();
+        println!(
+            "{name:<44} {tps:>9.0} tx/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({n} tx)",
+            pct(0.50) as f64 / 1000.0,
+            pct(0.99) as f64 / 1000.0
+        );
+        tps
+    }
+}
+
+async fn run_clients<F, Fut>(clients: usize, seconds: u64, f: F) -> Stats
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                f(c, i).await;
+                lat.push(t.elapsed().as_micros() as u64);
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for h in handles {
+        latencies_us.extend(h.await.unwrap());
+    }
+    Stats { latencies_us, elapsed: started.elapsed() }
+}
+
+fn raw_sqlite(clients: usize, seconds: u64, relaxed: bool) -> (Stats, Stats) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.sqlite");
+    let open = || {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.pragma_update(None, "synchronous", if relaxed { "NORMAL" } else { "FULL" }).unwrap();
+        c.busy_timeout(Duration::from_secs(30)).unwrap();
+        c
+    };
+    open()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT NOT NULL, v BLOB); CREATE INDEX t_k ON t (k);")
+        .unwrap();
+    let phase = |select: bool| {
+        let inserted = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(seconds);
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let conn = open();
+                let inserted = inserted.clone();
+                std::thread::spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut i = 0u64;
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        if select {
+                            let k = format!("k-{c}-{}", i % 100);
+                            let _: Option<Vec<u8>> = conn
+                                .query_row("SELECT v FROM t WHERE k = ?1", [&k], |r| r.get(0))
+                                .ok();
+                        } else {
+                            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                            conn.execute(
+                                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                                rusqlite::params![format!("k-{c}-{i}"), vec![7u8; 64]],
+                            )
+                            .unwrap();
+                            conn.execute_batch("COMMIT").unwrap();
+                            inserted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        lat.push(t.elapsed().as_micros() as u64);
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut latencies_us = Vec::new();
+        for h in handles {
+            latencies_us.extend(h.join().unwrap());
+        }
+        Stats { latencies_us, elapsed: started.elapsed() }
+    };
+    (phase(false), phase(true))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let a = args();
+    let durability = if a.relaxed { "relaxed" } else { "full" };
+    let srv = start(&["--durability", durability, "--max-sessions-per-ledger", "10000"]);
+    create_ledger(&srv.endpoint, "bench");
+    let client = Arc::new(client(&srv.endpoint));
+    {
+        let s = session(&client, "bench").await;
+        let (tx, mut d) = s.start_tx().await;
+        s.exec(&tx, &mut d, "CREATE TABLE Bench", &[]).await.unwrap();
+        s.exec(&tx, &mut d, "CREATE INDEX ON Bench (k)", &[]).await.unwrap();
+        s.commit(&tx, d.bytes()).await.unwrap();
+    }
+    let mut tokens = Vec::new();
+    for _ in 0..a.clients {
+        tokens.push(session(&client, "bench").await.token);
+    }
+    let tokens = Arc::new(tokens);
+    println!(
+        "qldb-local session benchmark: {} clients, {} s per phase, durability {durability}, {} cores",
+        a.clients,
+        a.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+
+    let (c, t) = (client.clone(), tokens.clone());
+    let mut ins = run_clients(a.clients, a.seconds, move |ci, i| {
+        let (c, t) = (c.clone(), t.clone());
+        async move {
+            let s = Session { c: &c, token: t[ci].clone() };
+            let (tx, mut d) = s.start_tx().await;
+            let doc = format!("{{k:\"k-{ci}-{i}\",v:{i},pad:\"{}\"}}", "x".repeat(48));
+            s.exec(&tx, &mut d, "INSERT INTO Bench ?", &[&doc]).await.unwrap();
+            s.commit(&tx, d.bytes()).await.unwrap();
+        }
+    })
+    .await;
+    let (c, t) = (client.clone(), tokens.clone());
+    let mut sel = run_clients(a.clients, a.seconds, move |ci, i| {
+        let (c, t) = (c.clone(), t.clone());
+        async move {
+            let s = Session { c: &c, token: t[ci].clone() };
+            let (tx, mut d) = s.start_tx().await;
+            let key = format!("\"k-{ci}-{}\"", i % 100);
+            s.exec(&tx, &mut d, "SELECT * FROM Bench AS b WHERE b.k = ?", &[&key]).await.unwrap();
+            s.commit(&tx, d.bytes()).await.unwrap();
+        }
+    })
+    .await;
+    let (mut raw_ins, mut raw_sel) = tokio::task::spawn_blocking(move || raw_sqlite(a.clients, a.seconds, a.relaxed))
+        .await
+        .unwrap();
+
+    let qi = ins.report("qldb-local INSERT transaction (HTTP, SDK)");
+    let qs = sel.report("qldb-local indexed point SELECT transaction");
+    let ri = raw_ins.report("raw rusqlite single-row INSERT transaction");
+    let rs = raw_sel.report("raw rusqlite indexed point SELECT");
+    println!("ratio INSERT qldb-local / raw SQLite: {:.3}", qi / ri);
+    println!("ratio SELECT qldb-local / raw SQLite: {:.3}", qs / rs);
+}
