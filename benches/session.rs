@@ -27,7 +27,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 8, seconds: 10, relaxed: false };
+    let mut a = Args {
+        clients: 8,
+        seconds: 10,
+        relaxed: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -49,7 +53,12 @@ impl Stats {
     fn report(&mut self, name: &str) -> f64 {
         self.latencies_us.sort_unstable();
         let n = self.latencies_us.len();
-        let pct = |p: f64| self.latencies_us.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0);
+        let pct = |p: f64| {
+            self.latencies_us
+                .get(((n as f64 * p) as usize).min(n.saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
         let tps = n as f64 / self.elapsed.as_secs_f64();
         println!(
             "{name:<44} {tps:>9.0} tx/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({n} tx)",
@@ -86,7 +95,10 @@ where
     for h in handles {
         latencies_us.extend(h.await.unwrap());
     }
-    Stats { latencies_us, elapsed: started.elapsed() }
+    Stats {
+        latencies_us,
+        elapsed: started.elapsed(),
+    }
 }
 
 fn raw_sqlite(clients: usize, seconds: u64, relaxed: bool) -> (Stats, Stats) {
@@ -95,7 +107,8 @@ fn raw_sqlite(clients: usize, seconds: u64, relaxed: bool) -> (Stats, Stats) {
     let open = || {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        c.pragma_update(None, "synchronous", if relaxed { "NORMAL" } else { "FULL" }).unwrap();
+        c.pragma_update(None, "synchronous", if relaxed { "NORMAL" } else { "FULL" })
+            .unwrap();
         c.busy_timeout(Duration::from_secs(30)).unwrap();
         c
     };
@@ -141,7 +154,10 @@ fn raw_sqlite(clients: usize, seconds: u64, relaxed: bool) -> (Stats, Stats) {
         for h in handles {
             latencies_us.extend(h.join().unwrap());
         }
-        Stats { latencies_us, elapsed: started.elapsed() }
+        Stats {
+            latencies_us,
+            elapsed: started.elapsed(),
+        }
     };
     (phase(false), phase(true))
 }
@@ -150,14 +166,23 @@ fn raw_sqlite(clients: usize, seconds: u64, relaxed: bool) -> (Stats, Stats) {
 async fn main() {
     let a = args();
     let durability = if a.relaxed { "relaxed" } else { "full" };
-    let srv = start(&["--durability", durability, "--max-sessions-per-ledger", "10000"]);
+    let srv = start(&[
+        "--durability",
+        durability,
+        "--max-sessions-per-ledger",
+        "10000",
+    ]);
     create_ledger(&srv.endpoint, "bench");
     let client = Arc::new(client(&srv.endpoint));
     {
         let s = session(&client, "bench").await;
         let (tx, mut d) = s.start_tx().await;
-        s.exec(&tx, &mut d, "CREATE TABLE Bench", &[]).await.unwrap();
-        s.exec(&tx, &mut d, "CREATE INDEX ON Bench (k)", &[]).await.unwrap();
+        s.exec(&tx, &mut d, "CREATE TABLE Bench", &[])
+            .await
+            .unwrap();
+        s.exec(&tx, &mut d, "CREATE INDEX ON Bench (k)", &[])
+            .await
+            .unwrap();
         s.commit(&tx, d.bytes()).await.unwrap();
     }
     let mut tokens = Vec::new();
@@ -176,10 +201,15 @@ async fn main() {
     let mut ins = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
         async move {
-            let s = Session { c: &c, token: t[ci].clone() };
+            let s = Session {
+                c: &c,
+                token: t[ci].clone(),
+            };
             let (tx, mut d) = s.start_tx().await;
             let doc = format!("{{k:\"k-{ci}-{i}\",v:{i},pad:\"{}\"}}", "x".repeat(48));
-            s.exec(&tx, &mut d, "INSERT INTO Bench ?", &[&doc]).await.unwrap();
+            s.exec(&tx, &mut d, "INSERT INTO Bench ?", &[&doc])
+                .await
+                .unwrap();
             s.commit(&tx, d.bytes()).await.unwrap();
         }
     })
@@ -188,17 +218,28 @@ async fn main() {
     let mut sel = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
         async move {
-            let s = Session { c: &c, token: t[ci].clone() };
+            let s = Session {
+                c: &c,
+                token: t[ci].clone(),
+            };
             let (tx, mut d) = s.start_tx().await;
             let key = format!("\"k-{ci}-{}\"", i % 100);
-            s.exec(&tx, &mut d, "SELECT * FROM Bench AS b WHERE b.k = ?", &[&key]).await.unwrap();
+            s.exec(
+                &tx,
+                &mut d,
+                "SELECT * FROM Bench AS b WHERE b.k = ?",
+                &[&key],
+            )
+            .await
+            .unwrap();
             s.commit(&tx, d.bytes()).await.unwrap();
         }
     })
     .await;
-    let (mut raw_ins, mut raw_sel) = tokio::task::spawn_blocking(move || raw_sqlite(a.clients, a.seconds, a.relaxed))
-        .await
-        .unwrap();
+    let (mut raw_ins, mut raw_sel) =
+        tokio::task::spawn_blocking(move || raw_sqlite(a.clients, a.seconds, a.relaxed))
+            .await
+            .unwrap();
 
     let qi = ins.report("qldb-local INSERT transaction (HTTP, SDK)");
     let qs = sel.report("qldb-local indexed point SELECT transaction");

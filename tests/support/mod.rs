@@ -228,4 +228,3 @@ pub async fn session<'a>(c: &'a Client, ledger: &str) -> Session<'a> {
             .to_string(),
     }
 }
-
