@@ -102,6 +102,11 @@ pub struct Config {
     #[arg(long, env = "QLDB_LOCAL_DURABILITY", value_enum, default_value_t = Durability::Full)]
     pub durability: Durability,
 
+    /// Before serving, verify every hash of every ledger (as `qldb-local verify` does) and
+    /// refuse to start if any ledger is damaged.
+    #[arg(long, env = "QLDB_LOCAL_VERIFY_ON_START", default_value_t = false)]
+    pub verify_on_start: bool,
+
     /// A transaction expires this long after StartTransaction (QLDB: 30 s).
     #[arg(
         long,
@@ -151,6 +156,7 @@ impl Config {
             ledger_delete_delay_ms: 0,
             max_body_bytes: 8 * 1024 * 1024,
             durability: Durability::Full,
+            verify_on_start: false,
             transaction_timeout_ms: 30_000,
             session_lifetime_ms: 900_000,
             page_size: 200,

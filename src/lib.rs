@@ -42,3 +42,4 @@ pub mod partiql;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod verify;

@@ -18,6 +18,15 @@ struct Cli {
 enum Command {
     /// Serve the QLDB control-plane and session APIs on one HTTP port.
     Serve(Config),
+    /// Verify every hash of the ledgers in a data dir (the server may be running).
+    Verify {
+        /// The data directory to check.
+        #[arg(long, env = "QLDB_LOCAL_DATA_DIR", default_value = "./qldb-data")]
+        data_dir: std::path::PathBuf,
+        /// Check only this ledger.
+        #[arg(long)]
+        ledger: Option<String>,
+    },
     /// Probe a running server's /health (for container health checks); exit 0 when ready.
     Health {
         /// The server's listen address; 0.0.0.0 is probed on 127.0.0.1.
@@ -29,6 +38,15 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Verify { data_dir, ledger } => {
+            match qldb_local::verify::run(&data_dir, ledger.as_deref()) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("qldb-local verify: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Command::Health { listen } => match qldb_local::server::probe_health(listen) {
             Ok(body) => {
                 println!("{body}");

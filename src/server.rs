@@ -43,6 +43,19 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
 
 /// Runs the server until a shutdown signal arrives.
 pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
+    if cfg.verify_on_start && !cfg.in_memory && cfg.data_dir.join("catalog.sqlite").exists() {
+        let dir = cfg.data_dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), crate::verify::Damage> {
+            for name in crate::verify::ledger_names(&dir, None)? {
+                let v = crate::verify::verify_ledger(&dir, &name)?;
+                tracing::info!(ledger = %v.ledger, blocks = v.blocks, "journal verified");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow_like::Error(e.to_string()))?
+        .map_err(|e| anyhow_like::Error(format!("refusing to start: {e}")))?;
+    }
     let state = {
         let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || build_state(&cfg))

@@ -121,6 +121,53 @@ pub struct ListTagsForResourceResponse {
     pub tags: Tags,
 }
 
+/// `{ "IonText": … }`
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ValueHolder {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ion_text: Option<String>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetDigestResponse {
+    /// Base64 of the 32-byte digest.
+    pub digest: String,
+    pub digest_tip_address: ValueHolder,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetBlockRequest {
+    pub block_address: Option<ValueHolder>,
+    pub digest_tip_address: Option<ValueHolder>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetBlockResponse {
+    pub block: ValueHolder,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ValueHolder>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRevisionRequest {
+    pub block_address: Option<ValueHolder>,
+    pub document_id: Option<String>,
+    pub digest_tip_address: Option<ValueHolder>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRevisionResponse {
+    pub revision: ValueHolder,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ValueHolder>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 mod error;
 mod ledgers;
 mod tags;
+mod verification;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

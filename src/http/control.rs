@@ -29,9 +29,9 @@ pub(super) fn routes() -> Router<AppState> {
             "/ledgers/{name}/permissions-mode",
             axum::routing::patch(update_permissions_mode),
         )
-        .route("/ledgers/{name}/digest", post(not_yet("GetDigest")))
-        .route("/ledgers/{name}/block", post(not_yet("GetBlock")))
-        .route("/ledgers/{name}/revision", post(not_yet("GetRevision")))
+        .route("/ledgers/{name}/digest", post(get_digest))
+        .route("/ledgers/{name}/block", post(get_block))
+        .route("/ledgers/{name}/revision", post(get_revision))
         .route(
             "/ledgers/{name}/journal-s3-exports",
             post(not_yet("ExportJournalToS3")).get(not_yet("ListJournalS3ExportsForLedger")),
@@ -262,6 +262,30 @@ async fn untag_resource(
             .map(|()| serde_json::json!({}))
     })
     .await
+}
+
+async fn get_digest(State(s): State<AppState>, Label(name): Label) -> Result<Response, ApiError> {
+    call(&s, move |cp| cp.get_digest(&name)).await
+}
+
+async fn get_block(
+    State(s): State<AppState>,
+    Label(name): Label,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: GetBlockRequest = parse_body(&headers, &body)?;
+    call(&s, move |cp| cp.get_block(&name, req)).await
+}
+
+async fn get_revision(
+    State(s): State<AppState>,
+    Label(name): Label,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: GetRevisionRequest = parse_body(&headers, &body)?;
+    call(&s, move |cp| cp.get_revision(&name, req)).await
 }
 
 async fn list_tags(State(s): State<AppState>, Label(arn): Label) -> Result<Response, ApiError> {

@@ -656,3 +656,28 @@ impl LedgerDb {
         Ok(out)
     }
 }
+
+impl LedgerDb {
+    /// The journal digest with the block `tip` as the last leaf.
+    pub fn digest_at(&self, tip: u64) -> Result<Hash> {
+        let conn = self.conn();
+        merkle::root(tip + 1, |l, i| node(&conn, l, i))
+    }
+
+    /// The stored block at `seq`, as GetBlock and exports show it.
+    pub fn block(&self, seq: u64) -> Result<Option<Value>> {
+        let conn = self.conn();
+        let ion: Option<Vec<u8>> = conn
+            .query_row("SELECT ion FROM blocks WHERE seq = ?1", [seq as i64], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        ion.map(|b| decode_doc(&b)).transpose()
+    }
+
+    /// The audit path of block `seq` in the digest tree whose last leaf is block `tip`.
+    pub fn block_proof(&self, seq: u64, tip: u64) -> Result<Vec<Hash>> {
+        let conn = self.conn();
+        merkle::audit_path(seq, tip + 1, |l, i| node(&conn, l, i))
+    }
+}
