@@ -143,10 +143,6 @@ def test_bad_next_token(qldb, token):
 # ---------------------------------------------------------------- not implemented yet
 
 NOT_IMPLEMENTED = [
-    ("GetDigest", "get_digest", {"Name": "some-ledger"}),
-    ("GetBlock", "get_block", {"Name": "some-ledger", "BlockAddress": {"IonText": "{strandId:\"x\",sequenceNo:1}"}}),
-    ("GetRevision", "get_revision", {"Name": "some-ledger", "BlockAddress": {"IonText": "{}"},
-                                     "DocumentId": "A" * 22}),
     ("ExportJournalToS3", "export_journal_to_s3", {
         "Name": "some-ledger", "InclusiveStartTime": 1700000000, "ExclusiveEndTime": 1700000100,
         "S3ExportConfiguration": {"Bucket": "bucket", "Prefix": "p/",

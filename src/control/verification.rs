@@ -132,32 +132,21 @@ impl ControlPlane {
             .map(|t| parse_address(Some(t), "digestTipAddress", "DigestTipAddress"))
             .transpose()?;
         let journal = db.tip()?;
-        if let Some(t) = &tip_addr {
-            if t.strand_id != journal.strand_id {
-                return Err(invalid(
-                    "The Strand ID of the provided digest tip address is not valid.",
-                    "DigestTipAddress",
-                ));
-            }
-            if t.sequence_no > journal.last_seq {
-                return Err(invalid(
-                    "The sequence number of the provided digest tip address is beyond the strand's latest committed record.",
-                    "DigestTipAddress",
-                ));
-            }
+        // The checks of journal-and-verification.md §4.4, in its order.
+        if tip_addr
+            .as_ref()
+            .is_some_and(|t| t.sequence_no > journal.last_seq)
+        {
+            return Err(invalid(
+                "The sequence number of the provided digest tip address is beyond the strand's latest committed record.",
+                "DigestTipAddress",
+            ));
         }
         if block.strand_id != journal.strand_id {
-            return Err(if tip_addr.is_some() {
-                invalid(
-                    "The Strand ID of the provided block address must match the Strand ID of the provided digest tip address.",
-                    "BlockAddress",
-                )
-            } else {
-                invalid(
-                    "The Strand ID of the provided block address is not valid.",
-                    "BlockAddress",
-                )
-            });
+            return Err(invalid(
+                "The Strand ID of the provided block address is not valid.",
+                "BlockAddress",
+            ));
         }
         if block.sequence_no > journal.last_seq {
             return Err(invalid(
@@ -166,6 +155,12 @@ impl ControlPlane {
             ));
         }
         if let Some(t) = &tip_addr {
+            if t.strand_id != block.strand_id {
+                return Err(invalid(
+                    "The Strand ID of the provided block address must match the Strand ID of the provided digest tip address.",
+                    "DigestTipAddress",
+                ));
+            }
             if block.sequence_no > t.sequence_no {
                 return Err(invalid(
                     "The sequence number of the provided block address must not be greater than that of the provided digest tip address.",

@@ -452,15 +452,12 @@ impl LedgerDb {
 }
 
 fn tip(conn: &Connection) -> Result<Tip> {
-    let strand_id: String =
-        conn.query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {
-            r.get(0)
-        })?;
-    let (seq, hash): (i64, Vec<u8>) = conn.query_row(
-        "SELECT seq, block_hash FROM blocks ORDER BY seq DESC LIMIT 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let strand_id: String = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'strand_id'")?
+        .query_row([], |r| r.get(0))?;
+    let (seq, hash): (i64, Vec<u8>) = conn
+        .prepare_cached("SELECT seq, block_hash FROM blocks ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Tip {
         strand_id,
         last_seq: seq as u64,
