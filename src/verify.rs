@@ -152,6 +152,13 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
                 ));
             }
         }
+        if let Some(ri) = block.field("redactionInfo") {
+            if !list.contains(&ion_hash(ri).to_vec()) {
+                return Err(at(
+                    "its redactionInfo does not hash to an entry of entriesHashList",
+                ));
+            }
+        }
         if let Some(revs) = block.field("revisions") {
             let Data::List(revs) = &revs.data else {
                 return Err(at("its revisions are not a list"));

@@ -142,7 +142,11 @@ def test_cli_errors(aws):
 
     rc, out, err = cli("qldb", "get-digest", "--name", "no-such-ledger")
     assert rc == 255
-    assert error_line("NotImplementedException", "GetDigest") in err, err
+    assert error_line("ResourceNotFoundException", "GetDigest") in err, err
+
+    rc, out, err = cli("qldb", "list-journal-s3-exports")
+    assert rc == 255
+    assert error_line("NotImplementedException", "ListJournalS3Exports") in err, err
 
 
 def test_cli_endpoint_from_environment_and_text_output(cli, cli_server):

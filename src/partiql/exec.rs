@@ -46,6 +46,12 @@ pub trait TxnView {
     fn delete(&mut self, table: &TableMeta, doc: &Doc) -> R<()>;
     fn create_table(&mut self, name: &str) -> R<String>;
     fn create_index(&mut self, table: &TableMeta, field: &str) -> R<String>;
+    /// The committed view `_ql_committed_<table>`: the latest revision of each live document.
+    fn committed_view(&mut self, table: &TableMeta) -> R<Vec<Value>>;
+    /// Every revision of the table's documents (deletes and redactions included).
+    fn history(&mut self, table: &TableMeta) -> R<Vec<Value>>;
+    /// Schedules the redaction of the revision of `doc_id` in block `seq`; returns its version.
+    fn redact(&mut self, strand_id: &str, seq: u64, table_id: &str, doc_id: &str) -> R<u64>;
     fn transaction_id(&self) -> String;
     fn now_ms(&self) -> i64;
 }
@@ -158,10 +164,108 @@ impl Executor<'_> {
             }
             Statement::Dml(dml) => self.dml(dml),
             Statement::Select(select) => self.select(select, &Env::default()),
+            Statement::Exec { procedure, args } => self.exec(procedure, args),
             Statement::DropTable { .. }
             | Statement::UndropTable { .. }
-            | Statement::DropIndex { .. }
-            | Statement::Exec { .. } => err("This statement is not supported yet by qldb-local"),
+            | Statement::DropIndex { .. } => {
+                err("This statement is not supported yet by qldb-local")
+            }
+        }
+    }
+
+    fn exec(&mut self, procedure: &str, args: &[Expr]) -> R<Vec<Value>> {
+        if !procedure.eq_ignore_ascii_case("redact_revision") {
+            return err(format!("Unknown stored procedure {procedure}"));
+        }
+        let [address, table_id, doc_id] = args else {
+            return err("REDACT_REVISION takes a block address, a table id and a document id");
+        };
+        let env = Env::default();
+        let address = match self.eval(address, &env)? {
+            PV::V(v) => v,
+            PV::Missing => return err("The provided block address is not valid."),
+        };
+        let (
+            Some(Value {
+                data: Data::String(strand),
+                ..
+            }),
+            Some(Value {
+                data: Data::Int(seq),
+                ..
+            }),
+        ) = (address.field("strandId"), address.field("sequenceNo"))
+        else {
+            return err("The provided block address is not valid.");
+        };
+        let Ok(seq) = u64::try_from(seq.clone()) else {
+            return err("The provided block address is not valid.");
+        };
+        let text = |v: PV| match v {
+            PV::V(Value {
+                data: Data::String(s),
+                ..
+            }) => Some(s),
+            _ => None,
+        };
+        let (Some(table_id), Some(doc_id)) = (
+            text(self.eval(table_id, &env)?),
+            text(self.eval(doc_id, &env)?),
+        ) else {
+            return err("REDACT_REVISION needs the table id and the document id as strings");
+        };
+        let version = self.txn.redact(strand, seq, &table_id, &doc_id)?;
+        Ok(vec![Value::structure([
+            (
+                "blockAddress",
+                Value::structure([
+                    ("strandId", Value::string(strand.clone())),
+                    ("sequenceNo", Value::int(seq)),
+                ]),
+            ),
+            ("tableId", Value::string(table_id)),
+            ("documentId", Value::string(doc_id)),
+            ("version", Value::int(version)),
+        ])])
+    }
+
+    /// Rows of `_ql_committed_<T>` or `history(T [, start [, end]])`, if `e` names one.
+    fn system_view(&mut self, e: &Expr, env: &Env) -> R<Option<Vec<Value>>> {
+        match e {
+            Expr::Var { name, .. } if name.starts_with("_ql_committed_") => {
+                let t = self.table(&name["_ql_committed_".len()..])?;
+                Ok(Some(self.txn.committed_view(&t)?))
+            }
+            Expr::Call { name, args, .. }
+                if name == "history" && !args.is_empty() && args.len() <= 3 =>
+            {
+                let t = match &args[0] {
+                    Expr::Var { name, .. } => self.table(name)?,
+                    Expr::Lit(Value {
+                        data: Data::String(id),
+                        ..
+                    }) => match self.txn.tables()?.into_iter().find(|t| &t.table_id == id) {
+                        Some(t) => t,
+                        None => return err(format!("No table with id {id}")),
+                    },
+                    _ => return err("history() takes a table name or a table id string"),
+                };
+                let mut bounds = Vec::new();
+                for a in &args[1..] {
+                    match self.eval(a, env)? {
+                        PV::V(
+                            v @ Value {
+                                data: Data::Timestamp(_),
+                                ..
+                            },
+                        ) => bounds.push(v),
+                        _ => return err("history() time bounds must be timestamps"),
+                    }
+                }
+                let rows = self.txn.history(&t)?;
+                Ok(Some(within(rows, bounds.first(), bounds.get(1))))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -311,22 +415,28 @@ impl Executor<'_> {
                 out
             }
             FromClause::Source(src) => match &src.expr {
-                Expr::Var { .. } => self
+                Expr::Var { name, .. } if !name.starts_with("_ql_committed_") => self
                     .matching(src, s.where_.as_ref(), env)?
                     .2
                     .into_iter()
                     .map(|(_, e)| e)
                     .collect(),
                 other => {
-                    // A literal collection such as << 0 >>.
-                    let alias = src.alias.clone().unwrap_or_else(|| "_1".into());
-                    let items = match self.eval(other, env)? {
-                        PV::V(Value {
-                            data: Data::List(items) | Data::SExp(items),
-                            ..
-                        }) => items,
-                        PV::V(v) => vec![v],
-                        PV::Missing => Vec::new(),
+                    // A system view, or a literal collection such as << 0 >>.
+                    let alias = src.alias.clone().unwrap_or_else(|| match other {
+                        Expr::Var { name, .. } => name.clone(),
+                        _ => "_1".into(),
+                    });
+                    let items = match self.system_view(other, env)? {
+                        Some(rows) => rows,
+                        None => match self.eval(other, env)? {
+                            PV::V(Value {
+                                data: Data::List(items) | Data::SExp(items),
+                                ..
+                            }) => items,
+                            PV::V(v) => vec![v],
+                            PV::Missing => Vec::new(),
+                        },
                     };
                     let mut out = Vec::new();
                     for item in items {
@@ -945,6 +1055,35 @@ fn user_tables_row(t: &TableMeta) -> Value {
             Value::string(if t.active { "ACTIVE" } else { "INACTIVE" }),
         ),
     ])
+}
+
+/// The revisions active at some moment in [start, end] (both inclusive): a revision is
+/// active from its txTime until the next revision of the same document.
+fn within(rows: Vec<Value>, start: Option<&Value>, end: Option<&Value>) -> Vec<Value> {
+    if start.is_none() {
+        return rows;
+    }
+    let meta = |r: &Value, f: &str| r.field("metadata").and_then(|m| m.field(f)).cloned();
+    let mut out = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let (Some(id), Some(t)) = (meta(r, "id"), meta(r, "txTime")) else {
+            continue;
+        };
+        let next = rows[i + 1..]
+            .iter()
+            .find(|n| meta(n, "id").as_ref() == Some(&id))
+            .and_then(|n| meta(n, "txTime"));
+        let before_end =
+            end.is_none_or(|e| ops::compare(&t, e) != Some(std::cmp::Ordering::Greater));
+        let after_start = match (start, &next) {
+            (Some(s), Some(n)) => ops::compare(n, s) == Some(std::cmp::Ordering::Greater),
+            _ => true,
+        };
+        if before_end && after_start {
+            out.push(r.clone());
+        }
+    }
+    out
 }
 
 fn is_aggregate(e: &Expr) -> bool {

@@ -365,7 +365,10 @@ impl Sessions {
             let txn = s.txn.take().expect("open");
             let usage = Usage { read_ios: 0, write_ios: txn.writes.len() as u64 };
             let req: CommitRequest = txn.into_commit(now_ms());
-            let read_only = req.writes.is_empty() && req.new_tables.is_empty() && req.new_indexes.is_empty();
+            let read_only = req.writes.is_empty()
+                && req.new_tables.is_empty()
+                && req.new_indexes.is_empty()
+                && req.redaction.is_none();
             let result = if read_only {
                 ledger.validate(&req.reads)
             } else {

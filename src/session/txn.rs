@@ -13,7 +13,9 @@ use crate::journal::hash::{statement_digest, CommitDigest};
 use crate::names::new_unique_id;
 use crate::partiql::exec::{self, Doc, ExecError, TableMeta, TxnView};
 use crate::partiql::parse_statement;
-use crate::storage::journal::{index_key, CommitRequest, DocWrite, ReadCheck, StoredDoc};
+use crate::storage::journal::{
+    index_key, CommitRequest, DocWrite, ReadCheck, RevisionRef, StoredDoc,
+};
 use crate::storage::LedgerDb;
 
 /// A document this transaction wrote, in its final state.
@@ -38,6 +40,7 @@ pub struct Txn {
     pub writes: Vec<(String, PendingWrite)>,
     new_tables: Vec<(String, String)>,
     new_indexes: Vec<(String, String, String)>,
+    redaction: Option<RevisionRef>,
     pages: HashMap<String, std::collections::VecDeque<Value>>,
 }
 
@@ -52,6 +55,7 @@ impl Txn {
             writes: Vec::new(),
             new_tables: Vec::new(),
             new_indexes: Vec::new(),
+            redaction: None,
             pages: HashMap::new(),
         }
     }
@@ -72,6 +76,7 @@ impl Txn {
             self.new_tables.clone(),
             self.new_indexes.clone(),
             self.reads.len(),
+            self.redaction.clone(),
         );
         let index = self.statements.len() as u32;
         let mut ctx = Ctx {
@@ -97,7 +102,8 @@ impl Txn {
                 Ok((rows, usage))
             }
             Err(e) => {
-                let (writes, tables, indexes, reads) = saved;
+                let (writes, tables, indexes, reads, redaction) = saved;
+                self.redaction = redaction;
                 self.writes = writes;
                 self.new_tables = tables;
                 self.new_indexes = indexes;
@@ -168,6 +174,7 @@ impl Txn {
             new_tables: self.new_tables,
             new_indexes: self.new_indexes,
             writes,
+            redaction: self.redaction,
         }
     }
 
@@ -493,6 +500,77 @@ impl TxnView for Ctx<'_> {
             .push((id.clone(), table.table_id.clone(), field.to_string()));
         self.write_ios += 1;
         Ok(id)
+    }
+
+    fn committed_view(&mut self, table: &TableMeta) -> Result<Vec<Value>, ExecError> {
+        let as_of = self.tip_seq()?;
+        self.txn.reads.push(ReadCheck::Table {
+            table_id: table.table_id.clone(),
+            as_of,
+        });
+        let rows = self
+            .ledger
+            .committed_view(&table.table_id)
+            .map_err(internal)?;
+        self.read_ios += rows.len() as u64;
+        Ok(rows)
+    }
+
+    fn history(&mut self, table: &TableMeta) -> Result<Vec<Value>, ExecError> {
+        let as_of = self.tip_seq()?;
+        self.txn.reads.push(ReadCheck::Table {
+            table_id: table.table_id.clone(),
+            as_of,
+        });
+        let rows = self.ledger.history(&table.table_id).map_err(internal)?;
+        self.read_ios += rows.len() as u64;
+        Ok(rows)
+    }
+
+    fn redact(
+        &mut self,
+        strand_id: &str,
+        seq: u64,
+        table_id: &str,
+        doc_id: &str,
+    ) -> Result<u64, ExecError> {
+        if self.txn.redaction.is_some() {
+            return Err(ExecError(
+                "Only one revision can be redacted per transaction".into(),
+            ));
+        }
+        let tip = self.ledger.tip().map_err(internal)?;
+        if strand_id != tip.strand_id || seq > tip.last_seq {
+            return Err(ExecError("The provided block address is not valid.".into()));
+        }
+        let found = self.ledger.revision_at(seq, doc_id).map_err(internal)?;
+        let Some(r) = found.filter(|r| r.table_id == table_id) else {
+            return Err(ExecError(format!(
+                "No revision of document {doc_id} in table {table_id} was committed in block {seq}"
+            )));
+        };
+        if r.redacted {
+            return Err(ExecError(format!(
+                "Revision {} of document {doc_id} is already redacted",
+                r.version
+            )));
+        }
+        if !r.has_data {
+            return Err(ExecError(format!(
+                "Revision {} of document {doc_id} has no data to redact",
+                r.version
+            )));
+        }
+        if r.is_latest {
+            return Err(ExecError(format!(
+                "Revision {} is the latest revision of document {doc_id}; only earlier revisions can be redacted",
+                r.version
+            )));
+        }
+        let version = r.version;
+        self.txn.redaction = Some(r);
+        self.write_ios += 1;
+        Ok(version)
     }
 
     fn transaction_id(&self) -> String {

@@ -83,6 +83,8 @@ pub struct CommitRequest {
     pub new_tables: Vec<(String, String)>,
     pub new_indexes: Vec<(String, String, String)>,
     pub writes: Vec<DocWrite>,
+    /// A REDACT_REVISION of this transaction.
+    pub redaction: Option<RevisionRef>,
 }
 
 /// Why a commit was refused.
@@ -432,6 +434,28 @@ impl LedgerDb {
             });
         }
 
+        let redaction_info = match &req.redaction {
+            Some(r) => {
+                apply_redaction(&tx, r, seq)?;
+                Some(Value::structure([(
+                    "revisions",
+                    Value::list(vec![Value::structure([
+                        (
+                            "blockAddress",
+                            BlockAddress {
+                                strand_id: tip.strand_id.clone(),
+                                sequence_no: r.seq,
+                            }
+                            .to_ion(),
+                        ),
+                        ("tableId", Value::string(r.table_id.clone())),
+                        ("documentId", Value::string(r.doc_id.clone())),
+                        ("version", Value::int(r.version)),
+                    ])]),
+                )]))
+            }
+            None => None,
+        };
         let block = Block {
             address,
             transaction_id: req.transaction_id.clone(),
@@ -441,7 +465,7 @@ impl LedgerDb {
                 statements: req.statements.clone(),
                 documents,
             }),
-            redaction_info: None,
+            redaction_info,
             revisions,
             system_entry: None,
         };
@@ -677,4 +701,169 @@ impl LedgerDb {
         let conn = self.conn();
         merkle::audit_path(seq, tip + 1, |l, i| node(&conn, l, i))
     }
+}
+
+/// A revision as `history()` and the committed view show it:
+/// `{blockAddress, hash, data | dataHash, metadata}` (a delete has neither data field).
+fn revision_view(strand: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let doc_id: String = r.get("doc_id")?;
+    let version: i64 = r.get("version")?;
+    let seq: i64 = r.get("seq")?;
+    let tx_time_ms: i64 = r.get("tx_time_ms")?;
+    let tx_id: String = r.get("tx_id")?;
+    let hash: Vec<u8> = r.get("hash")?;
+    let data: Option<Vec<u8>> = r.get("data")?;
+    let data_hash: Option<Vec<u8>> = r.get("data_hash")?;
+    let mut fields = vec![
+        (
+            "blockAddress",
+            BlockAddress {
+                strand_id: strand.to_string(),
+                sequence_no: seq as u64,
+            }
+            .to_ion(),
+        ),
+        ("hash", Value::blob(hash)),
+    ];
+    match (data, data_hash) {
+        (Some(d), _) => fields.push((
+            "data",
+            decode_doc(&d).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        )),
+        (None, Some(h)) if r.get::<_, bool>("redacted")? => {
+            fields.push(("dataHash", Value::blob(h)))
+        }
+        _ => {}
+    }
+    fields.push((
+        "metadata",
+        RevisionMetadata {
+            id: doc_id,
+            version: version as u64,
+            tx_time_ms,
+            tx_id,
+        }
+        .to_ion(),
+    ));
+    Ok(Value::structure(fields))
+}
+
+/// A revision located for REDACT_REVISION.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevisionRef {
+    pub seq: u64,
+    pub table_id: String,
+    pub doc_id: String,
+    pub version: u64,
+    pub has_data: bool,
+    pub redacted: bool,
+    pub is_latest: bool,
+}
+
+impl LedgerDb {
+    /// The committed view of a table: the latest revision of every live document.
+    pub fn committed_view(&self, table_id: &str) -> Result<Vec<Value>> {
+        let conn = self.conn();
+        let strand = tip(&conn)?.strand_id;
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.*, r.redacted_seq IS NOT NULL AS redacted FROM documents d
+             JOIN revisions r ON r.doc_id = d.doc_id AND r.version = d.version
+             WHERE d.table_id = ?1 ORDER BY d.rowid",
+        )?;
+        let rows = stmt.query_map([table_id], |r| revision_view(&strand, r))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every revision of every document of a table, in commit order.
+    pub fn history(&self, table_id: &str) -> Result<Vec<Value>> {
+        let conn = self.conn();
+        let strand = tip(&conn)?.strand_id;
+        let mut stmt = conn.prepare_cached(
+            "SELECT *, redacted_seq IS NOT NULL AS redacted
+             FROM revisions WHERE table_id = ?1 ORDER BY seq, position",
+        )?;
+        let rows = stmt.query_map([table_id], |r| revision_view(&strand, r))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The revision of `doc_id` committed in block `seq`, if any.
+    pub fn revision_at(&self, seq: u64, doc_id: &str) -> Result<Option<RevisionRef>> {
+        let conn = self.conn();
+        let found = conn
+            .prepare_cached(
+                "SELECT table_id, version, data IS NOT NULL, redacted_seq IS NOT NULL,
+                        NOT EXISTS (SELECT 1 FROM revisions n WHERE n.doc_id = r.doc_id AND n.version > r.version)
+                 FROM revisions r WHERE doc_id = ?1 AND seq = ?2",
+            )?
+            .query_row(params![doc_id, seq as i64], |r| {
+                Ok(RevisionRef {
+                    seq,
+                    table_id: r.get(0)?,
+                    doc_id: doc_id.to_string(),
+                    version: r.get::<_, i64>(1)? as u64,
+                    has_data: r.get(2)?,
+                    redacted: r.get(3)?,
+                    is_latest: r.get(4)?,
+                })
+            })
+            .optional()?;
+        Ok(found)
+    }
+}
+
+/// Removes a revision's data everywhere it is stored (the revisions row and its block's
+/// Ion), keeping its data hash so that every hash and proof still verifies.
+fn apply_redaction(
+    tx: &Transaction<'_>,
+    r: &RevisionRef,
+    redacting_seq: u64,
+) -> std::result::Result<(), CommitError> {
+    let changed = tx.execute(
+        "UPDATE revisions SET data = NULL, redacted_seq = ?3 WHERE doc_id = ?1 AND version = ?2 AND data IS NOT NULL AND redacted_seq IS NULL",
+        params![r.doc_id, r.version as i64, redacting_seq as i64],
+    )?;
+    if changed != 1 {
+        return Err(CommitError::Conflict(format!(
+            "revision {} version {} was redacted concurrently",
+            r.doc_id, r.version
+        )));
+    }
+    let ion: Vec<u8> = tx.query_row(
+        "SELECT ion FROM blocks WHERE seq = ?1",
+        [r.seq as i64],
+        |row| row.get(0),
+    )?;
+    let mut block = decode_doc(&ion)?;
+    if let Data::Struct(fields) = &mut block.data {
+        for (name, value) in fields.iter_mut() {
+            if name.as_deref() != Some("revisions") {
+                continue;
+            }
+            if let Data::List(revs) = &mut value.data {
+                for rev in revs.iter_mut() {
+                    let is_target = rev.field("metadata").is_some_and(|m| {
+                        m.field("id").map(|v| &v.data) == Some(&Data::String(r.doc_id.clone()))
+                            && m.field("version").map(|v| &v.data)
+                                == Some(&Data::Int(r.version.into()))
+                    });
+                    if !is_target {
+                        continue;
+                    }
+                    if let Data::Struct(rf) = &mut rev.data {
+                        for (k, v) in rf.iter_mut() {
+                            if k.as_deref() == Some("data") {
+                                *v = Value::blob(ion_hash(v).to_vec());
+                                *k = Some("dataHash".into());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tx.execute(
+        "UPDATE blocks SET ion = ?2 WHERE seq = ?1",
+        params![r.seq as i64, encode_one(&block)],
+    )?;
+    Ok(())
 }

@@ -99,6 +99,8 @@ pub const LEDGER_MIGRATIONS: &[&str] = &[
         seq      INTEGER NOT NULL,
         PRIMARY KEY (index_id, key)
     ) WITHOUT ROWID;",
+    // v3: redaction (the block that redacted a revision).
+    "ALTER TABLE revisions ADD COLUMN redacted_seq INTEGER;",
 ];
 
 /// Brings `conn` up to the newest version in `migrations`.
