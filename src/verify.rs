@@ -15,6 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::ion::binary::decode;
 use crate::ion::hash::ion_hash;
 use crate::ion::{Data, Value};
+use crate::journal::block::{hash_field, hash_list};
 use crate::journal::hash::{dot, merkle, Hash};
 
 /// A verified ledger.
@@ -123,28 +124,16 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
                 "its blockAddress does not match its position in the journal",
             ));
         }
-        let blob = |v: &Value, f: &str| match v.field(f).map(|x| &x.data) {
-            Some(Data::Blob(b)) => Some(b.clone()),
-            _ => None,
-        };
-        let previous =
-            blob(&block, "previousBlockHash").ok_or_else(|| at("has no previousBlockHash"))?;
+
+        let previous = hash_field(&block, "previousBlockHash")
+            .ok_or_else(|| at("has no previousBlockHash"))?;
         if previous != prev {
             return Err(at(
                 "its previousBlockHash is not the hash of the block before it",
             ));
         }
-        let list: Vec<Hash> = match block.field("entriesHashList").map(|l| &l.data) {
-            Some(Data::List(items)) => items
-                .iter()
-                .map(|i| match &i.data {
-                    Data::Blob(b) => Some(b.clone()),
-                    _ => None,
-                })
-                .collect::<Option<_>>()
-                .ok_or_else(|| at("its entriesHashList holds a non-hash"))?,
-            _ => return Err(at("has no entriesHashList")),
-        };
+        let list = hash_list(&block, "entriesHashList")
+            .ok_or_else(|| at("has no entriesHashList of hashes"))?;
         if let Some(ti) = block.field("transactionInfo") {
             if !list.contains(&ion_hash(ti).to_vec()) {
                 return Err(at(
@@ -166,11 +155,11 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
             let mut hashes = Vec::new();
             let mut user = 0i64;
             for r in revs {
-                let h = blob(r, "hash").ok_or_else(|| at("a revision has no hash"))?;
+                let h = hash_field(r, "hash").ok_or_else(|| at("a revision has no hash"))?;
                 if let Some(meta) = r.field("metadata") {
                     user += 1;
                     let meta_hash = ion_hash(meta);
-                    let data_hash = match (r.field("data"), blob(r, "dataHash")) {
+                    let data_hash = match (r.field("data"), hash_field(r, "dataHash")) {
                         (Some(d), _) => Some(ion_hash(d).to_vec()),
                         (None, Some(dh)) => Some(dh),
                         (None, None) => None,
@@ -204,13 +193,14 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
             }
         }
         let entries_hash = merkle(&list);
-        if blob(&block, "entriesHash") != Some(entries_hash.clone()) {
+        if hash_field(&block, "entriesHash") != Some(entries_hash.clone()) {
             return Err(at(
                 "its entriesHash is not the Merkle root of its entriesHashList",
             ));
         }
         let block_hash = dot(&entries_hash, &prev);
-        if blob(&block, "blockHash") != Some(block_hash.clone()) || stored_hash != block_hash {
+        if hash_field(&block, "blockHash") != Some(block_hash.clone()) || stored_hash != block_hash
+        {
             return Err(at("its blockHash does not match its contents"));
         }
         prev = block_hash.clone();

@@ -73,6 +73,17 @@ impl ControlPlane {
             .ok_or_else(|| ControlError::ledger_not_found(name.as_str()))
     }
 
+    /// A ledger that is not being deleted (unknown or DELETING → ResourceNotFound).
+    fn live(&self, inner: &mut super::Inner, name: &LedgerName) -> Result<LedgerRecord> {
+        let now = self.now();
+        self.purge(inner, now)?;
+        let rec = self.existing(&inner.catalog, name)?;
+        if LedgerState::of(&rec, now) == LedgerState::Deleting {
+            return Err(ControlError::ledger_not_found(name.as_str()));
+        }
+        Ok(rec)
+    }
+
     pub fn create_ledger(&self, req: CreateLedgerRequest) -> Result<CreateLedgerResponse> {
         let name = parse_ledger_name(req.name.as_deref())?;
         let permissions_mode = parse_permissions_mode(req.permissions_mode.as_deref())?;
@@ -231,12 +242,8 @@ impl ControlPlane {
             None => None,
         };
         let mut inner = self.lock();
+        let mut rec = self.live(&mut inner, &name)?;
         let now = self.now();
-        self.purge(&mut inner, now)?;
-        let mut rec = self.existing(&inner.catalog, &name)?;
-        if LedgerState::of(&rec, now) == LedgerState::Deleting {
-            return Err(ControlError::ledger_not_found(name.as_str()));
-        }
         if let Some(dp) = req.deletion_protection {
             rec.deletion_protection = dp;
         }
@@ -262,12 +269,7 @@ impl ControlPlane {
         let name = parse_ledger_name(Some(name))?;
         let mode = parse_permissions_mode(req.permissions_mode.as_deref())?;
         let mut inner = self.lock();
-        let now = self.now();
-        self.purge(&mut inner, now)?;
-        let mut rec = self.existing(&inner.catalog, &name)?;
-        if LedgerState::of(&rec, now) == LedgerState::Deleting {
-            return Err(ControlError::ledger_not_found(name.as_str()));
-        }
+        let mut rec = self.live(&mut inner, &name)?;
         rec.permissions_mode = mode;
         inner.catalog.update_ledger(&rec)?;
         Ok(UpdateLedgerPermissionsModeResponse {

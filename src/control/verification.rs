@@ -13,6 +13,7 @@ use crate::api::qldb::{
 };
 use crate::ion::text::{from_text, to_text_one};
 use crate::ion::{Data, Value};
+use crate::journal::block::{hash_field, hash_list};
 use crate::journal::hash::Hash;
 use crate::journal::merkle::list_path;
 use crate::names::{check_len, check_unique_id};
@@ -73,13 +74,6 @@ fn proof_text(proof: &[Hash]) -> String {
     to_text_one(&Value::list(
         proof.iter().map(|h| Value::blob(h.clone())).collect(),
     ))
-}
-
-fn blob_field(v: &Value, name: &str) -> Option<Hash> {
-    match &v.field(name)?.data {
-        Data::Blob(b) => Some(b.clone()),
-        _ => None,
-    }
 }
 
 impl ControlPlane {
@@ -227,20 +221,10 @@ impl ControlPlane {
                 let corrupt = || ControlError::Internal(format!("block {seq} is malformed"));
                 let hashes: Vec<Hash> = revisions
                     .iter()
-                    .map(|r| blob_field(r, "hash"))
+                    .map(|r| hash_field(r, "hash"))
                     .collect::<Option<_>>()
                     .ok_or_else(corrupt)?;
-                let entries: Vec<Hash> = match block.field("entriesHashList").map(|l| &l.data) {
-                    Some(Data::List(items)) => items
-                        .iter()
-                        .map(|i| match &i.data {
-                            Data::Blob(b) => Some(b.clone()),
-                            _ => None,
-                        })
-                        .collect::<Option<_>>()
-                        .ok_or_else(corrupt)?,
-                    _ => return Err(corrupt()),
-                };
+                let entries = hash_list(&block, "entriesHashList").ok_or_else(corrupt)?;
                 let revisions_root = crate::journal::hash::merkle(&hashes);
                 let at = entries
                     .iter()
@@ -248,7 +232,7 @@ impl ControlPlane {
                     .ok_or_else(corrupt)?;
                 let mut proof = list_path(&hashes, k);
                 proof.extend(list_path(&entries, at));
-                proof.push(blob_field(&block, "previousBlockHash").ok_or_else(corrupt)?);
+                proof.push(hash_field(&block, "previousBlockHash").ok_or_else(corrupt)?);
                 proof.extend(db.block_proof(seq, t)?);
                 Some(proof)
             }

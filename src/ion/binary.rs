@@ -14,7 +14,7 @@ use super::{Data, Decimal, IonError, IonType, Precision, Timestamp, Value};
 pub const IVM: [u8; 4] = [0xE0, 0x01, 0x00, 0xEA];
 
 /// The Ion 1.0 system symbol table ($1..$9).
-const SYSTEM_SYMBOLS: [&str; 9] = [
+pub(crate) const SYSTEM_SYMBOLS: [&str; 9] = [
     "$ion",
     "$ion_1_0",
     "$ion_symbol_table",

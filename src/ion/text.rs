@@ -419,18 +419,7 @@ impl Parser<'_> {
                 return match sid.parse::<u64>() {
                     Ok(0) => Ok(None),
                     Ok(n) if (1..=9).contains(&n) => Ok(Some(
-                        [
-                            "$ion",
-                            "$ion_1_0",
-                            "$ion_symbol_table",
-                            "name",
-                            "version",
-                            "imports",
-                            "symbols",
-                            "max_id",
-                            "$ion_shared_symbol_table",
-                        ][n as usize - 1]
-                            .to_string(),
+                        super::binary::SYSTEM_SYMBOLS[n as usize - 1].to_string(),
                     )),
                     _ => self.err(&format!("symbol ${sid} has no known text")),
                 };

@@ -266,3 +266,25 @@ impl Block {
         Value::structure(fields)
     }
 }
+
+/// A hash stored as a blob field of a struct (`blockHash`, `hash`, `previousBlockHash`).
+pub fn hash_field(v: &Value, name: &str) -> Option<Hash> {
+    match &v.field(name)?.data {
+        Data::Blob(b) => Some(b.clone()),
+        _ => None,
+    }
+}
+
+/// A list of hashes stored as blobs (`entriesHashList`); `None` if any element is not one.
+pub fn hash_list(v: &Value, name: &str) -> Option<Vec<Hash>> {
+    match &v.field(name)?.data {
+        Data::List(items) => items
+            .iter()
+            .map(|i| match &i.data {
+                Data::Blob(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}

@@ -375,22 +375,41 @@ impl Executor<'_> {
         let docs = self.source_rows(&t, &alias, src.by.as_deref(), where_)?;
         let mut out = Vec::new();
         for d in docs {
-            let mut e = env.clone();
-            e.vars.push((alias.clone(), PV::V(d.data.clone())));
+            let mut e = bind(env, &alias, d.data.clone());
             if let Some(by) = &src.by {
                 e.vars
                     .push((by.clone(), PV::V(Value::string(d.id.clone()))));
             }
-            e.scopes.push(alias.clone());
-            let keep = match where_ {
-                Some(w) => self.eval(w, &e)?.truth() == Some(true),
-                None => true,
-            };
-            if keep {
+            if self.keeps(where_, &e)? {
                 out.push((d, e));
             }
         }
         Ok((t, alias, out))
+    }
+
+    fn keeps(&mut self, where_: Option<&Expr>, e: &Env) -> R<bool> {
+        match where_ {
+            Some(w) => Ok(self.eval(w, e)?.truth() == Some(true)),
+            None => Ok(true),
+        }
+    }
+
+    /// Binds each item to `alias` and keeps the rows where WHERE is true.
+    fn filter_rows(
+        &mut self,
+        items: Vec<Value>,
+        alias: &str,
+        where_: Option<&Expr>,
+        env: &Env,
+    ) -> R<Vec<Env>> {
+        let mut out = Vec::new();
+        for item in items {
+            let e = bind(env, alias, item);
+            if self.keeps(where_, &e)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     // ---------------------------------------------------------------- SELECT
@@ -399,20 +418,8 @@ impl Executor<'_> {
         let rows: Vec<Env> = match &s.from {
             FromClause::Source(src) if is_user_tables(&src.expr) => {
                 let alias = src.alias.clone().unwrap_or_else(|| "user_tables".into());
-                let mut out = Vec::new();
-                for t in self.txn.tables()? {
-                    let mut e = env.clone();
-                    e.vars.push((alias.clone(), PV::V(user_tables_row(&t))));
-                    e.scopes.push(alias.clone());
-                    let keep = match &s.where_ {
-                        Some(w) => self.eval(w, &e)?.truth() == Some(true),
-                        None => true,
-                    };
-                    if keep {
-                        out.push(e);
-                    }
-                }
-                out
+                let items = self.txn.tables()?.iter().map(user_tables_row).collect();
+                self.filter_rows(items, &alias, s.where_.as_ref(), env)?
             }
             FromClause::Source(src) => match &src.expr {
                 Expr::Var { name, .. } if !name.starts_with("_ql_committed_") => self
@@ -438,20 +445,7 @@ impl Executor<'_> {
                             PV::Missing => Vec::new(),
                         },
                     };
-                    let mut out = Vec::new();
-                    for item in items {
-                        let mut e = env.clone();
-                        e.vars.push((alias.clone(), PV::V(item)));
-                        e.scopes.push(alias.clone());
-                        let keep = match &s.where_ {
-                            Some(w) => self.eval(w, &e)?.truth() == Some(true),
-                            None => true,
-                        };
-                        if keep {
-                            out.push(e);
-                        }
-                    }
-                    out
+                    self.filter_rows(items, &alias, s.where_.as_ref(), env)?
                 }
             },
             FromClause::Join { .. } => return err("Joins are not supported yet by qldb-local"),
@@ -940,6 +934,14 @@ impl Executor<'_> {
 }
 
 // -------------------------------------------------------------------- helpers
+
+/// `env` plus one FROM variable whose fields unqualified names may refer to.
+fn bind(env: &Env, alias: &str, value: Value) -> Env {
+    let mut e = env.clone();
+    e.vars.push((alias.to_string(), PV::V(value)));
+    e.scopes.push(alias.to_string());
+    e
+}
 
 fn strip_annotations(mut v: Value) -> Value {
     v.annotations.clear();
