@@ -22,12 +22,29 @@
 //!    [`http::ApiError`]: `x-amzn-ErrorType`, status, and a body with `__type`, `Message`
 //!    and the modeled members.
 //!
+//! A `SendCommand` request (the session API) takes the same first three steps, then:
+//!
+//! 4. [`http`]'s session handler decodes the one command and calls [`session::Sessions`]
+//!    on a blocking thread; the session's mutex serializes its requests.
+//! 5. ExecuteStatement folds the statement into the transaction's commit digest
+//!    ([`journal::hash::CommitDigest`]), parses it ([`partiql::parse_statement`]) and runs it
+//!    ([`partiql::exec::execute`]) against the transaction's view of the ledger — committed
+//!    state from [`storage`] overlaid with the transaction's own writes, every read recorded.
+//! 6. CommitTransaction compares digests, then [`storage::LedgerDb::commit`] re-validates the
+//!    reads (OCC) and appends one journal block ([`journal::block`]) with its revisions and
+//!    digest-tree nodes ([`journal::merkle`]) in one durable SQLite transaction.
+//!
 //! ## Module map (arrows point down only)
 //!
-//! - [`http`]: routing, SigV4, AWS error framing.
+//! - [`http`]: routing, SigV4, AWS error framing, restJson1 and awsJson1_0.
 //! - [`api`]: serde shapes of the service models in `api-models/`.
-//! - [`control`]: ledgers, states, tags, ARNs.
-//! - [`storage`]: SQLite catalog and ledger files, migrations.
+//! - [`control`]: ledgers, states, tags, ARNs; GetDigest/GetBlock/GetRevision.
+//! - [`session`]: sessions, transactions, commit digest, paging, OCC read sets, limits.
+//! - [`partiql`]: lexer → parser → AST → executor (plans id and index lookups).
+//! - [`journal`]: blocks, every hash rule, the digest tree and proofs (pure, no I/O).
+//! - [`storage`]: SQLite catalog and ledger files (journal, documents, revisions, indexes).
+//! - [`ion`]: Ion values, binary and text codecs, Ion Hash.
+//! - [`verify`]: the offline verifier behind `qldb-local verify`.
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
 //! - [`config`]: every setting, its flag and environment variable.
 

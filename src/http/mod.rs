@@ -1,8 +1,8 @@
 //! The AWS wire face: one axum router serves the `qldb` restJson1 routes and the
 //! `qldb-session` awsJson1_0 endpoint (`POST /` with `X-Amz-Target`).
 //!
-//! Every request passes, outermost first: [`request_context`] (request id, access log),
-//! [`buffer_and_authenticate`] (body size limit, SigV4), then a route. Knows JSON and HTTP,
+//! Every request passes, outermost first: `request_context` (request id, access log),
+//! `buffer_and_authenticate` (body size limit, SigV4), then a route. Knows JSON and HTTP,
 //! nothing of SQL or hashes; handlers decode, call one service function, encode.
 
 pub mod auth;

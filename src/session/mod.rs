@@ -15,7 +15,6 @@ use base64::Engine as _;
 use rand::RngCore;
 
 use crate::control::ControlPlane;
-use crate::ion::Value;
 use crate::names::{new_unique_id, LedgerName};
 use crate::storage::journal::{CommitError, CommitRequest};
 use crate::storage::LedgerDb;
@@ -106,7 +105,7 @@ pub struct Sessions {
     cfg: SessionConfig,
     control: Arc<ControlPlane>,
     open: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
-    /// Ids of sessions that ended by expiry, for the "Session <id> has expired" message.
+    /// Ids of sessions that ended by expiry, for the `Session <id> has expired` message.
     expired: Mutex<HashMap<String, String>>,
 }
 
@@ -398,10 +397,5 @@ impl Sessions {
             .unwrap_or_else(|p| p.into_inner())
             .remove(token);
         Ok(())
-    }
-
-    /// Values as the wire carries them: standalone Ion binary streams.
-    pub fn encode_values(values: &[Value]) -> Vec<Vec<u8>> {
-        values.iter().map(crate::ion::binary::encode_one).collect()
     }
 }
