@@ -95,16 +95,24 @@ pub struct Usage {
 struct Session {
     id: String,
     ledger: Arc<LedgerDb>,
-    ledger_name: String,
     expires_ms: i64,
     txn: Option<Txn>,
+}
+
+/// A session-table entry: what counting and expiry need, readable without locking the
+/// session (which may be busy with a long command).
+struct OpenSession {
+    ledger_name: String,
+    expires_ms: i64,
+    session: Arc<Mutex<Session>>,
 }
 
 /// Every open session of the server.
 pub struct Sessions {
     cfg: SessionConfig,
     control: Arc<ControlPlane>,
-    open: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    /// Lock order: this table is never locked while waiting for a session's mutex.
+    open: Mutex<HashMap<String, OpenSession>>,
     /// Ids of sessions that ended by expiry, for the `Session <id> has expired` message.
     expired: Mutex<HashMap<String, String>>,
 }
@@ -148,12 +156,12 @@ impl Sessions {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let mut count = 0;
-        open.retain(|_, s| {
-            let s = s.lock().unwrap_or_else(|p| p.into_inner());
-            if s.ledger_name == ledger_name {
+        open.retain(|_, e| {
+            let live = e.expires_ms > now;
+            if live && e.ledger_name == ledger_name {
                 count += 1;
             }
-            s.expires_ms > now
+            live
         });
         if count >= self.cfg.max_sessions_per_ledger {
             return Err(SessionError::LimitExceeded(format!(
@@ -162,15 +170,19 @@ impl Sessions {
             )));
         }
         let t = token();
+        let expires_ms = now + self.cfg.session_lifetime_ms;
         open.insert(
             t.clone(),
-            Arc::new(Mutex::new(Session {
-                id: new_unique_id(),
-                ledger,
+            OpenSession {
                 ledger_name: ledger_name.to_string(),
-                expires_ms: now + self.cfg.session_lifetime_ms,
-                txn: None,
-            })),
+                expires_ms,
+                session: Arc::new(Mutex::new(Session {
+                    id: new_unique_id(),
+                    ledger,
+                    expires_ms,
+                    txn: None,
+                })),
+            },
         );
         Ok(t)
     }
@@ -186,7 +198,7 @@ impl Sessions {
         }
         let session = {
             let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.get(token).cloned()
+            open.get(token).map(|e| e.session.clone())
         };
         let Some(session) = session else {
             let expired = self.expired.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,6 +11,7 @@ use crate::ion::Value;
 use crate::journal::block::StatementInfo;
 use crate::journal::hash::{statement_digest, CommitDigest};
 use crate::names::new_unique_id;
+use crate::partiql::ast::Statement;
 use crate::partiql::exec::{self, Doc, ExecError, TableMeta, TxnView};
 use crate::partiql::parse_statement;
 use crate::storage::journal::{
@@ -71,13 +72,17 @@ impl Txn {
         let parsed = parse_statement(statement)
             .map_err(|e| SessionError::BadRequest(format!("Syntax error: {e}")))?;
         let started = now_ms();
-        let saved = (
-            self.writes.clone(),
-            self.new_tables.clone(),
-            self.new_indexes.clone(),
-            self.reads.len(),
-            self.redaction.clone(),
-        );
+        // A failed statement leaves no trace. SELECTs cannot write, so only other statements
+        // pay for a snapshot of the write set.
+        let writes_before = (!matches!(parsed, Statement::Select(_))).then(|| {
+            (
+                self.writes.clone(),
+                self.new_tables.clone(),
+                self.new_indexes.clone(),
+                self.redaction.clone(),
+            )
+        });
+        let reads_before = self.reads.len();
         let index = self.statements.len() as u32;
         let mut ctx = Ctx {
             ledger,
@@ -102,12 +107,13 @@ impl Txn {
                 Ok((rows, usage))
             }
             Err(e) => {
-                let (writes, tables, indexes, reads, redaction) = saved;
-                self.redaction = redaction;
-                self.writes = writes;
-                self.new_tables = tables;
-                self.new_indexes = indexes;
-                self.reads.truncate(reads);
+                if let Some((writes, tables, indexes, redaction)) = writes_before {
+                    self.writes = writes;
+                    self.new_tables = tables;
+                    self.new_indexes = indexes;
+                    self.redaction = redaction;
+                }
+                self.reads.truncate(reads_before);
                 match e {
                     ExecError(msg) if msg.starts_with("internal:") => {
                         Err(SessionError::Internal(msg))
