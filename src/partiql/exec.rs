@@ -387,6 +387,100 @@ impl Executor<'_> {
         Ok((t, alias, out))
     }
 
+    /// The bindings of a FROM clause with joins (inner only), before WHERE. `plan` is the
+    /// WHERE clause, used only to pick id and index lookups for table sources.
+    fn bind_from(&mut self, from: &FromClause, plan: Option<&Expr>, env: &Env) -> R<Vec<Env>> {
+        match from {
+            FromClause::Source(src) => self.source_envs(src, plan, env),
+            FromClause::Join {
+                left, right, on, ..
+            } => {
+                let lefts = self.bind_from(left, plan, env)?;
+                // A source that does not refer to earlier variables is computed once.
+                let independent = match &**right {
+                    FromClause::Source(src) => !refers_to(&src.expr, env, &lefts),
+                    FromClause::Join { .. } => true,
+                };
+                let shared = if independent {
+                    Some(self.bind_from(right, plan, &Env::default())?)
+                } else {
+                    None
+                };
+                let mut out = Vec::new();
+                for l in &lefts {
+                    let rights = match &shared {
+                        Some(rows) => rows.iter().map(|r| merge(l, r)).collect(),
+                        None => self.bind_from(right, plan, l)?,
+                    };
+                    for r in rights {
+                        if self.keeps(on.as_ref(), &r)? {
+                            out.push(r);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Binds one FROM source: a table, a system view, or a collection — possibly nested in
+    /// an earlier variable (`r.Owners.SecondaryOwners AS o AT i`).
+    fn source_envs(&mut self, src: &FromSource, plan: Option<&Expr>, env: &Env) -> R<Vec<Env>> {
+        if is_user_tables(&src.expr) {
+            let alias = src.alias.clone().unwrap_or_else(|| "user_tables".into());
+            let items: Vec<Value> = self.txn.tables()?.iter().map(user_tables_row).collect();
+            return Ok(items.into_iter().map(|v| bind(env, &alias, v)).collect());
+        }
+        if let Expr::Var { name, .. } = &src.expr {
+            if env.get(name).is_none() && !name.starts_with("_ql_committed_") {
+                let t = self.table(name)?;
+                let alias = src.alias.clone().unwrap_or_else(|| name.clone());
+                let docs = self.source_rows(&t, &alias, src.by.as_deref(), plan)?;
+                return Ok(docs
+                    .into_iter()
+                    .map(|d| {
+                        let mut e = bind(env, &alias, d.data);
+                        if let Some(by) = &src.by {
+                            e.vars.push((by.clone(), PV::V(Value::string(d.id))));
+                        }
+                        e
+                    })
+                    .collect());
+            }
+        }
+        let alias = src.alias.clone().unwrap_or_else(|| match &src.expr {
+            Expr::Var { name, .. } => name.clone(),
+            Expr::Path { steps, .. } => match steps.last() {
+                Some(PathStep::Field { name, .. }) => name.clone(),
+                _ => "_1".into(),
+            },
+            _ => "_1".into(),
+        });
+        let items = match self.system_view(&src.expr, env)? {
+            Some(rows) => rows,
+            None => match self.eval(&src.expr, env)? {
+                PV::V(Value {
+                    data: Data::List(items) | Data::SExp(items),
+                    ..
+                }) => items,
+                PV::V(v) if matches!(v.data, Data::Null(_)) => Vec::new(),
+                PV::V(v) => vec![v],
+                PV::Missing => Vec::new(),
+            },
+        };
+        Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut e = bind(env, &alias, v);
+                if let Some(at) = &src.at {
+                    e.vars.push((at.clone(), PV::V(Value::int(i as i64))));
+                }
+                e
+            })
+            .collect())
+    }
+
     fn keeps(&mut self, where_: Option<&Expr>, e: &Env) -> R<bool> {
         match where_ {
             Some(w) => Ok(self.eval(w, e)?.truth() == Some(true)),
@@ -448,7 +542,15 @@ impl Executor<'_> {
                     self.filter_rows(items, &alias, s.where_.as_ref(), env)?
                 }
             },
-            FromClause::Join { .. } => return err("Joins are not supported yet by qldb-local"),
+            FromClause::Join { .. } => {
+                let mut out = Vec::new();
+                for e in self.bind_from(&s.from, s.where_.as_ref(), env)? {
+                    if self.keeps(s.where_.as_ref(), &e)? {
+                        out.push(e);
+                    }
+                }
+                out
+            }
         };
         if let Projection::Items(items) = &s.projection {
             if items
@@ -806,7 +908,42 @@ impl Executor<'_> {
                 let b = cmp_pv(&x, &hi, |o| o != std::cmp::Ordering::Greater);
                 not_if(and(a, b), *negated)
             }
-            Expr::Like { .. } => return err("LIKE is not supported yet by qldb-local"),
+            Expr::Like {
+                expr,
+                pattern,
+                escape,
+                negated,
+            } => {
+                let x = self.eval(expr, env)?;
+                let p = self.eval(pattern, env)?;
+                let esc = match escape {
+                    Some(e) => Some(self.eval(e, env)?),
+                    None => None,
+                };
+                let text = |v: &PV| match v {
+                    PV::V(Value {
+                        data: Data::String(s) | Data::Symbol(Some(s)),
+                        ..
+                    }) => Some(s.clone()),
+                    _ => None,
+                };
+                if x == PV::Missing || p == PV::Missing || esc.as_ref() == Some(&PV::Missing) {
+                    PV::Missing
+                } else if x.is_absent() || p.is_absent() || esc.as_ref().is_some_and(PV::is_absent)
+                {
+                    PV::null()
+                } else {
+                    let (Some(t), Some(pat)) = (text(&x), text(&p)) else {
+                        return err("LIKE needs a string and a string pattern");
+                    };
+                    let esc_char = match esc.as_ref().map(text) {
+                        None => None,
+                        Some(Some(e)) if e.chars().count() == 1 => e.chars().next(),
+                        Some(_) => return err("The LIKE escape must be a single character"),
+                    };
+                    not_if(PV::bool(like(&t, &pat, esc_char)), *negated)
+                }
+            }
             Expr::Call { name, args, .. } => self.call(name, args, env)?,
             Expr::Keyword(k) => PV::V(Value::symbol(k.clone())),
             Expr::Cast { .. } => return err("CAST is not supported yet by qldb-local"),
@@ -934,6 +1071,79 @@ impl Executor<'_> {
 }
 
 // -------------------------------------------------------------------- helpers
+
+/// The bindings of `left` followed by those of `right`.
+fn merge(left: &Env, right: &Env) -> Env {
+    let mut e = left.clone();
+    e.vars.extend(right.vars.iter().cloned());
+    e.scopes.extend(right.scopes.iter().cloned());
+    e
+}
+
+/// Whether a FROM expression refers to a variable bound by the rows on its left.
+fn refers_to(e: &Expr, env: &Env, lefts: &[Env]) -> bool {
+    let root = match e {
+        Expr::Path { root, .. } => &**root,
+        other => other,
+    };
+    match root {
+        Expr::Var { name, .. } => {
+            env.get(name).is_some() || lefts.first().is_some_and(|l| l.get(name).is_some())
+        }
+        Expr::Call { .. } | Expr::Lit(_) | Expr::Bag(_) | Expr::List(_) => false,
+        _ => true,
+    }
+}
+
+/// SQL LIKE: `%` any run, `_` any one character, `escape` makes the next one literal.
+fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum P {
+        Any,
+        One,
+        Lit(char),
+    }
+    let mut pat = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        pat.push(match c {
+            c if Some(c) == escape => P::Lit(chars.next().unwrap_or(c)),
+            '%' => P::Any,
+            '_' => P::One,
+            c => P::Lit(c),
+        });
+    }
+    let t: Vec<char> = text.chars().collect();
+    // Iterative matching with backtracking to the last `%` (linear in practice).
+    let (mut ti, mut pi) = (0usize, 0usize);
+    let (mut star, mut mark) = (None, 0usize);
+    while ti < t.len() {
+        match pat.get(pi) {
+            Some(P::One) => {
+                ti += 1;
+                pi += 1;
+            }
+            Some(P::Lit(c)) if *c == t[ti] => {
+                ti += 1;
+                pi += 1;
+            }
+            Some(P::Any) => {
+                star = Some(pi);
+                mark = ti;
+                pi += 1;
+            }
+            _ => match star {
+                Some(sp) => {
+                    pi = sp + 1;
+                    mark += 1;
+                    ti = mark;
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[pi..].iter().all(|p| *p == P::Any)
+}
 
 /// `env` plus one FROM variable whose fields unqualified names may refer to.
 fn bind(env: &Env, alias: &str, value: Value) -> Env {
