@@ -107,47 +107,27 @@ fn redaction_keeps_every_hash_and_shows_in_history() {
     let v0_data_hash = ion_hash(field(&v0, &["data"])).to_vec();
 
     // The latest revision cannot be redacted; one redaction per transaction.
+    let redact = |address: Value| {
+        run(
+            &sessions,
+            &s,
+            &[(
+                "EXEC REDACT_REVISION ?, ?, ?",
+                vec![
+                    address,
+                    Value::string(table_id.clone()),
+                    Value::string(doc_id.clone()),
+                ],
+            )],
+        )
+    };
     let latest = field(&history[0][1], &["blockAddress"]).clone();
-    let e = run(
-        &sessions,
-        &s,
-        &[(
-            "EXEC REDACT_REVISION ?, ?, ?",
-            vec![
-                latest,
-                Value::string(table_id.clone()),
-                Value::string(doc_id.clone()),
-            ],
-        )],
-    );
+    let e = redact(latest);
     assert!(matches!(e, Err(SessionError::BadRequest(m)) if m.contains("latest")));
 
-    let out = run(
-        &sessions,
-        &s,
-        &[(
-            "EXEC REDACT_REVISION ?, ?, ?",
-            vec![
-                v0_address.clone(),
-                Value::string(table_id.clone()),
-                Value::string(doc_id.clone()),
-            ],
-        )],
-    )
-    .unwrap();
+    let out = redact(v0_address.clone()).unwrap();
     assert_eq!(text::to_text_one(field(&out[0][0], &["version"])), "0");
-    let e = run(
-        &sessions,
-        &s,
-        &[(
-            "EXEC REDACT_REVISION ?, ?, ?",
-            vec![
-                v0_address.clone(),
-                Value::string(table_id.clone()),
-                Value::string(doc_id.clone()),
-            ],
-        )],
-    );
+    let e = redact(v0_address.clone());
     assert!(matches!(e, Err(SessionError::BadRequest(m)) if m.contains("already redacted")));
 
     // history() shows dataHash instead of data; the hash is unchanged.

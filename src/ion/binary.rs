@@ -590,17 +590,7 @@ impl Reader<'_> {
             let (m, _) = self.var_int(end)?;
             Some(i16::try_from(m).map_err(|_| err("timestamp offset out of range"))?)
         };
-        let mut ts = Timestamp {
-            year: 0,
-            month: 1,
-            day: 1,
-            hour: 0,
-            minute: 0,
-            second: 0,
-            fraction: None,
-            offset_minutes: offset,
-            precision: Precision::Year,
-        };
+        let mut ts = Timestamp::year_start(0, offset);
         let small = |v: u64, max: u64| -> Result<u8, IonError> {
             if v > max {
                 Err(err("timestamp field out of range"))

@@ -815,17 +815,7 @@ fn parse_timestamp(tok: &str) -> Result<Timestamp, String> {
             Err(bad())
         }
     };
-    let mut t = Timestamp {
-        year: 0,
-        month: 1,
-        day: 1,
-        hour: 0,
-        minute: 0,
-        second: 0,
-        fraction: None,
-        offset_minutes: None,
-        precision: Precision::Year,
-    };
+    let mut t = Timestamp::year_start(0, None);
     let (date, time) = match tok.split_once('T') {
         Some((d, t)) => (d, t),
         None => (tok, ""),

@@ -223,6 +223,21 @@ impl Value {
 }
 
 impl Timestamp {
+    /// Year precision, January 1st: the starting point readers fill in field by field.
+    pub(crate) fn year_start(year: u16, offset_minutes: Option<i16>) -> Self {
+        Timestamp {
+            year,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            fraction: None,
+            offset_minutes,
+            precision: Precision::Year,
+        }
+    }
+
     /// Moves the year..minute fields by `minutes` (UTC ↔ local). `None` if the result
     /// leaves years 1–9999.
     pub fn shifted(&self, minutes: i64) -> Option<Timestamp> {

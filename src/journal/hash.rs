@@ -77,7 +77,13 @@ impl CommitDigest {
     }
 
     pub fn add_statement(&mut self, statement: &str, parameters: &[Value]) {
-        self.0 = dot(&self.0, &statement_digest(statement, parameters));
+        self.add_statement_digest(&statement_digest(statement, parameters));
+    }
+
+    /// Folds in a statement digest already computed (the server also records it in the
+    /// block's transactionInfo, so it computes it once).
+    pub fn add_statement_digest(&mut self, digest: &[u8]) {
+        self.0 = dot(&self.0, digest);
     }
 
     pub fn bytes(&self) -> &[u8] {

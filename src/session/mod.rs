@@ -340,8 +340,9 @@ impl Sessions {
             }
             // Every statement accepted for the open transaction is folded into the digest,
             // whatever its outcome (drivers fold before sending).
-            txn.digest.add_statement(statement, &values);
-            let (results, usage) = txn.execute(&ledger, &self.cfg, statement, &values)?;
+            let digest = crate::journal::hash::statement_digest(statement, &values);
+            txn.digest.add_statement_digest(&digest);
+            let (results, usage) = txn.execute(&ledger, &self.cfg, statement, &values, digest)?;
             let page = txn.page(results, self.cfg.page_size);
             Ok((page, usage))
         })

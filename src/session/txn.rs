@@ -9,7 +9,7 @@ use super::{Page, SessionConfig, SessionError, Usage, R};
 use crate::ion::binary::encode_one;
 use crate::ion::Value;
 use crate::journal::block::StatementInfo;
-use crate::journal::hash::{statement_digest, CommitDigest};
+use crate::journal::hash::{CommitDigest, Hash};
 use crate::names::new_unique_id;
 use crate::partiql::ast::Statement;
 use crate::partiql::exec::{self, Doc, ExecError, TableMeta, TxnView};
@@ -68,6 +68,7 @@ impl Txn {
         cfg: &SessionConfig,
         statement: &str,
         params: &[Value],
+        statement_digest: Hash,
     ) -> R<(Vec<Value>, Usage)> {
         let parsed = parse_statement(statement)
             .map_err(|e| SessionError::BadRequest(format!("Syntax error: {e}")))?;
@@ -102,7 +103,7 @@ impl Txn {
                 self.statements.push(StatementInfo {
                     statement: statement.to_string(),
                     start_time_ms: started,
-                    statement_digest: statement_digest(statement, params),
+                    statement_digest,
                 });
                 Ok((rows, usage))
             }
