@@ -34,6 +34,10 @@ make_venv() { # dir requirements-file
     fi
 }
 
+step "moto server (S3 and Kinesis endpoint for the export and stream tests)"
+make_venv compat-tests/.venv-moto compat-tests/moto/requirements.txt
+export MOTO_SERVER_BIN="$PWD/compat-tests/.venv-moto/bin/moto_server"
+
 step "pinned Python clients (boto3/botocore 1.40.60, awscli 1.42.60, pyqldb 3.2.4)"
 make_venv compat-tests/.venv compat-tests/python/requirements.txt
 compat-tests/.venv/bin/python -m pytest -q -p no:cacheprovider compat-tests/python

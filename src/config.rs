@@ -134,6 +134,47 @@ pub struct Config {
         default_value_t = 1500
     )]
     pub max_sessions_per_ledger: usize,
+
+    /// S3 endpoint for journal exports. Overrides AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL,
+    /// which the exporter's AWS SDK client reads otherwise (with the standard credential
+    /// chain and region).
+    #[arg(long, env = "QLDB_LOCAL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Kinesis endpoint for journal streams. Overrides AWS_ENDPOINT_URL_KINESIS and
+    /// AWS_ENDPOINT_URL.
+    #[arg(long, env = "QLDB_LOCAL_KINESIS_ENDPOINT")]
+    pub kinesis_endpoint: Option<String>,
+
+    /// Address S3 buckets as https://host/bucket (path style, what S3-compatible servers
+    /// expect). Set false for virtual-hosted style (https://bucket.host).
+    #[arg(long, env = "QLDB_LOCAL_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_path_style: bool,
+
+    /// Most journal blocks in one exported S3 object (objects also never span an hour).
+    #[arg(long, env = "QLDB_LOCAL_EXPORT_BLOCKS_PER_OBJECT", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub export_blocks_per_object: u64,
+
+    /// How often a journal stream looks for new blocks, in milliseconds.
+    #[arg(long, env = "QLDB_LOCAL_STREAM_POLL_MS", default_value_t = 200)]
+    pub stream_poll_ms: u64,
+
+    /// How long an IMPAIRED journal stream waits before retrying Kinesis, in milliseconds.
+    #[arg(long, env = "QLDB_LOCAL_STREAM_RETRY_MS", default_value_t = 5_000)]
+    pub stream_retry_ms: u64,
+
+    /// A journal stream IMPAIRED for this long without a break becomes FAILED, in seconds.
+    #[arg(
+        long,
+        env = "QLDB_LOCAL_STREAM_FAIL_AFTER_SECS",
+        default_value_t = 86_400
+    )]
+    pub stream_fail_after_secs: u64,
+
+    /// How long ended exports and streams stay visible to Describe and List, in hours
+    /// (QLDB: 7 days).
+    #[arg(long, env = "QLDB_LOCAL_JOB_RETENTION_HOURS", default_value_t = 168)]
+    pub job_retention_hours: u64,
 }
 
 impl Config {
@@ -161,7 +202,19 @@ impl Config {
             session_lifetime_ms: 900_000,
             page_size: 200,
             max_sessions_per_ledger: 1500,
+            s3_endpoint: None,
+            kinesis_endpoint: None,
+            s3_path_style: true,
+            export_blocks_per_object: 1000,
+            stream_poll_ms: 200,
+            stream_retry_ms: 5_000,
+            stream_fail_after_secs: 86_400,
+            job_retention_hours: 168,
         }
+    }
+
+    pub fn job_retention(&self) -> Duration {
+        Duration::from_secs(self.job_retention_hours.saturating_mul(3600))
     }
 
     /// The session API's settings.

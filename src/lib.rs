@@ -53,6 +53,7 @@ pub mod config;
 pub mod control;
 pub mod http;
 pub mod ion;
+pub mod jobs;
 pub mod journal;
 pub mod names;
 pub mod partiql;

@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the QLDB control-plane and session APIs on one HTTP port.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Verify every hash of the ledgers in a data dir (the server may be running).
     Verify {
         /// The data directory to check.
@@ -69,7 +69,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(qldb_local::server::run(cfg)) {
+            match runtime.block_on(qldb_local::server::run(*cfg)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -35,6 +35,7 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
             cfg.session_config(),
             control.clone(),
         )),
+        jobs: crate::jobs::Jobs::new(control.clone(), crate::jobs::JobsConfig::from(cfg)),
         control,
         auth: Arc::new(Authenticator::new(cfg)),
         max_body_bytes: cfg.max_body_bytes,
@@ -78,6 +79,8 @@ pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let control = state.control.clone();
+    // Exports in progress and running streams continue where they were acknowledged.
+    state.jobs.resume().await;
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

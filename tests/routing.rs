@@ -2,31 +2,17 @@
 //! UnknownOperationException, an HTML page, or a bodiless error. Runs the router
 //! in-process with authentication off.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use qldb_local::config::{AuthMode, Config};
-use qldb_local::http::{auth::Authenticator, router, AppState};
+use qldb_local::http::router;
 use serde_json::Value;
 use tower::ServiceExt;
 
 fn app(dir: &std::path::Path) -> axum::Router {
     let mut cfg = Config::for_tests(dir.to_path_buf());
     cfg.auth = AuthMode::Off;
-    let control = Arc::new(
-        qldb_local::control::ControlPlane::open((&cfg).into(), qldb_local::control::system_clock())
-            .unwrap(),
-    );
-    router(AppState {
-        sessions: Arc::new(qldb_local::session::Sessions::new(
-            cfg.session_config(),
-            control.clone(),
-        )),
-        control,
-        auth: Arc::new(Authenticator::new(&cfg)),
-        max_body_bytes: cfg.max_body_bytes,
-    })
+    router(qldb_local::server::build_state(&cfg).unwrap())
 }
 
 fn model(service: &str, version: &str) -> Value {

@@ -140,9 +140,9 @@ def test_bad_next_token(qldb, token):
     assert r["ParameterName"] == "NextToken"
 
 
-# ---------------------------------------------------------------- not implemented yet
+# ---------------------------------------------------------------- export and stream operations
 
-NOT_IMPLEMENTED = [
+JOB_OPERATIONS = [
     ("ExportJournalToS3", "export_journal_to_s3", {
         "Name": "some-ledger", "InclusiveStartTime": 1700000000, "ExclusiveEndTime": 1700000100,
         "S3ExportConfiguration": {"Bucket": "bucket", "Prefix": "p/",
@@ -165,10 +165,12 @@ NOT_IMPLEMENTED = [
 ]
 
 
-@pytest.mark.parametrize("op, method, kwargs", NOT_IMPLEMENTED, ids=[o[0] for o in NOT_IMPLEMENTED])
-def test_not_implemented_operations(qldb, op, method, kwargs):
-    r = expect_error(getattr(qldb, method), "NotImplementedException", 501, **kwargs)
-    assert op in r["Error"]["Message"], r["Error"]["Message"]
+@pytest.mark.parametrize("op, method, kwargs", [o for o in JOB_OPERATIONS if o[0] != "ListJournalS3Exports"],
+                         ids=[o[0] for o in JOB_OPERATIONS if o[0] != "ListJournalS3Exports"])
+def test_job_operations_on_an_unknown_ledger(qldb, op, method, kwargs):
+    """Valid requests naming a ledger that does not exist: ResourceNotFoundException."""
+    r = expect_error(getattr(qldb, method), "ResourceNotFoundException", 404, **kwargs)
+    assert "some-ledger" in r["Error"]["Message"], r["Error"]["Message"]
 
 
 def test_send_command_without_a_command_is_a_bad_request(server):

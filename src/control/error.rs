@@ -1,6 +1,6 @@
-//! The control plane's error type: one variant per modeled QLDB exception, plus the
-//! emulator's own "not implemented yet" and internal failures. The HTTP edge turns each
-//! into the AWS wire error (code, status, modeled members) in one place.
+//! The control plane's error type: one variant per modeled QLDB exception, plus internal
+//! failures. The HTTP edge turns each into the AWS wire error (code, status, modeled
+//! members) in one place.
 
 use crate::names::Violation;
 use crate::storage::StorageError;
@@ -41,8 +41,6 @@ pub enum ControlError {
         message: String,
         resource_type: String,
     },
-    #[error("{0} is not implemented yet by qldb-local")]
-    NotImplemented(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

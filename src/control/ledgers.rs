@@ -74,7 +74,7 @@ impl ControlPlane {
     }
 
     /// A ledger that is not being deleted (unknown or DELETING → ResourceNotFound).
-    fn live(&self, inner: &mut super::Inner, name: &LedgerName) -> Result<LedgerRecord> {
+    pub(super) fn live(&self, inner: &mut super::Inner, name: &LedgerName) -> Result<LedgerRecord> {
         let now = self.now();
         self.purge(inner, now)?;
         let rec = self.existing(&inner.catalog, name)?;

@@ -8,6 +8,7 @@
 //! CREATING until `active_at`, DELETING from DeleteLedger until `gone_at`, when it is purged.
 
 mod error;
+mod jobs;
 mod ledgers;
 mod tags;
 mod verification;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::{ControlError, Result};
+pub use jobs::{parse_kinesis_arn, KinesisStreamArn, StreamTransition};
 
 use crate::config::Config;
 use crate::names::LedgerName;
@@ -64,6 +66,8 @@ pub struct ControlConfig {
     pub data_dir: Option<PathBuf>,
     /// `--durability relaxed`.
     pub relaxed_durability: bool,
+    /// How long ended exports and streams stay visible.
+    pub job_retention_ms: i64,
 }
 
 impl From<&Config> for ControlConfig {
@@ -76,6 +80,7 @@ impl From<&Config> for ControlConfig {
             delete_delay_ms: c.delete_delay().as_millis() as i64,
             data_dir: (!c.in_memory).then(|| c.data_dir.clone()),
             relaxed_durability: c.durability == crate::config::Durability::Relaxed,
+            job_retention_ms: c.job_retention().as_millis() as i64,
         }
     }
 }

@@ -119,8 +119,11 @@ impl ControlPlane {
                 .catalog
                 .ledger(name)?
                 .is_some_and(|r| LedgerState::of(&r, now) != LedgerState::Deleting),
-            // Tables arrive with the session API, streams with journal streaming.
-            Resource::Table { .. } | Resource::Stream { .. } => false,
+            Resource::Stream { ledger, stream_id } => {
+                ControlPlane::stream_exists(&mut inner, ledger, stream_id)?
+            }
+            // Table ARNs are not taggable yet (CREATE TABLE … WITH aws_tags is issue 4).
+            Resource::Table { .. } => false,
         };
         if !exists {
             return Err(resource_not_found(arn, &resource));

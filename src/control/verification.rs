@@ -66,6 +66,18 @@ fn parse_address(holder: Option<&ValueHolder>, member: &str, param: &str) -> Res
     })
 }
 
+/// The open database of a ledger known to the catalog.
+pub(super) fn open_db(
+    inner: &super::Inner,
+    name: &crate::names::LedgerName,
+) -> Result<Arc<LedgerDb>> {
+    inner
+        .open
+        .get(name.as_str())
+        .cloned()
+        .ok_or_else(|| ControlError::Internal(format!("ledger {name} is not open")))
+}
+
 fn address_text(strand_id: &str, seq: u64) -> String {
     format!("{{strandId:\"{strand_id}\",sequenceNo:{seq}}}")
 }
@@ -81,8 +93,19 @@ impl ControlPlane {
     fn journal_ledger(&self, name: &str) -> Result<Arc<LedgerDb>> {
         let name = super::ledgers::parse_ledger_name(Some(name))?;
         let mut inner = self.lock();
+        self.active_record(&mut inner, &name)?;
+        open_db(&inner, &name)
+    }
+
+    /// The record of an ACTIVE ledger: unknown or DELETING → ResourceNotFound, CREATING →
+    /// ResourcePreconditionNotMet.
+    pub(super) fn active_record(
+        &self,
+        inner: &mut super::Inner,
+        name: &crate::names::LedgerName,
+    ) -> Result<crate::storage::LedgerRecord> {
         let now = self.now();
-        self.purge(&mut inner, now)?;
+        self.purge(inner, now)?;
         let rec = inner
             .catalog
             .ledger(name.as_str())?
@@ -94,11 +117,7 @@ impl ControlPlane {
                 resource_type: "LEDGER".into(),
                 resource_name: name.to_string(),
             }),
-            LedgerState::Active => inner
-                .open
-                .get(name.as_str())
-                .cloned()
-                .ok_or_else(|| ControlError::Internal(format!("ledger {name} is not open"))),
+            LedgerState::Active => Ok(rec),
         }
     }
 

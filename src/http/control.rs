@@ -34,22 +34,20 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/ledgers/{name}/revision", post(get_revision))
         .route(
             "/ledgers/{name}/journal-s3-exports",
-            post(not_yet("ExportJournalToS3")).get(not_yet("ListJournalS3ExportsForLedger")),
+            post(export_journal_to_s3).get(list_exports_for_ledger),
         )
         .route(
             "/ledgers/{name}/journal-s3-exports/{export_id}",
-            get(not_yet("DescribeJournalS3Export")),
+            get(describe_export),
         )
-        .route("/journal-s3-exports", get(not_yet("ListJournalS3Exports")))
+        .route("/journal-s3-exports", get(list_exports))
         .route(
             "/ledgers/{name}/journal-kinesis-streams",
-            post(not_yet("StreamJournalToKinesis"))
-                .get(not_yet("ListJournalKinesisStreamsForLedger")),
+            post(stream_journal_to_kinesis).get(list_streams),
         )
         .route(
             "/ledgers/{name}/journal-kinesis-streams/{stream_id}",
-            get(not_yet("DescribeJournalKinesisStream"))
-                .delete(not_yet("CancelJournalKinesisStream")),
+            get(describe_stream).delete(cancel_stream),
         )
         .route(
             "/tags/{resource_arn}",
@@ -292,13 +290,100 @@ async fn list_tags(State(s): State<AppState>, Label(arn): Label) -> Result<Respo
     call(&s, move |cp| cp.list_tags_for_resource(&arn)).await
 }
 
-/// The handler of an operation whose feature has not landed yet.
-fn not_yet(
-    operation: &'static str,
-) -> impl Fn() -> std::future::Ready<ApiError> + Clone + Send + Sync + 'static {
-    move || {
-        std::future::ready(ApiError::from(ControlError::NotImplemented(
-            operation.into(),
-        )))
+/// Both labels of a job route: the ledger name and the export or stream id.
+struct Labels(String, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Labels {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Label(name) = Label::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::from(ControlError::invalid_param("Invalid path", "Name")))?;
+        Ok(Labels(
+            name,
+            params
+                .into_iter()
+                .nth(1)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        ))
     }
+}
+
+async fn export_journal_to_s3(
+    State(s): State<AppState>,
+    Label(name): Label,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: ExportJournalToS3Request = parse_body(&headers, &body)?;
+    let control = s.control.clone();
+    let out = blocking(move || control.export_journal_to_s3(&name, req)).await?;
+    s.jobs.start_export(out.export_id.clone());
+    Ok(Json(out).into_response())
+}
+
+async fn describe_export(
+    State(s): State<AppState>,
+    Labels(name, id): Labels,
+) -> Result<Response, ApiError> {
+    call(&s, move |cp| cp.describe_journal_s3_export(&name, &id)).await
+}
+
+async fn list_exports(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = page_request(q.as_deref())?;
+    call(&s, move |cp| cp.list_journal_s3_exports(None, page)).await
+}
+
+async fn list_exports_for_ledger(
+    State(s): State<AppState>,
+    Label(name): Label,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = page_request(q.as_deref())?;
+    call(&s, move |cp| cp.list_journal_s3_exports(Some(&name), page)).await
+}
+
+async fn stream_journal_to_kinesis(
+    State(s): State<AppState>,
+    Label(name): Label,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: StreamJournalToKinesisRequest = parse_body(&headers, &body)?;
+    let control = s.control.clone();
+    let out = blocking(move || control.stream_journal_to_kinesis(&name, req)).await?;
+    s.jobs.start_stream(out.stream_id.clone());
+    Ok(Json(out).into_response())
+}
+
+async fn describe_stream(
+    State(s): State<AppState>,
+    Labels(name, id): Labels,
+) -> Result<Response, ApiError> {
+    call(&s, move |cp| cp.describe_journal_kinesis_stream(&name, &id)).await
+}
+
+async fn list_streams(
+    State(s): State<AppState>,
+    Label(name): Label,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = page_request(q.as_deref())?;
+    call(&s, move |cp| {
+        cp.list_journal_kinesis_streams_for_ledger(&name, page)
+    })
+    .await
+}
+
+async fn cancel_stream(
+    State(s): State<AppState>,
+    Labels(name, id): Labels,
+) -> Result<Response, ApiError> {
+    call(&s, move |cp| cp.cancel_journal_kinesis_stream(&name, &id)).await
 }

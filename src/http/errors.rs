@@ -150,11 +150,6 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "LimitExceededException", message)
                     .with("ResourceType", resource_type)
             }
-            NotImplemented(_) => ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "NotImplementedException",
-                message,
-            ),
             Internal(_) => ApiError::internal(message),
         }
     }

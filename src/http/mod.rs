@@ -31,6 +31,7 @@ use auth::Authenticator;
 pub struct AppState {
     pub control: Arc<ControlPlane>,
     pub sessions: Arc<crate::session::Sessions>,
+    pub jobs: Arc<crate::jobs::Jobs>,
     pub auth: Arc<Authenticator>,
     pub max_body_bytes: usize,
 }

@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod hash;
+pub mod json;
 pub mod text;
 mod value;
 

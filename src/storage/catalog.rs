@@ -1,4 +1,5 @@
-//! The catalog: which ledgers exist, their settings, and the tags of every resource.
+//! The catalog: which ledgers exist, their settings, the tags of every resource, and the
+//! journal exports and streams (see [`super::jobs`]).
 //!
 //! On disk it is `<data-dir>/catalog.sqlite`; with `--in-memory` a private in-memory
 //! database. It stores timestamps, not states: the control plane derives CREATING, ACTIVE
@@ -52,7 +53,7 @@ impl LedgerRecord {
 
 /// The catalog database, plus the lock that keeps a second server off the same data dir.
 pub struct Catalog {
-    conn: Connection,
+    pub(super) conn: Connection,
     _lock: Option<File>,
 }
 
@@ -165,6 +166,7 @@ impl Catalog {
     pub fn remove_ledger(&mut self, rec: &LedgerRecord) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM ledgers WHERE name = ?1", [&rec.name])?;
+        super::jobs::remove_ledger_jobs(&tx, &rec.name)?;
         tx.execute(
             "DELETE FROM tags WHERE resource_arn = ?1 OR substr(resource_arn, 1, length(?1) + 1) = ?1 || '/'",
             [&rec.arn],
@@ -201,7 +203,7 @@ impl Catalog {
     }
 }
 
-fn insert_tags(
+pub(super) fn insert_tags(
     tx: &rusqlite::Transaction<'_>,
     arn: &str,
     tags: &BTreeMap<String, String>,

@@ -696,6 +696,51 @@ impl LedgerDb {
         ion.map(|b| decode_doc(&b)).transpose()
     }
 
+    /// Up to `limit` blocks from `from_seq` on whose timestamp lies in `[start_ms, end_ms)`
+    /// (`end_ms` None = no end), oldest first, as `(seq, timestamp ms, block)`: what
+    /// exports and streams read.
+    pub fn blocks_in_window(
+        &self,
+        from_seq: u64,
+        start_ms: i64,
+        end_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, i64, Value)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, ts_ms, ion FROM blocks
+             WHERE seq >= ?1 AND ts_ms >= ?2 AND (?3 IS NULL OR ts_ms < ?3)
+             ORDER BY seq LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![from_seq as i64, start_ms, end_ms, limit as i64],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, ts, ion) = row?;
+            out.push((seq, ts, decode_doc(&ion)?));
+        }
+        Ok(out)
+    }
+
+    /// How many blocks from `from_seq` on lie in `[start_ms, end_ms)`.
+    pub fn count_in_window(&self, from_seq: u64, start_ms: i64, end_ms: i64) -> Result<u64> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM blocks WHERE seq >= ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
+            params![from_seq as i64, start_ms, end_ms],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// The audit path of block `seq` in the digest tree whose last leaf is block `tip`.
     pub fn block_proof(&self, seq: u64, tip: u64) -> Result<Vec<Hash>> {
         let conn = self.conn();

@@ -6,6 +6,7 @@
 //! `tokio::task::spawn_blocking`).
 
 pub mod catalog;
+pub mod jobs;
 pub mod journal;
 pub mod ledger_db;
 pub mod schema;
@@ -13,6 +14,7 @@ pub mod schema;
 use std::path::PathBuf;
 
 pub use catalog::{Catalog, LedgerRecord};
+pub use jobs::{ExportRecord, StreamRecord};
 pub use ledger_db::{LedgerDb, LedgerLocation};
 
 /// Errors of the storage layer.

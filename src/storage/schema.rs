@@ -28,6 +28,51 @@ pub const CATALOG_MIGRATIONS: &[&str] = &[
         value        TEXT NOT NULL,
         PRIMARY KEY (resource_arn, key)
     );",
+    // v2: journal exports to S3 and streams to Kinesis, with their progress, so that a
+    // restart resumes them.
+    "CREATE TABLE exports (
+        ord             INTEGER PRIMARY KEY AUTOINCREMENT,
+        export_id       TEXT NOT NULL UNIQUE,
+        ledger_name     TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        start_ms        INTEGER NOT NULL,
+        end_ms          INTEGER NOT NULL,
+        bucket          TEXT NOT NULL,
+        prefix          TEXT NOT NULL,
+        encryption_type TEXT NOT NULL,
+        kms_key_arn     TEXT,
+        role_arn        TEXT NOT NULL,
+        output_format   TEXT,
+        status_reason   TEXT,
+        next_seq        INTEGER NOT NULL DEFAULT 0,
+        finished_ms     INTEGER
+    );
+    CREATE TABLE export_objects (
+        export_id TEXT NOT NULL,
+        idx       INTEGER NOT NULL,
+        key       TEXT NOT NULL,
+        PRIMARY KEY (export_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE streams (
+        ord          INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id    TEXT NOT NULL UNIQUE,
+        ledger_name  TEXT NOT NULL,
+        stream_name  TEXT NOT NULL,
+        arn          TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        status       TEXT NOT NULL,
+        start_ms     INTEGER NOT NULL,
+        end_ms       INTEGER,
+        role_arn     TEXT NOT NULL,
+        kinesis_arn  TEXT NOT NULL,
+        aggregation  INTEGER NOT NULL,
+        error_cause  TEXT,
+        impaired_ms  INTEGER,
+        next_seq     INTEGER NOT NULL DEFAULT 0,
+        created_sent INTEGER NOT NULL DEFAULT 0,
+        finished_ms  INTEGER
+    );",
 ];
 
 /// Migrations of each ledger's database. Index i upgrades version i → i+1.

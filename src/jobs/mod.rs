@@ -1,0 +1,187 @@
+//! The background side of journal exports and streams: one tokio task per running job,
+//! writing through the official Rust AWS SDK clients for S3 and Kinesis.
+//!
+//! A job's state lives in the catalog (see [`crate::storage::jobs`]); a task reads its job,
+//! does the I/O, and reports progress through the [`ControlPlane`] after every object or
+//! batch S3 or Kinesis acknowledged. That is what lets [`Jobs::resume`] pick every running
+//! job up again after a restart, from its last acknowledged block. Cancelling a stream is a
+//! catalog update its task sees on its next turn.
+//!
+//! The SDK configuration is the standard one (credential chain, region, AWS_ENDPOINT_URL,
+//! AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KINESIS), loaded once on first use; the
+//! `--s3-endpoint` and `--kinesis-endpoint` flags override the endpoints.
+
+mod export;
+pub mod kpl;
+mod stream;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::control::ControlPlane;
+
+/// The settings the workers need.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    pub s3_endpoint: Option<String>,
+    pub kinesis_endpoint: Option<String>,
+    pub s3_path_style: bool,
+    pub blocks_per_object: usize,
+    pub stream_poll: Duration,
+    pub stream_retry: Duration,
+    pub stream_fail_after: Duration,
+}
+
+impl From<&Config> for JobsConfig {
+    fn from(c: &Config) -> Self {
+        JobsConfig {
+            s3_endpoint: c.s3_endpoint.clone(),
+            kinesis_endpoint: c.kinesis_endpoint.clone(),
+            s3_path_style: c.s3_path_style,
+            blocks_per_object: c.export_blocks_per_object as usize,
+            stream_poll: Duration::from_millis(c.stream_poll_ms.max(1)),
+            stream_retry: Duration::from_millis(c.stream_retry_ms.max(1)),
+            stream_fail_after: Duration::from_secs(c.stream_fail_after_secs),
+        }
+    }
+}
+
+/// Runs exports and streams in the background.
+pub struct Jobs {
+    control: Arc<ControlPlane>,
+    cfg: JobsConfig,
+    sdk: OnceCell<SdkConfig>,
+    s3: OnceCell<aws_sdk_s3::Client>,
+    /// Jobs with a live task, so that no job ever runs twice.
+    running: Mutex<HashSet<String>>,
+}
+
+impl Jobs {
+    pub fn new(control: Arc<ControlPlane>, cfg: JobsConfig) -> Arc<Self> {
+        Arc::new(Jobs {
+            control,
+            cfg,
+            sdk: OnceCell::new(),
+            s3: OnceCell::new(),
+            running: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Starts a task for every export in progress and every running stream (at startup).
+    pub async fn resume(self: &Arc<Self>) {
+        let control = self.control.clone();
+        let found = tokio::task::spawn_blocking(move || control.running_jobs()).await;
+        match found {
+            Ok(Ok((exports, streams))) => {
+                for e in exports {
+                    tracing::info!(export_id = %e.export_id, ledger = %e.ledger_name, next_block = e.next_seq, "resuming journal export");
+                    self.start_export(e.export_id);
+                }
+                for s in streams {
+                    tracing::info!(stream_id = %s.stream_id, ledger = %s.ledger_name, next_block = s.next_seq, "resuming journal stream");
+                    self.start_stream(s.stream_id);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot read the running jobs"),
+            Err(e) => tracing::error!(error = %e, "cannot read the running jobs"),
+        }
+    }
+
+    /// Starts the task of an accepted export (no-op if it already runs).
+    pub fn start_export(self: &Arc<Self>, export_id: String) {
+        if let Some(guard) = self.claim(&export_id) {
+            let jobs = self.clone();
+            tokio::spawn(async move {
+                export::run(&jobs, &export_id).await;
+                drop(guard);
+            });
+        }
+    }
+
+    /// Starts the task of a new stream (no-op if it already runs).
+    pub fn start_stream(self: &Arc<Self>, stream_id: String) {
+        if let Some(guard) = self.claim(&stream_id) {
+            let jobs = self.clone();
+            tokio::spawn(async move {
+                stream::run(&jobs, &stream_id).await;
+                drop(guard);
+            });
+        }
+    }
+
+    fn claim(self: &Arc<Self>, id: &str) -> Option<Claim> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(id.to_string()).then(|| Claim {
+            jobs: self.clone(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Runs a catalog or journal call off the executor.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ControlPlane) -> crate::control::Result<T> + Send + 'static,
+    ) -> crate::control::Result<T> {
+        let control = self.control.clone();
+        tokio::task::spawn_blocking(move || f(&control))
+            .await
+            .map_err(|e| crate::control::ControlError::Internal(e.to_string()))?
+    }
+
+    /// The shared SDK configuration: credential chain, region, endpoint variables.
+    async fn sdk_config(&self) -> &SdkConfig {
+        self.sdk
+            .get_or_init(|| async {
+                use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+                let http = aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .build_https();
+                aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http)
+                    .load()
+                    .await
+            })
+            .await
+    }
+
+    async fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3
+            .get_or_init(|| async {
+                let mut b = aws_sdk_s3::config::Builder::from(self.sdk_config().await)
+                    .force_path_style(self.cfg.s3_path_style);
+                if let Some(url) = &self.cfg.s3_endpoint {
+                    b = b.endpoint_url(url);
+                }
+                aws_sdk_s3::Client::from_conf(b.build())
+            })
+            .await
+    }
+
+    /// A Kinesis client for the region of the target stream.
+    async fn kinesis(&self, region: &str) -> aws_sdk_kinesis::Client {
+        let mut b = aws_sdk_kinesis::config::Builder::from(self.sdk_config().await)
+            .region(aws_sdk_kinesis::config::Region::new(region.to_string()));
+        if let Some(url) = &self.cfg.kinesis_endpoint {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_kinesis::Client::from_conf(b.build())
+    }
+}
+
+/// Removes a job from the running set when its task ends, however it ends.
+struct Claim {
+    jobs: Arc<Jobs>,
+    id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut running = self.jobs.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.remove(&self.id);
+    }
+}
