@@ -92,6 +92,27 @@ fn parse_time(value: Option<&TimestampIn>, member: &str, param: &str) -> Result<
     }
 }
 
+/// InclusiveStartTime (required) and ExclusiveEndTime (optional here), in milliseconds.
+fn parse_window(
+    start: Option<&TimestampIn>,
+    end: Option<&TimestampIn>,
+) -> Result<(i64, Option<i64>)> {
+    let start = parse_time(start, "inclusiveStartTime", "InclusiveStartTime")?;
+    let start = required(start, "inclusiveStartTime", "InclusiveStartTime")?;
+    let end = parse_time(end, "exclusiveEndTime", "ExclusiveEndTime")?;
+    Ok((start, end))
+}
+
+fn start_before_end(start: i64, end: Option<i64>) -> Result<()> {
+    if end.is_some_and(|e| start >= e) {
+        return Err(ControlError::invalid_param(
+            "The InclusiveStartTime must be before the ExclusiveEndTime",
+            "InclusiveStartTime",
+        ));
+    }
+    Ok(())
+}
+
 fn check_enum(value: &str, allowed: &[&str], member: &str, param: &str) -> Result<()> {
     if allowed.contains(&value) {
         Ok(())
@@ -247,16 +268,9 @@ impl ControlPlane {
         req: ExportJournalToS3Request,
     ) -> Result<ExportJournalToS3Response> {
         let name = parse_ledger_name(Some(name))?;
-        let start = parse_time(
+        let (start, end) = parse_window(
             req.inclusive_start_time.as_ref(),
-            "inclusiveStartTime",
-            "InclusiveStartTime",
-        )?;
-        let start = required(start, "inclusiveStartTime", "InclusiveStartTime")?;
-        let end = parse_time(
             req.exclusive_end_time.as_ref(),
-            "exclusiveEndTime",
-            "ExclusiveEndTime",
         )?;
         let end = required(end, "exclusiveEndTime", "ExclusiveEndTime")?;
         let s3 = required(
@@ -332,12 +346,7 @@ impl ControlPlane {
         let mut inner = self.lock();
         let ledger = self.active_record(&mut inner, &name)?;
         let now = self.now();
-        if start >= end {
-            return Err(ControlError::invalid_param(
-                "The InclusiveStartTime must be before the ExclusiveEndTime",
-                "InclusiveStartTime",
-            ));
-        }
+        start_before_end(start, Some(end))?;
         if end > now {
             return Err(ControlError::invalid_param(
                 "The ExclusiveEndTime cannot be in the future",
@@ -436,16 +445,9 @@ impl ControlPlane {
     ) -> Result<StreamIdResponse> {
         let name = parse_ledger_name(Some(name))?;
         let role_arn = required(req.role_arn, "roleArn", "RoleArn")?;
-        let start = parse_time(
+        let (start, end) = parse_window(
             req.inclusive_start_time.as_ref(),
-            "inclusiveStartTime",
-            "InclusiveStartTime",
-        )?;
-        let start = required(start, "inclusiveStartTime", "InclusiveStartTime")?;
-        let end = parse_time(
             req.exclusive_end_time.as_ref(),
-            "exclusiveEndTime",
-            "ExclusiveEndTime",
         )?;
         let kinesis = required(
             req.kinesis_configuration,
@@ -482,12 +484,7 @@ impl ControlPlane {
                 "InclusiveStartTime",
             ));
         }
-        if end.is_some_and(|e| start >= e) {
-            return Err(ControlError::invalid_param(
-                "The InclusiveStartTime must be before the ExclusiveEndTime",
-                "InclusiveStartTime",
-            ));
-        }
+        start_before_end(start, end)?;
         self.expire_jobs(&mut inner)?;
         let running: Vec<StreamRecord> = inner
             .catalog
