@@ -1,0 +1,267 @@
+//! Golden tests of the PartiQL dialect, as data: every `tests/golden/<area>/*.golden` file is
+//! a script run against a fresh in-process ledger through the session layer. The format is
+//! described in tests/golden/README.md; adding a case means adding lines.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use qldb_local::ion::{text, Data, Value};
+use qldb_local::session::SessionError;
+
+/// What a case expects.
+#[derive(Debug)]
+enum Expect {
+    /// These values, in any order (results are unordered, as on QLDB).
+    Bag(Vec<Value>),
+    /// These values in this order.
+    Ordered(Vec<Value>),
+    /// Only this many rows (for results holding fresh ids).
+    Rows(usize),
+    /// An error of this exception type whose message contains the text.
+    Error(String, String),
+}
+
+#[derive(Debug)]
+struct Case {
+    line: usize,
+    statement: String,
+    params: Vec<String>,
+    expect: Expect,
+    /// Setup statements run and commit without checks.
+    setup: bool,
+    /// Why a case is known not to pass yet (it must fail; a pending case that passes is
+    /// reported, so the marker is removed).
+    pending: Option<String>,
+}
+
+fn exception(e: &SessionError) -> &'static str {
+    match e {
+        SessionError::BadRequest(_) => "BadRequestException",
+        SessionError::InvalidSession(_) => "InvalidSessionException",
+        SessionError::OccConflict(_) => "OccConflictException",
+        SessionError::LimitExceeded(_) => "LimitExceededException",
+        SessionError::Internal(_) => "InternalFailure",
+    }
+}
+
+/// Parses one script. Lines:
+/// `# …` comment · `setup: STMT` · `> STMT` (continued by `| …` lines) · `params: ION…` ·
+/// `=> ION…` expected bag (more `=>` lines add values) · `=>> ION…` ordered ·
+/// `rows: N` · `!! Exception[: message part]` · `pending: why` · blank lines separate nothing.
+fn parse(path: &Path, src: &str) -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    let at = |n: usize| format!("{}:{}", path.display(), n + 1);
+    let ion = |s: &str, n: usize| -> Vec<Value> {
+        text::from_text(s).unwrap_or_else(|e| panic!("{}: bad Ion '{s}': {e}", at(n)))
+    };
+    for (n, raw) in src.lines().enumerate() {
+        let line = raw.trim_end();
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let last = cases.last_mut();
+        if let Some(stmt) = trimmed.strip_prefix("setup:") {
+            cases.push(Case {
+                line: n + 1,
+                statement: stmt.trim().into(),
+                params: vec![],
+                expect: Expect::Rows(usize::MAX),
+                setup: true,
+                pending: None,
+            });
+        } else if let Some(stmt) = trimmed.strip_prefix("> ") {
+            cases.push(Case {
+                line: n + 1,
+                statement: stmt.trim().into(),
+                params: vec![],
+                expect: Expect::Bag(vec![]),
+                setup: false,
+                pending: None,
+            });
+        } else {
+            let case = last.unwrap_or_else(|| panic!("{}: no statement before '{line}'", at(n)));
+            if let Some(more) = trimmed.strip_prefix("| ") {
+                case.statement.push('\n');
+                case.statement.push_str(more);
+            } else if let Some(why) = trimmed.strip_prefix("pending:") {
+                case.pending = Some(why.trim().into());
+            } else if let Some(p) = trimmed.strip_prefix("params:") {
+                case.params = ion(p, n).iter().map(text::to_text_one).collect();
+            } else if let Some(v) = trimmed.strip_prefix("=>>") {
+                match &mut case.expect {
+                    Expect::Ordered(vs) => vs.extend(ion(v, n)),
+                    e => *e = Expect::Ordered(ion(v, n)),
+                }
+            } else if let Some(v) = trimmed.strip_prefix("=>") {
+                match &mut case.expect {
+                    Expect::Bag(vs) => vs.extend(ion(v, n)),
+                    e => *e = Expect::Bag(ion(v, n)),
+                }
+            } else if let Some(r) = trimmed.strip_prefix("rows:") {
+                case.expect = Expect::Rows(
+                    r.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{}: bad row count", at(n))),
+                );
+            } else if let Some(e) = trimmed.strip_prefix("!!") {
+                let (code, msg) = e.trim().split_once(':').unwrap_or((e.trim(), ""));
+                case.expect = Expect::Error(code.trim().into(), msg.trim().into());
+            } else {
+                panic!("{}: cannot read '{line}'", at(n));
+            }
+        }
+    }
+    cases
+}
+
+/// Ion equality for expectations: structurally equal, struct fields in any order.
+fn same(a: &Value, b: &Value) -> bool {
+    if a.annotations != b.annotations {
+        return false;
+    }
+    match (&a.data, &b.data) {
+        (Data::Struct(x), Data::Struct(y)) => {
+            x.len() == y.len() && {
+                let mut used = vec![false; y.len()];
+                x.iter().all(|(k, v)| {
+                    y.iter().enumerate().any(|(i, (k2, v2))| {
+                        let ok = !used[i] && k == k2 && same(v, v2);
+                        if ok {
+                            used[i] = true;
+                        }
+                        ok
+                    })
+                })
+            }
+        }
+        (Data::List(x), Data::List(y)) | (Data::SExp(x), Data::SExp(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        _ => a == b,
+    }
+}
+
+fn same_bag(got: &[Value], want: &[Value]) -> bool {
+    let mut used = vec![false; got.len()];
+    got.len() == want.len()
+        && want.iter().all(|w| {
+            got.iter().enumerate().any(|(i, g)| {
+                let ok = !used[i] && same(g, w);
+                if ok {
+                    used[i] = true;
+                }
+                ok
+            })
+        })
+}
+
+fn show(vs: &[Value]) -> String {
+    vs.iter().map(text::to_text_one).collect::<Vec<_>>().join(" ")
+}
+
+/// What running the scripts found.
+#[derive(Default)]
+struct Outcome {
+    failures: Vec<String>,
+    checked: usize,
+    pending: Vec<String>,
+}
+
+/// Runs one script.
+fn run_file(path: &Path, out: &mut Outcome) {
+    let src = std::fs::read_to_string(path).unwrap();
+    let cases = parse(path, &src);
+    let l = ledger();
+    let s = l.sessions.start_session("j").unwrap();
+    for case in &cases {
+        let params: Vec<&str> = case.params.iter().map(String::as_str).collect();
+        let mut t = Tx::begin(&l, &s);
+        let got = t.run(&case.statement, &params).and_then(|rows| {
+            t.commit()?;
+            Ok(rows)
+        });
+        if got.is_err() {
+            // As a driver does after a failed statement.
+            let _ = l.sessions.abort(&s);
+        }
+        let shown = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(path)
+            .display();
+        let at = format!("{shown}:{}: {}", case.line, case.statement);
+        if case.setup {
+            if let Err(e) = got {
+                out.failures.push(format!("{at}\n  setup failed: {e}"));
+            }
+            continue;
+        }
+        out.checked += 1;
+        let problem = match (&case.expect, &got) {
+            (Expect::Error(code, msg), Err(e)) => (exception(e) != code
+                || !e.to_string().contains(msg.as_str()))
+            .then(|| format!("want {code} containing '{msg}', got {}: {e}", exception(e))),
+            (Expect::Error(code, _), Ok(rows)) => {
+                Some(format!("want {code}, got rows {}", show(rows)))
+            }
+            (_, Err(e)) => Some(format!("unexpected {}: {e}", exception(e))),
+            (Expect::Rows(n), Ok(rows)) => (rows.len() != *n)
+                .then(|| format!("want {n} rows, got {}: {}", rows.len(), show(rows))),
+            (Expect::Bag(want), Ok(rows)) => (!same_bag(rows, want))
+                .then(|| format!("want {}\n  got  {}", show(want), show(rows))),
+            (Expect::Ordered(want), Ok(rows)) => (rows.len() != want.len()
+                || !rows.iter().zip(want).all(|(g, w)| same(g, w)))
+            .then(|| format!("want in order {}\n  got  {}", show(want), show(rows))),
+        };
+        match (problem, &case.pending) {
+            (Some(p), None) => out.failures.push(format!("{at}\n  {p}")),
+            (Some(_), Some(why)) => out.pending.push(format!("{at} ({why})")),
+            (None, Some(_)) => out.failures.push(format!(
+                "{at}\n  passes although marked pending: remove the pending line"
+            )),
+            (None, None) => {}
+        }
+    }
+}
+
+fn golden_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            golden_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "golden") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn golden_scripts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut files = Vec::new();
+    golden_files(&root, &mut files);
+    files.sort();
+    assert!(!files.is_empty(), "no golden files under {}", root.display());
+    let mut out = Outcome::default();
+    for f in &files {
+        run_file(f, &mut out);
+    }
+    println!(
+        "{} golden cases in {} files, {} pending:",
+        out.checked,
+        files.len(),
+        out.pending.len()
+    );
+    for p in &out.pending {
+        println!("  pending {p}");
+    }
+    assert!(
+        out.failures.is_empty(),
+        "{} of {} golden cases failed:\n{}",
+        out.failures.len(),
+        out.checked,
+        out.failures.join("\n")
+    );
+}
