@@ -946,7 +946,10 @@ impl Executor<'_> {
             }
             Expr::Call { name, args, .. } => self.call(name, args, env)?,
             Expr::Keyword(k) => PV::V(Value::symbol(k.clone())),
-            Expr::Cast { .. } => return err("CAST is not supported yet by qldb-local"),
+            Expr::Cast { expr, to } => {
+                let v = self.eval(expr, env)?;
+                super::funcs::cast(v, to).map_err(ExecError)?
+            }
             Expr::Subquery(_) => return err("Subqueries are not supported yet by qldb-local"),
         })
     }
@@ -1023,6 +1026,9 @@ impl Executor<'_> {
         let mut vals = Vec::new();
         for a in args {
             vals.push(self.eval(a, env)?);
+        }
+        if let Some(r) = super::funcs::call(name, &vals) {
+            return r.map_err(ExecError);
         }
         let text = |v: &PV| match v {
             PV::V(Value {

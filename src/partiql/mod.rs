@@ -3,6 +3,7 @@
 
 pub mod ast;
 pub mod exec;
+pub mod funcs;
 pub mod lexer;
 pub mod ops;
 pub mod parser;
