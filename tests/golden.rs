@@ -159,7 +159,10 @@ fn same_bag(got: &[Value], want: &[Value]) -> bool {
 }
 
 fn show(vs: &[Value]) -> String {
-    vs.iter().map(text::to_text_one).collect::<Vec<_>>().join(" ")
+    vs.iter()
+        .map(text::to_text_one)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What running the scripts found.
@@ -243,7 +246,11 @@ fn golden_scripts() {
     let mut files = Vec::new();
     golden_files(&root, &mut files);
     files.sort();
-    assert!(!files.is_empty(), "no golden files under {}", root.display());
+    assert!(
+        !files.is_empty(),
+        "no golden files under {}",
+        root.display()
+    );
     let mut out = Outcome::default();
     for f in &files {
         run_file(f, &mut out);

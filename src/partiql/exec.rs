@@ -691,47 +691,146 @@ impl Executor<'_> {
     // ---------------------------------------------------------------- DML
 
     fn dml(&mut self, dml: &Dml) -> R<Vec<Value>> {
-        if dml.from.len() != 1 {
-            return err(
-                "FROM statements over nested collections are not supported yet by qldb-local",
-            );
-        }
-        let (t, alias, rows) = self.matching(&dml.from[0], dml.where_.as_ref(), &Env::default())?;
+        let nested = &dml.from[1..];
+        // With nested FROM items the WHERE clause may name their aliases: look the
+        // documents up without it and filter each binding below.
+        let plan = if nested.is_empty() {
+            dml.where_.as_ref()
+        } else {
+            None
+        };
+        let (t, alias, rows) = self.matching(&dml.from[0], plan, &Env::default())?;
         let mut out = Vec::new();
         for (doc, env) in rows {
-            match &dml.action {
-                DmlAction::Delete => self.txn.delete(&t, &doc)?,
-                DmlAction::Set(assignments) => {
-                    let mut data = doc.data.clone();
-                    for (target, value) in assignments {
-                        let v = self.eval(value, &env)?;
-                        let steps = target_steps(target, &alias)?;
-                        let steps = self.resolve_steps(&steps, &env)?;
-                        match v {
-                            PV::V(v) => set_path(&mut data, &steps, v)?,
-                            PV::Missing => remove_path(&mut data, &steps),
+            let mut bindings = vec![(env, vec![(alias.clone(), Vec::new())])];
+            for item in nested {
+                bindings = self.unnest_for_dml(item, bindings)?;
+            }
+            let mut data = doc.data.clone();
+            let mut removals: Vec<Vec<Key>> = Vec::new();
+            let mut matched = false;
+            for (env, paths) in &bindings {
+                if !nested.is_empty() && !self.keeps(dml.where_.as_ref(), env)? {
+                    continue;
+                }
+                matched = true;
+                match &dml.action {
+                    DmlAction::Delete => removals.push(Vec::new()),
+                    DmlAction::Set(assignments) => {
+                        for (target, value) in assignments {
+                            let v = self.eval(value, env)?;
+                            let steps = self.target_keys(target, paths, env)?;
+                            match v {
+                                PV::V(v) => set_path(&mut data, &steps, strip_annotations(v))?,
+                                PV::Missing => remove_path(&mut data, &steps),
+                            }
                         }
                     }
-                    self.txn.update(&t, &doc, data)?;
-                }
-                DmlAction::Remove(target) => {
-                    let steps = target_steps(target, &alias)?;
-                    if steps.is_empty() {
-                        self.txn.delete(&t, &doc)?;
-                    } else {
-                        let steps = self.resolve_steps(&steps, &env)?;
-                        let mut data = doc.data.clone();
-                        remove_path(&mut data, &steps);
-                        self.txn.update(&t, &doc, data)?;
+                    DmlAction::Remove(target) => {
+                        removals.push(self.target_keys(target, paths, env)?);
+                    }
+                    DmlAction::InsertInto { target, value, at } => {
+                        let steps = self.target_keys(target, paths, env)?;
+                        let v = match self.eval(value, env)? {
+                            PV::V(v) => strip_annotations(v),
+                            PV::Missing => {
+                                return err("INSERT INTO … VALUE needs a value, not MISSING")
+                            }
+                        };
+                        let at = match at {
+                            Some(e) => match self.eval(e, env)? {
+                                PV::V(k) => Some(k),
+                                PV::Missing => return err("The AT position is MISSING"),
+                            },
+                            None => None,
+                        };
+                        insert_at_path(&mut data, &steps, v, at)?;
                     }
                 }
-                DmlAction::InsertInto { .. } => {
-                    return err("UPDATE … INSERT INTO is not supported yet by qldb-local")
+            }
+            if !matched {
+                continue;
+            }
+            if removals.iter().any(Vec::is_empty) {
+                self.txn.delete(&t, &doc)?;
+            } else {
+                // Later list elements first, so earlier indexes stay valid.
+                removals.sort_by(|a, b| b.cmp(a));
+                removals.dedup();
+                for steps in &removals {
+                    remove_path(&mut data, steps);
                 }
+                self.txn.update(&t, &doc, data)?;
             }
             out.push(row("documentId", &doc.id));
         }
         Ok(out)
+    }
+
+    /// Binds a nested FROM item of a DML statement (`r.Owners.SecondaryOwners AS o AT i`)
+    /// for each binding so far, remembering where in the document each alias points.
+    fn unnest_for_dml(
+        &mut self,
+        item: &FromSource,
+        bindings: Vec<(Env, Vec<(String, Vec<Key>)>)>,
+    ) -> R<Vec<(Env, Vec<(String, Vec<Key>)>)>> {
+        let name = item
+            .alias
+            .clone()
+            .ok_or_else(|| ExecError("A nested FROM item needs an alias (AS name)".into()))?;
+        let mut out = Vec::new();
+        for (env, paths) in bindings {
+            let base = self.target_keys(&item.expr, &paths, &env)?;
+            let elements = match self.eval(&item.expr, &env)? {
+                PV::V(Value {
+                    data: Data::List(items) | Data::SExp(items),
+                    ..
+                }) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (Some(i), v))
+                    .collect(),
+                PV::V(v) if !matches!(v.data, Data::Null(_)) => vec![(None, v)],
+                _ => Vec::new(),
+            };
+            for (i, v) in elements {
+                let mut e = bind(&env, &name, v);
+                let mut at = base.clone();
+                if let Some(i) = i {
+                    at.push(Key::Index(i));
+                    if let Some(pos) = &item.at {
+                        e.vars.push((pos.clone(), PV::V(Value::int(i as i64))));
+                    }
+                }
+                let mut p = paths.clone();
+                p.push((name.clone(), at));
+                out.push((e, p));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where a DML target (or a nested FROM item) points in the document: a path rooted
+    /// at a FROM alias, or an unqualified field of the one document.
+    fn target_keys(
+        &mut self,
+        target: &Expr,
+        paths: &[(String, Vec<Key>)],
+        env: &Env,
+    ) -> R<Vec<Key>> {
+        let (root, steps): (&Expr, &[PathStep]) = match target {
+            Expr::Path { root, steps } => (root, steps),
+            other => (other, &[]),
+        };
+        let Expr::Var { name, .. } = root else {
+            return err("A DML target must be a path into the document");
+        };
+        let mut keys = match paths.iter().rev().find(|(a, _)| a == name) {
+            Some((_, base)) => base.clone(),
+            None => vec![Key::Field(name.clone())],
+        };
+        keys.extend(self.resolve_steps(steps, env)?);
+        Ok(keys)
     }
 
     fn resolve_steps(&mut self, steps: &[PathStep], env: &Env) -> R<Vec<Key>> {
@@ -1319,31 +1418,7 @@ fn implicit_name(e: &Expr, i: usize) -> String {
     }
 }
 
-/// The steps of a DML target below the document (`x.a.b` → [a, b]; bare `a` → [a]).
-fn target_steps(target: &Expr, alias: &str) -> R<Vec<PathStep>> {
-    match target {
-        Expr::Var { name, .. } if name == alias => Ok(Vec::new()),
-        Expr::Var { name, quoted, .. } => Ok(vec![PathStep::Field {
-            name: name.clone(),
-            quoted: *quoted,
-        }]),
-        Expr::Path { root, steps } => match &**root {
-            Expr::Var { name, .. } if name == alias => Ok(steps.clone()),
-            Expr::Var { name, quoted, .. } => {
-                let mut s = vec![PathStep::Field {
-                    name: name.clone(),
-                    quoted: *quoted,
-                }];
-                s.extend(steps.iter().cloned());
-                Ok(s)
-            }
-            _ => err("A DML target must be a path into the document"),
-        },
-        _ => err("A DML target must be a path into the document"),
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
     Field(String),
     Index(usize),
@@ -1385,6 +1460,52 @@ fn set_path(data: &mut Value, steps: &[Key], v: Value) -> R<()> {
         }
         _ => err("SET path does not lead into a struct or an existing list element"),
     }
+}
+
+/// `INSERT INTO path VALUE v [AT pos]`: appends to (or inserts at `pos` in) the list at
+/// `path`, or adds field `pos` to the struct at `path`.
+fn insert_at_path(data: &mut Value, steps: &[Key], v: Value, at: Option<Value>) -> R<()> {
+    let mut target = data;
+    for step in steps {
+        target = match (step, &mut target.data) {
+            (Key::Field(name), Data::Struct(fields)) => {
+                match fields
+                    .iter_mut()
+                    .find(|(k, _)| k.as_deref() == Some(name.as_str()))
+                {
+                    Some((_, child)) => child,
+                    None => return err(format!("INSERT INTO: the path has no field {name}")),
+                }
+            }
+            (Key::Index(i), Data::List(items)) if *i < items.len() => &mut items[*i],
+            _ => return err("INSERT INTO: the path does not exist in the document"),
+        };
+    }
+    match (&mut target.data, at) {
+        (Data::List(items), None) => items.push(v),
+        (Data::List(items), Some(pos)) => match ops::as_index(&pos) {
+            Some(i) if i <= items.len() => items.insert(i, v),
+            _ => return err("INSERT INTO a list: AT must be a position within the list"),
+        },
+        (
+            Data::Struct(fields),
+            Some(Value {
+                data: Data::String(key) | Data::Symbol(Some(key)),
+                ..
+            }),
+        ) => {
+            if fields
+                .iter()
+                .any(|(k, _)| k.as_deref() == Some(key.as_str()))
+            {
+                return err(format!("INSERT INTO: the struct already has a field {key}"));
+            }
+            fields.push((Some(key), v));
+        }
+        (Data::Struct(_), _) => return err("INSERT INTO a struct needs AT '<field name>'"),
+        _ => return err("INSERT INTO needs a path to a list or a struct"),
+    }
+    Ok(())
 }
 
 fn remove_path(data: &mut Value, steps: &[Key]) {
