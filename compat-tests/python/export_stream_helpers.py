@@ -75,7 +75,7 @@ def moto():
 def job_server(moto=None, extra_args=(), env=None, s3=True, kinesis=True, data_dir=None):
     """A started qldb-local (not yet closed) with --s3-endpoint / --kinesis-endpoint on `moto`
     and short stream timers. The caller closes it (use `running_job_server` for a `with`)."""
-    args = ["--stream-retry-ms", "200", "--stream-poll-ms", "50"]
+    args = ["--max-ledgers", "100", "--stream-retry-ms", "200", "--stream-poll-ms", "50"]
     if moto is not None and s3:
         args += ["--s3-endpoint", moto.endpoint]
     if moto is not None and kinesis:
@@ -264,6 +264,11 @@ def ion(text):
 RICH_DOC = ('{name:"rich", price:12.50, at:2020-01-02T03:04:05.678Z, photo:{{3q2+7w==}}, kind:sym, '
             'tags:["a","b"], nested:{x:1, y:null}}')
 
+# Values whose JSON down-conversion the spec fixes (§5.2): nan/inf -> null, sexp -> array,
+# annotations dropped, symbols -> strings, decimals and big ints -> numbers, typed nulls -> null.
+EDGE_DOC = ('{f:nan, g:+inf, h:-inf, s:(a 1 "b"), an:ann::5, dec:1.5d-3, n:null.int, '
+            'big:123456789012345678901234567890, e:[], st:{}}')
+
 
 class History:
     """What `write_history` wrote: tables {name: tableId}, document ids by role, the deleted and
@@ -275,6 +280,7 @@ class History:
         self.deleted = set()  # (doc id, version) of deletes
         self.redacted = None  # (doc id, version, tableId)
         self.rich = None  # id of the RICH_DOC document
+        self.edge = None  # id of the EDGE_DOC document
         self.last_write = 0.0
 
 
@@ -310,6 +316,7 @@ def write_history(server, ledger, redact=True):
         cars = _insert(d, h, "Cars", [{"vin": f"V{i}", "price": i * 1000} for i in range(3)])
         people = _insert(d, h, "People", [{"name": "ann", "ssn": "111"}, {"name": "bob", "ssn": "222"}])
         h.rich = _insert(d, h, "Logs", ion(RICH_DOC))[0]
+        h.edge = _insert(d, h, "Logs", ion(EDGE_DOC))[0]
         # One transaction writing two tables.
 
         def two_tables(t):
@@ -363,12 +370,15 @@ def address(strand, seq):
     return {"IonText": '{strandId:"%s",sequenceNo:%d}' % (strand, seq)}
 
 
-def journal_blocks(q, ledger):
-    """Every block of the ledger via GetDigest + GetBlock, as parsed Ion: (strandId, [blocks])."""
+def journal_blocks(q, ledger, max_text=None):
+    """Every block of the ledger via GetDigest + GetBlock, as parsed Ion: (strandId, [blocks]).
+    With max_text, a block whose Ion text is longer is None (not parsed)."""
     tip = simpleion.loads(q.get_digest(Name=ledger)["DigestTipAddress"]["IonText"])
     strand = tip["strandId"]
-    blocks = [simpleion.loads(q.get_block(Name=ledger, BlockAddress=address(strand, s))["Block"]["IonText"])
-              for s in range(tip["sequenceNo"] + 1)]
+    blocks = []
+    for s in range(tip["sequenceNo"] + 1):
+        text = q.get_block(Name=ledger, BlockAddress=address(strand, s))["Block"]["IonText"]
+        blocks.append(None if max_text is not None and len(text) > max_text else simpleion.loads(text))
     return strand, blocks
 
 

@@ -22,6 +22,7 @@ from conftest import Cli
 from export_stream_helpers import (  # noqa: F401  (moto is a fixture)
     IVM,
     NO_ENCRYPTION,
+    EDGE_DOC,
     RICH_DOC,
     ROLE_ARN,
     BlackHole,
@@ -46,7 +47,7 @@ from export_stream_helpers import (  # noqa: F401  (moto is a fixture)
     write_history,
 )
 from journal_verifier import H
-from qldb_session_helpers import create_ledger, make_driver, run
+from qldb_session_helpers import create_ledger, fill, make_driver, run
 from qldb_test_utils import expect_error, raw
 
 ID_RE = re.compile(r"^[A-Za-z0-9]{22}$")
@@ -243,8 +244,8 @@ def test_export_formats_layout_content_and_hash_chain(xsrv, moto):
         for key in h.deleted:
             assert "data" not in revisions[key] and "dataHash" not in revisions[key], revisions[key]
         assert any("redactionInfo" in b for b in blocks)
-        rich = revisions[(h.rich, 0)]["data"]
-        assert H(rich) == H(simpleion.loads(RICH_DOC))
+        assert H(revisions[(h.rich, 0)]["data"]) == H(simpleion.loads(RICH_DOC))
+        assert H(revisions[(h.edge, 0)]["data"]) == H(simpleion.loads(EDGE_DOC))
 
     # JSON: the same blocks, down-converted (timestamps and blobs as strings).
     jblocks, iblocks = exports["JSON"].blocks, exports["ION_TEXT"].blocks
@@ -277,6 +278,9 @@ def test_export_formats_layout_content_and_hash_chain(xsrv, moto):
     assert jrevs[(h.rich, 0)]["data"] == {
         "name": "rich", "price": 12.5, "at": "2020-01-02T03:04:05.678Z", "photo": "3q2+7w==", "kind": "sym",
         "tags": ["a", "b"], "nested": {"x": 1, "y": None}}
+    edge = jrevs[(h.edge, 0)]["data"]
+    assert edge == {"f": None, "g": None, "h": None, "s": ["a", 1, "b"], "an": 5, "dec": 0.0015, "n": None,
+                    "big": 123456789012345678901234567890, "e": [], "st": {}}, edge
     assert "data" not in jrevs[h.redacted[:2]] and isinstance(jrevs[h.redacted[:2]]["dataHash"], str)
     for key in h.deleted:
         assert "data" not in jrevs[key]
@@ -311,6 +315,64 @@ def test_export_blocks_per_object_splits_objects(moto):
         check_chain(e.blocks)
 
 
+def test_export_window_selects_blocks_by_timestamp(xsrv, moto):
+    q = qldb_client(xsrv)
+    s3 = s3_client(moto)
+    bucket = new_bucket(s3)
+    ledger = create_ledger(xsrv)
+    d = make_driver(xsrv, ledger)
+    run(d, "CREATE TABLE T")
+    fill(d, "T", 2)
+    start = wait_past_second(time.time())
+    inside = [run(d, "INSERT INTO T ?", {"n": 10 + i})[0]["documentId"] for i in range(3)]
+    end = wait_past_second(time.time())
+    run(d, "INSERT INTO T ?", {"n": 99})
+    d.close()
+    strand, journal = journal_blocks(q, ledger)
+    want = [b for b in journal if start * 1000 <= epoch_ms(b["blockTimestamp"]) < end * 1000]
+    assert len(want) == 3 and len(journal) == len(want) + 4
+    eid = export(q, ledger, bucket, "window/", start, end, "ION_TEXT")
+    desc = wait_export(q, ledger, eid, xsrv)
+    assert desc["Status"] == "COMPLETED", xsrv.log()
+    assert epoch_ms(desc["InclusiveStartTime"]) == start * 1000  # after creation: not clamped
+    e = Export(s3, bucket, "window/", eid, "ION_TEXT", strand)
+    check_started_manifest(e.started, ledger, eid, bucket, "window/", start * 1000, end, "ION_TEXT")
+    assert e.seqs == [b["blockAddress"]["sequenceNo"] for b in want]
+    assert [str(b["revisions"][0]["metadata"]["id"]) for b in e.blocks] == inside
+    # The chain of the exported range continues the journal's.
+    prev = bytes(journal[e.seqs[0] - 1]["blockHash"])
+    assert bytes(e.blocks[0]["previousBlockHash"]) == prev
+    check_chain(e.blocks)
+
+    # An empty window: an export with no data objects and `keys:[]`.
+    eid = export(q, ledger, bucket, "empty/", start - 7200, start - 3600, "JSON")
+    assert wait_export(q, ledger, eid, xsrv)["Status"] == "COMPLETED", xsrv.log()
+    e = Export(s3, bucket, "empty/", eid, "JSON", strand)
+    assert e.keys == [] and e.blocks == []
+
+
+def test_ended_exports_expire_after_the_retention(moto):
+    with running_job_server(moto, ["--job-retention-hours", "0"]) as s:
+        q = qldb_client(s)
+        s3 = s3_client(moto)
+        bucket = new_bucket(s3)
+        ledger = create_ledger(s)
+        end = int(time.time())
+        eid = export(q, ledger, bucket, "gone/", end - 60, end)
+
+        def expired():
+            try:
+                export_status(q, ledger, eid)
+                return False
+            except q.exceptions.ResourceNotFoundException:
+                return True
+        wait_until(expired, 20, lambda: f"export {eid} to end and expire; log: {s.log()}")
+        # It ran to completion before it expired.
+        assert f"{eid}.{journal_blocks(q, ledger)[0]}.completed.manifest" in "\n".join(s3_keys(s3, bucket, "gone/"))
+        assert q.list_journal_s3_exports_for_ledger(Name=ledger)["JournalS3Exports"] == []
+        assert eid not in [e["ExportId"] for e in q.list_journal_s3_exports()["JournalS3Exports"]]
+
+
 # ---------------------------------------------------------------- list APIs
 
 def collect_pages(call, **kw):
@@ -335,9 +397,22 @@ def test_list_exports_for_ledger_and_account_with_paging(xsrv, moto):
     end = int(time.time())
     start = end - 300
     ids = []
-    for prefix, fmt in [("a/", None), ("", "JSON"), ("c/", "ION_BINARY")]:  # an empty prefix is valid
-        ids.append(export(q, ledger, bucket, prefix, start, end, fmt))
-        assert wait_export(q, ledger, ids[-1], xsrv)["Status"] == "COMPLETED", xsrv.log()
+    kms = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    for prefix, fmt, enc in [("a/", None, None), ("", "JSON", {"ObjectEncryptionType": "SSE_S3"}),  # empty prefix
+                             ("c/", "ION_BINARY", {"ObjectEncryptionType": "SSE_KMS", "KmsKeyArn": kms})]:
+        ids.append(export(q, ledger, bucket, prefix, start, end, fmt, enc))
+        desc = wait_export(q, ledger, ids[-1], xsrv)
+        assert desc["Status"] == "COMPLETED", xsrv.log()
+        assert desc["S3ExportConfiguration"]["EncryptionConfiguration"] == (enc or NO_ENCRYPTION)
+        started = s3.head_object(Bucket=bucket, Key=f"{prefix}{ids[-1]}.started.manifest")
+        if enc is None:
+            assert "ServerSideEncryption" not in started, started
+        elif enc["ObjectEncryptionType"] == "SSE_S3":
+            assert started["ServerSideEncryption"] == "AES256", started
+        else:
+            assert started["ServerSideEncryption"] == "aws:kms" and started["SSEKMSKeyId"] == kms, started
+        m = decode(s3_get(s3, bucket, f"{prefix}{ids[-1]}.started.manifest"), fmt)[0]
+        assert m["objectEncryptionType"] == (enc or NO_ENCRYPTION)["ObjectEncryptionType"]
     other_id = export(q, other, bucket, "other/", start, end)
     assert wait_export(q, other, other_id, xsrv)["Status"] == "COMPLETED"
 
@@ -364,6 +439,13 @@ def test_list_exports_for_ledger_and_account_with_paging(xsrv, moto):
     assert len(two["JournalS3Exports"]) == 2 and two["NextToken"]
 
     expect_error(q.list_journal_s3_exports_for_ledger, "ResourceNotFoundException", 404, Name="no-such-ledger-x")
+    raw_q = qldb_client(xsrv, validate=False)
+    for call, kw in [(raw_q.list_journal_s3_exports, {}), (raw_q.list_journal_s3_exports_for_ledger, {"Name": ledger})]:
+        for bad in (0, 101):
+            r = expect_error(call, "InvalidParameterException", 400, MaxResults=bad, **kw)
+            assert r.get("ParameterName") == "MaxResults", r
+        r = expect_error(call, "InvalidParameterException", 400, NextToken="not-a-token!", **kw)
+        assert r.get("ParameterName") == "NextToken", r
 
 
 # ---------------------------------------------------------------- failures

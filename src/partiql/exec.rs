@@ -772,8 +772,8 @@ impl Executor<'_> {
     fn unnest_for_dml(
         &mut self,
         item: &FromSource,
-        bindings: Vec<(Env, Vec<(String, Vec<Key>)>)>,
-    ) -> R<Vec<(Env, Vec<(String, Vec<Key>)>)>> {
+        bindings: Vec<DmlBinding>,
+    ) -> R<Vec<DmlBinding>> {
         let name = item
             .alias
             .clone()
@@ -1417,6 +1417,9 @@ fn implicit_name(e: &Expr, i: usize) -> String {
         _ => format!("_{}", i + 1),
     }
 }
+
+/// A binding of a DML statement's FROM items, with where each alias points in the document.
+type DmlBinding = (Env, Vec<(String, Vec<Key>)>);
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
