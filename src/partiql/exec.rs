@@ -46,6 +46,10 @@ pub trait TxnView {
     fn delete(&mut self, table: &TableMeta, doc: &Doc) -> R<()>;
     fn create_table(&mut self, name: &str) -> R<String>;
     fn create_index(&mut self, table: &TableMeta, field: &str) -> R<String>;
+    /// DROP TABLE (false) or UNDROP TABLE (true) of a table checked by the caller.
+    fn set_table_active(&mut self, table_id: &str, active: bool) -> R<()>;
+    /// DROP INDEX of an index of `table` checked by the caller.
+    fn drop_index(&mut self, table: &TableMeta, index_id: &str) -> R<()>;
     /// The committed view `_ql_committed_<table>`: the latest revision of each live document.
     fn committed_view(&mut self, table: &TableMeta) -> R<Vec<Value>>;
     /// Every revision of the table's documents (deletes and redactions included).
@@ -165,10 +169,35 @@ impl Executor<'_> {
             Statement::Dml(dml) => self.dml(dml),
             Statement::Select(select) => self.select(select, &Env::default()),
             Statement::Exec { procedure, args } => self.exec(procedure, args),
-            Statement::DropTable { .. }
-            | Statement::UndropTable { .. }
-            | Statement::DropIndex { .. } => {
-                err("This statement is not supported yet by qldb-local")
+            Statement::DropTable { name } => {
+                let t = self.table(name)?;
+                self.txn.set_table_active(&t.table_id, false)?;
+                Ok(vec![row("tableId", &t.table_id)])
+            }
+            Statement::UndropTable { table_id } => {
+                let tables = self.txn.tables()?;
+                let Some(t) = tables.iter().find(|t| &t.table_id == table_id) else {
+                    return err(format!("No such table id: {table_id}"));
+                };
+                if t.active {
+                    return err(format!("Table {table_id} ({}) is already active", t.name));
+                }
+                if tables.iter().any(|o| o.active && o.name == t.name) {
+                    return err(format!(
+                        "Cannot undrop table {table_id}: an active table named {} exists",
+                        t.name
+                    ));
+                }
+                self.txn.set_table_active(table_id, true)?;
+                Ok(vec![row("tableId", table_id)])
+            }
+            Statement::DropIndex { index_id, table } => {
+                let t = self.table(table)?;
+                if !t.indexes.iter().any(|(id, _)| id == index_id) {
+                    return err(format!("Table {table} has no index {index_id}"));
+                }
+                self.txn.drop_index(&t, index_id)?;
+                Ok(vec![row("tableId", &t.table_id)])
             }
         }
     }

@@ -32,6 +32,8 @@ pub struct SessionConfig {
     pub max_transaction_bytes: usize,
     pub max_statement_chars: usize,
     pub max_active_tables: usize,
+    /// Active and inactive tables together (QLDB: 40).
+    pub max_total_tables: usize,
     pub max_indexes_per_table: usize,
 }
 
@@ -47,6 +49,7 @@ impl Default for SessionConfig {
             max_transaction_bytes: 4 * 1024 * 1024,
             max_statement_chars: 100_000,
             max_active_tables: 20,
+            max_total_tables: 40,
             max_indexes_per_table: 5,
         }
     }
@@ -380,6 +383,8 @@ impl Sessions {
             let read_only = req.writes.is_empty()
                 && req.new_tables.is_empty()
                 && req.new_indexes.is_empty()
+                && req.table_status.is_empty()
+                && req.dropped_indexes.is_empty()
                 && req.redaction.is_none();
             let result = if read_only {
                 ledger.validate(&req.reads)

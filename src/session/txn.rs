@@ -41,6 +41,10 @@ pub struct Txn {
     pub writes: Vec<(String, PendingWrite)>,
     new_tables: Vec<(String, String)>,
     new_indexes: Vec<(String, String, String)>,
+    /// DROP TABLE / UNDROP TABLE: (table id, active), latest last.
+    table_status: Vec<(String, bool)>,
+    /// DROP INDEX: (index id, table id).
+    dropped_indexes: Vec<(String, String)>,
     redaction: Option<RevisionRef>,
     pages: HashMap<String, std::collections::VecDeque<Value>>,
 }
@@ -56,6 +60,8 @@ impl Txn {
             writes: Vec::new(),
             new_tables: Vec::new(),
             new_indexes: Vec::new(),
+            table_status: Vec::new(),
+            dropped_indexes: Vec::new(),
             redaction: None,
             pages: HashMap::new(),
         }
@@ -78,8 +84,12 @@ impl Txn {
         let writes_before = (!matches!(parsed, Statement::Select(_))).then(|| {
             (
                 self.writes.clone(),
-                self.new_tables.clone(),
-                self.new_indexes.clone(),
+                (
+                    self.new_tables.clone(),
+                    self.new_indexes.clone(),
+                    self.table_status.clone(),
+                    self.dropped_indexes.clone(),
+                ),
                 self.redaction.clone(),
             )
         });
@@ -108,10 +118,14 @@ impl Txn {
                 Ok((rows, usage))
             }
             Err(e) => {
-                if let Some((writes, tables, indexes, redaction)) = writes_before {
+                if let Some((writes, catalog, redaction)) = writes_before {
                     self.writes = writes;
-                    self.new_tables = tables;
-                    self.new_indexes = indexes;
+                    (
+                        self.new_tables,
+                        self.new_indexes,
+                        self.table_status,
+                        self.dropped_indexes,
+                    ) = catalog;
                     self.redaction = redaction;
                 }
                 self.reads.truncate(reads_before);
@@ -180,6 +194,8 @@ impl Txn {
             reads,
             new_tables: self.new_tables,
             new_indexes: self.new_indexes,
+            table_status: self.table_status,
+            dropped_indexes: self.dropped_indexes,
             writes,
             redaction: self.redaction,
         }
@@ -349,6 +365,16 @@ impl TxnView for Ctx<'_> {
                 t.indexes.push((index_id.clone(), field.clone()));
             }
         }
+        for (table_id, active) in &self.txn.table_status {
+            if let Some(t) = out.iter_mut().find(|t| &t.table_id == table_id) {
+                t.active = *active;
+            }
+        }
+        for (index_id, table_id) in &self.txn.dropped_indexes {
+            if let Some(t) = out.iter_mut().find(|t| &t.table_id == table_id) {
+                t.indexes.retain(|(id, _)| id != index_id);
+            }
+        }
         Ok(out)
     }
 
@@ -477,10 +503,44 @@ impl TxnView for Ctx<'_> {
                 "Exceeded tables limit: Ledger has {active} active tables, and cannot create another."
             )));
         }
+        if tables.len() >= self.cfg.max_total_tables {
+            return Err(ExecError(format!(
+                "Exceeded tables limit: Ledger has {} total tables, and cannot create another.",
+                tables.len()
+            )));
+        }
         let id = new_unique_id();
         self.txn.new_tables.push((id.clone(), name.to_string()));
         self.write_ios += 1;
         Ok(id)
+    }
+
+    fn set_table_active(&mut self, table_id: &str, active: bool) -> Result<(), ExecError> {
+        let live = self.tables()?.iter().filter(|t| t.active).count();
+        if active && live >= self.cfg.max_active_tables {
+            return Err(ExecError(format!(
+                "Exceeded tables limit: Ledger has {live} active tables, and cannot undrop another."
+            )));
+        }
+        let as_of = self.tip_seq()?;
+        self.txn.reads.push(ReadCheck::Catalog { as_of });
+        self.txn.table_status.push((table_id.to_string(), active));
+        self.write_ios += 1;
+        Ok(())
+    }
+
+    fn drop_index(&mut self, table: &TableMeta, index_id: &str) -> Result<(), ExecError> {
+        let as_of = self.tip_seq()?;
+        self.txn.reads.push(ReadCheck::Catalog { as_of });
+        let before = self.txn.new_indexes.len();
+        self.txn.new_indexes.retain(|(id, _, _)| id != index_id);
+        if self.txn.new_indexes.len() == before {
+            self.txn
+                .dropped_indexes
+                .push((index_id.to_string(), table.table_id.clone()));
+        }
+        self.write_ios += 1;
+        Ok(())
     }
 
     fn create_index(&mut self, table: &TableMeta, field: &str) -> Result<String, ExecError> {

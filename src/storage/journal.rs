@@ -82,6 +82,10 @@ pub struct CommitRequest {
     pub reads: Vec<ReadCheck>,
     pub new_tables: Vec<(String, String)>,
     pub new_indexes: Vec<(String, String, String)>,
+    /// DROP TABLE (false) and UNDROP TABLE (true): (table id, active).
+    pub table_status: Vec<(String, bool)>,
+    /// DROP INDEX: (index id, table id).
+    pub dropped_indexes: Vec<(String, String)>,
     pub writes: Vec<DocWrite>,
     /// A REDACT_REVISION of this transaction.
     pub redaction: Option<RevisionRef>,
@@ -327,6 +331,36 @@ impl LedgerDb {
                 ])),
             };
             revisions.push(BlockRevision::System(rev.hash()));
+        }
+        for (table_id, active) in &req.table_status {
+            let status = if *active { "ACTIVE" } else { "INACTIVE" };
+            let (name, version): (String, i64) = tx.query_row(
+                "UPDATE tables SET status = ?2, modified_seq = ?3, version = version + 1
+                 WHERE table_id = ?1 RETURNING name, version",
+                params![table_id, status, seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let rev = Revision {
+                metadata: RevisionMetadata {
+                    id: table_id.clone(),
+                    version: version as u64,
+                    tx_time_ms: req.commit_ms,
+                    tx_id: req.transaction_id.clone(),
+                },
+                body: RevisionBody::Data(Value::structure([
+                    ("name", Value::string(name)),
+                    ("status", Value::string(status)),
+                ])),
+            };
+            revisions.push(BlockRevision::System(rev.hash()));
+        }
+        for (index_id, table_id) in &req.dropped_indexes {
+            tx.execute("DELETE FROM index_entries WHERE index_id = ?1", [index_id])?;
+            tx.execute("DELETE FROM indexes WHERE index_id = ?1", [index_id])?;
+            tx.execute(
+                "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
+                params![table_id, seq as i64],
+            )?;
         }
         for (index_id, table_id, field) in &req.new_indexes {
             tx.execute(
@@ -591,7 +625,7 @@ fn validate(tx: &Transaction<'_>, req: &CommitRequest) -> std::result::Result<()
             }
             ReadCheck::Catalog { as_of } => {
                 let changed: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM tables WHERE created_seq > ?1) OR EXISTS (SELECT 1 FROM indexes WHERE created_seq > ?1)",
+                    "SELECT EXISTS (SELECT 1 FROM tables WHERE modified_seq > ?1) OR EXISTS (SELECT 1 FROM indexes WHERE created_seq > ?1)",
                     [*as_of as i64],
                     |r| r.get(0),
                 )?;
@@ -609,6 +643,47 @@ fn validate(tx: &Transaction<'_>, req: &CommitRequest) -> std::result::Result<()
         )?;
         if taken {
             return conflict(format!("table {name} was created concurrently"));
+        }
+    }
+    for (table_id, active) in &req.table_status {
+        let row: Option<(String, String)> = tx
+            .query_row(
+                "SELECT name, status FROM tables WHERE table_id = ?1",
+                [table_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let new_table = req.new_tables.iter().any(|(id, _)| id == table_id);
+        match row {
+            Some((_, status)) if (status == "ACTIVE") == *active => {
+                return conflict(format!(
+                    "table {table_id} was dropped or undropped concurrently"
+                ))
+            }
+            Some((name, _)) if *active => {
+                let taken: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tables WHERE name = ?1 AND status = 'ACTIVE')",
+                    [&name],
+                    |r| r.get(0),
+                )?;
+                if taken {
+                    return conflict(format!("an active table {name} was created concurrently"));
+                }
+            }
+            None if !new_table => {
+                return conflict(format!("table {table_id} does not exist"));
+            }
+            _ => {}
+        }
+    }
+    for (index_id, _) in &req.dropped_indexes {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM indexes WHERE index_id = ?1)",
+            [index_id],
+            |r| r.get(0),
+        )?;
+        if !exists && !req.new_indexes.iter().any(|(id, _, _)| id == index_id) {
+            return conflict(format!("index {index_id} was dropped concurrently"));
         }
     }
     for (_, table_id, field) in &req.new_indexes {

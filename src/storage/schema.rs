@@ -146,6 +146,8 @@ pub const LEDGER_MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // v3: redaction (the block that redacted a revision).
     "ALTER TABLE revisions ADD COLUMN redacted_seq INTEGER;",
+    // v4: DROP TABLE / UNDROP TABLE (the version of a table's system revisions).
+    "ALTER TABLE tables ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Brings `conn` up to the newest version in `migrations`.
