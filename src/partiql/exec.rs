@@ -1078,7 +1078,8 @@ impl Executor<'_> {
                 let v = self.eval(expr, env)?;
                 super::funcs::cast(v, to).map_err(ExecError)?
             }
-            Expr::Subquery(_) => return err("Subqueries are not supported yet by qldb-local"),
+            // A nested SELECT is a bag of its rows; it sees the outer bindings (correlated).
+            Expr::Subquery(select) => PV::V(Value::list(self.select(select, env)?)),
         })
     }
 

@@ -1226,6 +1226,10 @@ impl Parser<'_> {
                 loop {
                     if date_fn && args.is_empty() {
                         args.push(self.date_part()?);
+                    } else if self.is_kw("select") {
+                        // EXISTS(SELECT …), COUNT over a subquery: the call's own
+                        // parentheses enclose the query.
+                        args.push(Expr::Subquery(Box::new(self.select()?)));
                     } else {
                         args.push(self.expr()?);
                     }
