@@ -61,6 +61,8 @@ fn main() -> std::process::ExitCode {
             qldb_local::server::init_logging(cfg.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                // Statements may nest up to 1,000 operators deep; evaluating them recurses.
+                .thread_stack_size(32 * 1024 * 1024)
                 .build()
             {
                 Ok(rt) => rt,

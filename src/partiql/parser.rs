@@ -14,6 +14,9 @@ use crate::ion::{Data, Decimal, Value};
 
 /// Deepest expression nesting accepted.
 pub const MAX_DEPTH: usize = 200;
+/// Most operators one expression may stack up, nesting and operator chains together
+/// (`1+1+…+1` is as deep as it is long): evaluation recurses this deep.
+pub const MAX_EXPRESSION_DEPTH: usize = 1000;
 
 /// SQL-92 and PartiQL reserved words: usable as names only when double-quoted.
 const RESERVED: &[&str] = &[
@@ -291,6 +294,7 @@ pub fn parse_statement(text: &str) -> Result<Statement, SyntaxError> {
         pos: 0,
         params: 0,
         depth: 0,
+        chain: 0,
     };
     let stmt = p.statement()?;
     p.eat_punct(";");
@@ -306,6 +310,9 @@ struct Parser<'a> {
     pos: usize,
     params: usize,
     depth: usize,
+    /// Operators stacked by the chains (`a OR b OR c`) being parsed, for
+    /// [`MAX_EXPRESSION_DEPTH`].
+    chain: usize,
 }
 
 type R<T> = Result<T, SyntaxError>;
@@ -404,8 +411,33 @@ impl Parser<'_> {
                 "The statement is nested more than {MAX_DEPTH} levels deep"
             )))
         } else {
+            self.check_expression_depth()
+        }
+    }
+
+    fn check_expression_depth(&self) -> R<()> {
+        if self.depth + self.chain > MAX_EXPRESSION_DEPTH {
+            Err(self.err(format!(
+                "The expression is more than {MAX_EXPRESSION_DEPTH} operators deep"
+            )))
+        } else {
             Ok(())
         }
+    }
+
+    /// One more operator in a left-deep chain.
+    fn link(&mut self) -> R<()> {
+        self.chain += 1;
+        self.check_expression_depth()
+    }
+
+    /// Runs a chain parser and forgets the operators it stacked once its expression is
+    /// complete.
+    fn chain_of(&mut self, f: fn(&mut Self) -> R<Expr>) -> R<Expr> {
+        let mark = self.chain;
+        let r = f(self);
+        self.chain = mark;
+        r
     }
 
     /// A name: unquoted (not reserved) or double-quoted.
@@ -796,8 +828,13 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> R<Expr> {
+        self.chain_of(Self::or_chain)
+    }
+
+    fn or_chain(&mut self) -> R<Expr> {
         let mut left = self.and()?;
         while self.eat_kw("or") {
+            self.link()?;
             let right = self.and()?;
             left = bin(BinaryOp::Or, left, right);
         }
@@ -805,8 +842,13 @@ impl Parser<'_> {
     }
 
     fn and(&mut self) -> R<Expr> {
+        self.chain_of(Self::and_chain)
+    }
+
+    fn and_chain(&mut self) -> R<Expr> {
         let mut left = self.not()?;
         while self.eat_kw("and") {
+            self.link()?;
             let right = self.not()?;
             left = bin(BinaryOp::And, left, right);
         }
@@ -827,6 +869,10 @@ impl Parser<'_> {
     }
 
     fn predicate(&mut self) -> R<Expr> {
+        self.chain_of(Self::predicate_chain)
+    }
+
+    fn predicate_chain(&mut self) -> R<Expr> {
         let mut left = self.concat()?;
         loop {
             let cmp = match self.peek() {
@@ -840,6 +886,7 @@ impl Parser<'_> {
             };
             if let Some(op) = cmp {
                 self.advance();
+                self.link()?;
                 let right = self.concat()?;
                 left = bin(op, left, right);
                 continue;
@@ -925,8 +972,13 @@ impl Parser<'_> {
     }
 
     fn concat(&mut self) -> R<Expr> {
+        self.chain_of(Self::concat_chain)
+    }
+
+    fn concat_chain(&mut self) -> R<Expr> {
         let mut left = self.additive()?;
         while self.eat_punct("||") {
+            self.link()?;
             let right = self.additive()?;
             left = bin(BinaryOp::Concat, left, right);
         }
@@ -934,6 +986,10 @@ impl Parser<'_> {
     }
 
     fn additive(&mut self) -> R<Expr> {
+        self.chain_of(Self::additive_chain)
+    }
+
+    fn additive_chain(&mut self) -> R<Expr> {
         let mut left = self.multiplicative()?;
         loop {
             let op = if self.eat_punct("+") {
@@ -943,12 +999,17 @@ impl Parser<'_> {
             } else {
                 return Ok(left);
             };
+            self.link()?;
             let right = self.multiplicative()?;
             left = bin(op, left, right);
         }
     }
 
     fn multiplicative(&mut self) -> R<Expr> {
+        self.chain_of(Self::multiplicative_chain)
+    }
+
+    fn multiplicative_chain(&mut self) -> R<Expr> {
         let mut left = self.unary()?;
         loop {
             let op = if self.eat_punct("*") {
@@ -960,6 +1021,7 @@ impl Parser<'_> {
             } else {
                 return Ok(left);
             };
+            self.link()?;
             let right = self.unary()?;
             left = bin(op, left, right);
         }
