@@ -33,11 +33,11 @@ from botocore.config import Config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from moto_harness import MotoServer  # noqa: E402
-from qldb_harness import ACCESS_KEY, REGION, SECRET_KEY, Server, free_port  # noqa: E402,F401
+from qldb_harness import REGION, Server, free_port  # noqa: E402
 
 from conftest import make_client  # noqa: E402
 from journal_verifier import H, check_block, dot  # noqa: E402
-from qldb_session_helpers import create_ledger, make_driver, run  # noqa: E402,F401
+from qldb_session_helpers import make_driver, run  # noqa: E402
 
 # What the server's AWS SDK clients need (the standard credential chain and region; no IMDS).
 AWS_ENV = {
@@ -266,8 +266,11 @@ RICH_DOC = ('{name:"rich", price:12.50, at:2020-01-02T03:04:05.678Z, photo:{{3q2
 
 # Values whose JSON down-conversion the spec fixes (§5.2): nan/inf -> null, sexp -> array,
 # annotations dropped, symbols -> strings, decimals and big ints -> numbers, typed nulls -> null.
+# A string with a newline must not break the one-block-per-line text formats; user timestamps keep
+# their Ion text form (precision and offset) in JSON.
 EDGE_DOC = ('{f:nan, g:+inf, h:-inf, s:(a 1 "b"), an:ann::5, dec:1.5d-3, n:null.int, '
-            'big:123456789012345678901234567890, e:[], st:{}}')
+            'big:123456789012345678901234567890, e:[], st:{}, '
+            r'txt:"line1\nline2 \"q\" \u00e9", ts1:2020T, ts2:2020-01-02T03:04:05.678+05:30}')
 
 
 class History:

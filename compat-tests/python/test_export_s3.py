@@ -8,6 +8,7 @@ completed manifest), against the journal as GetBlock shows it, and with `journal
 (every block's hashes recomputed from its own Ion, and the hash chain across objects).
 """
 
+import base64
 import datetime
 import json
 import re
@@ -17,21 +18,22 @@ import uuid
 
 import pytest
 from amazon.ion import simpleion
+from botocore.exceptions import ClientError
 
 from conftest import Cli
 from export_stream_helpers import (  # noqa: F401  (moto is a fixture)
+    EDGE_DOC,
     IVM,
     NO_ENCRYPTION,
-    EDGE_DOC,
     RICH_DOC,
     ROLE_ARN,
     BlackHole,
-    closed_port,
-    full_log,
     check_chain,
+    closed_port,
     committed_revisions,
     epoch_ms,
     export_status,
+    full_log,
     job_server,
     journal_blocks,
     moto,
@@ -86,7 +88,7 @@ def parse_json_ts(s):
 
 
 def b64(s):
-    import base64
+    """A base64 string (the JSON form of an Ion blob) -> bytes."""
     assert isinstance(s, str) and B64_RE.match(s), s
     return base64.b64decode(s)
 
@@ -280,7 +282,8 @@ def test_export_formats_layout_content_and_hash_chain(xsrv, moto):
         "tags": ["a", "b"], "nested": {"x": 1, "y": None}}
     edge = jrevs[(h.edge, 0)]["data"]
     assert edge == {"f": None, "g": None, "h": None, "s": ["a", 1, "b"], "an": 5, "dec": 0.0015, "n": None,
-                    "big": 123456789012345678901234567890, "e": [], "st": {}}, edge
+                    "big": 123456789012345678901234567890, "e": [], "st": {},
+                    "txt": "line1\nline2 \"q\" \u00e9", "ts1": "2020T", "ts2": "2020-01-02T03:04:05.678+05:30"}, edge
     assert "data" not in jrevs[h.redacted[:2]] and isinstance(jrevs[h.redacted[:2]]["dataHash"], str)
     for key in h.deleted:
         assert "data" not in jrevs[key]
@@ -349,6 +352,26 @@ def test_export_window_selects_blocks_by_timestamp(xsrv, moto):
     assert wait_export(q, ledger, eid, xsrv)["Status"] == "COMPLETED", xsrv.log()
     e = Export(s3, bucket, "empty/", eid, "JSON", strand)
     assert e.keys == [] and e.blocks == []
+
+
+def test_export_window_entirely_before_ledger_creation(xsrv, moto):
+    """A window that ends before the ledger existed. The start is clamped to the ledger's creation
+    (§5.1), and start must be before end: the server must either refuse the request or keep a
+    consistent window; an export whose InclusiveStartTime is after its ExclusiveEndTime is neither."""
+    q = qldb_client(xsrv)
+    s3 = s3_client(moto)
+    bucket = new_bucket(s3)
+    ledger = create_ledger(xsrv)
+    now = int(time.time())
+    try:
+        eid = export(q, ledger, bucket, "before/", now - 7200, now - 3600)
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "InvalidParameterException", e.response
+        return
+    desc = wait_export(q, ledger, eid, xsrv)
+    assert desc["Status"] == "COMPLETED", desc
+    assert desc["InclusiveStartTime"] < desc["ExclusiveEndTime"], \
+        (f"InclusiveStartTime {desc['InclusiveStartTime']} is after ExclusiveEndTime {desc['ExclusiveEndTime']}")
 
 
 def test_ended_exports_expire_after_the_retention(moto):

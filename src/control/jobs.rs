@@ -113,6 +113,17 @@ fn start_before_end(start: i64, end: Option<i64>) -> Result<()> {
     Ok(())
 }
 
+/// A start before the ledger existed is clamped to its creation — unless the window ends
+/// before that, when the (empty) window is kept as requested rather than inverted.
+fn clamp_start(start: i64, ledger: &crate::storage::LedgerRecord, end: Option<i64>) -> i64 {
+    let clamped = start.max(ledger.created_ms);
+    if end.is_some_and(|e| clamped >= e) {
+        start
+    } else {
+        clamped
+    }
+}
+
 fn check_enum(value: &str, allowed: &[&str], member: &str, param: &str) -> Result<()> {
     if allowed.contains(&value) {
         Ok(())
@@ -374,8 +385,7 @@ impl ControlPlane {
             ledger_name: name.to_string(),
             created_ms: now,
             status: "IN_PROGRESS".into(),
-            // A start before the ledger existed is clamped to its creation.
-            start_ms: start.max(ledger.created_ms),
+            start_ms: clamp_start(start, &ledger, Some(end)),
             end_ms: end,
             bucket,
             prefix,
@@ -523,7 +533,7 @@ impl ControlPlane {
             stream_name: stream_name.to_string(),
             created_ms: now,
             status: "ACTIVE".into(),
-            start_ms: start.max(ledger.created_ms),
+            start_ms: clamp_start(start, &ledger, end),
             end_ms: end,
             role_arn,
             kinesis_arn,
