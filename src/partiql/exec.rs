@@ -291,8 +291,29 @@ impl Executor<'_> {
                         _ => return err("history() time bounds must be timestamps"),
                     }
                 }
+                // start ≤ end ≤ now; only a start means up to now.
+                let now: Value =
+                    Data::Timestamp(crate::ion::Timestamp::from_millis_utc(self.txn.now_ms()))
+                        .into();
+                let later =
+                    |a: &Value, b: &Value| ops::compare(a, b) == Some(std::cmp::Ordering::Greater);
+                if let [start, rest @ ..] = bounds.as_slice() {
+                    let end = rest.first().unwrap_or(&now);
+                    if later(start, end) {
+                        return err("history(): the start time is after the end time");
+                    }
+                    if later(end, &now) {
+                        return err("history(): the end time is in the future");
+                    }
+                }
                 let rows = self.txn.history(&t)?;
                 Ok(Some(within(rows, bounds.first(), bounds.get(1))))
+            }
+            Expr::Path { root, .. }
+                if matches!(&**root, Expr::Var { name, .. } if name == "information_schema")
+                    && !is_user_tables(e) =>
+            {
+                err("information_schema has only the view user_tables")
             }
             _ => Ok(None),
         }
@@ -551,24 +572,15 @@ impl Executor<'_> {
                     .into_iter()
                     .map(|(_, e)| e)
                     .collect(),
-                other => {
-                    // A system view, or a literal collection such as << 0 >>.
-                    let alias = src.alias.clone().unwrap_or_else(|| match other {
-                        Expr::Var { name, .. } => name.clone(),
-                        _ => "_1".into(),
-                    });
-                    let items = match self.system_view(other, env)? {
-                        Some(rows) => rows,
-                        None => match self.eval(other, env)? {
-                            PV::V(Value {
-                                data: Data::List(items) | Data::SExp(items),
-                                ..
-                            }) => items,
-                            PV::V(v) => vec![v],
-                            PV::Missing => Vec::new(),
-                        },
-                    };
-                    self.filter_rows(items, &alias, s.where_.as_ref(), env)?
+                // A system view, or a literal collection such as << 0 >>.
+                _ => {
+                    let mut out = Vec::new();
+                    for e in self.source_envs(src, s.where_.as_ref(), env)? {
+                        if self.keeps(s.where_.as_ref(), &e)? {
+                            out.push(e);
+                        }
+                    }
+                    out
                 }
             },
             FromClause::Join { .. } => {
@@ -650,6 +662,12 @@ impl Executor<'_> {
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
                 );
             };
+            if !*star && args.len() != 1 {
+                return err(format!(
+                    "{}() takes exactly one argument",
+                    name.to_uppercase()
+                ));
+            }
             let mut values = Vec::new();
             for e in rows {
                 if *star {
@@ -898,43 +916,70 @@ impl Executor<'_> {
             },
             Expr::Var { name, .. } => self.var(name, env),
             Expr::Path { root, steps } => {
-                let mut cur = self.eval(root, env)?;
+                // After a wildcard (`[*]`, `.*`) the path ranges over many values and
+                // yields them as a bag; before, it is one value.
+                let mut cur = vec![self.eval(root, env)?];
+                let mut many = false;
                 for s in steps {
-                    cur = match s {
-                        PathStep::Field { name, .. } => match &cur {
-                            PV::V(v) => v.field(name).cloned().map(PV::V).unwrap_or(PV::Missing),
-                            PV::Missing => PV::Missing,
-                        },
-                        PathStep::Index(ix) => {
-                            let ix = self.eval(ix, env)?;
-                            match (&cur, &ix) {
-                                (
-                                    PV::V(Value {
-                                        data: Data::List(items) | Data::SExp(items),
-                                        ..
-                                    }),
-                                    PV::V(i),
-                                ) => ops::as_index(i)
-                                    .and_then(|i| items.get(i))
-                                    .cloned()
-                                    .map(PV::V)
-                                    .unwrap_or(PV::Missing),
-                                (
-                                    PV::V(v),
-                                    PV::V(Value {
-                                        data: Data::String(k),
-                                        ..
-                                    }),
-                                ) => v.field(k).cloned().map(PV::V).unwrap_or(PV::Missing),
-                                _ => PV::Missing,
-                            }
-                        }
-                        PathStep::AllElements | PathStep::AllFields => {
-                            return err("Path wildcards are not supported yet by qldb-local")
-                        }
+                    let ix = match s {
+                        PathStep::Index(ix) => Some(self.eval(ix, env)?),
+                        _ => None,
                     };
+                    let mut next = Vec::with_capacity(cur.len());
+                    for c in cur {
+                        let PV::V(v) = c else {
+                            next.push(PV::Missing);
+                            continue;
+                        };
+                        match (s, &v.data) {
+                            (PathStep::Field { name, .. }, _) => {
+                                next.push(v.field(name).cloned().map_or(PV::Missing, PV::V))
+                            }
+                            (PathStep::AllElements, Data::List(items) | Data::SExp(items)) => {
+                                next.extend(items.iter().cloned().map(PV::V))
+                            }
+                            (PathStep::AllFields, Data::Struct(fields)) => {
+                                next.extend(fields.iter().map(|(_, f)| PV::V(f.clone())))
+                            }
+                            (PathStep::AllElements | PathStep::AllFields, _) => {}
+                            (PathStep::Index(_), Data::List(items) | Data::SExp(items)) => next
+                                .push(
+                                    ix.as_ref()
+                                        .and_then(|i| match i {
+                                            PV::V(i) => ops::as_index(i),
+                                            PV::Missing => None,
+                                        })
+                                        .and_then(|i| items.get(i))
+                                        .cloned()
+                                        .map_or(PV::Missing, PV::V),
+                                ),
+                            (PathStep::Index(_), _) => next.push(match &ix {
+                                Some(PV::V(Value {
+                                    data: Data::String(k),
+                                    ..
+                                })) => v.field(k).cloned().map_or(PV::Missing, PV::V),
+                                _ => PV::Missing,
+                            }),
+                        }
+                    }
+                    many |= matches!(s, PathStep::AllElements | PathStep::AllFields);
+                    if many {
+                        next.retain(|v| *v != PV::Missing);
+                    }
+                    cur = next;
                 }
-                cur
+                if many {
+                    PV::V(Value::list(
+                        cur.into_iter()
+                            .filter_map(|v| match v {
+                                PV::V(v) => Some(v),
+                                PV::Missing => None,
+                            })
+                            .collect(),
+                    ))
+                } else {
+                    cur.pop().unwrap_or(PV::Missing)
+                }
             }
             Expr::Struct(fields) => {
                 let mut out = Vec::new();
@@ -1170,7 +1215,6 @@ impl Executor<'_> {
             ("utcnow", []) => PV::V(Data::Timestamp(crate::ion::Timestamp::from_millis_utc(self.txn.now_ms())).into()),
             ("txid", []) => PV::V(Value::string(self.txn.transaction_id())),
             ("lower" | "upper" | "char_length" | "character_length", [v]) => match (text(v), v) {
-                (_, PV::Missing) => PV::Missing,
                 (Some(s), _) => match name {
                     "lower" => PV::V(Value::string(s.to_lowercase())),
                     "upper" => PV::V(Value::string(s.to_uppercase())),
@@ -1189,7 +1233,7 @@ impl Executor<'_> {
             ("exists", [v]) => PV::bool(match v {
                 PV::V(Value { data: Data::List(i) | Data::SExp(i), .. }) => !i.is_empty(),
                 PV::V(Value { data: Data::Struct(f), .. }) => !f.is_empty(),
-                _ => false,
+                _ => return err("EXISTS needs a collection (a list, bag, s-expression or struct)"),
             }),
             ("coalesce", vals) if !vals.is_empty() => vals.iter().find(|v| !v.is_absent()).cloned().unwrap_or(PV::null()),
             ("nullif", [a, b]) => {

@@ -659,10 +659,15 @@ fn decimal_to_int(d: &Decimal) -> BigInt {
     }
 }
 
-/// Rounds a decimal to `scale` digits after the point, half away from zero.
+/// Gives a decimal exactly `scale` digits after the point, rounding half away from zero.
 fn rescale(d: &Decimal, scale: i64) -> Decimal {
     if -d.exponent <= scale {
-        return d.clone();
+        let pad = (scale + d.exponent) as u32;
+        return Decimal {
+            negative: d.negative,
+            magnitude: &d.magnitude * BigUint::from(10u32).pow(pad),
+            exponent: -scale,
+        };
     }
     let drop = (-d.exponent - scale) as u32;
     let p = BigUint::from(10u32).pow(drop);
