@@ -62,13 +62,36 @@ pub trait TxnView {
 
 /// Runs one statement with its parameters and returns the result rows.
 pub fn execute(stmt: &Statement, params: &[Value], txn: &mut dyn TxnView) -> R<Vec<Value>> {
-    let mut ex = Executor { params, txn };
+    execute_with_globals(stmt, params, &[], txn)
+}
+
+/// Runs a statement with global variables bound (`None` = MISSING): how the PartiQL
+/// conformance suite supplies its environments. QLDB itself has none.
+pub fn execute_with_globals(
+    stmt: &Statement,
+    params: &[Value],
+    globals: &[(String, Option<Value>)],
+    txn: &mut dyn TxnView,
+) -> R<Vec<Value>> {
+    let globals = Env {
+        vars: globals
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().map_or(PV::Missing, PV::V)))
+            .collect(),
+        scopes: Vec::new(),
+    };
+    let mut ex = Executor {
+        params,
+        txn,
+        globals,
+    };
     ex.statement(stmt)
 }
 
 struct Executor<'a> {
     params: &'a [Value],
     txn: &'a mut dyn TxnView,
+    globals: Env,
 }
 
 /// The rows of a one-table FROM that satisfy WHERE: the table, its alias, each document
@@ -167,7 +190,10 @@ impl Executor<'_> {
                 Ok(out)
             }
             Statement::Dml(dml) => self.dml(dml),
-            Statement::Select(select) => self.select(select, &Env::default()),
+            Statement::Select(select) => {
+                let globals = self.globals.clone();
+                self.select(select, &globals)
+            }
             Statement::Exec { procedure, args } => self.exec(procedure, args),
             Statement::DropTable { name } => {
                 let t = self.table(name)?;
@@ -440,8 +466,29 @@ impl Executor<'_> {
     /// The bindings of a FROM clause with joins (inner only), before WHERE. `plan` is the
     /// WHERE clause, used only to pick id and index lookups for table sources.
     fn bind_from(&mut self, from: &FromClause, plan: Option<&Expr>, env: &Env) -> R<Vec<Env>> {
+        self.bind_from_where(from, plan, None, env)
+    }
+
+    /// [`Self::bind_from`], keeping only the complete bindings for which `keep` (the WHERE
+    /// clause) holds, so that a join never holds its whole cross product at once.
+    fn bind_from_where(
+        &mut self,
+        from: &FromClause,
+        plan: Option<&Expr>,
+        keep: Option<&Expr>,
+        env: &Env,
+    ) -> R<Vec<Env>> {
         match from {
-            FromClause::Source(src) => self.source_envs(src, plan, env),
+            FromClause::Source(src) => {
+                let rows = self.source_envs(src, plan, env)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    if self.keeps(keep, &r)? {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            }
             FromClause::Join {
                 left, right, on, ..
             } => {
@@ -463,7 +510,7 @@ impl Executor<'_> {
                         None => self.bind_from(right, plan, l)?,
                     };
                     for r in rights {
-                        if self.keeps(on.as_ref(), &r)? {
+                        if self.keeps(on.as_ref(), &r)? && self.keeps(keep, &r)? {
                             out.push(r);
                         }
                     }
@@ -584,13 +631,7 @@ impl Executor<'_> {
                 }
             },
             FromClause::Join { .. } => {
-                let mut out = Vec::new();
-                for e in self.bind_from(&s.from, s.where_.as_ref(), env)? {
-                    if self.keeps(s.where_.as_ref(), &e)? {
-                        out.push(e);
-                    }
-                }
-                out
+                self.bind_from_where(&s.from, s.where_.as_ref(), s.where_.as_ref(), env)?
             }
         };
         if let Projection::Items(items) = &s.projection {
