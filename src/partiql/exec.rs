@@ -646,14 +646,17 @@ impl Executor<'_> {
         for e in &rows {
             match &s.projection {
                 Projection::Star => {
+                    // Each FROM variable's fields; a non-struct value is field `_n`
+                    // (its 1-based position among the variables).
                     let mut fields = Vec::new();
-                    for scope in &e.scopes {
-                        if let Some(PV::V(Value {
-                            data: Data::Struct(f),
-                            ..
-                        })) = e.get(scope)
-                        {
-                            fields.extend(f.iter().cloned());
+                    for (i, scope) in e.scopes.iter().enumerate() {
+                        match e.get(scope) {
+                            Some(PV::V(Value {
+                                data: Data::Struct(f),
+                                ..
+                            })) => fields.extend(f.iter().cloned()),
+                            Some(PV::V(v)) => fields.push((Some(format!("_{}", i + 1)), v.clone())),
+                            _ => {}
                         }
                     }
                     out.push(Data::Struct(fields).into());
