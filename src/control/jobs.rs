@@ -409,10 +409,12 @@ impl ControlPlane {
         name: &str,
         export_id: &str,
     ) -> Result<DescribeJournalS3ExportResponse> {
-        let mut inner = self.lock();
-        let name = self.jobs_ledger(&mut inner, name)?;
+        // The request's shape first (both labels), then the resources.
+        parse_ledger_name(Some(name))?;
         check_unique_id(export_id)
             .map_err(|v| ControlError::invalid(v, export_id, "exportId", "ExportId"))?;
+        let mut inner = self.lock();
+        let name = self.jobs_ledger(&mut inner, name)?;
         match inner.catalog.export(export_id)? {
             Some(r) if r.ledger_name == name.as_str() => Ok(DescribeJournalS3ExportResponse {
                 export_description: describe_export(&r),
@@ -553,8 +555,9 @@ impl ControlPlane {
 
     /// A stream of a ledger, for Describe and Cancel.
     fn ledger_stream(&self, inner: &mut Inner, name: &str, id: &str) -> Result<StreamRecord> {
-        let name = self.jobs_ledger(inner, name)?;
+        parse_ledger_name(Some(name))?;
         check_unique_id(id).map_err(|v| ControlError::invalid(v, id, "streamId", "StreamId"))?;
+        let name = self.jobs_ledger(inner, name)?;
         match inner.catalog.stream(id)? {
             Some(r) if r.ledger_name == name.as_str() => Ok(r),
             _ => Err(stream_not_found(name.as_str(), id)),

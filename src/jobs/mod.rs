@@ -8,8 +8,9 @@
 //! catalog update its task sees on its next turn.
 //!
 //! The SDK configuration is the standard one (credential chain, region, AWS_ENDPOINT_URL,
-//! AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KINESIS), loaded once on first use; the
-//! `--s3-endpoint` and `--kinesis-endpoint` flags override the endpoints.
+//! AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KINESIS), loaded once on first use, with the
+//! server's `--region` when the environment names no region; the `--s3-endpoint` and
+//! `--kinesis-endpoint` flags override the endpoints.
 
 mod export;
 pub mod kpl;
@@ -35,6 +36,8 @@ pub struct JobsConfig {
     pub stream_poll: Duration,
     pub stream_retry: Duration,
     pub stream_fail_after: Duration,
+    /// The server's `--region`: the SDK clients' region when the environment names none.
+    pub region: String,
 }
 
 impl From<&Config> for JobsConfig {
@@ -47,6 +50,7 @@ impl From<&Config> for JobsConfig {
             stream_poll: Duration::from_millis(c.stream_poll_ms.max(1)),
             stream_retry: Duration::from_millis(c.stream_retry_ms.max(1)),
             stream_fail_after: Duration::from_secs(c.stream_fail_after_secs),
+            region: c.region.clone(),
         }
     }
 }
@@ -141,8 +145,11 @@ impl Jobs {
                 let http = aws_smithy_http_client::Builder::new()
                     .tls_provider(Provider::Rustls(CryptoMode::Ring))
                     .build_https();
+                let region = aws_config::meta::region::RegionProviderChain::default_provider()
+                    .or_else(aws_config::Region::new(self.cfg.region.clone()));
                 aws_config::defaults(BehaviorVersion::latest())
                     .http_client(http)
+                    .region(region)
                     .load()
                     .await
             })
