@@ -33,11 +33,11 @@ LIST_TABLES = "SELECT VALUE name FROM information_schema.user_tables WHERE statu
 
 # ---------------------------------------------------------------- ledgers and drivers
 
-def create_ledger(server, name=None, timeout=30.0):
+def create_ledger(server, name=None, timeout=30.0, mode="ALLOW_ALL"):
     """Creates a ledger through the control plane and waits until it is ACTIVE."""
     name = name or new_name("s")
     c = make_client(server.endpoint)
-    c.create_ledger(Name=name, PermissionsMode="ALLOW_ALL", DeletionProtection=False)
+    c.create_ledger(Name=name, PermissionsMode=mode, DeletionProtection=False)
     deadline = time.monotonic() + timeout
     while c.describe_ledger(Name=name)["State"] != "ACTIVE":
         assert time.monotonic() < deadline, f"ledger {name} never became ACTIVE"

@@ -122,8 +122,13 @@ impl ControlPlane {
             Resource::Stream { ledger, stream_id } => {
                 ControlPlane::stream_exists(&mut inner, ledger, stream_id)?
             }
-            // Table ARNs are not taggable yet (CREATE TABLE … WITH aws_tags is issue 4).
-            Resource::Table { .. } => false,
+            // A table of any status (dropped tables keep their ARN and tags).
+            Resource::Table { ledger, table_id } => match inner.open.get(ledger) {
+                Some(db) if ledger_active(&inner.catalog, ledger, now)? => {
+                    db.tables()?.iter().any(|t| &t.table_id == table_id)
+                }
+                _ => false,
+            },
         };
         if !exists {
             return Err(resource_not_found(arn, &resource));
@@ -133,7 +138,14 @@ impl ControlPlane {
 
     pub fn tag_resource(&self, arn: &str, tags: Option<TagsIn>) -> Result<()> {
         let tags = tags.ok_or_else(|| ControlError::missing("tags", "Tags"))?;
+        let table_ledger = match self.parse_arn(arn)? {
+            Resource::Table { ledger, .. } => Some(ledger),
+            _ => None,
+        };
         self.with_resource(arn, |catalog| {
+            if let Some(ledger) = table_ledger {
+                require_standard(catalog, &ledger)?;
+            }
             let existing = catalog.tags(arn)?;
             let new = validate_new_tags(tags, &existing)?;
             catalog.add_tags(arn, &new)?;
@@ -169,6 +181,72 @@ impl ControlPlane {
                 tags: catalog.tags(arn)?,
             })
         })
+    }
+}
+
+/// Whether the ledger exists and is neither being created nor deleted.
+fn ledger_active(catalog: &crate::storage::Catalog, name: &str, now: i64) -> Result<bool> {
+    Ok(catalog
+        .ledger(name)?
+        .is_some_and(|r| LedgerState::of(&r, now) == LedgerState::Active))
+}
+
+/// Tables can be tagged only in ledgers of the STANDARD permissions mode.
+fn require_standard(catalog: &crate::storage::Catalog, ledger: &str) -> Result<()> {
+    match catalog.ledger(ledger)? {
+        Some(r) if r.permissions_mode == "STANDARD" => Ok(()),
+        _ => Err(ControlError::invalid_param(
+            format!("Tables can be tagged only in ledgers with the STANDARD permissions mode; ledger {ledger} is not"),
+            "ResourceArn",
+        )),
+    }
+}
+
+impl ControlPlane {
+    /// Checks the `aws_tags` of a CREATE TABLE in `ledger`: the ledger's permissions mode,
+    /// then the tag rules of TagResource. Returns the message of the first problem.
+    pub fn check_table_tags(
+        &self,
+        ledger: &str,
+        tags: &[(String, String)],
+    ) -> std::result::Result<Tags, String> {
+        let inner = self.lock();
+        require_standard(&inner.catalog, ledger).map_err(|e| e.to_string())?;
+        let mut map = TagsIn::new();
+        for (k, v) in tags {
+            if map.insert(k.clone(), Some(v.clone())).is_some() {
+                return Err(format!("Duplicate tag key '{k}' in aws_tags"));
+            }
+        }
+        validate_new_tags(map, &Tags::new()).map_err(|e| e.to_string())
+    }
+
+    /// The ARN of a table of a ledger.
+    fn table_arn(&self, ledger: &str, table_id: &str) -> String {
+        format!("{}/table/{table_id}", self.ledger_arn(ledger))
+    }
+
+    /// Records the tags of tables a transaction is about to create. Called before the
+    /// ledger commit, so a table never exists without its tags; a failed commit takes them
+    /// back with [`ControlPlane::unset_table_tags`] (table ids are never reused, so tags left
+    /// by a crash between the two are unreachable).
+    pub fn set_table_tags(&self, ledger: &str, tables: &[(String, Tags)]) -> Result<()> {
+        let mut inner = self.lock();
+        for (table_id, tags) in tables {
+            let arn = self.table_arn(ledger, table_id);
+            inner.catalog.add_tags(&arn, tags)?;
+        }
+        Ok(())
+    }
+
+    pub fn unset_table_tags(&self, ledger: &str, tables: &[(String, Tags)]) -> Result<()> {
+        let mut inner = self.lock();
+        for (table_id, tags) in tables {
+            let arn = self.table_arn(ledger, table_id);
+            let keys: Vec<String> = tags.keys().cloned().collect();
+            inner.catalog.remove_tags(&arn, &keys)?;
+        }
+        Ok(())
     }
 }
 

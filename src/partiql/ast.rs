@@ -107,6 +107,8 @@ pub struct FromSource {
     pub alias: Option<String>,
     pub at: Option<String>,
     pub by: Option<String>,
+    /// Where the source starts in the statement (1-based line and column), for errors.
+    pub pos: (usize, usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -44,7 +44,8 @@ pub trait TxnView {
     fn insert(&mut self, table: &TableMeta, data: Value) -> R<String>;
     fn update(&mut self, table: &TableMeta, doc: &Doc, data: Value) -> R<()>;
     fn delete(&mut self, table: &TableMeta, doc: &Doc) -> R<()>;
-    fn create_table(&mut self, name: &str) -> R<String>;
+    /// CREATE TABLE, with the `aws_tags` of the statement (empty without a WITH clause).
+    fn create_table(&mut self, name: &str, tags: &[(String, String)]) -> R<String>;
     fn create_index(&mut self, table: &TableMeta, field: &str) -> R<String>;
     /// DROP TABLE (false) or UNDROP TABLE (true) of a table checked by the caller.
     fn set_table_active(&mut self, table_id: &str, active: bool) -> R<()>;
@@ -123,6 +124,27 @@ fn table_name_ok(name: &str) -> bool {
         && name.len() <= 128
 }
 
+/// The tags of `WITH (aws_tags = `{'key': 'value', …}`)`: a struct of string values.
+fn aws_tags(v: &Value) -> R<Vec<(String, String)>> {
+    let Data::Struct(fields) = &v.data else {
+        return err("aws_tags must be an Ion struct of tag keys to string values");
+    };
+    if fields.is_empty() {
+        return err("aws_tags must hold at least one tag");
+    }
+    fields
+        .iter()
+        .map(|(k, v)| match (k, &v.data) {
+            // `{'k': 'v'}` in backticks is Ion: the quoted value is a symbol.
+            (Some(k), Data::String(s) | Data::Symbol(Some(s))) => Ok((k.clone(), s.clone())),
+            _ => err(format!(
+                "The value of tag '{}' in aws_tags must be a string or a symbol",
+                k.as_deref().unwrap_or("$0")
+            )),
+        })
+        .collect()
+}
+
 fn row(field: &str, value: &str) -> Value {
     Value::structure([(field, Value::string(value))])
 }
@@ -136,20 +158,31 @@ impl Executor<'_> {
         }
     }
 
+    /// The table a FROM source names; an unknown one is reported where the statement has it.
+    fn source_table(&mut self, src: &FromSource, name: &str) -> R<TableMeta> {
+        self.table(name).map_err(|ExecError(m)| {
+            let (line, column) = src.pos;
+            if m.starts_with("No such table") {
+                ExecError(format!("{m} at line {line}, column {column}"))
+            } else {
+                ExecError(m)
+            }
+        })
+    }
+
     fn statement(&mut self, stmt: &Statement) -> R<Vec<Value>> {
         match stmt {
             Statement::CreateTable { name, tags } => {
-                if tags.is_some() {
-                    return err(
-                        "CREATE TABLE … WITH (aws_tags = …) is not supported yet by qldb-local",
-                    );
-                }
+                let tags = match tags {
+                    Some(v) => aws_tags(v)?,
+                    None => Vec::new(),
+                };
                 if !table_name_ok(name) || name.starts_with("_ql_") {
                     return err(format!(
                         "Invalid table name '{name}': use 1-128 letters, digits and underscores, starting with a letter or underscore, not starting with _ql_"
                     ));
                 }
-                let id = self.txn.create_table(name)?;
+                let id = self.txn.create_table(name, &tags)?;
                 Ok(vec![row("tableId", &id)])
             }
             Statement::CreateIndex { table, field } => {
@@ -285,17 +318,17 @@ impl Executor<'_> {
     }
 
     /// Rows of `_ql_committed_<T>` or `history(T [, start [, end]])`, if `e` names one.
-    fn system_view(&mut self, e: &Expr, env: &Env) -> R<Option<Vec<Value>>> {
-        match e {
+    fn system_view(&mut self, src: &FromSource, env: &Env) -> R<Option<Vec<Value>>> {
+        match &src.expr {
             Expr::Var { name, .. } if name.starts_with("_ql_committed_") => {
-                let t = self.table(&name["_ql_committed_".len()..])?;
+                let t = self.source_table(src, &name["_ql_committed_".len()..])?;
                 Ok(Some(self.txn.committed_view(&t)?))
             }
             Expr::Call { name, args, .. }
                 if name == "history" && !args.is_empty() && args.len() <= 3 =>
             {
                 let t = match &args[0] {
-                    Expr::Var { name, .. } => self.table(name)?,
+                    Expr::Var { name, .. } => self.source_table(src, name)?,
                     Expr::Lit(Value {
                         data: Data::String(id),
                         ..
@@ -337,7 +370,7 @@ impl Executor<'_> {
             }
             Expr::Path { root, .. }
                 if matches!(&**root, Expr::Var { name, .. } if name == "information_schema")
-                    && !is_user_tables(e) =>
+                    && !is_user_tables(&src.expr) =>
             {
                 err("information_schema has only the view user_tables")
             }
@@ -446,7 +479,7 @@ impl Executor<'_> {
                 return err("Only a table name is supported as this FROM source by qldb-local yet")
             }
         };
-        let t = self.table(&name)?;
+        let t = self.source_table(src, &name)?;
         let alias = src.alias.clone().unwrap_or_else(|| name.clone());
         let docs = self.source_rows(&t, &alias, src.by.as_deref(), where_)?;
         let mut out = Vec::new();
@@ -530,7 +563,7 @@ impl Executor<'_> {
         }
         if let Expr::Var { name, .. } = &src.expr {
             if env.get(name).is_none() && !name.starts_with("_ql_committed_") {
-                let t = self.table(name)?;
+                let t = self.source_table(src, name)?;
                 let alias = src.alias.clone().unwrap_or_else(|| name.clone());
                 let docs = self.source_rows(&t, &alias, src.by.as_deref(), plan)?;
                 return Ok(docs
@@ -553,7 +586,7 @@ impl Executor<'_> {
             },
             _ => "_1".into(),
         });
-        let items = match self.system_view(&src.expr, env)? {
+        let items = match self.system_view(src, env)? {
             Some(rows) => rows,
             None => match self.eval(&src.expr, env)? {
                 PV::V(Value {
@@ -1256,7 +1289,9 @@ impl Executor<'_> {
             _ => None,
         };
         Ok(match (name, vals.as_slice()) {
-            ("utcnow", []) => PV::V(Data::Timestamp(crate::ion::Timestamp::from_millis_utc(self.txn.now_ms())).into()),
+            ("utcnow", []) => PV::V(
+                Data::Timestamp(crate::ion::Timestamp::from_millis_utc(self.txn.now_ms())).into(),
+            ),
             ("txid", []) => PV::V(Value::string(self.txn.transaction_id())),
             ("lower" | "upper" | "char_length" | "character_length", [v]) => match (text(v), v) {
                 (Some(s), _) => match name {
@@ -1269,17 +1304,33 @@ impl Executor<'_> {
             },
             ("size", [v]) => match v {
                 PV::Missing => PV::Missing,
-                PV::V(Value { data: Data::List(i) | Data::SExp(i), .. }) => PV::V(Value::int(i.len() as i64)),
-                PV::V(Value { data: Data::Struct(f), .. }) => PV::V(Value::int(f.len() as i64)),
+                PV::V(Value {
+                    data: Data::List(i) | Data::SExp(i),
+                    ..
+                }) => PV::V(Value::int(i.len() as i64)),
+                PV::V(Value {
+                    data: Data::Struct(f),
+                    ..
+                }) => PV::V(Value::int(f.len() as i64)),
                 v if v.is_absent() => PV::null(),
                 _ => return err("SIZE needs a collection"),
             },
             ("exists", [v]) => PV::bool(match v {
-                PV::V(Value { data: Data::List(i) | Data::SExp(i), .. }) => !i.is_empty(),
-                PV::V(Value { data: Data::Struct(f), .. }) => !f.is_empty(),
+                PV::V(Value {
+                    data: Data::List(i) | Data::SExp(i),
+                    ..
+                }) => !i.is_empty(),
+                PV::V(Value {
+                    data: Data::Struct(f),
+                    ..
+                }) => !f.is_empty(),
                 _ => return err("EXISTS needs a collection (a list, bag, s-expression or struct)"),
             }),
-            ("coalesce", vals) if !vals.is_empty() => vals.iter().find(|v| !v.is_absent()).cloned().unwrap_or(PV::null()),
+            ("coalesce", vals) if !vals.is_empty() => vals
+                .iter()
+                .find(|v| !v.is_absent())
+                .cloned()
+                .unwrap_or(PV::null()),
             ("nullif", [a, b]) => {
                 if ops::eq(a, b).truth() == Some(true) {
                     PV::null()
@@ -1287,8 +1338,20 @@ impl Executor<'_> {
                     a.clone()
                 }
             }
-            ("count" | "sum" | "avg" | "min" | "max", _) => return err("Aggregate functions are allowed only in the select list"),
-            _ => return err(format!("Function {}() is not supported yet by qldb-local, or was called with the wrong number of arguments", name.to_uppercase())),
+            ("count" | "sum" | "avg" | "min" | "max", _) => {
+                return err("Aggregate functions are allowed only in the select list")
+            }
+            ("history", _) => {
+                return err(
+                    "history() can only be a FROM source: FROM history(Table [, start [, end]])",
+                )
+            }
+            _ => {
+                return err(format!(
+                    "{}() was called with the wrong number or kind of arguments",
+                    name.to_uppercase()
+                ))
+            }
         })
     }
 }

@@ -49,6 +49,7 @@ pub fn error(text: &str, offset: usize, message: impl Into<String>) -> SyntaxErr
         message: message.into(),
         line,
         column,
+        semantic: false,
     }
 }
 

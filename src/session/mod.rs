@@ -97,6 +97,7 @@ pub struct Usage {
 
 struct Session {
     id: String,
+    ledger_name: String,
     ledger: Arc<LedgerDb>,
     expires_ms: i64,
     txn: Option<Txn>,
@@ -181,6 +182,7 @@ impl Sessions {
                 expires_ms,
                 session: Arc::new(Mutex::new(Session {
                     id: new_unique_id(),
+                    ledger_name: ledger_name.to_string(),
                     ledger,
                     expires_ms,
                     txn: None,
@@ -303,6 +305,7 @@ impl Sessions {
     ) -> R<(Page, Usage)> {
         self.with_session(token, |s| {
             let ledger = s.ledger.clone();
+            let ledger_name = s.ledger_name.clone();
             let txn = self.open_txn(s, txid)?;
             let chars = statement.chars().count();
             if chars == 0 || chars > self.cfg.max_statement_chars {
@@ -345,7 +348,10 @@ impl Sessions {
             // whatever its outcome (drivers fold before sending).
             let digest = crate::journal::hash::statement_digest(statement, &values);
             txn.digest.add_statement_digest(&digest);
-            let (results, usage) = txn.execute(&ledger, &self.cfg, statement, &values, digest)?;
+            let check_tags =
+                |tags: &[(String, String)]| self.control.check_table_tags(&ledger_name, tags);
+            let (results, usage) =
+                txn.execute(&ledger, &self.cfg, &check_tags, statement, &values, digest)?;
             let page = txn.page(results, self.cfg.page_size);
             Ok((page, usage))
         })
@@ -377,8 +383,9 @@ impl Sessions {
                 s.txn = None;
                 return bad("Digests don't match");
             }
-            let txn = s.txn.take().expect("open");
+            let mut txn = s.txn.take().expect("open");
             let usage = Usage { read_ios: 0, write_ios: txn.writes.len() as u64 };
+            let table_tags = std::mem::take(&mut txn.new_table_tags);
             let req: CommitRequest = txn.into_commit(now_ms());
             let read_only = req.writes.is_empty()
                 && req.new_tables.is_empty()
@@ -386,11 +393,22 @@ impl Sessions {
                 && req.table_status.is_empty()
                 && req.dropped_indexes.is_empty()
                 && req.redaction.is_none();
+            // Tags of new tables go to the catalog first: a table never exists untagged.
+            if !table_tags.is_empty() {
+                self.control
+                    .set_table_tags(&s.ledger_name, &table_tags)
+                    .map_err(|e| SessionError::Internal(e.to_string()))?;
+            }
             let result = if read_only {
                 ledger.validate(&req.reads)
             } else {
                 ledger.commit(req).map(|_| ())
             };
+            if result.is_err() && !table_tags.is_empty() {
+                if let Err(e) = self.control.unset_table_tags(&s.ledger_name, &table_tags) {
+                    tracing::warn!(error = %e, "could not remove the tags of an uncommitted table");
+                }
+            }
             match result {
                 Ok(()) => Ok(usage),
                 Err(CommitError::Conflict(why)) => Err(SessionError::OccConflict(format!(

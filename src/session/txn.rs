@@ -6,6 +6,7 @@ use base64::Engine as _;
 use rand::RngCore;
 
 use super::{Page, SessionConfig, SessionError, Usage, R};
+use crate::api::qldb::Tags;
 use crate::ion::binary::encode_one;
 use crate::ion::Value;
 use crate::journal::block::StatementInfo;
@@ -45,6 +46,8 @@ pub struct Txn {
     table_status: Vec<(String, bool)>,
     /// DROP INDEX: (index id, table id).
     dropped_indexes: Vec<(String, String)>,
+    /// The checked `aws_tags` of tables created by this transaction: (table id, tags).
+    pub new_table_tags: Vec<(String, Tags)>,
     redaction: Option<RevisionRef>,
     pages: HashMap<String, std::collections::VecDeque<Value>>,
 }
@@ -62,6 +65,7 @@ impl Txn {
             new_indexes: Vec::new(),
             table_status: Vec::new(),
             dropped_indexes: Vec::new(),
+            new_table_tags: Vec::new(),
             redaction: None,
             pages: HashMap::new(),
         }
@@ -72,12 +76,13 @@ impl Txn {
         &mut self,
         ledger: &LedgerDb,
         cfg: &SessionConfig,
+        check_tags: &TagCheck,
         statement: &str,
         params: &[Value],
         statement_digest: Hash,
     ) -> R<(Vec<Value>, Usage)> {
-        let parsed = parse_statement(statement)
-            .map_err(|e| SessionError::BadRequest(format!("Syntax error: {e}")))?;
+        let parsed =
+            parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
         let started = now_ms();
         // A failed statement leaves no trace. SELECTs cannot write, so only other statements
         // pay for a snapshot of the write set.
@@ -89,6 +94,7 @@ impl Txn {
                     self.new_indexes.clone(),
                     self.table_status.clone(),
                     self.dropped_indexes.clone(),
+                    self.new_table_tags.clone(),
                 ),
                 self.redaction.clone(),
             )
@@ -98,6 +104,7 @@ impl Txn {
         let mut ctx = Ctx {
             ledger,
             cfg,
+            check_tags,
             txn: self,
             index,
             now: started,
@@ -125,6 +132,7 @@ impl Txn {
                         self.new_indexes,
                         self.table_status,
                         self.dropped_indexes,
+                        self.new_table_tags,
                     ) = catalog;
                     self.redaction = redaction;
                 }
@@ -217,9 +225,13 @@ fn now_ms() -> i64 {
 }
 
 /// The transaction's view of the ledger, for one statement.
+/// Checks the `aws_tags` of a CREATE TABLE against the ledger (permissions mode, tag rules).
+pub type TagCheck<'a> = dyn Fn(&[(String, String)]) -> Result<Tags, String> + 'a;
+
 struct Ctx<'a> {
     ledger: &'a LedgerDb,
     cfg: &'a SessionConfig,
+    check_tags: &'a TagCheck<'a>,
     txn: &'a mut Txn,
     index: u32,
     now: i64,
@@ -492,7 +504,12 @@ impl TxnView for Ctx<'_> {
         self.write(table, &doc.id, base, None)
     }
 
-    fn create_table(&mut self, name: &str) -> Result<String, ExecError> {
+    fn create_table(&mut self, name: &str, tags: &[(String, String)]) -> Result<String, ExecError> {
+        let tags = if tags.is_empty() {
+            None
+        } else {
+            Some((self.check_tags)(tags).map_err(ExecError)?)
+        };
         let tables = self.tables()?;
         if tables.iter().any(|t| t.active && t.name == name) {
             return Err(ExecError(format!("Table {name} already exists")));
@@ -511,6 +528,9 @@ impl TxnView for Ctx<'_> {
         }
         let id = new_unique_id();
         self.txn.new_tables.push((id.clone(), name.to_string()));
+        if let Some(tags) = tags {
+            self.txn.new_table_tags.push((id.clone(), tags));
+        }
         self.write_ios += 1;
         Ok(id)
     }
