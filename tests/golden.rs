@@ -34,6 +34,9 @@ struct Case {
     /// Why a case is known not to pass yet (it must fail; a pending case that passes is
     /// reported, so the marker is removed).
     pending: Option<String>,
+    /// `save: NAME`: the text of the result's first value (a struct's first field) becomes
+    /// `$NAME` in later statements and parameters — for fresh ids such as a tableId.
+    save: Option<String>,
 }
 
 fn exception(e: &SessionError) -> &'static str {
@@ -71,6 +74,7 @@ fn parse(path: &Path, src: &str) -> Vec<Case> {
                 expect: Expect::Rows(usize::MAX),
                 setup: true,
                 pending: None,
+                save: None,
             });
         } else if let Some(stmt) = trimmed.strip_prefix("> ") {
             cases.push(Case {
@@ -80,12 +84,15 @@ fn parse(path: &Path, src: &str) -> Vec<Case> {
                 expect: Expect::Bag(vec![]),
                 setup: false,
                 pending: None,
+                save: None,
             });
         } else {
             let case = last.unwrap_or_else(|| panic!("{}: no statement before '{line}'", at(n)));
             if let Some(more) = trimmed.strip_prefix("| ") {
                 case.statement.push('\n');
                 case.statement.push_str(more);
+            } else if let Some(name) = trimmed.strip_prefix("save:") {
+                case.save = Some(name.trim().into());
             } else if let Some(why) = trimmed.strip_prefix("pending:") {
                 case.pending = Some(why.trim().into());
             } else if let Some(p) = trimmed.strip_prefix("params:") {
@@ -179,10 +186,13 @@ fn run_file(path: &Path, out: &mut Outcome) {
     let cases = parse(path, &src);
     let l = ledger();
     let s = l.sessions.start_session("j").unwrap();
+    let mut saved: Vec<(String, String)> = Vec::new();
     for case in &cases {
-        let params: Vec<&str> = case.params.iter().map(String::as_str).collect();
+        let statement = substitute(&saved, &case.statement);
+        let params: Vec<String> = case.params.iter().map(|p| substitute(&saved, p)).collect();
+        let params: Vec<&str> = params.iter().map(String::as_str).collect();
         let mut t = Tx::begin(&l, &s);
-        let got = t.run(&case.statement, &params).and_then(|rows| {
+        let got = t.run(&statement, &params).and_then(|rows| {
             t.commit()?;
             Ok(rows)
         });
@@ -195,6 +205,19 @@ fn run_file(path: &Path, out: &mut Outcome) {
             .unwrap_or(path)
             .display();
         let at = format!("{shown}:{}: {}", case.line, case.statement);
+        if let (Some(name), Ok(rows)) = (&case.save, &got) {
+            match rows.first().map(first_text) {
+                Some(Some(value)) => {
+                    saved.push((name.clone(), value));
+                    saved.sort_by_key(|(n, _)| n.len());
+                }
+                _ => out.failures.push(format!(
+                    "{}:{}: save: {name}: the result has no text value to save",
+                    path.display(),
+                    case.line
+                )),
+            }
+        }
         if case.setup {
             if let Err(e) = got {
                 out.failures.push(format!("{at}\n  setup failed: {e}"));
@@ -202,7 +225,15 @@ fn run_file(path: &Path, out: &mut Outcome) {
             continue;
         }
         out.checked += 1;
-        let problem = match (&case.expect, &got) {
+        let expect = match &case.expect {
+            Expect::Bag(vs) => Expect::Bag(vs.iter().map(|v| substitute_in(&saved, v)).collect()),
+            Expect::Ordered(vs) => {
+                Expect::Ordered(vs.iter().map(|v| substitute_in(&saved, v)).collect())
+            }
+            Expect::Rows(n) => Expect::Rows(*n),
+            Expect::Error(code, msg) => Expect::Error(code.clone(), substitute(&saved, msg)),
+        };
+        let problem = match (&expect, &got) {
             (Expect::Error(code, msg), Err(e)) => (exception(e) != code
                 || !e.to_string().contains(msg.as_str()))
             .then(|| format!("want {code} containing '{msg}', got {}: {e}", exception(e))),
@@ -226,6 +257,46 @@ fn run_file(path: &Path, out: &mut Outcome) {
             )),
             (None, None) => {}
         }
+    }
+}
+
+/// `text` with the saved `$NAME`s replaced; longest names first (the list is kept sorted
+/// by length), so `$id1` is not read as `$id` followed by `1`.
+fn substitute(saved: &[(String, String)], text: &str) -> String {
+    saved
+        .iter()
+        .rev()
+        .fold(text.to_string(), |t, (name, value)| {
+            t.replace(&format!("${name}"), value)
+        })
+}
+
+/// An expected value with the saved `$NAME`s replaced in its strings and symbols.
+fn substitute_in(saved: &[(String, String)], v: &Value) -> Value {
+    let data = match &v.data {
+        Data::String(s) => Data::String(substitute(saved, s)),
+        Data::Symbol(Some(s)) => Data::Symbol(Some(substitute(saved, s))),
+        Data::List(vs) => Data::List(vs.iter().map(|x| substitute_in(saved, x)).collect()),
+        Data::SExp(vs) => Data::SExp(vs.iter().map(|x| substitute_in(saved, x)).collect()),
+        Data::Struct(fs) => Data::Struct(
+            fs.iter()
+                .map(|(k, x)| (k.clone(), substitute_in(saved, x)))
+                .collect(),
+        ),
+        d => d.clone(),
+    };
+    Value {
+        annotations: v.annotations.clone(),
+        data,
+    }
+}
+
+/// The text a `save:` keeps: a string or symbol, or a struct's first such field.
+fn first_text(v: &Value) -> Option<String> {
+    match &v.data {
+        Data::String(s) | Data::Symbol(Some(s)) => Some(s.clone()),
+        Data::Struct(fields) => fields.first().and_then(|(_, f)| first_text(f)),
+        _ => None,
     }
 }
 
