@@ -8,7 +8,8 @@
 //! `SELECT VALUE (<expr>) FROM << 0 >>`, since QLDB requires a FROM clause.
 //!
 //! Pass counts per folder are compared with tests/conformance/baseline.txt: the test fails
-//! on any regression. `QLDB_CONFORMANCE_WRITE_BASELINE=1` rewrites the baseline, and the
+//! on any regression. `QLDB_CONFORMANCE_CASE=<part of a name>` prints what the matching
+//! cases expect and get. `QLDB_CONFORMANCE_WRITE_BASELINE=1` rewrites the baseline, and the
 //! figures in docs/compatibility.md come from that file.
 
 use std::collections::BTreeMap;
@@ -196,6 +197,7 @@ impl TxnView for Globals {
 }
 
 /// What one case expects in EvalModeError.
+#[derive(Debug)]
 enum Expect {
     SyntaxOk,
     SyntaxFail,
@@ -398,6 +400,18 @@ fn same(got: &Value, want: &Value) -> bool {
 
 fn run(case: &Case) -> bool {
     let parsed = parse(&case.statement);
+    if let Some(pat) = std::env::var_os("QLDB_CONFORMANCE_CASE") {
+        if case.name.contains(pat.to_str().unwrap_or_default()) {
+            let got = parsed.as_ref().map(|(stmt, _)| {
+                exec::execute_with_globals(stmt, &[], &case.env, &mut Globals)
+                    .map(|rows| rows.iter().map(text::to_text_one).collect::<Vec<_>>())
+            });
+            eprintln!(
+                "CASE {} :: {}\n  expect {:?}\n  got {got:?}",
+                case.name, case.statement, case.expect
+            );
+        }
+    }
     match (&case.expect, parsed) {
         (Expect::SyntaxOk, p) => p.is_some(),
         (Expect::SyntaxFail, p) => p.is_none(),

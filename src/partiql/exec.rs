@@ -646,12 +646,16 @@ impl Executor<'_> {
                 self.filter_rows(items, &alias, s.where_.as_ref(), env)?
             }
             FromClause::Source(src) => match &src.expr {
-                Expr::Var { name, .. } if !name.starts_with("_ql_committed_") => self
-                    .matching(src, s.where_.as_ref(), env)?
-                    .2
-                    .into_iter()
-                    .map(|(_, e)| e)
-                    .collect(),
+                // A table, unless the name is a variable in scope (an outer query's alias).
+                Expr::Var { name, .. }
+                    if !name.starts_with("_ql_committed_") && env.get(name).is_none() =>
+                {
+                    self.matching(src, s.where_.as_ref(), env)?
+                        .2
+                        .into_iter()
+                        .map(|(_, e)| e)
+                        .collect()
+                }
                 // A system view, or a literal collection such as << 0 >>.
                 _ => {
                     let mut out = Vec::new();
@@ -670,9 +674,9 @@ impl Executor<'_> {
         if let Projection::Items(items) = &s.projection {
             if items
                 .iter()
-                .any(|i| matches!(i, ProjectItem::Expr { expr, .. } if is_aggregate(expr)))
+                .any(|i| matches!(i, ProjectItem::Expr { expr, .. } if has_aggregate(expr)))
             {
-                return Ok(vec![self.aggregate(items, &rows)?]);
+                return Ok(vec![self.aggregate(items, &rows, env)?]);
             }
         }
         let mut out = Vec::new();
@@ -681,8 +685,10 @@ impl Executor<'_> {
                 Projection::Star => {
                     // Each FROM variable's fields; a non-struct value is field `_n`
                     // (its 1-based position among the variables).
+                    // Only this query's own FROM variables: an outer query's (in a
+                    // correlated subquery) are not part of its rows.
                     let mut fields = Vec::new();
-                    for (i, scope) in e.scopes.iter().enumerate() {
+                    for (i, scope) in e.scopes.iter().skip(env.scopes.len()).enumerate() {
                         match e.get(scope) {
                             Some(PV::V(Value {
                                 data: Data::Struct(f),
@@ -727,89 +733,146 @@ impl Executor<'_> {
         Ok(out)
     }
 
-    fn aggregate(&mut self, items: &[ProjectItem], rows: &[Env]) -> R<Value> {
+    /// A select list with aggregates (no GROUP BY): one row. Each item is an expression over
+    /// aggregates (`AVG(v * 2) + SUM(v)`), evaluated in the enclosing scope (`env`).
+    fn aggregate(&mut self, items: &[ProjectItem], rows: &[Env], env: &Env) -> R<Value> {
         let mut fields = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            let ProjectItem::Expr {
-                expr: Expr::Call { name, args, star },
-                alias,
-            } = item
-            else {
+            let ProjectItem::Expr { expr, alias } = item else {
                 return err(
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
                 );
             };
-            if !*star && args.len() != 1 {
-                return err(format!(
-                    "{}() takes exactly one argument",
-                    name.to_uppercase()
-                ));
-            }
-            let mut values = Vec::new();
-            for e in rows {
-                if *star {
-                    values.push(Value::int(1));
-                } else if let Some(a) = args.first() {
-                    if let PV::V(v) = self.eval(a, e)? {
-                        if !matches!(v.data, Data::Null(_)) {
-                            values.push(v);
-                        }
-                    }
-                }
-            }
-            let result = match name.as_str() {
-                "count" => Value::int(values.len() as i64),
-                "sum" | "avg" => {
-                    if values.is_empty() {
-                        Value::null()
-                    } else {
-                        let mut acc = Value::int(0);
-                        for v in &values {
-                            acc = ops::arith('+', &acc, v).map_err(ExecError)?;
-                        }
-                        if name == "avg" {
-                            let n = Data::Decimal(crate::ion::Decimal::new(values.len().into(), 0))
-                                .into();
-                            let acc_dec = match acc.data {
-                                Data::Int(i) => {
-                                    Data::Decimal(crate::ion::Decimal::new(i, 0)).into()
-                                }
-                                _ => acc,
-                            };
-                            ops::arith('/', &acc_dec, &n).map_err(ExecError)?
-                        } else {
-                            acc
-                        }
-                    }
-                }
-                "min" | "max" => {
-                    let mut best: Option<Value> = None;
-                    for v in values {
-                        best = match best {
-                            None => Some(v),
-                            Some(b) => {
-                                let ord = ops::compare(&v, &b);
-                                let better = if name == "min" {
-                                    ord == Some(std::cmp::Ordering::Less)
-                                } else {
-                                    ord == Some(std::cmp::Ordering::Greater)
-                                };
-                                Some(if better { v } else { b })
-                            }
-                        };
-                    }
-                    best.unwrap_or_else(Value::null)
-                }
-                _ => return err(
+            if !has_aggregate(expr) {
+                return err(
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
-                ),
-            };
-            fields.push((
-                Some(alias.clone().unwrap_or_else(|| format!("_{}", i + 1))),
-                result,
-            ));
+                );
+            }
+            let folded = self.fold_aggregates(expr, rows)?;
+            if uses_var(&folded, &|name| env.get(name).is_none()) {
+                return err(
+                    "Without GROUP BY, a select list with an aggregate may hold only aggregates",
+                );
+            }
+            let name = alias.clone().unwrap_or_else(|| format!("_{}", i + 1));
+            if let PV::V(v) = self.eval(&folded, env)? {
+                fields.push((Some(name), v));
+            }
         }
         Ok(Data::Struct(fields).into())
+    }
+
+    /// `e` with each aggregate call replaced by its value over `rows`.
+    fn fold_aggregates(&mut self, e: &Expr, rows: &[Env]) -> R<Expr> {
+        Ok(match e {
+            Expr::Call { name, args, star } if is_aggregate(e) => {
+                Expr::Lit(self.aggregate_value(name, args, *star, rows)?)
+            }
+            Expr::Unary { op, expr } => Expr::Unary {
+                op: *op,
+                expr: Box::new(self.fold_aggregates(expr, rows)?),
+            },
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op: *op,
+                left: Box::new(self.fold_aggregates(left, rows)?),
+                right: Box::new(self.fold_aggregates(right, rows)?),
+            },
+            Expr::Cast { expr, to } => Expr::Cast {
+                expr: Box::new(self.fold_aggregates(expr, rows)?),
+                to: to.clone(),
+            },
+            Expr::Call { name, args, star } => Expr::Call {
+                name: name.clone(),
+                args: args
+                    .iter()
+                    .map(|a| self.fold_aggregates(a, rows))
+                    .collect::<R<_>>()?,
+                star: *star,
+            },
+            Expr::List(items) => Expr::List(
+                items
+                    .iter()
+                    .map(|a| self.fold_aggregates(a, rows))
+                    .collect::<R<_>>()?,
+            ),
+            Expr::Bag(items) => Expr::Bag(
+                items
+                    .iter()
+                    .map(|a| self.fold_aggregates(a, rows))
+                    .collect::<R<_>>()?,
+            ),
+            Expr::Struct(fields) => Expr::Struct(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), self.fold_aggregates(v, rows)?)))
+                    .collect::<R<_>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// COUNT, SUM, AVG, MIN or MAX over the rows; NULL and MISSING inputs are skipped.
+    fn aggregate_value(&mut self, name: &str, args: &[Expr], star: bool, rows: &[Env]) -> R<Value> {
+        if !star && args.len() != 1 {
+            return err(format!(
+                "{}() takes exactly one argument",
+                name.to_uppercase()
+            ));
+        }
+        let mut values = Vec::new();
+        for e in rows {
+            if star {
+                values.push(Value::int(1));
+            } else if let Some(a) = args.first() {
+                if let PV::V(v) = self.eval(a, e)? {
+                    if !matches!(v.data, Data::Null(_)) {
+                        values.push(v);
+                    }
+                }
+            }
+        }
+        Ok(match name {
+            "count" => Value::int(values.len() as i64),
+            "sum" | "avg" => {
+                if values.is_empty() {
+                    Value::null()
+                } else {
+                    let mut acc = Value::int(0);
+                    for v in &values {
+                        acc = ops::arith('+', &acc, v).map_err(ExecError)?;
+                    }
+                    if name == "avg" {
+                        let n =
+                            Data::Decimal(crate::ion::Decimal::new(values.len().into(), 0)).into();
+                        let acc_dec = match acc.data {
+                            Data::Int(i) => Data::Decimal(crate::ion::Decimal::new(i, 0)).into(),
+                            _ => acc,
+                        };
+                        ops::arith('/', &acc_dec, &n).map_err(ExecError)?
+                    } else {
+                        acc
+                    }
+                }
+            }
+            _ => {
+                let mut best: Option<Value> = None;
+                for v in values {
+                    best = match best {
+                        None => Some(v),
+                        Some(b) => {
+                            let ord = ops::compare(&v, &b);
+                            let better = if name == "min" {
+                                ord == Some(std::cmp::Ordering::Less)
+                            } else {
+                                ord == Some(std::cmp::Ordering::Greater)
+                            };
+                            Some(if better { v } else { b })
+                        }
+                    };
+                }
+                best.unwrap_or_else(Value::null)
+            }
+        })
     }
 
     // ---------------------------------------------------------------- DML
@@ -845,7 +908,7 @@ impl Executor<'_> {
                             let v = self.eval(value, env)?;
                             let steps = self.target_keys(target, paths, env)?;
                             match v {
-                                PV::V(v) => set_path(&mut data, &steps, strip_annotations(v))?,
+                                PV::V(v) => set_path(&mut data, &steps, v)?,
                                 PV::Missing => remove_path(&mut data, &steps),
                             }
                         }
@@ -855,8 +918,9 @@ impl Executor<'_> {
                     }
                     DmlAction::InsertInto { target, value, at } => {
                         let steps = self.target_keys(target, paths, env)?;
+                        // A nested value keeps its annotations, as inside INSERT's document.
                         let v = match self.eval(value, env)? {
-                            PV::V(v) => strip_annotations(v),
+                            PV::V(v) => v,
                             PV::Missing => {
                                 return err("INSERT INTO … VALUE needs a value, not MISSING")
                             }
@@ -1154,8 +1218,8 @@ impl Executor<'_> {
                 let x = self.eval(expr, env)?;
                 let lo = self.eval(low, env)?;
                 let hi = self.eval(high, env)?;
-                let a = cmp_pv(&x, &lo, |o| o != std::cmp::Ordering::Less);
-                let b = cmp_pv(&x, &hi, |o| o != std::cmp::Ordering::Greater);
+                let a = cmp_pv(&x, &lo, |o| o != std::cmp::Ordering::Less)?;
+                let b = cmp_pv(&x, &hi, |o| o != std::cmp::Ordering::Greater)?;
                 not_if(and(a, b), *negated)
             }
             Expr::Like {
@@ -1235,10 +1299,10 @@ impl Executor<'_> {
             BinaryOp::Or => or(l, r),
             BinaryOp::Eq => ops::eq(&l, &r),
             BinaryOp::Ne => not_if(ops::eq(&l, &r), true),
-            BinaryOp::Lt => cmp_pv(&l, &r, |o| o == Less),
-            BinaryOp::Le => cmp_pv(&l, &r, |o| o != Greater),
-            BinaryOp::Gt => cmp_pv(&l, &r, |o| o == Greater),
-            BinaryOp::Ge => cmp_pv(&l, &r, |o| o != Less),
+            BinaryOp::Lt => cmp_pv(&l, &r, |o| o == Less)?,
+            BinaryOp::Le => cmp_pv(&l, &r, |o| o != Greater)?,
+            BinaryOp::Gt => cmp_pv(&l, &r, |o| o == Greater)?,
+            BinaryOp::Ge => cmp_pv(&l, &r, |o| o != Less)?,
             BinaryOp::Concat => match (l, r) {
                 (PV::Missing, _) | (_, PV::Missing) => PV::Missing,
                 (PV::V(a), PV::V(b)) => match (&a.data, &b.data) {
@@ -1469,18 +1533,42 @@ fn or(a: PV, b: PV) -> PV {
     }
 }
 
-fn cmp_pv(a: &PV, b: &PV, f: impl Fn(std::cmp::Ordering) -> bool) -> PV {
-    match (a, b) {
+fn cmp_pv(a: &PV, b: &PV, f: impl Fn(std::cmp::Ordering) -> bool) -> R<PV> {
+    Ok(match (a, b) {
         (PV::Missing, _) | (_, PV::Missing) => PV::Missing,
         (PV::V(x), PV::V(y))
             if matches!(x.data, Data::Null(_)) || matches!(y.data, Data::Null(_)) =>
         {
             PV::null()
         }
-        (PV::V(x), PV::V(y)) => match ops::compare(x, y) {
-            Some(o) => PV::bool(f(o)),
-            None => PV::Missing,
-        },
+        (PV::V(x), PV::V(y)) if !ops::comparable(x, y) => {
+            return err(format!(
+                "Cannot compare values of types {} and {}",
+                type_name(x),
+                type_name(y)
+            ))
+        }
+        // NaN is unordered: every comparison with it is false.
+        (PV::V(x), PV::V(y)) => PV::bool(ops::compare(x, y).is_some_and(f)),
+    })
+}
+
+/// The PartiQL name of a value's type, for messages.
+fn type_name(v: &Value) -> &'static str {
+    match &v.data {
+        Data::Null(_) => "NULL",
+        Data::Bool(_) => "BOOL",
+        Data::Int(_) => "INT",
+        Data::Float(_) => "FLOAT",
+        Data::Decimal(_) => "DECIMAL",
+        Data::Timestamp(_) => "TIMESTAMP",
+        Data::Symbol(_) => "SYMBOL",
+        Data::String(_) => "STRING",
+        Data::Clob(_) => "CLOB",
+        Data::Blob(_) => "BLOB",
+        Data::List(_) => "LIST",
+        Data::SExp(_) => "SEXP",
+        Data::Struct(_) => "STRUCT",
     }
 }
 
@@ -1582,6 +1670,58 @@ fn within(rows: Vec<Value>, start: Option<&Value>, end: Option<&Value>) -> Vec<V
         }
     }
     out
+}
+
+/// Whether `e` names a variable for which `pick` holds (outside nested queries).
+fn uses_var(e: &Expr, pick: &dyn Fn(&str) -> bool) -> bool {
+    match e {
+        Expr::Var { name, .. } => pick(name),
+        Expr::Path { root, steps } => {
+            uses_var(root, pick)
+                || steps
+                    .iter()
+                    .any(|s| matches!(s, PathStep::Index(i) if uses_var(i, pick)))
+        }
+        Expr::Unary { expr, .. } | Expr::Cast { expr, .. } => uses_var(expr, pick),
+        Expr::Binary { left, right, .. } => uses_var(left, pick) || uses_var(right, pick),
+        Expr::Call { args, .. } | Expr::List(args) | Expr::Bag(args) => {
+            args.iter().any(|a| uses_var(a, pick))
+        }
+        Expr::Struct(fields) => fields
+            .iter()
+            .any(|(k, v)| uses_var(k, pick) || uses_var(v, pick)),
+        Expr::Like {
+            expr,
+            pattern,
+            escape,
+            ..
+        } => {
+            uses_var(expr, pick)
+                || uses_var(pattern, pick)
+                || escape.as_ref().is_some_and(|x| uses_var(x, pick))
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => uses_var(expr, pick) || uses_var(low, pick) || uses_var(high, pick),
+        Expr::In { expr, list, .. } => uses_var(expr, pick) || uses_var(list, pick),
+        Expr::IsNull { expr, .. } => uses_var(expr, pick),
+        _ => false,
+    }
+}
+
+/// Whether an aggregate call appears in `e` (not counting nested queries, which aggregate
+/// their own rows).
+fn has_aggregate(e: &Expr) -> bool {
+    match e {
+        _ if is_aggregate(e) => true,
+        Expr::Unary { expr, .. } | Expr::Cast { expr, .. } => has_aggregate(expr),
+        Expr::Binary { left, right, .. } => has_aggregate(left) || has_aggregate(right),
+        Expr::Call { args, .. } | Expr::List(args) | Expr::Bag(args) => {
+            args.iter().any(has_aggregate)
+        }
+        Expr::Struct(fields) => fields.iter().any(|(_, v)| has_aggregate(v)),
+        _ => false,
+    }
 }
 
 fn is_aggregate(e: &Expr) -> bool {

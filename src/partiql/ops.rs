@@ -120,6 +120,21 @@ fn ts_cmp(a: &Timestamp, b: &Timestamp) -> Ordering {
 }
 
 /// Ordering for `< <= > >=` between comparable values; `None` if the types don't compare.
+/// Whether `<`, `<=`, `>`, `>=` and BETWEEN may compare the two: both numbers, both text,
+/// or both of one other ordered type. Other pairs are a type error (Kotlin's legacy mode,
+/// which QLDB used, raises).
+pub fn comparable(a: &Value, b: &Value) -> bool {
+    (num(a).is_some() && num(b).is_some())
+        || (text(a).is_some() && text(b).is_some())
+        || matches!(
+            (&a.data, &b.data),
+            (Data::Bool(_), Data::Bool(_))
+                | (Data::Timestamp(_), Data::Timestamp(_))
+                | (Data::Blob(_), Data::Blob(_))
+                | (Data::Clob(_), Data::Clob(_))
+        )
+}
+
 pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     if let (Some(x), Some(y)) = (num(a), num(b)) {
         return num_cmp(&x, &y);
@@ -222,10 +237,25 @@ pub fn arith(op: char, a: &Value, b: &Value) -> EvalResult<Value> {
                 '/' if both_int => Ok(Value::int(&p / &q)),
                 '%' => Ok(exact(&p % &q, e, both_int)),
                 _ => {
-                    // Decimal division to 34 significant digits.
+                    // Decimal division to 34 decimal places, then, like Java's BigDecimal
+                    // (Kotlin PartiQL), trailing zeros dropped down to the preferred
+                    // exponent (the dividend's minus the divisor's): 15 / 5 is 3, 1.50 / 3 is 0.50.
                     let scale = 34u64;
-                    let quotient = (&p * pow10(scale)) / &q;
-                    Ok(exact(quotient, -(scale as i64), false))
+                    let mut quotient = (&p * pow10(scale)) / &q;
+                    let mut exponent = -(scale as i64);
+                    let preferred = ep.saturating_sub(eq_);
+                    let ten = BigInt::from(10);
+                    while exponent < preferred
+                        && !quotient.is_zero()
+                        && (&quotient % &ten).is_zero()
+                    {
+                        quotient /= &ten;
+                        exponent += 1;
+                    }
+                    if quotient.is_zero() {
+                        exponent = preferred.max(-(scale as i64));
+                    }
+                    Ok(exact(quotient, exponent, false))
                 }
             }
         }

@@ -1307,6 +1307,13 @@ impl Parser<'_> {
             if self.eat_punct("*") {
                 star = true;
             } else if !matches!(self.peek(), Tok::Punct(")")) {
+                // `SUM(ALL x)`: ALL is SQL's default set quantifier (DISTINCT is refused).
+                if matches!(lower.as_str(), "count" | "sum" | "avg" | "min" | "max")
+                    && self.is_kw("all")
+                    && !matches!(self.peek_at(1), Tok::Punct(")") | Tok::Punct(","))
+                {
+                    self.advance();
+                }
                 let date_fn = matches!(lower.as_str(), "date_add" | "date_diff");
                 loop {
                     if date_fn && args.is_empty() {
