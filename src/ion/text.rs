@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use num_bigint::{BigInt, BigUint, Sign};
-use num_traits::{Num, Zero};
+use num_traits::{Num, ToPrimitive, Zero};
 
 use super::{Data, Decimal, IonError, IonType, Precision, Timestamp, Value};
 
@@ -249,6 +249,7 @@ pub fn from_text(text: &str) -> Result<Vec<Value>, IonError> {
         s: text.as_bytes(),
         text,
         pos: 0,
+        local: Vec::new(),
     };
     let mut out = Vec::new();
     loop {
@@ -257,15 +258,46 @@ pub fn from_text(text: &str) -> Result<Vec<Value>, IonError> {
             return Ok(out);
         }
         let v = p.value(0, Ctx::TopLevel)?;
-        // The Ion version marker is a bare symbol at top level.
+        // The Ion version marker is a bare symbol at top level; it resets the symbols.
         if v.annotations.is_empty() && v.data == Data::Symbol(Some("$ion_1_0".into())) {
+            p.local.clear();
             continue;
         }
         if v.annotations.first() == Some(&Some("$ion_symbol_table".into())) {
+            p.local = local_symbols(&v, std::mem::take(&mut p.local));
             continue;
         }
         out.push(v);
     }
+}
+
+/// The local symbols a `$ion_symbol_table::{imports: …, symbols: [...]}` defines. With
+/// `imports: $ion_symbol_table` it extends the current table; imports of shared tables,
+/// which a reader here cannot resolve, take their `max_id` slots with unknown text.
+fn local_symbols(table: &Value, current: Vec<Option<String>>) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    match table.field("imports").map(|v| &v.data) {
+        Some(Data::Symbol(Some(s))) if s == "$ion_symbol_table" => out = current,
+        Some(Data::List(imports)) => {
+            for import in imports {
+                let slots = match import.field("max_id").map(|v| &v.data) {
+                    Some(Data::Int(n)) => n.to_usize().unwrap_or(0).min(1 << 20),
+                    _ => 0,
+                };
+                out.extend(std::iter::repeat_n(None, slots));
+            }
+        }
+        _ => {}
+    }
+    if let Some(Data::List(symbols)) = table.field("symbols").map(|v| &v.data) {
+        for s in symbols {
+            out.push(match &s.data {
+                Data::String(t) => Some(t.clone()),
+                _ => None,
+            });
+        }
+    }
+    out
 }
 
 /// Parses exactly one Ion text value.
@@ -290,6 +322,9 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     pos: usize,
+    /// The local symbols of the current symbol table (`$10` is the first), `None` for a
+    /// slot whose text is unknown.
+    local: Vec<Option<String>>,
 }
 
 fn is_stop(c: u8) -> bool {
@@ -421,6 +456,9 @@ impl Parser<'_> {
                     Ok(n) if (1..=9).contains(&n) => Ok(Some(
                         super::binary::SYSTEM_SYMBOLS[n as usize - 1].to_string(),
                     )),
+                    Ok(n) if ((n - 10) as usize) < self.local.len() => {
+                        Ok(self.local[(n - 10) as usize].clone())
+                    }
                     _ => self.err(&format!("symbol ${sid} has no known text")),
                 };
             }

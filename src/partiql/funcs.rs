@@ -861,6 +861,11 @@ pub fn cast(v: PV, to: &str) -> F<PV> {
             }
         }
     }
+    let out = if target == "int" {
+        super::ops::check_int(out)?
+    } else {
+        out
+    };
     Ok(PV::V(out))
 }
 

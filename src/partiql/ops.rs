@@ -59,10 +59,13 @@ fn pow10(n: u64) -> BigInt {
     num_traits::pow(BigInt::from(10), n as usize)
 }
 
+/// The largest exponent gap [`align`] bridges exactly.
+const MAX_ALIGN: u64 = 10_000;
+
 fn align(a: &BigInt, ea: i64, b: &BigInt, eb: i64) -> (BigInt, BigInt, i64) {
     let e = ea.min(eb);
     // Exponent gaps are bounded by the Ion values we accept; clamp to keep this finite.
-    let gap = |x: i64| ((x - e) as u64).min(10_000);
+    let gap = |x: i64| (x.abs_diff(e)).min(MAX_ALIGN);
     (a * pow10(gap(ea)), b * pow10(gap(eb)), e)
 }
 
@@ -71,15 +74,77 @@ fn exact_to_f64(m: &BigInt, e: i64) -> f64 {
     m * 10f64.powi(e.clamp(-400, 400) as i32)
 }
 
+/// Orders `x·10^ex` and `y·10^ey` whose exponents are too far apart to align: by sign,
+/// then by the position of the leading digit.
+fn cmp_far(x: &BigInt, ex: i64, y: &BigInt, ey: i64) -> Ordering {
+    let sign = |m: &BigInt| m.signum();
+    match sign(x).cmp(&sign(y)) {
+        Ordering::Equal if x.is_zero() => Ordering::Equal,
+        Ordering::Equal => {
+            let lead = |m: &BigInt, e: i64| m.magnitude().to_string().len() as i64 + e;
+            let by_magnitude = lead(x, ex).cmp(&lead(y, ey));
+            if x.is_negative() {
+                by_magnitude.reverse()
+            } else {
+                by_magnitude
+            }
+        }
+        other => other,
+    }
+}
+
+/// A finite float as the shortest decimal that reads back as it (`0.1e0` → `0.1`), as Java's
+/// `BigDecimal.valueOf(double)` gives it: how Kotlin PartiQL compares floats with decimals.
+pub fn float_decimal(f: f64) -> Decimal {
+    let text = format!("{:e}", f.abs());
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let exponent: i64 = exponent.parse().unwrap_or(0);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: num_bigint::BigUint = format!("{int}{frac}").parse().unwrap_or_default();
+    Decimal {
+        negative: f.is_sign_negative() && digits != num_bigint::BigUint::default(),
+        magnitude: digits,
+        exponent: exponent - frac.len() as i64,
+    }
+}
+
+/// An exact number and a float: infinities above and below every exact number, NaN
+/// unordered, finite floats by their decimal value (exact, whatever the magnitudes).
+fn exact_float_cmp(m: &BigInt, e: i64, f: f64) -> Option<Ordering> {
+    if f.is_nan() {
+        return None;
+    }
+    if f.is_infinite() {
+        return Some(if f > 0.0 {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        });
+    }
+    let d = float_decimal(f);
+    let fm = BigInt::from_biguint(
+        if d.negative {
+            num_bigint::Sign::Minus
+        } else {
+            num_bigint::Sign::Plus
+        },
+        d.magnitude,
+    );
+    num_cmp(&Num::Exact(m.clone(), e), &Num::Exact(fm, d.exponent))
+}
+
 fn num_cmp(a: &Num, b: &Num) -> Option<Ordering> {
     match (a, b) {
+        (Num::Exact(x, ex), Num::Exact(y, ey)) if ex.abs_diff(*ey) > MAX_ALIGN => {
+            Some(cmp_far(x, *ex, y, *ey))
+        }
         (Num::Exact(x, ex), Num::Exact(y, ey)) => {
             let (x, y, _) = align(x, *ex, y, *ey);
             Some(x.cmp(&y))
         }
         (Num::Float(x), Num::Float(y)) => x.partial_cmp(y),
-        (Num::Exact(x, e), Num::Float(y)) => exact_to_f64(x, *e).partial_cmp(y),
-        (Num::Float(x), Num::Exact(y, e)) => x.partial_cmp(&exact_to_f64(y, *e)),
+        (Num::Exact(x, e), Num::Float(y)) => exact_float_cmp(x, *e, *y),
+        (Num::Float(x), Num::Exact(y, e)) => exact_float_cmp(y, *e, *x).map(Ordering::reverse),
     }
 }
 
@@ -91,6 +156,14 @@ fn text(v: &Value) -> Option<&str> {
 }
 
 /// A timestamp's instant as (seconds since year 0 in UTC minutes/seconds, fraction).
+/// A timestamp's instant as a decimal number of seconds (`mantissa × 10^exponent`): equal
+/// for timestamps that `=` finds equal, whatever their precision and offset.
+pub fn timestamp_seconds(t: &Timestamp) -> (BigInt, i64) {
+    let (secs, frac, e) = instant(t);
+    let (s, f, e) = align(&BigInt::from(secs), 0, &frac, e);
+    (s + f, e)
+}
+
 fn instant(t: &Timestamp) -> (i64, BigInt, i64) {
     let days = days_from_civil(t.year as i64, t.month as i64, t.day as i64);
     let secs = ((days * 24 + t.hour as i64) * 60 + t.minute as i64) * 60 + t.second as i64;
@@ -130,8 +203,7 @@ pub fn comparable(a: &Value, b: &Value) -> bool {
             (&a.data, &b.data),
             (Data::Bool(_), Data::Bool(_))
                 | (Data::Timestamp(_), Data::Timestamp(_))
-                | (Data::Blob(_), Data::Blob(_))
-                | (Data::Clob(_), Data::Clob(_))
+                | (Data::Blob(_) | Data::Clob(_), Data::Blob(_) | Data::Clob(_))
         )
 }
 
@@ -145,7 +217,7 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (&a.data, &b.data) {
         (Data::Bool(x), Data::Bool(y)) => Some(x.cmp(y)),
         (Data::Timestamp(x), Data::Timestamp(y)) => Some(ts_cmp(x, y)),
-        (Data::Blob(x), Data::Blob(y)) | (Data::Clob(x), Data::Clob(y)) => Some(x.cmp(y)),
+        (Data::Blob(x) | Data::Clob(x), Data::Blob(y) | Data::Clob(y)) => Some(x.cmp(y)),
         _ => None,
     }
 }
@@ -163,7 +235,7 @@ pub fn equal(a: &Value, b: &Value) -> bool {
         (Data::Null(_), Data::Null(_)) => true,
         (Data::Bool(x), Data::Bool(y)) => x == y,
         (Data::Timestamp(x), Data::Timestamp(y)) => ts_cmp(x, y) == Ordering::Equal,
-        (Data::Blob(x), Data::Blob(y)) | (Data::Clob(x), Data::Clob(y)) => x == y,
+        (Data::Blob(x) | Data::Clob(x), Data::Blob(y) | Data::Clob(y)) => x == y,
         (Data::List(x), Data::List(y)) | (Data::SExp(x), Data::SExp(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
         }
@@ -214,8 +286,23 @@ fn exact(m: BigInt, e: i64, as_int: bool) -> Value {
     }
 }
 
+/// PartiQL's INT is 64 bits (Kotlin PartiQL, which QLDB ran, raises on overflow in both
+/// typing modes); Ion integers in documents may be larger, but arithmetic on INTs may not.
+pub fn check_int(v: Value) -> EvalResult<Value> {
+    match &v.data {
+        Data::Int(i) if i.to_i64().is_none() => Err(format!(
+            "Integer overflow: {i} is outside the 64-bit INT range"
+        )),
+        _ => Ok(v),
+    }
+}
+
 /// `+ - * / %` on numbers.
 pub fn arith(op: char, a: &Value, b: &Value) -> EvalResult<Value> {
+    check_int(arith_unchecked(op, a, b)?)
+}
+
+fn arith_unchecked(op: char, a: &Value, b: &Value) -> EvalResult<Value> {
     let (Some(x), Some(y)) = (num(a), num(b)) else {
         return Err(format!(
             "Arithmetic '{op}' needs numbers, got {} and {}",
@@ -227,7 +314,17 @@ pub fn arith(op: char, a: &Value, b: &Value) -> EvalResult<Value> {
     match (x, y) {
         (Num::Exact(p, ep), Num::Exact(q, eq_)) => {
             if op == '*' {
-                return Ok(exact(p * q, ep + eq_, both_int));
+                let e = ep
+                    .checked_add(eq_)
+                    .ok_or_else(|| "Decimal out of range: the exponent overflows".to_string())?;
+                return Ok(exact(p * q, e, both_int));
+            }
+            // Aligning decimals whose exponents differ by more than this would build huge
+            // numbers (and align clamps beyond it): refuse rather than answer wrongly.
+            if ep.abs_diff(eq_) > MAX_ALIGN {
+                return Err(format!(
+                    "Decimal out of range: '{op}' of numbers whose exponents differ by more than {MAX_ALIGN}"
+                ));
             }
             let (p, q, e) = align(&p, ep, &q, eq_);
             match op {
@@ -279,7 +376,7 @@ pub fn arith(op: char, a: &Value, b: &Value) -> EvalResult<Value> {
 
 pub fn negate(v: &Value) -> EvalResult<Value> {
     match &v.data {
-        Data::Int(i) => Ok(Value::int(-i)),
+        Data::Int(i) => check_int(Value::int(-i)),
         Data::Decimal(d) => {
             let mut d = d.clone();
             d.negative = !d.negative;

@@ -1150,6 +1150,7 @@ impl Parser<'_> {
         match self.peek().clone() {
             Tok::Number(n) => {
                 let e = self.number(&n)?;
+                self.check_int_literal(&e);
                 self.advance();
                 Ok(e)
             }
@@ -1241,6 +1242,26 @@ impl Parser<'_> {
         }
         self.expect_punct(close)?;
         Ok(items)
+    }
+
+    /// An integer literal must be a 64-bit INT, as in Kotlin PartiQL (2^63 only after a
+    /// minus sign); larger integers can be written as Ion literals in backticks.
+    fn check_int_literal(&mut self, e: &Expr) {
+        let Expr::Lit(Value {
+            data: Data::Int(i), ..
+        }) = e
+        else {
+            return;
+        };
+        let negated = self.pos > 0 && self.toks[self.pos - 1].tok == Tok::Punct("-");
+        let limit = BigInt::from(i64::MAX) + u8::from(negated);
+        if *i > limit && self.semantic.is_none() {
+            let mut err = self.err(format!(
+                "Integer literal {i} is outside the 64-bit INT range; write it in backticks as an Ion integer"
+            ));
+            err.semantic = true;
+            self.semantic = Some(err);
+        }
     }
 
     fn number(&self, n: &str) -> R<Expr> {

@@ -112,21 +112,89 @@ pub struct Committed {
     pub sequence_no: u64,
 }
 
-/// The canonical index key of a value: numbers that are equal compare equal.
+/// The canonical index key of a value: values that PartiQL `=` finds equal have one key —
+/// ints, decimals and floats by numeric value (`1`, `1.0`, `1.00`, `1e0`), strings and symbols
+/// by text, timestamps by instant, containers element by element (struct fields in any
+/// order), annotations ignored — so an indexed lookup finds what a scan finds.
 pub fn index_key(v: &Value) -> Vec<u8> {
-    let normalized = match &v.data {
-        Data::Int(i) => Value::from(Data::Decimal(crate::ion::Decimal::new(i.clone(), 0))),
-        _ => v.clone(),
+    encode_one(&canonical(v))
+}
+
+fn canonical(v: &Value) -> Value {
+    use crate::ion::Decimal;
+    let data = match &v.data {
+        Data::Int(i) => Data::Decimal(normalize_decimal(Decimal::new(i.clone(), 0))),
+        Data::Decimal(d) => Data::Decimal(normalize_decimal(d.clone())),
+        Data::Float(f) if f.is_finite() => {
+            Data::Decimal(normalize_decimal(crate::partiql::ops::float_decimal(*f)))
+        }
+        Data::Symbol(Some(s)) => Data::String(s.clone()),
+        Data::Clob(b) => Data::Blob(b.clone()),
+        // Typed nulls are all `null` to `=` inside containers.
+        Data::Null(_) => Data::Null(crate::ion::IonType::Null),
+        Data::Timestamp(t) => {
+            let (m, e) = crate::partiql::ops::timestamp_seconds(t);
+            // A marked s-expression: a timestamp never shares a key with a number.
+            Data::SExp(vec![
+                Value::symbol("timestamp"),
+                Data::Decimal(normalize_decimal(Decimal::new(m, e))).into(),
+            ])
+        }
+        Data::List(items) => Data::List(items.iter().map(canonical).collect()),
+        Data::SExp(items) => Data::SExp(items.iter().map(canonical).collect()),
+        Data::Struct(fields) => {
+            let mut fields: Vec<(Option<String>, Value)> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), canonical(v)))
+                .collect();
+            fields.sort_by_cached_key(|(k, v)| (k.clone(), encode_one(v)));
+            Data::Struct(fields)
+        }
+        other => other.clone(),
     };
-    let normalized = match normalized.data {
-        Data::Decimal(d) => Value::from(Data::Decimal(normalize_decimal(d))),
-        Data::Symbol(Some(s)) => Value::string(s),
-        _ => normalized,
-    };
-    encode_one(&Value {
+    Value {
         annotations: Vec::new(),
-        data: normalized.data,
-    })
+        data,
+    }
+}
+
+/// Recomputes every index entry with [`index_key`] when the schema migration asked for it
+/// (keys written by an older version), in one transaction. Runs at open, before any
+/// transaction can have read a key, so the per-key OCC sequence numbers start afresh.
+pub(crate) fn rebuild_index_keys(conn: &mut rusqlite::Connection) -> Result<()> {
+    let tx = conn.transaction()?;
+    let needed: i64 = tx.query_row("SELECT count(*) FROM index_rebuild", [], |r| r.get(0))?;
+    if needed == 0 {
+        return Ok(());
+    }
+    tx.execute("DELETE FROM index_entries", [])?;
+    tx.execute("DELETE FROM index_key_seq", [])?;
+    let indexes: Vec<(String, String, String)> = {
+        let mut stmt = tx.prepare("SELECT index_id, table_id, field FROM indexes")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut entries = 0u64;
+    for (index_id, table_id, field) in &indexes {
+        let docs: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx.prepare("SELECT doc_id, data FROM documents WHERE table_id = ?1")?;
+            let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (doc_id, data) in docs {
+            if let Some(v) = decode_doc(&data)?.field(field) {
+                tx.execute(
+                    "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
+                    params![index_id, index_key(v), doc_id],
+                )?;
+                entries += 1;
+            }
+        }
+    }
+    tx.execute("DELETE FROM index_rebuild", [])?;
+    tx.commit()?;
+    tracing::info!(indexes = indexes.len(), entries, "rebuilt index keys");
+    Ok(())
 }
 
 fn normalize_decimal(mut d: crate::ion::Decimal) -> crate::ion::Decimal {
@@ -986,4 +1054,93 @@ fn apply_redaction(
         params![r.seq as i64, encode_one(&block)],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ion::text::from_text;
+    use crate::storage::schema::{migrate, LEDGER_MIGRATIONS};
+
+    fn ion(t: &str) -> Value {
+        from_text(t).unwrap().pop().unwrap()
+    }
+
+    #[test]
+    fn equal_values_share_an_index_key() {
+        let same = [
+            &["1", "1.0", "1.00", "1e0", "10d-1"][..],
+            &["'a'", "\"a\""],
+            &[
+                "2017T",
+                "2017-01-01T00:00Z",
+                "2017-01-01T01:00+01:00",
+                "2017-01-01T00:00:00.000Z",
+            ],
+            &[
+                "[1, {a: 2.0, b: x}]",
+                "[1.0, {b: \"x\", a: 2}]",
+                "ann::[1e0, {a: 2, b: x}]",
+            ],
+            &["0.1e0", "0.1"],
+            &["-0e0", "0", "-0.0"],
+        ];
+        for group in same {
+            let keys: Vec<Vec<u8>> = group.iter().map(|t| index_key(&ion(t))).collect();
+            assert!(keys.windows(2).all(|w| w[0] == w[1]), "{group:?}");
+        }
+        let different = [
+            "1", "2", "\"1\"", "2017T", "2018T", "[1, 2]", "[2, 1]", "true",
+        ];
+        let keys: std::collections::HashSet<Vec<u8>> =
+            different.iter().map(|t| index_key(&ion(t))).collect();
+        assert_eq!(keys.len(), different.len());
+    }
+
+    #[test]
+    fn old_index_keys_are_rebuilt_once() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        // A ledger at schema v4 whose index holds a key in the old form.
+        migrate(&mut conn, &LEDGER_MIGRATIONS[..4], "test").unwrap();
+        conn.execute_batch(
+            "INSERT INTO tables (table_id, name, status, created_seq, modified_seq)
+                 VALUES ('t1', 'T', 'ACTIVE', 1, 1);
+             INSERT INTO indexes (index_id, table_id, field, status, created_seq)
+                 VALUES ('i1', 't1', 'k', 'ONLINE', 1);
+             INSERT INTO index_entries (index_id, key, doc_id) VALUES ('i1', x'00', 'd1');
+             INSERT INTO index_key_seq (index_id, key, seq) VALUES ('i1', x'00', 1);",
+        )
+        .unwrap();
+        for (doc, k) in [("d1", "1e0"), ("d2", "2017T"), ("d3", "{a: 1}")] {
+            conn.execute(
+                "INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, 't1', 0, ?2)",
+                params![doc, encode_one(&ion(&format!("{{k: {k}}}")))],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, LEDGER_MIGRATIONS, "test").unwrap();
+        rebuild_index_keys(&mut conn).unwrap();
+        let entries = |conn: &rusqlite::Connection| -> Vec<(Vec<u8>, String)> {
+            let mut stmt = conn
+                .prepare("SELECT key, doc_id FROM index_entries ORDER BY doc_id")
+                .unwrap();
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            rows.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let want = vec![
+            (index_key(&ion("1")), "d1".to_string()),
+            (index_key(&ion("2017-01-01T00:00Z")), "d2".to_string()),
+            (index_key(&ion("{a: 1.0}")), "d3".to_string()),
+        ];
+        assert_eq!(entries(&conn), want);
+        let seqs: i64 = conn
+            .query_row("SELECT count(*) FROM index_key_seq", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seqs, 0);
+        // Done once: a second open changes nothing.
+        conn.execute("DELETE FROM index_entries WHERE doc_id = 'd3'", [])
+            .unwrap();
+        rebuild_index_keys(&mut conn).unwrap();
+        assert_eq!(entries(&conn).len(), 2);
+    }
 }

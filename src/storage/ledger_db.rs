@@ -97,6 +97,7 @@ impl LedgerDb {
                 )?;
                 configure_durable(&conn)?;
                 migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string())?;
+                crate::storage::journal::rebuild_index_keys(&mut conn)?;
                 // Ledgers created before the journal existed get their genesis block now.
                 let meta = |key: &str| -> Result<String> {
                     Ok(conn

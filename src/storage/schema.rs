@@ -148,6 +148,10 @@ pub const LEDGER_MIGRATIONS: &[&str] = &[
     "ALTER TABLE revisions ADD COLUMN redacted_seq INTEGER;",
     // v4: DROP TABLE / UNDROP TABLE (the version of a table's system revisions).
     "ALTER TABLE tables ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
+    // v5: index keys follow PartiQL `=` for floats, timestamps and containers too; a ledger
+    // that has index entries is marked for [`crate::storage::journal::rebuild_index_keys`].
+    "CREATE TABLE index_rebuild (needed INTEGER NOT NULL);
+    INSERT INTO index_rebuild SELECT 1 WHERE EXISTS (SELECT 1 FROM index_entries);",
 ];
 
 /// Brings `conn` up to the newest version in `migrations`.
