@@ -381,20 +381,28 @@ impl Executor<'_> {
     // ---------------------------------------------------------------- FROM and WHERE
 
     /// The rows of a one-table source, using an id or index lookup when WHERE allows.
+    /// The documents of a table source: by id or through an index when a conjunct of
+    /// `where_` pins the id or an indexed field to values known before the table is read
+    /// (constants, parameters, or variables of `env` — the rows of earlier join sources),
+    /// else a scan.
     fn source_rows(
         &mut self,
         t: &TableMeta,
         alias: &str,
         by: Option<&str>,
         where_: Option<&Expr>,
+        env: &Env,
     ) -> R<Vec<Doc>> {
         if let Some(w) = where_ {
             let conjuncts = conjuncts(w);
             if let Some(by) = by {
                 for c in &conjuncts {
-                    if let Some(key) =
-                        self.equality_on(c, |e| matches!(e, Expr::Var { name, .. } if name == by))?
-                    {
+                    if let Some(key) = self.equality_on(
+                        c,
+                        |e| matches!(e, Expr::Var { name, .. } if name == by),
+                        alias,
+                        env,
+                    )? {
                         let Some(id) = key.into_iter().next() else {
                             continue;
                         };
@@ -408,7 +416,7 @@ impl Executor<'_> {
             for (index_id, field) in t.indexes.clone() {
                 for c in &conjuncts {
                     let on_field = |e: &Expr| is_field_of(e, alias, &field);
-                    if let Some(keys) = self.equality_on(c, on_field)? {
+                    if let Some(keys) = self.equality_on(c, on_field, alias, env)? {
                         let mut docs: Vec<Doc> = Vec::new();
                         for k in keys {
                             for d in self.txn.by_index(t, &index_id, &k)? {
@@ -425,24 +433,31 @@ impl Executor<'_> {
         self.txn.scan(t)
     }
 
-    /// For `target = const` or `target IN (consts)`, the constant values.
-    fn equality_on(&mut self, e: &Expr, target: impl Fn(&Expr) -> bool) -> R<Option<Vec<Value>>> {
-        let constant = |x: &Expr| is_constant(x);
+    /// For `target = k` or `target IN (k, …)`, the values of the keys `k`, when they are
+    /// known without reading the source `alias`: constants, parameters, or expressions over
+    /// variables bound in `env`.
+    fn equality_on(
+        &mut self,
+        e: &Expr,
+        target: impl Fn(&Expr) -> bool,
+        alias: &str,
+        env: &Env,
+    ) -> R<Option<Vec<Value>>> {
+        let known = |x: &Expr| is_constant(x) || key_expr_in(x, env, alias);
         match e {
             Expr::Binary {
                 op: BinaryOp::Eq,
                 left,
                 right,
             } => {
-                let (t, c) = if target(left) && constant(right) {
-                    (left, right)
-                } else if target(right) && constant(left) {
-                    (right, left)
+                let key = if target(left) && known(right) {
+                    right
+                } else if target(right) && known(left) {
+                    left
                 } else {
                     return Ok(None);
                 };
-                let _ = t;
-                match self.eval(c, &Env::default())? {
+                match self.eval(key, env)? {
                     PV::V(v) if !matches!(v.data, Data::Null(_)) => Ok(Some(vec![v])),
                     _ => Ok(Some(Vec::new())),
                 }
@@ -451,7 +466,7 @@ impl Executor<'_> {
                 expr,
                 list,
                 negated: false,
-            } if target(expr) && constant(list) => match self.eval(list, &Env::default())? {
+            } if target(expr) && known(list) => match self.eval(list, env)? {
                 PV::V(Value {
                     data: Data::List(items) | Data::SExp(items),
                     ..
@@ -465,6 +480,52 @@ impl Executor<'_> {
             },
             _ => Ok(None),
         }
+    }
+
+    /// Whether a table source joined after others can be read by id or index per row of
+    /// the earlier sources: a conjunct of `plan` pins its BY id or an indexed field to an
+    /// expression over their variables.
+    fn keyed_by_earlier(
+        &mut self,
+        src: &FromSource,
+        plan: Option<&Expr>,
+        earlier: &Env,
+    ) -> R<bool> {
+        let (Some(plan), Expr::Var { name, .. }) = (plan, &src.expr) else {
+            return Ok(false);
+        };
+        if earlier.get(name).is_some() || name.starts_with("_ql_committed_") {
+            return Ok(false);
+        }
+        let Some(t) = self
+            .txn
+            .tables()?
+            .into_iter()
+            .find(|t| t.active && &t.name == name)
+        else {
+            return Ok(false);
+        };
+        let alias = src.alias.as_deref().unwrap_or(name);
+        let pinned = |e: &Expr| match e {
+            Expr::Var { name, .. } => src.by.as_deref() == Some(name.as_str()),
+            e => t.indexes.iter().any(|(_, f)| is_field_of(e, alias, f)),
+        };
+        Ok(conjuncts(plan).into_iter().any(|c| match c {
+            Expr::Binary {
+                op: BinaryOp::Eq,
+                left,
+                right,
+            } => {
+                (pinned(left) && key_expr_in(right, earlier, alias))
+                    || (pinned(right) && key_expr_in(left, earlier, alias))
+            }
+            Expr::In {
+                expr,
+                list,
+                negated: false,
+            } => pinned(expr) && key_expr_in(list, earlier, alias),
+            _ => false,
+        }))
     }
 
     /// Binds each row of a one-table FROM and keeps those where WHERE is true.
@@ -481,7 +542,7 @@ impl Executor<'_> {
         };
         let t = self.source_table(src, &name)?;
         let alias = src.alias.clone().unwrap_or_else(|| name.clone());
-        let docs = self.source_rows(&t, &alias, src.by.as_deref(), where_)?;
+        let docs = self.source_rows(&t, &alias, src.by.as_deref(), where_, env)?;
         let mut out = Vec::new();
         for d in docs {
             let mut e = bind(env, &alias, d.data.clone());
@@ -526,9 +587,31 @@ impl Executor<'_> {
                 left, right, on, ..
             } => {
                 let lefts = self.bind_from(left, plan, env)?;
-                // A source that does not refer to earlier variables is computed once.
+                // The right source is planned with the ON condition as well as WHERE, so an
+                // equality on one of its indexed fields reads it per left row, by index.
+                let joined;
+                let right_plan = match (on.as_ref(), plan) {
+                    (Some(o), Some(w)) => {
+                        joined = Expr::Binary {
+                            op: BinaryOp::And,
+                            left: Box::new(o.clone()),
+                            right: Box::new(w.clone()),
+                        };
+                        Some(&joined)
+                    }
+                    (Some(o), None) => Some(o),
+                    (None, w) => w,
+                };
+                // A source that does not refer to earlier variables is computed once, unless
+                // it can be looked up per left row.
                 let independent = match &**right {
-                    FromClause::Source(src) => !refers_to(&src.expr, env, &lefts),
+                    FromClause::Source(src) => {
+                        !refers_to(&src.expr, env, &lefts)
+                            && !match lefts.first() {
+                                Some(l) => self.keyed_by_earlier(src, right_plan, l)?,
+                                None => false,
+                            }
+                    }
                     FromClause::Join { .. } => true,
                 };
                 let shared = if independent {
@@ -540,7 +623,7 @@ impl Executor<'_> {
                 for l in &lefts {
                     let rights = match &shared {
                         Some(rows) => rows.iter().map(|r| merge(l, r)).collect(),
-                        None => self.bind_from(right, plan, l)?,
+                        None => self.bind_from(right, right_plan, l)?,
                     };
                     for r in rights {
                         if self.keeps(on.as_ref(), &r)? && self.keeps(keep, &r)? {
@@ -565,7 +648,7 @@ impl Executor<'_> {
             if env.get(name).is_none() && !name.starts_with("_ql_committed_") {
                 let t = self.source_table(src, name)?;
                 let alias = src.alias.clone().unwrap_or_else(|| name.clone());
-                let docs = self.source_rows(&t, &alias, src.by.as_deref(), plan)?;
+                let docs = self.source_rows(&t, &alias, src.by.as_deref(), plan, env)?;
                 return Ok(docs
                     .into_iter()
                     .map(|d| {
@@ -1588,6 +1671,29 @@ fn conjuncts(e: &Expr) -> Vec<&Expr> {
 }
 
 /// Whether an expression reads no row variables (literals and parameters only).
+/// A key expression known before `alias` is read: a path into variables bound in `env`
+/// (not `alias` itself), literals, parameters, and arithmetic, lists and unary operators over them.
+fn key_expr_in(e: &Expr, env: &Env, alias: &str) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Param(_) => true,
+        Expr::Var { name, .. } => name != alias && env.get(name).is_some(),
+        Expr::Path { root, steps } => {
+            key_expr_in(root, env, alias)
+                && steps.iter().all(|s| match s {
+                    PathStep::Field { .. } => true,
+                    PathStep::Index(i) => key_expr_in(i, env, alias),
+                    _ => false,
+                })
+        }
+        Expr::Unary { expr, .. } => key_expr_in(expr, env, alias),
+        Expr::Binary { op, left, right } if !matches!(op, BinaryOp::And | BinaryOp::Or) => {
+            key_expr_in(left, env, alias) && key_expr_in(right, env, alias)
+        }
+        Expr::List(items) | Expr::Bag(items) => items.iter().all(|i| key_expr_in(i, env, alias)),
+        _ => false,
+    }
+}
+
 fn is_constant(e: &Expr) -> bool {
     match e {
         Expr::Lit(_) | Expr::Param(_) => true,
