@@ -176,25 +176,37 @@ pub(crate) fn rebuild_index_keys(conn: &mut rusqlite::Connection) -> Result<()> 
     };
     let mut entries = 0u64;
     for (index_id, table_id, field) in &indexes {
-        let docs: Vec<(String, Vec<u8>)> = {
-            let mut stmt = tx.prepare("SELECT doc_id, data FROM documents WHERE table_id = ?1")?;
-            let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for (doc_id, data) in docs {
-            if let Some(v) = decode_doc(&data)?.field(field) {
-                tx.execute(
-                    "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
-                    params![index_id, index_key(v), doc_id],
-                )?;
-                entries += 1;
-            }
-        }
+        entries += index_documents(&tx, index_id, table_id, field)?;
     }
     tx.execute("DELETE FROM index_rebuild", [])?;
     tx.commit()?;
     tracing::info!(indexes = indexes.len(), entries, "rebuilt index keys");
     Ok(())
+}
+
+/// Adds the entries of every live document of a table to an index; returns how many.
+fn index_documents(
+    conn: &rusqlite::Connection,
+    index_id: &str,
+    table_id: &str,
+    field: &str,
+) -> Result<u64> {
+    let docs: Vec<(String, Vec<u8>)> = {
+        let mut stmt = conn.prepare("SELECT doc_id, data FROM documents WHERE table_id = ?1")?;
+        let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut entries = 0;
+    for (doc_id, data) in docs {
+        if let Some(v) = decode_doc(&data)?.field(field) {
+            conn.execute(
+                "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
+                params![index_id, index_key(v), doc_id],
+            )?;
+            entries += 1;
+        }
+    }
+    Ok(entries)
 }
 
 fn normalize_decimal(mut d: crate::ion::Decimal) -> crate::ion::Decimal {
@@ -436,20 +448,7 @@ impl LedgerDb {
                 params![index_id, table_id, field, seq as i64],
             )?;
             // Build the index over the documents that already exist.
-            let docs: Vec<(String, Vec<u8>)> = {
-                let mut stmt =
-                    tx.prepare("SELECT doc_id, data FROM documents WHERE table_id = ?1")?;
-                let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            for (doc_id, data) in docs {
-                if let Some(v) = decode_doc(&data)?.field(field) {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
-                        params![index_id, index_key(v), doc_id],
-                    )?;
-                }
-            }
+            index_documents(&tx, index_id, table_id, field)?;
         }
 
         let indexes = table_indexes(&tx)?;
