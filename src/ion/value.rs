@@ -83,6 +83,24 @@ impl Decimal {
         self.magnitude.is_zero()
     }
 
+    /// A finite float as the shortest decimal that reads back as it (`0.1e0` → `0.1`), as
+    /// Java's `BigDecimal.valueOf(double)` gives it; `None` for NaN and the infinities.
+    pub fn from_f64_shortest(f: f64) -> Option<Self> {
+        if !f.is_finite() {
+            return None;
+        }
+        let text = format!("{:e}", f.abs());
+        let (mantissa, exponent) = text.split_once('e')?;
+        let exponent: i64 = exponent.parse().ok()?;
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let magnitude: BigUint = format!("{int}{frac}").parse().ok()?;
+        Some(Decimal {
+            negative: f.is_sign_negative() && !magnitude.is_zero(),
+            magnitude,
+            exponent: exponent - frac.len() as i64,
+        })
+    }
+
     /// The signed coefficient (negative zero reads as zero).
     pub fn coefficient(&self) -> BigInt {
         let sign = if self.negative {
@@ -223,6 +241,25 @@ impl Value {
 }
 
 impl Timestamp {
+    /// The instant as a decimal number of seconds, `coefficient × 10^exponent`, counted in
+    /// UTC from a fixed origin: equal for every precision and offset of one instant.
+    pub fn epoch_seconds(&self) -> (BigInt, i64) {
+        let days = days_from_civil(self.year as i64, self.month as i64, self.day as i64);
+        let secs =
+            ((days * 24 + self.hour as i64) * 60 + self.minute as i64) * 60 + self.second as i64;
+        match &self.fraction {
+            Some((c, e)) if *e < 0 => {
+                let scale = num_traits::pow(BigInt::from(10), e.unsigned_abs() as usize);
+                (BigInt::from(secs) * scale + BigInt::from(c.clone()), *e)
+            }
+            Some((c, e)) => {
+                let scale = num_traits::pow(BigInt::from(10), *e as usize);
+                (BigInt::from(secs) + BigInt::from(c.clone()) * scale, 0)
+            }
+            None => (BigInt::from(secs), 0),
+        }
+    }
+
     /// Year precision, January 1st: the starting point readers fill in field by field.
     pub(crate) fn year_start(year: u16, offset_minutes: Option<i16>) -> Self {
         Timestamp {
@@ -278,4 +315,15 @@ impl Timestamp {
             precision: Precision::Second,
         }
     }
+}
+
+/// Days from 0000-03-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe
 }

@@ -151,23 +151,23 @@ fn row(field: &str, value: &str) -> Value {
 
 impl Executor<'_> {
     fn table(&mut self, name: &str) -> R<TableMeta> {
-        let tables = self.txn.tables()?;
-        match tables.into_iter().find(|t| t.active && t.name == name) {
-            Some(t) => Ok(t),
-            None => err(format!("No such table: {name}")),
-        }
+        self.table_at(name, None)
     }
 
     /// The table a FROM source names; an unknown one is reported where the statement has it.
     fn source_table(&mut self, src: &FromSource, name: &str) -> R<TableMeta> {
-        self.table(name).map_err(|ExecError(m)| {
-            let (line, column) = src.pos;
-            if m.starts_with("No such table") {
-                ExecError(format!("{m} at line {line}, column {column}"))
-            } else {
-                ExecError(m)
-            }
-        })
+        self.table_at(name, Some(src.pos))
+    }
+
+    fn table_at(&mut self, name: &str, pos: Option<(usize, usize)>) -> R<TableMeta> {
+        let tables = self.txn.tables()?;
+        match (tables.into_iter().find(|t| t.active && t.name == name), pos) {
+            (Some(t), _) => Ok(t),
+            (None, None) => err(format!("No such table: {name}")),
+            (None, Some((line, column))) => err(format!(
+                "No such table: {name} at line {line}, column {column}"
+            )),
+        }
     }
 
     fn statement(&mut self, stmt: &Statement) -> R<Vec<Value>> {

@@ -93,21 +93,6 @@ fn cmp_far(x: &BigInt, ex: i64, y: &BigInt, ey: i64) -> Ordering {
     }
 }
 
-/// A finite float as the shortest decimal that reads back as it (`0.1e0` → `0.1`), as Java's
-/// `BigDecimal.valueOf(double)` gives it: how Kotlin PartiQL compares floats with decimals.
-pub fn float_decimal(f: f64) -> Decimal {
-    let text = format!("{:e}", f.abs());
-    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    let exponent: i64 = exponent.parse().unwrap_or(0);
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits: num_bigint::BigUint = format!("{int}{frac}").parse().unwrap_or_default();
-    Decimal {
-        negative: f.is_sign_negative() && digits != num_bigint::BigUint::default(),
-        magnitude: digits,
-        exponent: exponent - frac.len() as i64,
-    }
-}
-
 /// An exact number and a float: infinities above and below every exact number, NaN
 /// unordered, finite floats by their decimal value (exact, whatever the magnitudes).
 fn exact_float_cmp(m: &BigInt, e: i64, f: f64) -> Option<Ordering> {
@@ -121,16 +106,11 @@ fn exact_float_cmp(m: &BigInt, e: i64, f: f64) -> Option<Ordering> {
             Ordering::Greater
         });
     }
-    let d = float_decimal(f);
-    let fm = BigInt::from_biguint(
-        if d.negative {
-            num_bigint::Sign::Minus
-        } else {
-            num_bigint::Sign::Plus
-        },
-        d.magnitude,
-    );
-    num_cmp(&Num::Exact(m.clone(), e), &Num::Exact(fm, d.exponent))
+    let d = Decimal::from_f64_shortest(f)?;
+    num_cmp(
+        &Num::Exact(m.clone(), e),
+        &Num::Exact(d.coefficient(), d.exponent),
+    )
 }
 
 fn num_cmp(a: &Num, b: &Num) -> Option<Ordering> {
@@ -155,44 +135,11 @@ fn text(v: &Value) -> Option<&str> {
     }
 }
 
-/// A timestamp's instant as (seconds since year 0 in UTC minutes/seconds, fraction).
-/// A timestamp's instant as a decimal number of seconds (`mantissa × 10^exponent`): equal
-/// for timestamps that `=` finds equal, whatever their precision and offset.
-pub fn timestamp_seconds(t: &Timestamp) -> (BigInt, i64) {
-    let (secs, frac, e) = instant(t);
-    let (s, f, e) = align(&BigInt::from(secs), 0, &frac, e);
-    (s + f, e)
-}
-
-fn instant(t: &Timestamp) -> (i64, BigInt, i64) {
-    let days = days_from_civil(t.year as i64, t.month as i64, t.day as i64);
-    let secs = ((days * 24 + t.hour as i64) * 60 + t.minute as i64) * 60 + t.second as i64;
-    match &t.fraction {
-        Some((c, e)) => (secs, BigInt::from(c.clone()), *e),
-        None => (secs, BigInt::zero(), 0),
-    }
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe
-}
-
 fn ts_cmp(a: &Timestamp, b: &Timestamp) -> Ordering {
-    let (sa, fa, ea) = instant(a);
-    let (sb, fb, eb) = instant(b);
-    sa.cmp(&sb).then_with(|| {
-        let (x, y, _) = align(&fa, ea, &fb, eb);
-        x.cmp(&y)
-    })
+    let ((ma, ea), (mb, eb)) = (a.epoch_seconds(), b.epoch_seconds());
+    num_cmp(&Num::Exact(ma, ea), &Num::Exact(mb, eb)).unwrap_or(Ordering::Equal)
 }
 
-/// Ordering for `< <= > >=` between comparable values; `None` if the types don't compare.
 /// Whether `<`, `<=`, `>`, `>=` and BETWEEN may compare the two: both numbers, both text,
 /// or both of one other ordered type. Other pairs are a type error (Kotlin's legacy mode,
 /// which QLDB used, raises).
@@ -207,6 +154,7 @@ pub fn comparable(a: &Value, b: &Value) -> bool {
         )
 }
 
+/// Ordering for `< <= > >=` between comparable values; `None` if the types don't compare.
 pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     if let (Some(x), Some(y)) = (num(a), num(b)) {
         return num_cmp(&x, &y);

@@ -125,15 +125,16 @@ fn canonical(v: &Value) -> Value {
     let data = match &v.data {
         Data::Int(i) => Data::Decimal(normalize_decimal(Decimal::new(i.clone(), 0))),
         Data::Decimal(d) => Data::Decimal(normalize_decimal(d.clone())),
-        Data::Float(f) if f.is_finite() => {
-            Data::Decimal(normalize_decimal(crate::partiql::ops::float_decimal(*f)))
-        }
+        Data::Float(f) if f.is_finite() => match Decimal::from_f64_shortest(*f) {
+            Some(d) => Data::Decimal(normalize_decimal(d)),
+            None => Data::Float(*f),
+        },
         Data::Symbol(Some(s)) => Data::String(s.clone()),
         Data::Clob(b) => Data::Blob(b.clone()),
         // Typed nulls are all `null` to `=` inside containers.
         Data::Null(_) => Data::Null(crate::ion::IonType::Null),
         Data::Timestamp(t) => {
-            let (m, e) = crate::partiql::ops::timestamp_seconds(t);
+            let (m, e) = t.epoch_seconds();
             // A marked s-expression: a timestamp never shares a key with a number.
             Data::SExp(vec![
                 Value::symbol("timestamp"),
