@@ -122,9 +122,11 @@ def test_cli_tags(cli, cli_server):
     assert rc == 0, err
     assert out == {"Tags": {"x/y": "2"}}
 
+    # An existing key takes the new value (as AWS's samples and Terraform expect).
     rc, out, err = cli("qldb", "tag-resource", "--resource-arn", arn, "--tags", "x/y=again")
-    assert rc == 255
-    assert error_line("InvalidParameterException", "TagResource") in err, err
+    assert rc == 0, err
+    rc, out, err = cli("qldb", "list-tags-for-resource", "--resource-arn", arn)
+    assert out == {"Tags": {"x/y": "again"}}
 
 
 def test_cli_errors(aws):

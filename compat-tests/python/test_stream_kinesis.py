@@ -529,8 +529,9 @@ def test_stream_arn_and_tags(ssrv, moto):
     q.tag_resource(ResourceArn=arn, Tags={"new": "1"})
     q.untag_resource(ResourceArn=arn, TagKeys=["env"])
     assert q.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"team": "ledger", "new": "1"}
-    # QLDB refuses to re-add an existing key (control-plane-and-sigv4.md, tagging).
-    expect_error(q.tag_resource, "InvalidParameterException", 400, ResourceArn=arn, Tags={"team": "core"})
+    # An existing key takes the new value (control-plane-and-sigv4.md §6.6).
+    q.tag_resource(ResourceArn=arn, Tags={"team": "core"})
+    assert q.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"team": "core", "new": "1"}
     missing = f"arn:aws:qldb:us-east-1:000000000000:stream/{ledger}/{'A' * 22}"
     expect_error(q.list_tags_for_resource, "ResourceNotFoundException", 404, ResourceArn=missing)
     expect_error(q.tag_resource, "ResourceNotFoundException", 404, ResourceArn=missing, Tags={"a": "b"})

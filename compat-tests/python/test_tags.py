@@ -129,12 +129,23 @@ def test_bad_tags_at_tag_resource(qldb, ledger_name, tags):
 
 
 @pytest.mark.parametrize("value", ["v", "other"], ids=["same-value", "new-value"])
-def test_re_adding_existing_key_is_refused(qldb, ledger_name, value):
-    create(qldb, ledger_name, Tags={"k": "v"})
+def test_tagging_an_existing_key_overwrites_it(qldb, ledger_name, value):
+    # AWS's DMV samples tag Domain=Prod over Domain=Test and expect success; Terraform
+    # updates QLDB tag values through TagResource too.
+    create(qldb, ledger_name, Tags={"k": "v", "keep": "me"})
+    qldb.tag_resource(ResourceArn=ledger_arn(ledger_name), Tags={"k": value, "new": "x"})
+    assert tags_of(qldb, ledger_name) == {"k": value, "keep": "me", "new": "x"}
+
+
+def test_overwriting_keys_does_not_count_toward_the_limit(qldb, ledger_name):
+    full = {f"k{i}": "a" for i in range(50)}
+    create(qldb, ledger_name, Tags=full)
+    qldb.tag_resource(ResourceArn=ledger_arn(ledger_name), Tags={f"k{i}": "b" for i in range(50)})
+    assert tags_of(qldb, ledger_name) == {f"k{i}": "b" for i in range(50)}
     r = expect_error(qldb.tag_resource, "InvalidParameterException", 400,
-                     ResourceArn=ledger_arn(ledger_name), Tags={"k": value, "new": "x"})
+                     ResourceArn=ledger_arn(ledger_name), Tags={"k0": "c", "one-more": "x"})
     assert r["ParameterName"] == "Tags"
-    assert tags_of(qldb, ledger_name) == {"k": "v"}
+    assert tags_of(qldb, ledger_name) == {f"k{i}": "b" for i in range(50)}
 
 
 def test_untag_key_of_129_chars(qldb, ledger_name):

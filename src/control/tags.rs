@@ -35,7 +35,8 @@ fn not_a_qldb_arn(arn: &str) -> ControlError {
     )
 }
 
-/// Checks new tags against the rules of QLDB and against the tags the resource already has.
+/// Checks new tags against the rules of QLDB and the tag limit, given the tags the resource
+/// already has (an existing key is overwritten).
 pub(super) fn validate_new_tags(new: TagsIn, existing: &Tags) -> Result<Tags> {
     let key_rule = |v: Violation| Violation(format!("Map keys must satisfy constraint: [{}]", v.0));
     let value_rule =
@@ -53,19 +54,15 @@ pub(super) fn validate_new_tags(new: TagsIn, existing: &Tags) -> Result<Tags> {
                 "Tags",
             ));
         }
-        if existing.contains_key(&key) {
-            return Err(ControlError::invalid_param(
-                format!("Tag key '{key}' already exists on the resource; remove it with UntagResource first"),
-                "Tags",
-            ));
-        }
         out.insert(key, value);
     }
-    if existing.len() + out.len() > MAX_TAGS_PER_RESOURCE {
+    // A key the resource already has takes the new value (AWS's samples and Terraform rely
+    // on it), so only new keys count toward the limit.
+    let total = existing.len() + out.keys().filter(|k| !existing.contains_key(*k)).count();
+    if total > MAX_TAGS_PER_RESOURCE {
         return Err(ControlError::invalid_param(
             format!(
-                "A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request would give it {}",
-                existing.len() + out.len()
+                "A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request would give it {total}"
             ),
             "Tags",
         ));

@@ -1,5 +1,5 @@
 //! AWS error framing: every failure leaves the server as an `x-amzn-ErrorType` header plus
-//! a JSON body with `__type`, `Message`/`message` and the error's modeled members.
+//! a JSON body with `__type`, `Message` and the error's modeled members.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -78,8 +78,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = Map::new();
         body.insert("__type".into(), Value::String(self.code.into()));
-        body.insert("Message".into(), Value::String(self.message.clone()));
-        body.insert("message".into(), Value::String(self.message));
+        // Only `Message`, the modeled member: a body with both spellings makes clients that
+        // accept either (rusoto's `#[serde(alias)]`) fail on a duplicate field.
+        body.insert("Message".into(), Value::String(self.message));
         for (k, v) in self.members {
             body.insert(k.into(), Value::String(v));
         }
