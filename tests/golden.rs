@@ -45,6 +45,7 @@ fn exception(e: &SessionError) -> &'static str {
         SessionError::InvalidSession(_) => "InvalidSessionException",
         SessionError::OccConflict(_) => "OccConflictException",
         SessionError::LimitExceeded(_) => "LimitExceededException",
+        SessionError::AccessDenied(_) => "AccessDeniedException",
         SessionError::Internal(_) => "InternalFailure",
     }
 }
