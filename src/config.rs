@@ -77,6 +77,37 @@ pub struct Config {
     )]
     pub credentials: Vec<Credential>,
 
+    /// A JSON or TOML file of access keys (with optional session tokens), each with the
+    /// principal it stands for and the IAM policies attached to it; STANDARD-mode ledgers
+    /// and the control plane enforce those policies. Adds to --credentials (a key in both is
+    /// the file's).
+    #[arg(long, env = "QLDB_LOCAL_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+
+    /// Serve HTTPS as well as HTTP on the listen port (a TLS client hello is told apart
+    /// from plain HTTP by its first byte). Without --tls-cert/--tls-key a self-signed
+    /// certificate for localhost, 127.0.0.1 and ::1 is made on first start and kept in
+    /// the data dir (tls/cert.pem, tls/key.pem).
+    #[arg(long, env = "QLDB_LOCAL_TLS", default_value_t = false)]
+    pub tls: bool,
+
+    /// PEM certificate chain for --tls (with --tls-key).
+    #[arg(long, env = "QLDB_LOCAL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls (with --tls-cert).
+    #[arg(long, env = "QLDB_LOCAL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Extra host names and IP addresses for the generated certificate, comma separated.
+    #[arg(long, env = "QLDB_LOCAL_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+
+    /// Simulated service latency: every API response waits this long (0 = off). Some
+    /// client test suites assume a networked service.
+    #[arg(long, env = "QLDB_LOCAL_LATENCY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub latency_ms: u64,
+
     /// Log line format on stderr. The level is set with RUST_LOG (default `info`).
     #[arg(long, env = "QLDB_LOCAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -191,6 +222,12 @@ impl Config {
                 access_key_id: "test".into(),
                 secret_access_key: "test".into(),
             }],
+            credentials_file: None,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_names: Vec::new(),
+            latency_ms: 0,
             log_format: LogFormat::Text,
             max_ledgers: 5,
             ledger_create_delay_ms: 0,

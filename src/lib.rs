@@ -46,12 +46,15 @@
 //! - [`ion`]: Ion values, binary and text codecs, Ion Hash.
 //! - [`verify`]: the offline verifier behind `qldb-local verify`.
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
+//! - [`iam`]: principals, credentials files and IAM policy evaluation (STANDARD mode).
+//! - [`tls`]: the HTTPS side of the listener (`--tls`).
 //! - [`config`]: every setting, its flag and environment variable.
 
 pub mod api;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod iam;
 pub mod ion;
 pub mod jobs;
 pub mod journal;
@@ -60,4 +63,5 @@ pub mod partiql;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 pub mod verify;

@@ -37,8 +37,9 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
         )),
         jobs: crate::jobs::Jobs::new(control.clone(), crate::jobs::JobsConfig::from(cfg)),
         control,
-        auth: Arc::new(Authenticator::new(cfg)),
+        auth: Arc::new(Authenticator::new(cfg).map_err(anyhow_like::Error)?),
         max_body_bytes: cfg.max_body_bytes,
+        latency: std::time::Duration::from_millis(cfg.latency_ms),
     })
 }
 
@@ -78,13 +79,30 @@ pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
         "qldb-local {} listening on http://{addr}",
         env!("CARGO_PKG_VERSION")
     );
+    let tls = if cfg.tls {
+        let files = crate::tls::prepare(&cfg).map_err(anyhow_like::Error)?;
+        let acceptor = crate::tls::acceptor(&files).map_err(anyhow_like::Error)?;
+        tracing::info!(
+            cert = %files.cert.display(),
+            ca = %files.ca.as_ref().map(|c| c.display().to_string()).unwrap_or_default(),
+            "HTTPS on https://{addr} as well (trust the ca file: AWS_CA_BUNDLE, NODE_EXTRA_CA_CERTS)"
+        );
+        Some(acceptor)
+    } else {
+        None
+    };
     let control = state.control.clone();
     // Exports in progress and running streams continue where they were acknowledged.
     state.jobs.resume().await;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| anyhow_like::Error(e.to_string()))?;
+    match tls {
+        Some(acceptor) => {
+            crate::tls::serve_both(listener, router(state), acceptor, shutdown_signal()).await
+        }
+        None => axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| anyhow_like::Error(e.to_string()))?,
+    }
     // Every acknowledged change is already durable (synchronous=FULL); dropping the last
     // handle closes the databases and checkpoints their WAL.
     drop(control);

@@ -526,10 +526,7 @@ impl ControlPlane {
         let stream_id = new_unique_id();
         let rec = StreamRecord {
             ord: 0,
-            arn: format!(
-                "arn:aws:qldb:{}:{}:stream/{}/{}",
-                self.cfg.region, self.cfg.account_id, name, stream_id
-            ),
+            arn: self.stream_arn(name.as_str(), &stream_id),
             stream_id,
             ledger_name: name.to_string(),
             stream_name: stream_name.to_string(),

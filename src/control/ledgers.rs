@@ -55,6 +55,22 @@ impl ControlPlane {
         })
     }
 
+    /// Whether a ledger is in STANDARD permissions mode now (false for unknown ledgers).
+    pub fn ledger_is_standard(&self, name: &str) -> Result<bool> {
+        let inner = self.lock();
+        Ok(inner
+            .catalog
+            .ledger(name)?
+            .is_some_and(|r| r.permissions_mode == "STANDARD"))
+    }
+
+    pub fn stream_arn(&self, ledger: &str, stream_id: &str) -> String {
+        format!(
+            "arn:aws:qldb:{}:{}:stream/{ledger}/{stream_id}",
+            self.cfg.region, self.cfg.account_id
+        )
+    }
+
     pub fn ledger_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:qldb:{}:{}:ledger/{}",

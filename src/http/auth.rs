@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -19,6 +20,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::config::{AuthMode, Config};
+use crate::iam::Principal;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const SCOPE_SERVICE: &str = "qldb";
@@ -44,8 +46,11 @@ for details.";
 /// Verifies SigV4 signatures against the configured credentials.
 pub struct Authenticator {
     mode: AuthMode,
-    secrets: HashMap<String, String>,
+    principals: HashMap<String, Arc<Principal>>,
 }
+
+/// Who sent a request: `None` when authentication is off (everything is allowed).
+pub type Caller = Option<Arc<Principal>>;
 
 struct AuthHeader<'a> {
     access_key_id: &'a str,
@@ -57,22 +62,39 @@ struct AuthHeader<'a> {
 }
 
 impl Authenticator {
-    pub fn new(cfg: &Config) -> Self {
-        Authenticator {
-            mode: cfg.auth,
-            secrets: cfg
-                .credentials
-                .iter()
-                .map(|c| (c.access_key_id.clone(), c.secret_access_key.clone()))
-                .collect(),
+    /// The `--credentials` pairs (full access) and the principals of `--credentials-file`.
+    pub fn new(cfg: &Config) -> Result<Self, String> {
+        let mut principals: HashMap<String, Arc<Principal>> = cfg
+            .credentials
+            .iter()
+            .map(|c| {
+                let p = Principal {
+                    access_key_id: c.access_key_id.clone(),
+                    secret_access_key: c.secret_access_key.clone(),
+                    session_token: None,
+                    arn: format!("arn:aws:iam::{}:user/{}", cfg.account_id, c.access_key_id),
+                    policies: None,
+                };
+                (c.access_key_id.clone(), Arc::new(p))
+            })
+            .collect();
+        if let Some(path) = &cfg.credentials_file {
+            for p in crate::iam::load_credentials_file(path, &cfg.account_id)? {
+                principals.insert(p.access_key_id.clone(), Arc::new(p));
+            }
         }
+        Ok(Authenticator {
+            mode: cfg.auth,
+            principals,
+        })
     }
 
     pub fn is_off(&self) -> bool {
         self.mode == AuthMode::Off
     }
 
-    /// Checks one request. `target` is the raw request target (path and query as received).
+    /// Checks one request and says who sent it. `target` is the raw request target (path
+    /// and query as received).
     pub fn verify(
         &self,
         method: &str,
@@ -80,9 +102,9 @@ impl Authenticator {
         headers: &HeaderMap,
         body: &[u8],
         now: SystemTime,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Caller, AuthError> {
         if self.is_off() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(authorization) = headers.get("authorization") else {
             let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
@@ -133,15 +155,26 @@ impl Authenticator {
                 "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
             ));
         }
-        let secret = self
-            .secrets
+        let principal = self
+            .principals
             .get(auth.access_key_id)
             .ok_or(AuthError::UnrecognizedClient)?;
-
+        // Temporary credentials: the session token must be the configured one. A principal
+        // configured without one (the --credentials form) accepts any token, as before.
+        if let Some(want) = &principal.session_token {
+            let got = headers
+                .get("x-amz-security-token")
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !constant_time_eq(got, want.as_bytes()) {
+                return Err(AuthError::UnrecognizedClient);
+            }
+        }
+        let secret = &principal.secret_access_key;
         let expected = expected_signature(&auth, secret, method, target, headers, body, signed_at)
             .ok_or_else(|| AuthError::InvalidSignature(MISMATCH.into()))?;
         if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-            Ok(())
+            Ok(Some(principal.clone()))
         } else {
             Err(AuthError::InvalidSignature(MISMATCH.into()))
         }
@@ -325,7 +358,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     fn auth() -> Authenticator {
-        Authenticator::new(&Config::for_tests(".".into()))
+        Authenticator::new(&Config::for_tests(".".into())).unwrap()
     }
 
     /// Signs a request the way an SDK does, with aws-sigv4 as a client.
@@ -370,7 +403,7 @@ mod tests {
         let now = SystemTime::now();
         let target = "/tags/arn%3Aaws%3Aqldb%3Aus-east-1%3A000000000000%3Aledger%2Fdemo?tagKeys=a%20b&tagKeys=x";
         let h = client_sign("test", "DELETE", target, &[], b"", now);
-        assert_eq!(auth().verify("DELETE", target, &h, b"", now), Ok(()));
+        assert!(auth().verify("DELETE", target, &h, b"", now).is_ok());
     }
 
     #[test]
@@ -384,7 +417,7 @@ mod tests {
             Err(AuthError::InvalidSignature(_))
         ));
         let h = client_sign("test", "POST", "/ledgers", &ct, body, now);
-        assert_eq!(auth().verify("POST", "/ledgers", &h, body, now), Ok(()));
+        assert!(auth().verify("POST", "/ledgers", &h, body, now).is_ok());
         assert!(matches!(
             auth().verify("POST", "/ledgers", &h, br#"{"Name":"evil"}"#, now),
             Err(AuthError::InvalidSignature(_))

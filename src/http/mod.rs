@@ -6,6 +6,7 @@
 //! nothing of SQL or hashes; handlers decode, call one service function, encode.
 
 pub mod auth;
+mod authz;
 mod control;
 pub mod errors;
 mod session;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub jobs: Arc<crate::jobs::Jobs>,
     pub auth: Arc<Authenticator>,
     pub max_body_bytes: usize,
+    /// `--latency-ms`: added to every API response.
+    pub latency: std::time::Duration,
 }
 
 /// Builds the router of both services.
@@ -41,7 +44,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/", post(session::dispatch))
-        .merge(control::routes())
+        .merge(
+            control::routes().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                authz::control,
+            )),
+        )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -168,25 +176,37 @@ async fn buffer_and_authenticate(
         Err(_) => return too_large(),
     };
     let exempt = parts.method == Method::GET && parts.uri.path() == "/health";
-    if !exempt && !state.auth.is_off() {
+    let mut parts = parts;
+    if !exempt {
         let target = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        if let Err(e) = state.auth.verify(
+        let caller = match state.auth.verify(
             parts.method.as_str(),
             target,
             &parts.headers,
             &bytes,
             SystemTime::now(),
         ) {
-            return ApiError::from(e).in_protocol(protocol).into_response();
-        }
+            Ok(c) => c,
+            Err(e) => return ApiError::from(e).in_protocol(protocol).into_response(),
+        };
+        parts.extensions.insert(CallerExt(caller));
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if !exempt && !state.latency.is_zero() {
+        tokio::time::sleep(state.latency).await;
+    }
+    resp
 }
+
+/// The authenticated caller of a request, put there by [`buffer_and_authenticate`].
+#[derive(Clone)]
+pub(crate) struct CallerExt(pub auth::Caller);
 
 /// Runs blocking control-plane work off the async executor.
 pub(crate) async fn blocking<T, E>(

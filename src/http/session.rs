@@ -11,7 +11,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
-use super::{blocking, ApiError, AppState, Protocol};
+use std::sync::Arc;
+
+use axum::Extension;
+
+use super::{blocking, ApiError, AppState, CallerExt, Protocol};
+use crate::iam::Principal;
 use crate::names::new_unique_id;
 use crate::session::{Page, Param, SessionError, Usage};
 
@@ -34,6 +39,8 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidSession(_) => (StatusCode::BAD_REQUEST, "InvalidSessionException"),
             SessionError::OccConflict(_) => (StatusCode::BAD_REQUEST, "OccConflictException"),
             SessionError::LimitExceeded(_) => (StatusCode::BAD_REQUEST, "LimitExceededException"),
+            // 400, as QLDB answered a missing qldb:SendCommand (aws-sdk-js#3081).
+            SessionError::AccessDenied(_) => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
             SessionError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure"),
         };
         ApiError::new(status, code, e.to_string()).in_protocol(Protocol::AwsJson)
@@ -59,9 +66,11 @@ fn with_request_id(mut resp: Response) -> Response {
 
 pub(super) async fn dispatch(
     State(state): State<AppState>,
+    caller: Option<Extension<CallerExt>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let caller = caller.and_then(|Extension(CallerExt(c))| c);
     let target = headers
         .get("x-amz-target")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -69,7 +78,7 @@ pub(super) async fn dispatch(
         None => Err(ApiError::unknown_operation(
             "POST / needs an X-Amz-Target header naming a QLDBSession operation",
         )),
-        Some(SEND_COMMAND_TARGET) => send_command(&state, &body).await,
+        Some(SEND_COMMAND_TARGET) => send_command(&state, caller, &body).await,
         Some(other) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -123,7 +132,11 @@ fn usage_json(u: Usage) -> Json {
     json!({ "ReadIOs": u.read_ios, "WriteIOs": u.write_ios })
 }
 
-async fn send_command(state: &AppState, body: &Bytes) -> Result<Response, ApiError> {
+async fn send_command(
+    state: &AppState,
+    caller: Option<Arc<Principal>>,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let parsed: Json = serde_json::from_slice(body)
         .map_err(|e| bad(format!("The request body is not valid JSON: {e}")))?;
@@ -151,6 +164,20 @@ async fn send_command(state: &AppState, body: &Bytes) -> Result<Response, ApiErr
             _ => return Err(SessionError::InvalidSession("No such session".into()).into()),
         },
     };
+    // qldb:SendCommand on the session's ledger, checked from the first command after
+    // StartSession (where QLDB refused it: aws-sdk-js#3081 saw StartSession succeed and
+    // StartTransaction fail).
+    let enforced = caller
+        .as_ref()
+        .filter(|p| p.policies.is_some() && command != "StartSession");
+    if let Some(p) = enforced {
+        if let Some(ledger) = state.sessions.ledger_of(&token) {
+            let arn = state.control.ledger_arn(&ledger);
+            if let Some(denied) = super::authz::denial(p, "SendCommand", &arn) {
+                return Err(SessionError::AccessDenied(denied).into());
+            }
+        }
+    }
     let sessions = state.sessions.clone();
     let command_owned = command.to_string();
     let result: Json = blocking(move || -> Result<Json, ApiError> {
@@ -169,7 +196,8 @@ async fn send_command(state: &AppState, body: &Bytes) -> Result<Response, ApiErr
                     Some(Json::Array(items)) => items.iter().enumerate().map(parse_param).collect::<Result<_, _>>()?,
                     Some(_) => return Err(bad("ExecuteStatement.Parameters must be a list")),
                 };
-                let (page, usage) = s.execute_statement(&token, txid, statement, params)?;
+                let (page, usage) =
+                    s.execute_statement_as(&token, txid, statement, params, caller.as_deref())?;
                 json!({ "FirstPage": page_json(page), "ConsumedIOs": usage_json(usage) })
             }
             "FetchPage" => {
@@ -199,8 +227,10 @@ async fn send_command(state: &AppState, body: &Bytes) -> Result<Response, ApiErr
     })
     .await?;
     let mut result = result;
-    result["TimingInformation"] =
-        json!({ "ProcessingTimeMilliseconds": started.elapsed().as_millis() as u64 });
+    // Rounded up: a statement that took any time reports at least 1 ms (the Node.js
+    // driver's suite checks `> 0`).
+    let micros = started.elapsed().as_micros().max(1) as u64;
+    result["TimingInformation"] = json!({ "ProcessingTimeMilliseconds": micros.div_ceil(1000) });
     let mut resp = (StatusCode::OK, json!({ command: result }).to_string()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

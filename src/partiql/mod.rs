@@ -7,6 +7,7 @@ pub mod funcs;
 pub mod lexer;
 pub mod ops;
 pub mod parser;
+pub mod permissions;
 
 pub use parser::{parse_statement, parse_syntax};
 

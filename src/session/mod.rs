@@ -15,6 +15,7 @@ use base64::Engine as _;
 use rand::RngCore;
 
 use crate::control::ControlPlane;
+use crate::iam::Principal;
 use crate::names::{new_unique_id, LedgerName};
 use crate::storage::journal::{CommitError, CommitRequest};
 use crate::storage::LedgerDb;
@@ -66,6 +67,9 @@ pub enum SessionError {
     OccConflict(String),
     #[error("{0}")]
     LimitExceeded(String),
+    /// A missing IAM permission (STANDARD mode, `--credentials-file`).
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -303,6 +307,25 @@ impl Sessions {
         statement: &str,
         params: Vec<Param>,
     ) -> R<(Page, Usage)> {
+        self.execute_statement_as(token, txid, statement, params, None)
+    }
+
+    /// The ledger a session is on, if the session is open.
+    pub fn ledger_of(&self, token: &str) -> Option<String> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.get(token).map(|e| e.ledger_name.clone())
+    }
+
+    /// ExecuteStatement on behalf of `caller`: in a STANDARD-mode ledger, the statement
+    /// runs only if the caller's policies allow every PartiQL action it needs.
+    pub fn execute_statement_as(
+        &self,
+        token: &str,
+        txid: &str,
+        statement: &str,
+        params: Vec<Param>,
+        caller: Option<&Principal>,
+    ) -> R<(Page, Usage)> {
         self.with_session(token, |s| {
             let ledger = s.ledger.clone();
             let ledger_name = s.ledger_name.clone();
@@ -350,8 +373,29 @@ impl Sessions {
             txn.digest.add_statement_digest(&digest);
             let check_tags =
                 |tags: &[(String, String)]| self.control.check_table_tags(&ledger_name, tags);
-            let (results, usage) =
-                txn.execute(&ledger, &self.cfg, &check_tags, statement, &values, digest)?;
+            let enforced = match caller {
+                Some(p) if p.policies.is_some() => self
+                    .control
+                    .ledger_is_standard(&ledger_name)
+                    .map_err(|e| SessionError::Internal(e.to_string()))?,
+                _ => false,
+            };
+            let ledger_arn = self.control.ledger_arn(&ledger_name);
+            let permit = |action: &str, suffix: &str| {
+                caller.is_none_or(|p| {
+                    p.is_allowed(&format!("qldb:{action}"), &format!("{ledger_arn}/{suffix}"))
+                })
+            };
+            let permit: Option<&txn::Permit<'_>> = if enforced { Some(&permit) } else { None };
+            let (results, usage) = txn.execute(
+                &ledger,
+                &self.cfg,
+                &check_tags,
+                permit,
+                statement,
+                &values,
+                digest,
+            )?;
             let page = txn.page(results, self.cfg.page_size);
             Ok((page, usage))
         })

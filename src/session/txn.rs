@@ -20,6 +20,13 @@ use crate::storage::journal::{
 };
 use crate::storage::LedgerDb;
 
+/// Asks whether the caller may do `qldb:<action>` on `<ledger ARN>/<resource suffix>`.
+pub type Permit<'a> = dyn Fn(&str, &str) -> bool + 'a;
+
+/// QLDB's answer to a statement the caller lacks a PartiQL permission for.
+pub const ACCESS_DENIED: &str = "Access denied. Unable to run the statement due to insufficient \
+permissions or an improper variable reference";
+
 /// A document this transaction wrote, in its final state.
 #[derive(Clone, Debug)]
 pub struct PendingWrite {
@@ -72,17 +79,47 @@ impl Txn {
     }
 
     /// Parses and runs one statement. A failed statement leaves no trace but its digest.
+    /// `permit` (STANDARD-mode ledgers with a policy-bound caller) is asked for every
+    /// PartiQL action the statement needs before it runs.
+    #[allow(clippy::too_many_arguments)]
     pub fn execute(
         &mut self,
         ledger: &LedgerDb,
         cfg: &SessionConfig,
         check_tags: &TagCheck,
+        permit: Option<&Permit<'_>>,
         statement: &str,
         params: &[Value],
         statement_digest: Hash,
     ) -> R<(Vec<Value>, Usage)> {
         let parsed =
             parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
+        if let Some(permit) = permit {
+            let needed = crate::partiql::permissions::required(&parsed, params);
+            if !needed.is_empty() {
+                let tables = {
+                    let mut ctx = Ctx {
+                        ledger,
+                        cfg,
+                        check_tags,
+                        txn: self,
+                        index: 0,
+                        now: now_ms(),
+                        read_ios: 0,
+                        write_ios: 0,
+                    };
+                    ctx.tables()
+                        .map_err(|ExecError(m)| SessionError::Internal(m))?
+                };
+                for (action, target) in needed {
+                    if let Some(suffix) = target.resource_suffix(&tables) {
+                        if !permit(action, &suffix) {
+                            return Err(SessionError::AccessDenied(ACCESS_DENIED.into()));
+                        }
+                    }
+                }
+            }
+        }
         let started = now_ms();
         // A failed statement leaves no trace. SELECTs cannot write, so only other statements
         // pay for a snapshot of the write set.
@@ -347,6 +384,14 @@ impl Ctx<'_> {
 }
 
 impl TxnView for Ctx<'_> {
+    fn read_ios(&self) -> u64 {
+        self.read_ios
+    }
+
+    fn charge_read_ios(&mut self, n: u64) {
+        self.read_ios = self.read_ios.saturating_add(n);
+    }
+
     fn tables(&mut self) -> Result<Vec<TableMeta>, ExecError> {
         let mut out: Vec<TableMeta> = self
             .ledger
