@@ -18,7 +18,7 @@ cargo fmt --check
 step "cargo clippy --release --all-targets -- -D warnings"
 cargo clippy --release --all-targets -- -D warnings
 
-step "cargo test --release  (also builds target/release/qldb-local for the compat suites)"
+step "cargo test --release  (also builds target/release/qldb-local and the examples for the compat suites)"
 cargo test --release
 export QLDB_LOCAL_BIN="$PWD/target/release/qldb-local"
 
@@ -41,6 +41,11 @@ export MOTO_SERVER_BIN="$PWD/compat-tests/.venv-moto/bin/moto_server"
 step "pinned Python clients (boto3/botocore 1.40.60, awscli 1.42.60, pyqldb 3.2.4)"
 make_venv compat-tests/.venv compat-tests/python/requirements.txt
 compat-tests/.venv/bin/python -m pytest -q -p no:cacheprovider compat-tests/python
+
+step "Rust driver qldb 3.2.9 (rusoto) unchanged, in a private network namespace over HTTPS"
+# Built by cargo test above (examples/qldb_rust_driver.rs); needs unshare (root or user
+# namespaces) and iproute2's ip.
+compat-tests/rust-driver/run.sh
 
 step "Node.js driver (amazon-qldb-driver-nodejs 3.1.0, @aws-sdk/client-qldb* 3.918.0)"
 # npm ci installs exactly package-lock.json; node_modules is reused while the lock is unchanged.

@@ -144,7 +144,7 @@ fn generate(dir: &Path, names: &[String]) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-/// The rustls server configuration for `files` (HTTP/1.1 only, like the plain listener).
+/// The rustls server configuration for `files` (HTTP/1.1, like the plain listener).
 pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect())
@@ -164,13 +164,14 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    // No ALPN: a client that offers only "h2" (rusoto's hyper-rustls) would otherwise be
+    // refused; without a negotiated protocol every client speaks HTTP/1.1.
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("the TLS certificate and key do not fit: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

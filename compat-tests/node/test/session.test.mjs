@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
@@ -469,5 +469,60 @@ test('HTTPS (--tls): the driver given https.Agents, as the DMV sample configures
     }
   } finally {
     await tls.stop();
+  }
+});
+
+test('STANDARD permissions mode: IAM policies of --credentials-file principals gate PartiQL statements', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'qldb-local-node-creds-'));
+  const file = path.join(dir, 'credentials.json');
+  const ledgerArn = (name) => `arn:aws:qldb:${REGION}:000000000000:ledger/${name}`;
+  const ledger = `node-std-${process.pid}-${Date.now() % 100000}`;
+  writeFileSync(file, JSON.stringify({
+    credentials: [{
+      access_key_id: 'reader',
+      secret_access_key: 'reader-secret',
+      policies: [{
+        Version: '2012-10-17',
+        Statement: [
+          { Effect: 'Allow', Action: 'qldb:SendCommand', Resource: ledgerArn(ledger) },
+          { Effect: 'Allow', Action: 'qldb:PartiQLSelect', Resource: `${ledgerArn(ledger)}/table/*` },
+        ],
+      }],
+    }],
+  }));
+  const std = await startServer(['--credentials-file', file]);
+  const admin = new QLDBClient({ endpoint: std.endpoint, region: REGION, credentials: CREDENTIALS, maxAttempts: 1 });
+  try {
+    await admin.send(new CreateLedgerCommand({ Name: ledger, PermissionsMode: 'STANDARD', DeletionProtection: false }));
+    const adminDriver = makeDriver(std, ledger);
+    try {
+      await run(adminDriver, 'CREATE TABLE Cars');
+      await run(adminDriver, "INSERT INTO Cars VALUE {'make': 'VW'}");
+    } finally {
+      adminDriver.close();
+    }
+
+    const reader = new QldbDriver(ledger, {
+      endpoint: std.endpoint, region: REGION,
+      credentials: { accessKeyId: 'reader', secretAccessKey: 'reader-secret' },
+    }, {}, 0, new RetryConfig(0));
+    try {
+      const rows = await run(reader, 'SELECT c.make FROM Cars AS c');
+      assert.deepEqual(rows.map((r) => r.get('make').stringValue()), ['VW']);
+      await assert.rejects(run(reader, "INSERT INTO Cars VALUE {'make': 'Kia'}"), (e) => {
+        assert.equal(e.name, 'AccessDeniedException', `${e.name}: ${e.message}`);
+        assert.equal(e.message, 'Access denied. Unable to run the statement due to insufficient '
+          + 'permissions or an improper variable reference');
+        return true;
+      });
+      // The denied statement left nothing behind.
+      assert.equal((await run(reader, 'SELECT * FROM Cars')).length, 1);
+    } finally {
+      reader.close();
+    }
+  } finally {
+    admin.destroy();
+    await std.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
