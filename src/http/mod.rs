@@ -173,7 +173,20 @@ async fn buffer_and_authenticate(
     let (parts, body) = req.into_parts();
     let bytes: Bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return too_large(),
+        Err(e) => {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            // A body that breaks off or has malformed chunked framing.
+            return ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "SerializationException",
+                format!("The request body could not be read: {e}"),
+            )
+            .in_protocol(protocol)
+            .into_response();
+        }
     };
     let exempt = parts.method == Method::GET && parts.uri.path() == "/health";
     let mut parts = parts;

@@ -679,8 +679,10 @@ impl Reader<'_> {
         if !append {
             self.reset_symbols();
         }
-        self.symbols
-            .extend(std::iter::repeat_n(None, imported.min(1 << 20) as usize));
+        // Appended tables cannot grow the unknown slots past the cap either.
+        let room = super::text::MAX_IMPORTED_SYMBOLS.saturating_sub(self.symbols.len());
+        let imported = usize::try_from(imported).unwrap_or(usize::MAX).min(room);
+        self.symbols.extend(std::iter::repeat_n(None, imported));
         self.symbols.extend(new_symbols);
     }
 }

@@ -271,6 +271,10 @@ pub fn from_text(text: &str) -> Result<Vec<Value>, IonError> {
     }
 }
 
+/// Most symbol ids that imports of (unavailable) shared tables may reserve in one table;
+/// the binary reader has the same cap.
+pub(crate) const MAX_IMPORTED_SYMBOLS: usize = 1 << 20;
+
 /// The local symbols a `$ion_symbol_table::{imports: …, symbols: [...]}` defines. With
 /// `imports: $ion_symbol_table` it extends the current table; imports of shared tables,
 /// which a reader here cannot resolve, take their `max_id` slots with unknown text.
@@ -281,10 +285,13 @@ fn local_symbols(table: &Value, current: Vec<Option<String>>) -> Vec<Option<Stri
         Some(Data::List(imports)) => {
             for import in imports {
                 let slots = match import.field("max_id").map(|v| &v.data) {
-                    Some(Data::Int(n)) => n.to_usize().unwrap_or(0).min(1 << 20),
+                    Some(Data::Int(n)) => n.to_usize().unwrap_or(usize::MAX),
                     _ => 0,
                 };
-                out.extend(std::iter::repeat_n(None, slots));
+                // The unknown slots of all imports together stay within the cap (each one
+                // alone within it let 400 imports allocate gigabytes).
+                let room = MAX_IMPORTED_SYMBOLS.saturating_sub(out.len());
+                out.extend(std::iter::repeat_n(None, slots.min(room)));
             }
         }
         _ => {}
@@ -698,11 +705,14 @@ impl Parser<'_> {
     fn lob(&mut self) -> Result<Data, IonError> {
         self.pos += 2;
         self.skip_lob_ws();
+        let start = self.pos;
         let data = if self.peek() == Some(b'"') {
             let s = self.quoted(b'"')?;
+            self.clob_text_is_ascii(start)?;
             Data::Clob(clob_bytes(&s)?)
         } else if self.starts_with("'''") {
             let s = self.long_strings()?;
+            self.clob_text_is_ascii(start)?;
             Data::Clob(clob_bytes(&s)?)
         } else {
             let start = self.pos;
@@ -725,6 +735,17 @@ impl Parser<'_> {
         }
         self.pos += 2;
         Ok(data)
+    }
+
+    /// A clob's text is ASCII (Ion 1.0): other bytes only as `\\xHH` escapes.
+    fn clob_text_is_ascii(&self, start: usize) -> Result<(), IonError> {
+        if self.text.as_bytes()[start..self.pos]
+            .iter()
+            .any(|b| *b > 0x7F)
+        {
+            return self.err("a clob holds ASCII text only; write other bytes as \\xHH escapes");
+        }
+        Ok(())
     }
 
     fn skip_lob_ws(&mut self) {
@@ -935,5 +956,38 @@ fn days_in_month(year: u16, month: u8) -> u8 {
         }
         2 => 28,
         _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe's parameter: 400 imports of shared tables each claiming 2^31 - 1 symbols
+    /// allocated gigabytes; together they now reserve at most the cap.
+    #[test]
+    fn imports_together_stay_within_the_cap() {
+        let import = r#"{name: "t", version: 1, max_id: 2147483647}"#;
+        let imports = vec![import; 400].join(", ");
+        let text = format!("$ion_symbol_table::{{imports: [{imports}], symbols: [\"x\"]}} 1");
+        let table = from_text(&format!("{{imports: [{imports}], symbols: [\"x\"]}}")).unwrap();
+        let symbols = local_symbols(&table[0], Vec::new());
+        assert_eq!(symbols.len(), MAX_IMPORTED_SYMBOLS + 1);
+        assert_eq!(symbols.last(), Some(&Some("x".to_string())));
+        assert_eq!(from_text(&text).unwrap().len(), 1);
+        // Appending to the current table does not grow it past the cap either.
+        let appended = r#"{imports: $ion_symbol_table, symbols: ["y"]}"#;
+        let more = local_symbols(&from_text(appended).unwrap()[0], symbols);
+        assert_eq!(more.len(), MAX_IMPORTED_SYMBOLS + 2);
+    }
+
+    /// Ion 1.0 (and ion-python): clob text is ASCII; other bytes only as escapes.
+    #[test]
+    fn clobs_refuse_characters_above_0x7f() {
+        for bad in ["{{\"é\"}}", "{{'''café'''}}", "{{\"中\"}}"] {
+            assert!(from_text(bad).is_err(), "{bad}");
+        }
+        let ok = from_text(r#"{{"caf\xe9"}}"#).unwrap();
+        assert_eq!(ok[0].data, Data::Clob(b"caf\xe9".to_vec()));
     }
 }

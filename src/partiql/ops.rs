@@ -74,6 +74,24 @@ fn exact_to_f64(m: &BigInt, e: i64) -> f64 {
     m * 10f64.powi(e.clamp(-400, 400) as i32)
 }
 
+/// The number of decimal digits of `m`, from its bit length and at most two powers of
+/// ten (formatting a 300,000-digit integer to count its digits took a second).
+fn digits(m: &num_bigint::BigUint) -> u64 {
+    if m.is_zero() {
+        return 1;
+    }
+    // 2^(bits-1) <= m < 2^bits, so the count is this estimate or the next.
+    let mut est = ((m.bits() - 1) as f64 * std::f64::consts::LOG10_2) as u64 + 1;
+    let ten = |n: u64| num_traits::pow(num_bigint::BigUint::from(10u8), n as usize);
+    while *m >= ten(est) {
+        est += 1;
+    }
+    while est > 1 && *m < ten(est - 1) {
+        est -= 1;
+    }
+    est
+}
+
 /// Orders `x·10^ex` and `y·10^ey` whose exponents are too far apart to align: by sign,
 /// then by the position of the leading digit.
 fn cmp_far(x: &BigInt, ex: i64, y: &BigInt, ey: i64) -> Ordering {
@@ -81,7 +99,7 @@ fn cmp_far(x: &BigInt, ex: i64, y: &BigInt, ey: i64) -> Ordering {
     match sign(x).cmp(&sign(y)) {
         Ordering::Equal if x.is_zero() => Ordering::Equal,
         Ordering::Equal => {
-            let lead = |m: &BigInt, e: i64| m.magnitude().to_string().len() as i64 + e;
+            let lead = |m: &BigInt, e: i64| digits(m.magnitude()) as i64 + e;
             let by_magnitude = lead(x, ex).cmp(&lead(y, ey));
             if x.is_negative() {
                 by_magnitude.reverse()
@@ -343,5 +361,42 @@ pub fn as_index(v: &Value) -> Option<usize> {
     match &v.data {
         Data::Int(i) if !i.is_negative() => i.to_usize(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use num_bigint::BigUint;
+
+    #[test]
+    fn digit_counts_match_the_decimal_text() {
+        let mut cases: Vec<BigUint> = vec![0u8.into(), 1u8.into(), 9u8.into(), 10u8.into()];
+        for k in [1u64, 2, 15, 16, 17, 63, 64, 300, 1000, 5000] {
+            let p = num_traits::pow(BigUint::from(10u8), k as usize);
+            cases.push(&p - 1u8);
+            cases.push(p.clone());
+            cases.push(&p + 1u8);
+            cases.push(num_traits::pow(BigUint::from(2u8), k as usize));
+        }
+        for m in cases {
+            assert_eq!(digits(&m), m.to_string().len() as u64, "{m}");
+        }
+    }
+
+    /// A 290,001-digit integer against decimals 20,000 orders of magnitude away: ordered by
+    /// the leading digit's position, without formatting the integer.
+    #[test]
+    fn far_apart_exponents_compare_by_magnitude() {
+        let huge: BigInt = num_traits::pow(BigInt::from(10), 290_000) * 7 + 3;
+        let dec = |c: i64, e: i64| Value::from(Data::Decimal(Decimal::new(BigInt::from(c), e)));
+        let big = Value::int(huge.clone());
+        assert_eq!(compare(&big, &dec(1, -20_000)), Some(Ordering::Greater));
+        assert_eq!(compare(&big, &dec(1, 300_000)), Some(Ordering::Less));
+        assert_eq!(
+            compare(&Value::int(-huge), &dec(-1, -20_000)),
+            Some(Ordering::Less)
+        );
+        assert!(!equal(&big, &dec(1, -20_000)));
     }
 }
