@@ -42,6 +42,24 @@ def qldb(server):
 
 
 @pytest.fixture
+def ledger(server):
+    """A fresh ALLOW_ALL ledger on the shared server."""
+    from qldb_session_helpers import create_ledger
+
+    return create_ledger(server)
+
+
+@pytest.fixture
+def driver(server, ledger):
+    """A pyqldb driver on `ledger`, closed after the test."""
+    from qldb_session_helpers import make_driver
+
+    d = make_driver(server, ledger)
+    yield d
+    d.close()
+
+
+@pytest.fixture
 def ledger_name():
     """A fresh, valid ledger name."""
     return "t-" + uuid.uuid4().hex[:20]

@@ -35,18 +35,6 @@ from qldb_test_utils import dedicated_server, raw
 SESSION_HEADERS = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "QLDBSession.SendCommand"}
 
 
-@pytest.fixture
-def ledger(server):
-    return create_ledger(server)
-
-
-@pytest.fixture
-def driver(server, ledger):
-    d = make_driver(server, ledger)
-    yield d
-    d.close()
-
-
 def only_document_id(row) -> str:
     assert list(row.keys()) == ["documentId"], row
     assert ID_RE.match(str(row["documentId"])), row

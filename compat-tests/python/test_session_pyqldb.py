@@ -38,18 +38,6 @@ from qldb_session_helpers import (
 from qldb_test_utils import dedicated_server
 
 
-@pytest.fixture
-def ledger(server):
-    return create_ledger(server)
-
-
-@pytest.fixture
-def driver(server, ledger):
-    d = make_driver(server, ledger)
-    yield d
-    d.close()
-
-
 def hashes(values):
     return sorted(ion_hash(v) for v in values)
 
