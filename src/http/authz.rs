@@ -15,21 +15,17 @@ use crate::iam::{Decision, Principal};
 /// IAM's message when `principal` may not do `qldb:<action>` on `resource`, or `None`.
 pub(super) fn denial(principal: &Principal, action: &str, resource: &str) -> Option<String> {
     let action = format!("qldb:{action}");
-    let why = match principal.decide(&action, resource) {
+    let reason = match principal.decide(&action, resource) {
         Decision::Allow => return None,
-        Decision::ImplicitDeny => "because no identity-based policy allows the",
-        Decision::ExplicitDeny => "with an explicit deny in an identity-based policy",
+        Decision::ImplicitDeny => {
+            format!("because no identity-based policy allows the {action} action")
+        }
+        Decision::ExplicitDeny => "with an explicit deny in an identity-based policy".to_string(),
     };
-    Some(match why {
-        w if w.starts_with("because") => format!(
-            "User: {} is not authorized to perform: {action} on resource: {resource} {w} {action} action",
-            principal.arn
-        ),
-        w => format!(
-            "User: {} is not authorized to perform: {action} on resource: {resource} {w}",
-            principal.arn
-        ),
-    })
+    Some(format!(
+        "User: {} is not authorized to perform: {action} on resource: {resource} {reason}",
+        principal.arn
+    ))
 }
 
 /// The action a control-plane route performs.
