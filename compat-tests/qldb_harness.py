@@ -7,6 +7,7 @@ a free loopback port and its own data directory, and is stopped with SIGTERM.
 
 import json
 import os
+import resource
 import pathlib
 import signal
 import socket
@@ -22,6 +23,17 @@ ACCESS_KEY = "test"
 SECRET_KEY = "test"
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
+
+
+# Every server of the suites runs under an address-space cap (QLDB_LOCAL_TEST_MEMORY_LIMIT
+# bytes, default 4 GiB, 0 = none), so an unbounded allocation fails the test that caused it
+# instead of exhausting the machine.
+MEMORY_LIMIT = int(os.environ.get("QLDB_LOCAL_TEST_MEMORY_LIMIT", str(4 << 30)))
+
+
+def _cap_memory():
+    if MEMORY_LIMIT > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def free_port() -> int:
@@ -67,7 +79,8 @@ class Server:
             *self.extra_args,
         ]
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+                                     preexec_fn=_cap_memory)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
