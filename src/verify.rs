@@ -8,6 +8,7 @@
 //! SQLite read transaction on a read-only connection, so it works on a live data dir
 //! without blocking the writer. The first mismatch is reported with its block.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -90,6 +91,25 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
             r.get(0)
         })
         .map_err(sql)?;
+    // The file's identity: exactly its ledger's name and strand.
+    let meta_rows: i64 = tx
+        .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
+        .map_err(sql)?;
+    let own_name: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'ledger_name'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    if meta_rows != 2 || own_name.as_deref() != Some(name) {
+        return Err(damage(
+            None,
+            "the meta table does not name this ledger and its strand (ledger_name, strand_id)"
+                .into(),
+        ));
+    }
 
     let mut stmt = tx
         .prepare("SELECT seq, block_hash, ion FROM blocks ORDER BY seq")
@@ -98,6 +118,7 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
     let mut prev: Hash = vec![0; 32];
     let mut leaves: Vec<Hash> = Vec::new();
     let mut expected_seq = 0u64;
+    let mut replay = Replay::default();
     while let Some(row) = rows.next().map_err(sql)? {
         let seq: i64 = row.get(0).map_err(sql)?;
         let seq = seq as u64;
@@ -147,15 +168,26 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
                     "its redactionInfo does not hash to an entry of entriesHashList",
                 ));
             }
+            replay.redactions(ri, seq).map_err(|m| at(&m))?;
         }
+        let tx_id = match block.field("transactionId").map(|v| &v.data) {
+            Some(Data::String(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let statements = replay.statements_of(&block);
         if let Some(revs) = block.field("revisions") {
             let Data::List(revs) = &revs.data else {
                 return Err(at("its revisions are not a list"));
             };
             let mut hashes = Vec::new();
             let mut user = 0i64;
-            for r in revs {
+            for (position, r) in revs.iter().enumerate() {
                 let h = hash_field(r, "hash").ok_or_else(|| at("a revision has no hash"))?;
+                if r.field("metadata").is_none() {
+                    replay
+                        .system_revisions
+                        .push((h.clone(), seq, tx_id.clone()));
+                }
                 if let Some(meta) = r.field("metadata") {
                     user += 1;
                     let meta_hash = ion_hash(meta);
@@ -172,6 +204,10 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
                         return Err(at("a revision's hash does not match its metadata and data"));
                     }
                     check_revision_row(&tx, r, meta, &h, data_hash.as_deref())
+                        .map_err(|m| at(&m))?;
+                    let table_id = document_table(&block, meta);
+                    replay
+                        .user_revision(&tx, seq, position, meta, table_id, data_hash)
                         .map_err(|m| at(&m))?;
                 }
                 hashes.push(h);
@@ -205,6 +241,7 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
         }
         prev = block_hash.clone();
         leaves.push(block_hash);
+        replay.blocks.push(BlockFacts { tx_id, statements });
         expected_seq += 1;
     }
     if leaves.is_empty() {
@@ -263,12 +300,565 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
             "the stored digest tree does not match the chain of block hashes".into(),
         ));
     }
+    drop(rows);
+    drop(stmt);
+    replay
+        .check_derived_state(&tx, tip)
+        .map_err(|(block, m)| damage(block, m))?;
     Ok(Verified {
         ledger: name.to_string(),
         blocks: tip + 1,
         tip,
         digest,
     })
+}
+
+/// What one block says that the derived tables must agree with.
+struct BlockFacts {
+    tx_id: String,
+    statements: Vec<String>,
+}
+
+/// The state the journal implies, collected block by block from verified blocks: what
+/// every table derived from the journal (documents, revisions' side columns, the table
+/// and index catalog, index entries) must hold.
+#[derive(Default)]
+struct Replay {
+    blocks: Vec<BlockFacts>,
+    /// Table system revisions: (hash, block).
+    system_revisions: Vec<(Hash, u64, String)>,
+    /// Document id → (table id, version, data hash; `None` after a delete).
+    latest: HashMap<String, (String, i64, Option<Hash>)>,
+    /// (document id, version) → the block whose redactionInfo names it.
+    redacted: HashMap<(String, i64), u64>,
+    /// Table id → the last block that wrote one of its documents.
+    table_writes: HashMap<String, u64>,
+    user_revisions: i64,
+}
+
+type Found = Result<(), (Option<u64>, String)>;
+
+fn text_field(v: &Value, name: &str) -> Option<String> {
+    match v.field(name).map(|f| &f.data) {
+        Some(Data::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int_field(v: &Value, name: &str) -> Option<i64> {
+    match v.field(name).map(|f| &f.data) {
+        Some(Data::Int(i)) => i64::try_from(i.clone()).ok(),
+        _ => None,
+    }
+}
+
+/// The table id `transactionInfo.documents` gives a revision's document.
+fn document_table(block: &Value, meta: &Value) -> Option<String> {
+    let id = text_field(meta, "id")?;
+    let doc = block
+        .field("transactionInfo")?
+        .field("documents")?
+        .field(&id)?;
+    text_field(doc, "tableId")
+}
+
+impl Replay {
+    fn statements_of(&self, block: &Value) -> Vec<String> {
+        match block
+            .field("transactionInfo")
+            .and_then(|t| t.field("statements"))
+            .map(|s| &s.data)
+        {
+            Some(Data::List(items)) => items
+                .iter()
+                .filter_map(|i| text_field(i, "statement"))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn redactions(&mut self, info: &Value, seq: u64) -> Result<(), String> {
+        let Some(Data::List(items)) = info.field("revisions").map(|r| &r.data) else {
+            return Err("its redactionInfo has no list of revisions".into());
+        };
+        for r in items {
+            match (text_field(r, "documentId"), int_field(r, "version")) {
+                (Some(doc), Some(version)) => {
+                    self.redacted.insert((doc, version), seq);
+                }
+                _ => return Err("its redactionInfo names a revision without id and version".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// One verified user revision: its `revisions` row's side columns must be what the
+    /// block says, and it advances its document's derived state.
+    fn user_revision(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        seq: u64,
+        position: usize,
+        meta: &Value,
+        table_id: Option<String>,
+        data_hash: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let (Some(id), Some(version)) = (text_field(meta, "id"), int_field(meta, "version")) else {
+            return Err("a revision's metadata has no id or version".into());
+        };
+        let Some(table_id) = table_id else {
+            return Err(format!(
+                "revision {id} version {version} is not listed in transactionInfo.documents"
+            ));
+        };
+        let (row_table, row_seq, row_pos, row_ms, row_tx): (String, i64, i64, i64, String) = tx
+            .query_row(
+                "SELECT table_id, seq, position, tx_time_ms, tx_id FROM revisions
+                 WHERE doc_id = ?1 AND version = ?2",
+                rusqlite::params![id, version],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .map_err(|e| format!("revision {id} version {version}: {e}"))?;
+        let wrong = |what: &str| {
+            format!("the revisions table's {what} of revision {id} version {version} differs from the block")
+        };
+        if row_table != table_id {
+            return Err(wrong("table_id"));
+        }
+        if row_seq != seq as i64 {
+            return Err(wrong("seq"));
+        }
+        if row_pos != position as i64 {
+            return Err(wrong("position"));
+        }
+        if Some(&crate::journal::block::ts(row_ms)) != meta.field("txTime") {
+            return Err(wrong("tx_time_ms"));
+        }
+        if Some(row_tx) != text_field(meta, "txId") {
+            return Err(wrong("tx_id"));
+        }
+        let expected_version = self.latest.get(&id).map_or(0, |(_, v, _)| v + 1);
+        if version != expected_version {
+            return Err(format!(
+                "revision {id} version {version} follows version {}",
+                expected_version - 1
+            ));
+        }
+        self.table_writes.insert(table_id.clone(), seq);
+        self.latest.insert(id, (table_id, version, data_hash));
+        self.user_revisions += 1;
+        Ok(())
+    }
+
+    /// Compares every derived table with what the journal implies; the first difference is
+    /// reported with the block it should have come from, when there is one.
+    fn check_derived_state(&self, tx: &rusqlite::Transaction<'_>, tip: u64) -> Found {
+        let sql = |e: rusqlite::Error| (None, format!("cannot read: {e}"));
+        // Block side columns: the transaction id and timestamp stored next to each block.
+        {
+            let mut stmt = tx
+                .prepare("SELECT seq, tx_id, ts_ms, ion FROM blocks")
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let (seq, tx_id, ts_ms, ion): (i64, String, i64, Vec<u8>) = (
+                    r.get(0).map_err(sql)?,
+                    r.get(1).map_err(sql)?,
+                    r.get(2).map_err(sql)?,
+                    r.get(3).map_err(sql)?,
+                );
+                let block = decode(&ion).ok().and_then(|mut v| v.pop());
+                let block = block.as_ref();
+                if block.and_then(|b| text_field(b, "transactionId")) != Some(tx_id) {
+                    return Err((
+                        Some(seq as u64),
+                        "the blocks table's tx_id differs from the block".into(),
+                    ));
+                }
+                if block.and_then(|b| b.field("blockTimestamp"))
+                    != Some(&crate::journal::block::ts(ts_ms))
+                {
+                    return Err((
+                        Some(seq as u64),
+                        "the blocks table's ts_ms differs from the block".into(),
+                    ));
+                }
+            }
+        }
+        // Revisions: exactly the journal's, redacted exactly where a block redacted them.
+        let rows: i64 = tx
+            .query_row("SELECT COUNT(*) FROM revisions", [], |r| r.get(0))
+            .map_err(sql)?;
+        if rows != self.user_revisions {
+            return Err((
+                None,
+                format!(
+                    "the revisions table holds {rows} rows; the journal has {} document revisions",
+                    self.user_revisions
+                ),
+            ));
+        }
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT doc_id, version, redacted_seq, data IS NULL, data_hash IS NULL FROM revisions
+                     WHERE redacted_seq IS NOT NULL OR data IS NULL",
+                )
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            let mut redacted_rows = 0usize;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let (doc, version): (String, i64) =
+                    (r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
+                let (redacted_seq, no_data, no_hash): (Option<i64>, bool, bool) = (
+                    r.get(2).map_err(sql)?,
+                    r.get(3).map_err(sql)?,
+                    r.get(4).map_err(sql)?,
+                );
+                let by = self.redacted.get(&(doc.clone(), version)).copied();
+                match (redacted_seq, by) {
+                    (None, None) if no_hash => continue, // a delete
+                    (Some(s), Some(b)) if s as u64 == b && no_data => redacted_rows += 1,
+                    _ => {
+                        return Err((by, format!(
+                            "revision {doc} version {version} is marked redacted or lost its data, \
+                             but the journal {}",
+                            if by.is_some() { "redacted it differently" } else { "never redacted it" }
+                        )))
+                    }
+                }
+            }
+            if redacted_rows != self.redacted.len() {
+                return Err((
+                    None,
+                    format!(
+                    "the journal redacted {} revisions; the revisions table shows {redacted_rows}",
+                    self.redacted.len()
+                ),
+                ));
+            }
+        }
+        // Documents: the latest revision of every live document, nothing else.
+        let mut docs: HashMap<String, (String, Value)> = HashMap::new();
+        {
+            let mut stmt = tx
+                .prepare("SELECT doc_id, table_id, version, data FROM documents")
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let (doc, table, version, data): (String, String, i64, Vec<u8>) = (
+                    r.get(0).map_err(sql)?,
+                    r.get(1).map_err(sql)?,
+                    r.get(2).map_err(sql)?,
+                    r.get(3).map_err(sql)?,
+                );
+                let value = decode(&data).ok().and_then(|mut v| v.pop());
+                let ok = match (self.latest.get(&doc), &value) {
+                    (Some((t, v, Some(h))), Some(value)) => {
+                        *t == table && *v == version && ion_hash(value).as_slice() == h.as_slice()
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err((None, format!(
+                        "the documents table's row for {doc} is not the latest revision of that document"
+                    )));
+                }
+                docs.insert(doc, (table, value.expect("checked above")));
+            }
+        }
+        for (doc, (_, _, data)) in &self.latest {
+            if data.is_some() && !docs.contains_key(doc) {
+                return Err((
+                    None,
+                    format!("document {doc} is missing from the documents table"),
+                ));
+            }
+        }
+        // Tables: each row's current version is a system revision of the journal, and the
+        // journal holds exactly the system revisions of all tables' versions.
+        let mut tables: HashMap<String, String> = HashMap::new();
+        let mut versions_total = 0usize;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT table_id, name, status, version, created_seq, modified_seq FROM tables",
+                )
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let (id, name, status): (String, String, String) = (
+                    r.get(0).map_err(sql)?,
+                    r.get(1).map_err(sql)?,
+                    r.get(2).map_err(sql)?,
+                );
+                let (version, created, modified): (i64, i64, i64) = (
+                    r.get(3).map_err(sql)?,
+                    r.get(4).map_err(sql)?,
+                    r.get(5).map_err(sql)?,
+                );
+                versions_total += version as usize + 1;
+                let revision_hash = |version: i64, status: &str, seq: u64| -> Option<Hash> {
+                    let ts_ms: i64 = tx
+                        .query_row(
+                            "SELECT ts_ms FROM blocks WHERE seq = ?1",
+                            [seq as i64],
+                            |r| r.get(0),
+                        )
+                        .ok()?;
+                    let rev = crate::journal::block::Revision {
+                        metadata: crate::journal::block::RevisionMetadata {
+                            id: id.clone(),
+                            version: version as u64,
+                            tx_time_ms: ts_ms,
+                            tx_id: self.blocks.get(seq as usize)?.tx_id.clone(),
+                        },
+                        body: crate::journal::block::RevisionBody::Data(Value::structure([
+                            ("name", Value::string(name.clone())),
+                            ("status", Value::string(status)),
+                        ])),
+                    };
+                    Some(rev.hash())
+                };
+                let is_system = |h: &Option<Hash>, seq: u64| {
+                    h.as_ref().is_some_and(|h| {
+                        self.system_revisions
+                            .iter()
+                            .any(|(x, s, _)| x == h && *s == seq)
+                    })
+                };
+                let created = created as u64;
+                if !is_system(&revision_hash(0, "ACTIVE", created), created) {
+                    return Err((
+                        Some(created),
+                        format!(
+                        "table {id} ({name}) was not created in the block its created_seq names"
+                    ),
+                    ));
+                }
+                let current = self
+                    .system_revisions
+                    .iter()
+                    .map(|(_, s, _)| *s)
+                    .any(|s| is_system(&revision_hash(version, &status, s), s));
+                if !current || !matches!(status.as_str(), "ACTIVE" | "INACTIVE") {
+                    return Err((None, format!(
+                        "table {id}: its name, status and version ({name}, {status}, {version}) are not a revision of the journal"
+                    )));
+                }
+                let last_write = self.table_writes.get(&id).copied().unwrap_or(created);
+                if (modified as u64) < last_write.max(created) || modified as u64 > tip {
+                    return Err((
+                        None,
+                        format!("table {id}: modified_seq {modified} is not its last change"),
+                    ));
+                }
+                tables.insert(id, name);
+            }
+        }
+        if versions_total != self.system_revisions.len() {
+            return Err((None, format!(
+                "the journal has {} table revisions; the tables table accounts for {versions_total}",
+                self.system_revisions.len()
+            )));
+        }
+        for (doc, (table, _)) in &docs {
+            if !tables.contains_key(table) {
+                return Err((
+                    None,
+                    format!("document {doc} belongs to table {table}, which does not exist"),
+                ));
+            }
+        }
+        // Indexes: created by a CREATE INDEX statement of their block; their entries are
+        // exactly the keys of the live documents of their table.
+        let mut expected: std::collections::BTreeSet<(String, Vec<u8>, String)> =
+            Default::default();
+        let mut index_ids = std::collections::HashSet::new();
+        let mut index_defs: Vec<(String, String, String, u64)> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare("SELECT index_id, table_id, field, created_seq FROM indexes")
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let (index_id, table_id, field, created): (String, String, String, i64) = (
+                    r.get(0).map_err(sql)?,
+                    r.get(1).map_err(sql)?,
+                    r.get(2).map_err(sql)?,
+                    r.get(3).map_err(sql)?,
+                );
+                let created = created as u64;
+                let name = tables.get(&table_id);
+                let made_there = self.blocks.get(created as usize).is_some_and(|b| {
+                    b.statements.iter().any(|text| {
+                        matches!(crate::partiql::parse_statement(text),
+                            Ok(crate::partiql::ast::Statement::CreateIndex { table, field: f })
+                                if Some(&table) == name && f == field)
+                    })
+                });
+                if !made_there {
+                    return Err((Some(created), format!(
+                        "index {index_id} on {table_id} ({field}) was not created by a statement of the block its created_seq names"
+                    )));
+                }
+                for (doc, (table, data)) in &docs {
+                    if *table == table_id {
+                        if let Some(v) = data.field(&field) {
+                            expected.insert((
+                                index_id.clone(),
+                                crate::storage::journal::index_key(v),
+                                doc.clone(),
+                            ));
+                        }
+                    }
+                }
+                index_defs.push((index_id.clone(), table_id, field, created));
+                index_ids.insert(index_id);
+            }
+        }
+        {
+            let mut stmt = tx
+                .prepare("SELECT index_id, key, doc_id FROM index_entries")
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            let mut found = 0usize;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let entry: (String, Vec<u8>, String) = (
+                    r.get(0).map_err(sql)?,
+                    r.get(1).map_err(sql)?,
+                    r.get(2).map_err(sql)?,
+                );
+                if !expected.contains(&entry) {
+                    return Err((
+                        None,
+                        format!(
+                            "index {} has an entry for document {} that its data does not imply",
+                            entry.0, entry.2
+                        ),
+                    ));
+                }
+                found += 1;
+            }
+            if found != expected.len() {
+                return Err((
+                    None,
+                    format!(
+                        "the index entries miss {} keys of live documents",
+                        expected.len() - found
+                    ),
+                ));
+            }
+        }
+        // OCC bookkeeping: each per-key sequence number is the last block that changed that
+        // key of that index, as a replay of the journal finds it. (A missing row is not
+        // damage: the schema-v5 rebuild cleared them; a dropped index keeps its rows.)
+        let dropped: std::collections::HashSet<String> = self
+            .blocks
+            .iter()
+            .flat_map(|b| &b.statements)
+            .filter_map(|text| match crate::partiql::parse_statement(text) {
+                Ok(crate::partiql::ast::Statement::DropIndex { index_id, .. }) => Some(index_id),
+                _ => None,
+            })
+            .collect();
+        let last_change = self.index_key_changes(tx, &index_defs).map_err(sql)?;
+        let mut stmt = tx
+            .prepare("SELECT index_id, key, seq FROM index_key_seq")
+            .map_err(sql)?;
+        let mut rows = stmt.query([]).map_err(sql)?;
+        while let Some(r) = rows.next().map_err(sql)? {
+            let (index_id, key, seq): (String, Vec<u8>, i64) = (
+                r.get(0).map_err(sql)?,
+                r.get(1).map_err(sql)?,
+                r.get(2).map_err(sql)?,
+            );
+            let known = index_ids.contains(&index_id) || dropped.contains(&index_id);
+            let consistent = match last_change.get(&(index_id.clone(), key)) {
+                Some(Some(s)) => *s == seq as u64,
+                // The replay could not know (a redacted revision hides the key).
+                Some(None) => true,
+                None => dropped.contains(&index_id),
+            };
+            if !known || seq < 1 || seq as u64 > tip || !consistent {
+                return Err((None, format!(
+                    "index_key_seq row of index {index_id} (block {seq}) is not the last change of that key"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays the journal's document revisions against the current indexes: the last
+    /// block that changed each (index, key); `None` where a redacted revision hides it.
+    #[allow(clippy::type_complexity)]
+    fn index_key_changes(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        indexes: &[(String, String, String, u64)],
+    ) -> rusqlite::Result<HashMap<(String, Vec<u8>), Option<u64>>> {
+        let mut out: HashMap<(String, Vec<u8>), Option<u64>> = HashMap::new();
+        if indexes.is_empty() {
+            return Ok(out);
+        }
+        // Document id → its latest data (`Some(None)`: redacted, its data unknown).
+        let mut current: HashMap<String, Option<Value>> = HashMap::new();
+        let mut stmt = tx.prepare("SELECT seq, ion FROM blocks ORDER BY seq")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (seq, ion): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            let Some(block) = decode(&ion).ok().and_then(|mut v| v.pop()) else {
+                continue;
+            };
+            let Some(Data::List(revs)) = block.field("revisions").map(|v| &v.data) else {
+                continue;
+            };
+            for rev in revs {
+                let Some(meta) = rev.field("metadata") else {
+                    continue;
+                };
+                let (Some(id), Some(table)) =
+                    (text_field(meta, "id"), document_table(&block, meta))
+                else {
+                    continue;
+                };
+                let old: Option<Option<Value>> = current.get(&id).cloned();
+                let new: Option<Option<Value>> = match (rev.field("data"), rev.field("dataHash")) {
+                    (Some(d), _) => Some(Some(d.clone())),
+                    (None, Some(_)) => Some(None),
+                    (None, None) => None,
+                };
+                for (index_id, table_id, field, created) in indexes {
+                    if *table_id != table || (seq as u64) < *created {
+                        continue;
+                    }
+                    let key_of = |v: &Option<Option<Value>>| -> Result<Option<Vec<u8>>, ()> {
+                        match v {
+                            None => Ok(None),
+                            Some(None) => Err(()),
+                            Some(Some(d)) => {
+                                Ok(d.field(field).map(crate::storage::journal::index_key))
+                            }
+                        }
+                    };
+                    let (a, b) = (key_of(&old), key_of(&new));
+                    let when = match (&a, &b) {
+                        (Ok(x), Ok(y)) if x == y => continue,
+                        (Ok(_), Ok(_)) => Some(seq as u64),
+                        _ => None,
+                    };
+                    for k in [a.ok().flatten(), b.ok().flatten()].into_iter().flatten() {
+                        out.insert((index_id.clone(), k), when);
+                    }
+                }
+                match new {
+                    Some(v) => current.insert(id, v),
+                    None => current.remove(&id),
+                };
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The `revisions` table row of a block revision must agree with it.
@@ -320,6 +910,12 @@ fn check_revision_row(
     if stored_data_hash.as_deref() != data_hash {
         return Err(format!(
             "the stored data of revision {id} version {version} does not match its hash"
+        ));
+    }
+    // The data hash kept beside the data (what a redaction leaves) must be the data's.
+    if row_data.is_some() && row_data_hash.is_some() && row_data_hash != stored_data_hash {
+        return Err(format!(
+            "the stored data hash of revision {id} version {version} is not its data's"
         ));
     }
     let _ = rev;

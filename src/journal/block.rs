@@ -44,7 +44,7 @@ impl RevisionMetadata {
     }
 }
 
-fn ts(ms: i64) -> Value {
+pub(crate) fn ts(ms: i64) -> Value {
     Data::Timestamp(Timestamp::from_millis_utc(ms)).into()
 }
 

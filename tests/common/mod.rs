@@ -15,6 +15,13 @@ pub struct Ledger {
     _dir: tempfile::TempDir,
 }
 
+impl Ledger {
+    /// The data dir holding the catalog and `ledgers/j.sqlite`.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 pub fn ledger() -> Ledger {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
