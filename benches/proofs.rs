@@ -97,6 +97,16 @@ fn main() {
         tip.last_seq + 1,
         started.elapsed().as_secs_f64()
     );
+    // `qldb-local verify` of the whole file: hashes, then the derived state.
+    let t = Instant::now();
+    let v = qldb_local::verify::verify_ledger(dir.path(), "big").unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "verify: {} blocks ({} revisions) in {secs:.2} s = {:.0} revisions/s",
+        v.blocks,
+        docs.len(),
+        docs.len() as f64 / secs
+    );
     let tip_text = format!(
         "{{strandId:\"{}\",sequenceNo:{}}}",
         tip.strand_id, tip.last_seq
