@@ -62,20 +62,7 @@ fn build(dir: &Path) {
 }
 
 fn tampered(original: &Path, sql: &str) -> Result<(), Damage> {
-    let copy = tempfile::tempdir().unwrap();
-    for sub in ["", "ledgers"] {
-        std::fs::create_dir_all(copy.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(original.join(sub)).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_file() {
-                std::fs::copy(e.path(), copy.path().join(sub).join(e.file_name())).unwrap();
-            }
-        }
-    }
-    let conn = Connection::open(copy.path().join("ledgers/t.sqlite")).unwrap();
-    conn.execute_batch(sql).unwrap();
-    drop(conn);
-    verify_ledger(copy.path(), "t").map(|_| ())
+    tampered_or_none(original, sql).expect("the mutation changed no row")
 }
 
 fn damaged_block(r: Result<(), Damage>) -> Option<u64> {

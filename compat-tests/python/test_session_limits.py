@@ -9,18 +9,12 @@ from botocore.exceptions import ClientError
 from qldb_session_helpers import (
     LIST_TABLES,
     RawSession,
-    create_ledger,
     ion_binary,
     make_driver,
     run,
     session_client,
 )
 from qldb_test_utils import expect_error
-
-
-@pytest.fixture
-def ledger(server):
-    return create_ledger(server)
 
 
 @pytest.fixture
