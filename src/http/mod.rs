@@ -170,7 +170,7 @@ async fn buffer_and_authenticate(
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return too_large();
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let bytes: Bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
@@ -189,7 +189,6 @@ async fn buffer_and_authenticate(
         }
     };
     let exempt = parts.method == Method::GET && parts.uri.path() == "/health";
-    let mut parts = parts;
     if !exempt {
         let target = parts
             .uri

@@ -373,20 +373,27 @@ impl Sessions {
             txn.digest.add_statement_digest(&digest);
             let check_tags =
                 |tags: &[(String, String)]| self.control.check_table_tags(&ledger_name, tags);
-            let enforced = match caller {
-                Some(p) if p.policies.is_some() => self
+            // Only a policy-bound caller in a STANDARD ledger is checked per statement.
+            let policy_caller = caller.filter(|p| p.policies.is_some());
+            let enforced = match policy_caller {
+                Some(_) => self
                     .control
                     .ledger_is_standard(&ledger_name)
                     .map_err(|e| SessionError::Internal(e.to_string()))?,
-                _ => false,
+                None => false,
             };
-            let ledger_arn = self.control.ledger_arn(&ledger_name);
-            let permit = |action: &str, suffix: &str| {
-                caller.is_none_or(|p| {
-                    p.is_allowed(&format!("qldb:{action}"), &format!("{ledger_arn}/{suffix}"))
-                })
+            let ledger_arn;
+            let permit_fn;
+            let permit: Option<&txn::Permit<'_>> = match policy_caller {
+                Some(p) if enforced => {
+                    ledger_arn = self.control.ledger_arn(&ledger_name);
+                    permit_fn = move |action: &str, suffix: &str| {
+                        p.is_allowed(&format!("qldb:{action}"), &format!("{ledger_arn}/{suffix}"))
+                    };
+                    Some(&permit_fn)
+                }
+                _ => None,
             };
-            let permit: Option<&txn::Permit<'_>> = if enforced { Some(&permit) } else { None };
             let (results, usage) = txn.execute(
                 &ledger,
                 &self.cfg,

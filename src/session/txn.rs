@@ -94,32 +94,6 @@ impl Txn {
     ) -> R<(Vec<Value>, Usage)> {
         let parsed =
             parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
-        if let Some(permit) = permit {
-            let needed = crate::partiql::permissions::required(&parsed, params);
-            if !needed.is_empty() {
-                let tables = {
-                    let mut ctx = Ctx {
-                        ledger,
-                        cfg,
-                        check_tags,
-                        txn: self,
-                        index: 0,
-                        now: now_ms(),
-                        read_ios: 0,
-                        write_ios: 0,
-                    };
-                    ctx.tables()
-                        .map_err(|ExecError(m)| SessionError::Internal(m))?
-                };
-                for (action, target) in needed {
-                    if let Some(suffix) = target.resource_suffix(&tables) {
-                        if !permit(action, &suffix) {
-                            return Err(SessionError::AccessDenied(ACCESS_DENIED.into()));
-                        }
-                    }
-                }
-            }
-        }
         let started = now_ms();
         // A failed statement leaves no trace. SELECTs cannot write, so only other statements
         // pay for a snapshot of the write set.
@@ -148,6 +122,22 @@ impl Txn {
             read_ios: 0,
             write_ios: 0,
         };
+        if let Some(permit) = permit {
+            // Every PartiQL action the statement needs, before anything runs.
+            let needed = crate::partiql::permissions::required(&parsed, params);
+            if !needed.is_empty() {
+                let tables = ctx
+                    .tables()
+                    .map_err(|ExecError(m)| SessionError::Internal(m))?;
+                for (action, target) in needed {
+                    if let Some(suffix) = target.resource_suffix(&tables) {
+                        if !permit(action, &suffix) {
+                            return Err(SessionError::AccessDenied(ACCESS_DENIED.into()));
+                        }
+                    }
+                }
+            }
+        }
         match exec::execute(&parsed, params, &mut ctx) {
             Ok(rows) => {
                 let usage = Usage {
