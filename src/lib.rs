@@ -60,6 +60,7 @@ pub mod jobs;
 pub mod journal;
 pub mod names;
 pub mod partiql;
+pub mod rebuild;
 pub mod server;
 pub mod session;
 pub mod storage;

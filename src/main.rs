@@ -27,6 +27,17 @@ enum Command {
         #[arg(long)]
         ledger: Option<String>,
     },
+    /// Regenerate a ledger file from its verified journal (stop the server first): every
+    /// derived table is rebuilt beside the old file, verified, then swapped in; the old file
+    /// is kept in <data-dir>/rebuild-backups/.
+    Rebuild {
+        /// The data directory.
+        #[arg(long, env = "QLDB_LOCAL_DATA_DIR", default_value = "./qldb-data")]
+        data_dir: std::path::PathBuf,
+        /// The ledger to rebuild.
+        #[arg(long)]
+        ledger: String,
+    },
     /// Probe a running server's /health (for container health checks); exit 0 when ready.
     Health {
         /// The server's listen address; 0.0.0.0 is probed on 127.0.0.1.
@@ -43,6 +54,34 @@ fn main() -> std::process::ExitCode {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("qldb-local verify: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Rebuild { data_dir, ledger } => {
+            match qldb_local::rebuild::rebuild(&data_dir, &ledger) {
+                Ok(r) => {
+                    use base64::Engine as _;
+                    println!(
+                        "rebuilt {}: {} blocks, digest {} at sequenceNo {}; {} documents, {} tables, {} indexes; the previous file is kept as {}",
+                        r.verified.ledger,
+                        r.verified.blocks,
+                        base64::engine::general_purpose::STANDARD.encode(&r.verified.digest),
+                        r.verified.tip,
+                        r.documents,
+                        r.tables,
+                        r.indexes,
+                        r.backup.display()
+                    );
+                    for id in &r.new_index_ids {
+                        println!(
+                            "note: index {id} got a new id (the journal does not record index ids)"
+                        );
+                    }
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("qldb-local rebuild: {e}");
                     std::process::ExitCode::FAILURE
                 }
             }

@@ -72,16 +72,31 @@ pub fn ledger_names(data_dir: &Path, only: Option<&str>) -> Result<Vec<String>, 
     }
 }
 
-/// Verifies one ledger file.
+/// Verifies one ledger file: its journal and every table derived from it.
 pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
-    let path = data_dir.join("ledgers").join(format!("{name}.sqlite"));
+    let path = crate::storage::catalog::ledgers_dir(data_dir).join(format!("{name}.sqlite"));
+    verify_file(&path, name, Scope::Everything)
+}
+
+/// What [`verify_file`] checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The hash-chained journal only (the blocks table): what `rebuild` starts from.
+    Journal,
+    /// The journal and every table derived from it.
+    Everything,
+}
+
+/// Verifies the ledger file at `path`, which must belong to ledger `name`.
+pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Damage> {
+    let full = scope == Scope::Everything;
     let damage = |block: Option<u64>, message: String| Damage {
         ledger: name.to_string(),
         block,
         message,
     };
     let mut conn =
-        open_ro(&path).map_err(|e| damage(None, format!("cannot open {}: {e}", path.display())))?;
+        open_ro(path).map_err(|e| damage(None, format!("cannot open {}: {e}", path.display())))?;
     let tx = conn
         .transaction()
         .map_err(|e| damage(None, e.to_string()))?;
@@ -203,11 +218,20 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
                     if want != h {
                         return Err(at("a revision's hash does not match its metadata and data"));
                     }
-                    check_revision_row(&tx, r, meta, &h, data_hash.as_deref())
-                        .map_err(|m| at(&m))?;
+                    if full {
+                        check_revision_row(&tx, r, meta, &h, data_hash.as_deref())
+                            .map_err(|m| at(&m))?;
+                    }
                     let table_id = document_table(&block, meta);
                     replay
-                        .user_revision(&tx, seq, position, meta, table_id, data_hash)
+                        .user_revision(
+                            full.then_some(&tx),
+                            seq,
+                            position,
+                            meta,
+                            table_id,
+                            data_hash,
+                        )
                         .map_err(|m| at(&m))?;
                 }
                 hashes.push(h);
@@ -219,7 +243,7 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
                     |r| r.get(0),
                 )
                 .map_err(sql)?;
-            if stored_rows != user {
+            if full && stored_rows != user {
                 return Err(at(&format!("the block has {user} document revisions but the revisions table holds {stored_rows}")));
             }
             if !list.contains(&merkle(&hashes)) {
@@ -235,6 +259,8 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
             ));
         }
         let block_hash = dot(&entries_hash, &prev);
+        // The blocks table's block_hash column is the chain itself (the digest tree and
+        // rebuild read it), so it is checked at every scope.
         if hash_field(&block, "blockHash") != Some(block_hash.clone()) || stored_hash != block_hash
         {
             return Err(at("its blockHash does not match its contents"));
@@ -248,6 +274,15 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
         return Err(damage(None, "the journal has no blocks".into()));
     }
     let tip = leaves.len() as u64 - 1;
+    let digest = merkle(&leaves);
+    if !full {
+        return Ok(Verified {
+            ledger: name.to_string(),
+            blocks: tip + 1,
+            tip,
+            digest,
+        });
+    }
     // Every stored node of the digest tree must be the hash of the blocks it covers.
     let mut stored: std::collections::HashMap<(i64, i64), Hash> = std::collections::HashMap::new();
     {
@@ -293,7 +328,6 @@ pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
         stored.get(&(level as i64, idx as i64)).cloned().ok_or(())
     })
     .map_err(|()| damage(None, "the digest tree is incomplete".into()))?;
-    let digest = merkle(&leaves);
     if from_tree != digest {
         return Err(damage(
             None,
@@ -396,7 +430,7 @@ impl Replay {
     /// block says, and it advances its document's derived state.
     fn user_revision(
         &mut self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: Option<&rusqlite::Transaction<'_>>,
         seq: u64,
         position: usize,
         meta: &Value,
@@ -411,31 +445,8 @@ impl Replay {
                 "revision {id} version {version} is not listed in transactionInfo.documents"
             ));
         };
-        let (row_table, row_seq, row_pos, row_ms, row_tx): (String, i64, i64, i64, String) = tx
-            .query_row(
-                "SELECT table_id, seq, position, tx_time_ms, tx_id FROM revisions
-                 WHERE doc_id = ?1 AND version = ?2",
-                rusqlite::params![id, version],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .map_err(|e| format!("revision {id} version {version}: {e}"))?;
-        let wrong = |what: &str| {
-            format!("the revisions table's {what} of revision {id} version {version} differs from the block")
-        };
-        if row_table != table_id {
-            return Err(wrong("table_id"));
-        }
-        if row_seq != seq as i64 {
-            return Err(wrong("seq"));
-        }
-        if row_pos != position as i64 {
-            return Err(wrong("position"));
-        }
-        if Some(&crate::journal::block::ts(row_ms)) != meta.field("txTime") {
-            return Err(wrong("tx_time_ms"));
-        }
-        if Some(row_tx) != text_field(meta, "txId") {
-            return Err(wrong("tx_id"));
+        if let Some(tx) = tx {
+            check_revision_side_columns(tx, seq, position, meta, &id, version, &table_id)?;
         }
         let expected_version = self.latest.get(&id).map_or(0, |(_, v, _)| v + 1);
         if version != expected_version {
@@ -762,7 +773,7 @@ impl Replay {
                 _ => None,
             })
             .collect();
-        let last_change = self.index_key_changes(tx, &index_defs).map_err(sql)?;
+        let (last_change, hidden) = self.index_key_changes(tx, &index_defs).map_err(sql)?;
         let mut stmt = tx
             .prepare("SELECT index_id, key, seq FROM index_key_seq")
             .map_err(sql)?;
@@ -778,7 +789,8 @@ impl Replay {
                 Some(Some(s)) => *s == seq as u64,
                 // The replay could not know (a redacted revision hides the key).
                 Some(None) => true,
-                None => dropped.contains(&index_id),
+                // A key only a redacted revision held is not in the replay at all.
+                None => dropped.contains(&index_id) || hidden.contains(&index_id),
             };
             if !known || seq < 1 || seq as u64 > tip || !consistent {
                 return Err((None, format!(
@@ -791,15 +803,20 @@ impl Replay {
 
     /// Replays the journal's document revisions against the current indexes: the last
     /// block that changed each (index, key); `None` where a redacted revision hides it.
+    /// Also the indexes where a redacted revision hid a key entirely.
     #[allow(clippy::type_complexity)]
     fn index_key_changes(
         &self,
         tx: &rusqlite::Transaction<'_>,
         indexes: &[(String, String, String, u64)],
-    ) -> rusqlite::Result<HashMap<(String, Vec<u8>), Option<u64>>> {
+    ) -> rusqlite::Result<(
+        HashMap<(String, Vec<u8>), Option<u64>>,
+        std::collections::HashSet<String>,
+    )> {
         let mut out: HashMap<(String, Vec<u8>), Option<u64>> = HashMap::new();
+        let mut hidden = std::collections::HashSet::new();
         if indexes.is_empty() {
-            return Ok(out);
+            return Ok((out, hidden));
         }
         // Document id → its latest data (`Some(None)`: redacted, its data unknown).
         let mut current: HashMap<String, Option<Value>> = HashMap::new();
@@ -845,7 +862,10 @@ impl Replay {
                     let when = match (&a, &b) {
                         (Ok(x), Ok(y)) if x == y => continue,
                         (Ok(_), Ok(_)) => Some(seq as u64),
-                        _ => None,
+                        _ => {
+                            hidden.insert(index_id.clone());
+                            None
+                        }
                     };
                     for k in [a.ok().flatten(), b.ok().flatten()].into_iter().flatten() {
                         out.insert((index_id.clone(), k), when);
@@ -857,8 +877,47 @@ impl Replay {
                 };
             }
         }
-        Ok(out)
+        Ok((out, hidden))
     }
+}
+
+/// A user revision's `revisions` row: its side columns must be what the block says.
+fn check_revision_side_columns(
+    tx: &rusqlite::Transaction<'_>,
+    seq: u64,
+    position: usize,
+    meta: &Value,
+    id: &str,
+    version: i64,
+    table_id: &str,
+) -> Result<(), String> {
+    let (row_table, row_seq, row_pos, row_ms, row_tx): (String, i64, i64, i64, String) = tx
+        .query_row(
+            "SELECT table_id, seq, position, tx_time_ms, tx_id FROM revisions
+             WHERE doc_id = ?1 AND version = ?2",
+            rusqlite::params![id, version],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .map_err(|e| format!("revision {id} version {version}: {e}"))?;
+    let wrong = |what: &str| {
+        format!("the revisions table's {what} of revision {id} version {version} differs from the block")
+    };
+    if row_table != table_id {
+        return Err(wrong("table_id"));
+    }
+    if row_seq != seq as i64 {
+        return Err(wrong("seq"));
+    }
+    if row_pos != position as i64 {
+        return Err(wrong("position"));
+    }
+    if Some(&crate::journal::block::ts(row_ms)) != meta.field("txTime") {
+        return Err(wrong("tx_time_ms"));
+    }
+    if Some(row_tx) != text_field(meta, "txId") {
+        return Err(wrong("tx_id"));
+    }
+    Ok(())
 }
 
 /// The `revisions` table row of a block revision must agree with it.

@@ -62,16 +62,7 @@ impl Catalog {
     pub fn open(data_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StorageError::io(format!("creating {}", data_dir.display()), e))?;
-        let lock_path = data_dir.join(".lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StorageError::io(format!("opening {}", lock_path.display()), e))?;
-        if lock.try_lock().is_err() {
-            return Err(StorageError::DataDirLocked(data_dir.to_path_buf()));
-        }
+        let lock = lock_data_dir(data_dir, "a qldb-local server")?;
         let path = data_dir.join("catalog.sqlite");
         let mut conn = Connection::open(&path)?;
         configure_durable(&conn)?;
@@ -218,6 +209,40 @@ pub(super) fn insert_tags(
 }
 
 /// Where ledger files live inside a data dir.
+/// Takes the data dir's exclusive lock (`<data_dir>/.lock`), held by a server for its
+/// lifetime and by `qldb-local rebuild` while it works, and records `holder` (with the
+/// process id) in the file so that the next process to try can say who has it. The lock
+/// ends with the returned file, or with the process however it ends.
+pub fn lock_data_dir(data_dir: &Path, holder: &str) -> Result<File> {
+    use std::io::{Read, Seek, Write};
+    let lock_path = data_dir.join(".lock");
+    let mut lock = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StorageError::io(format!("opening {}", lock_path.display()), e))?;
+    if lock.try_lock().is_err() {
+        let mut by = String::new();
+        let _ = lock.read_to_string(&mut by);
+        let by = by.trim();
+        return Err(StorageError::DataDirLocked {
+            dir: data_dir.to_path_buf(),
+            holder: if by.is_empty() {
+                "another qldb-local process".into()
+            } else {
+                by.to_string()
+            },
+        });
+    }
+    let _ = lock.set_len(0).and_then(|()| {
+        lock.rewind()?;
+        writeln!(lock, "{holder} (pid {})", std::process::id())
+    });
+    Ok(lock)
+}
+
 pub fn ledgers_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("ledgers")
 }
@@ -280,7 +305,7 @@ mod tests {
         let _first = Catalog::open(dir.path()).unwrap();
         assert!(matches!(
             Catalog::open(dir.path()),
-            Err(StorageError::DataDirLocked(_))
+            Err(StorageError::DataDirLocked { .. })
         ));
     }
 }

@@ -186,7 +186,7 @@ pub(crate) fn rebuild_index_keys(conn: &mut rusqlite::Connection) -> Result<()> 
 }
 
 /// Adds the entries of every live document of a table to an index; returns how many.
-fn index_documents(
+pub(crate) fn index_documents(
     conn: &rusqlite::Connection,
     index_id: &str,
     table_id: &str,
@@ -240,6 +240,126 @@ pub struct Tip {
     pub strand_id: String,
     pub last_seq: u64,
     pub last_hash: Hash,
+}
+
+/// The checks a ledger file must pass before the server serves it: the schema is exactly
+/// what this version's migrations make, the file names its ledger, and the journal's tip is
+/// whole (blocks 0..=tip without a gap, the tip block's address and hash agree with its
+/// row, and the digest tree reaches it). Cheap (a few indexed reads); the whole proof is
+/// `qldb-local verify`. Returns what is wrong, in words.
+pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::Result<(), String> {
+    let sql = |e: rusqlite::Error| format!("cannot read it: {e}");
+    // Schema: the same tables, indexes and columns as a fresh database of this version.
+    let reference = {
+        let mut c = Connection::open_in_memory().map_err(sql)?;
+        crate::storage::schema::migrate(
+            &mut c,
+            crate::storage::schema::LEDGER_MIGRATIONS,
+            "reference",
+        )
+        .map_err(|e| e.to_string())?;
+        schema_of(&c).map_err(sql)?
+    };
+    let found = schema_of(conn).map_err(sql)?;
+    if found != reference {
+        let missing: Vec<&str> = reference
+            .iter()
+            .filter(|r| !found.contains(r))
+            .map(|(_, n, _)| n.as_str())
+            .collect();
+        let extra: Vec<&str> = found
+            .iter()
+            .filter(|f| !reference.contains(f))
+            .map(|(_, n, _)| n.as_str())
+            .collect();
+        return Err(format!(
+            "its schema is not this version's (differs in: {})",
+            missing
+                .iter()
+                .chain(extra.iter())
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let meta: Vec<(String, String)> = {
+        let mut stmt = conn
+            .prepare("SELECT key, value FROM meta ORDER BY key")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)?
+    };
+    let strand = match meta.as_slice() {
+        [(k1, name), (k2, strand)]
+            if k1 == "ledger_name" && k2 == "strand_id" && name == ledger_name =>
+        {
+            strand.clone()
+        }
+        _ => return Err("its meta table does not name this ledger and its strand".into()),
+    };
+    let (count, min, max): (i64, Option<i64>, Option<i64>) = conn
+        .query_row("SELECT count(*), min(seq), max(seq) FROM blocks", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(sql)?;
+    let (Some(0), Some(tip)) = (min, max) else {
+        return Err("its journal has no genesis block".into());
+    };
+    if count != tip + 1 {
+        return Err(format!(
+            "its journal has {count} blocks but its tip is block {tip}: blocks are missing"
+        ));
+    }
+    let (ion, block_hash): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT ion, block_hash FROM blocks WHERE seq = ?1",
+            [tip],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql)?;
+    let block = decode_doc(&ion).map_err(|_| format!("its tip block {tip} is not valid Ion"))?;
+    let address = block.field("blockAddress");
+    let hash_of = |v: Option<&Value>| match v.map(|v| &v.data) {
+        Some(Data::Blob(b)) => Some(b.clone()),
+        _ => None,
+    };
+    if address.and_then(|a| a.field("strandId")).map(|v| &v.data) != Some(&Data::String(strand))
+        || address.and_then(|a| a.field("sequenceNo")).map(|v| &v.data)
+            != Some(&Data::Int(tip.into()))
+        || hash_of(block.field("blockHash")).as_ref() != Some(&block_hash)
+    {
+        return Err(format!(
+            "its tip block {tip} does not match its row (address or block hash)"
+        ));
+    }
+    let leaves: i64 = conn
+        .query_row("SELECT count(*) FROM merkle WHERE level = 0", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    let leaf = node(conn, 0, tip as u64).ok();
+    if leaves != count || leaf.as_ref() != Some(&block_hash) {
+        return Err(format!(
+            "its digest tree does not end at the tip block {tip}"
+        ));
+    }
+    merkle::root(tip as u64 + 1, |level, idx| node(conn, level, idx))
+        .map_err(|_| "its digest tree is incomplete".to_string())?;
+    Ok(())
+}
+
+/// (type, name, SQL) of every table and index of a database.
+fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master
+         WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
 }
 
 impl LedgerDb {
@@ -790,7 +910,7 @@ fn append_block(tx: &Transaction<'_>, block: &Block) -> Result<()> {
     Ok(())
 }
 
-fn node(conn: &Connection, level: u32, idx: u64) -> Result<Hash> {
+pub(crate) fn node(conn: &Connection, level: u32, idx: u64) -> Result<Hash> {
     Ok(conn.query_row(
         "SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2",
         params![level, idx as i64],

@@ -104,7 +104,28 @@ impl LedgerDb {
                         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
                 };
                 let (strand, name) = (meta("strand_id")?, meta("ledger_name")?);
-                LedgerDb::ensure_genesis(&mut conn, &strand, &name, now_ms())?;
+                // Only a ledger that never had a journal gets a genesis block; a journal
+                // that lost its blocks is damage, not a new ledger.
+                let derived: bool = conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tables) OR EXISTS (SELECT 1 FROM revisions)",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if !derived {
+                    LedgerDb::ensure_genesis(&mut conn, &strand, &name, now_ms())?;
+                }
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                crate::storage::journal::open_check(&conn, stem).map_err(|why| {
+                    StorageError::Corrupt(format!(
+                        "ledger {stem} ({}) cannot be served: {why}; `qldb-local verify --ledger {stem}` \
+                         finds the first damage, `qldb-local rebuild --ledger {stem}` regenerates \
+                         what the journal implies",
+                        path.display()
+                    ))
+                })?;
                 conn
             }
         };
@@ -192,7 +213,16 @@ fn now_ms() -> i64 {
 
 /// Removes a database file and its WAL and shared-memory companions, if present.
 pub fn remove_files(path: &Path) -> Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+    remove_suffixed(path, &["", "-wal", "-shm", "-journal"])
+}
+
+/// Removes only the WAL, shared-memory and rollback-journal companions of a database file.
+pub fn remove_files_except_main(path: &Path) -> Result<()> {
+    remove_suffixed(path, &["-wal", "-shm", "-journal"])
+}
+
+fn remove_suffixed(path: &Path, suffixes: &[&str]) -> Result<()> {
+    for suffix in suffixes {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         match std::fs::remove_file(PathBuf::from(p)) {

@@ -34,8 +34,8 @@ pub enum StorageError {
         found: i64,
         supported: i64,
     },
-    #[error("data directory {0} is in use by another qldb-local process")]
-    DataDirLocked(PathBuf),
+    #[error("data directory {} is in use by {holder}", dir.display())]
+    DataDirLocked { dir: PathBuf, holder: String },
     #[error("corrupt ledger data: {0}")]
     Corrupt(String),
 }

@@ -16,6 +16,19 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Ends the server side (sessions, control plane, the data-dir lock) and keeps the data
+    /// dir, for offline tools.
+    pub fn close(self) -> tempfile::TempDir {
+        let Ledger {
+            sessions,
+            control,
+            _dir,
+        } = self;
+        drop(sessions);
+        drop(control);
+        _dir
+    }
+
     /// The data dir holding the catalog and `ledgers/j.sqlite`.
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()

@@ -1,0 +1,755 @@
+//! `qldb-local rebuild`: regenerates a ledger file from its journal.
+//!
+//! The journal (the `blocks` table, hash-chained and verified first) is the ledger; every
+//! other table of the file is derived from it: the digest tree, the table and index
+//! catalog, the current documents, the revisions and their side columns, index entries and
+//! the OCC bookkeeping. Rebuild replays the verified blocks into a new file beside the old
+//! one, verifies the new file completely, and only then swaps it in; the old file is kept
+//! in `<data-dir>/rebuild-backups/`. It holds the data dir's lock while it works, so a
+//! server cannot start on the data dir meanwhile (and rebuild refuses while one runs).
+//!
+//! Two things the journal holds only as hashes are recovered by matching hashes:
+//! - a table's id appears in its system revisions' hashes only (and in the revisions of
+//!   its documents): each `CREATE TABLE` is matched against the ids the old file, the
+//!   journal's documents and `UNDROP TABLE` statements name;
+//! - an index id appears in no block: it is taken from the old file's catalog, or from a
+//!   later `DROP INDEX` of the same table, or made new (reported).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::ion::binary::{decode, encode_one};
+use crate::ion::hash::ion_hash;
+use crate::ion::{Data, Value};
+use crate::journal::block::{Revision, RevisionBody, RevisionMetadata};
+use crate::journal::hash::Hash;
+use crate::names::LedgerName;
+use crate::partiql::ast::Statement;
+use crate::storage::catalog::{ledgers_dir, lock_data_dir};
+use crate::storage::journal::{index_documents, index_key, node};
+use crate::storage::schema::{migrate, LEDGER_MIGRATIONS};
+use crate::verify::{verify_file, Damage, Scope, Verified};
+
+/// What a rebuild did.
+#[derive(Debug)]
+pub struct Rebuilt {
+    pub verified: Verified,
+    pub documents: u64,
+    pub tables: u64,
+    pub indexes: u64,
+    /// Index ids the old file did not hold and the journal does not name: made new.
+    pub new_index_ids: Vec<String>,
+    /// Where the previous file is kept.
+    pub backup: PathBuf,
+}
+
+fn fail(ledger: &str, block: Option<u64>, message: impl Into<String>) -> Damage {
+    Damage {
+        ledger: ledger.to_string(),
+        block,
+        message: message.into(),
+    }
+}
+
+/// Rebuilds ledger `name` of `data_dir` (no server may be running on the data dir).
+pub fn rebuild(data_dir: &Path, name: &str) -> Result<Rebuilt, Damage> {
+    let err = |m: String| fail(name, None, m);
+    LedgerName::parse(name).map_err(|v| err(format!("not a ledger name: {}", v.0)))?;
+    crate::verify::ledger_names(data_dir, Some(name))?;
+    let _lock = lock_data_dir(data_dir, &format!("qldb-local rebuild of ledger {name}"))
+        .map_err(|e| err(format!("{e}; stop it first")))?;
+    let dir = ledgers_dir(data_dir);
+    let path = dir.join(format!("{name}.sqlite"));
+
+    // Everything the old file holds goes into its main file (a crash or kill may have left
+    // commits in its WAL), so that it can be copied and replaced as one file.
+    {
+        let conn = Connection::open(&path)
+            .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .and_then(|()| conn.pragma_update(None, "journal_mode", "DELETE"))
+            .map_err(|e| err(format!("cannot fold the WAL of {}: {e}", path.display())))?;
+    }
+    let journal = verify_file(&path, name, Scope::Journal).map_err(|d| Damage {
+        message: format!(
+            "the journal itself is damaged, so it cannot be rebuilt from: {}",
+            d.message
+        ),
+        ..d
+    })?;
+
+    // A journal that lost its last blocks still chains; the old file's other tables still
+    // remember them. Rebuilding would silently drop committed transactions: refuse.
+    {
+        let old = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+        let mut remembered = 0i64;
+        for sql in [
+            "SELECT max(idx) FROM merkle WHERE level = 0",
+            "SELECT max(seq) FROM revisions",
+        ] {
+            if let Ok(Some(n)) = old.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)) {
+                remembered = remembered.max(n);
+            }
+        }
+        if remembered > journal.tip as i64 {
+            return Err(err(format!(
+                "the journal ends at block {} but the file records block {remembered}: blocks \
+                 were lost, and a rebuild would drop committed transactions",
+                journal.tip
+            )));
+        }
+    }
+
+    let tmp = dir.join(format!(
+        "{name}.sqlite.tmp-rebuild-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let built = (|| {
+        let counts = write_new(&path, &tmp, name)?;
+        let verified = verify_file(&tmp, name, Scope::Everything).map_err(|d| Damage {
+            message: format!("the rebuilt file does not verify: {}", d.message),
+            ..d
+        })?;
+        if verified.digest != journal.digest || verified.tip != journal.tip {
+            return Err(err(
+                "the rebuilt file's digest differs from the journal's".into()
+            ));
+        }
+        Ok((counts, verified))
+    })();
+    let (counts, verified) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = crate::storage::ledger_db::remove_files(&tmp);
+            return Err(e);
+        }
+    };
+
+    // The swap: the old file gets a second name in the backups folder, then the new file
+    // takes the ledger's name in one rename. A crash before the rename leaves the old file
+    // in place (and a temporary file the server removes at start).
+    let backups = data_dir.join("rebuild-backups");
+    std::fs::create_dir_all(&backups)
+        .map_err(|e| err(format!("cannot create {}: {e}", backups.display())))?;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let backup = backups.join(format!("{name}-{stamp}.sqlite"));
+    if std::fs::hard_link(&path, &backup).is_err() {
+        std::fs::copy(&path, &backup).map_err(|e| {
+            err(format!(
+                "cannot keep the old file as {}: {e}",
+                backup.display()
+            ))
+        })?;
+    }
+    crate::storage::ledger_db::remove_files_except_main(&path).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| err(format!("cannot swap in the new file: {e}")))?;
+    for d in [&dir, &backups] {
+        let _ = std::fs::File::open(d).and_then(|f| f.sync_all());
+    }
+    Ok(Rebuilt {
+        verified,
+        documents: counts.documents,
+        tables: counts.tables,
+        indexes: counts.indexes,
+        new_index_ids: counts.new_index_ids,
+        backup,
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    documents: u64,
+    tables: u64,
+    indexes: u64,
+    new_index_ids: Vec<String>,
+}
+
+/// A table of the catalog being rebuilt.
+struct TableRow {
+    id: String,
+    name: String,
+    active: bool,
+    version: u64,
+}
+
+fn text(v: &Value, name: &str) -> Option<String> {
+    match v.field(name).map(|f| &f.data) {
+        Some(Data::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value, name: &str) -> Option<i64> {
+    match v.field(name).map(|f| &f.data) {
+        Some(Data::Int(i)) => i64::try_from(i.clone()).ok(),
+        _ => None,
+    }
+}
+
+fn blob(v: &Value, name: &str) -> Option<Vec<u8>> {
+    match v.field(name).map(|f| &f.data) {
+        Some(Data::Blob(b)) => Some(b.clone()),
+        _ => None,
+    }
+}
+
+/// Milliseconds since the Unix epoch of a block timestamp (which qldb-local writes at
+/// millisecond precision in UTC).
+fn millis(v: Option<&Value>) -> Option<i64> {
+    let Some(Data::Timestamp(t)) = v.map(|v| &v.data) else {
+        return None;
+    };
+    // Both instants in milliseconds from the same origin.
+    let to_ms = |(c, e): (num_bigint::BigInt, i64)| {
+        (-3..=0)
+            .contains(&e)
+            .then(|| c * num_traits::pow(num_bigint::BigInt::from(10), (3 + e) as usize))
+    };
+    let ms = to_ms(t.epoch_seconds())?
+        - to_ms(crate::ion::Timestamp::from_millis_utc(0).epoch_seconds())?;
+    let ms = i64::try_from(ms).ok()?;
+    (crate::journal::block::ts(ms) == *v?).then_some(ms)
+}
+
+/// The statements, system-revision hashes and document tables of one block.
+fn statements(block: &Value) -> Vec<String> {
+    match block
+        .field("transactionInfo")
+        .and_then(|t| t.field("statements"))
+        .map(|s| &s.data)
+    {
+        Some(Data::List(items)) => items.iter().filter_map(|i| text(i, "statement")).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A stored block: sequence number, block hash, Ion.
+type StoredBlock = (u64, Vec<u8>, Vec<u8>);
+
+/// Every block of the old file, in order (verified by the caller).
+fn blocks(old: &Connection) -> rusqlite::Result<Vec<StoredBlock>> {
+    let mut stmt = old.prepare("SELECT seq, block_hash, ion FROM blocks ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+/// Best-effort reads of the old file's ids (it may be damaged: that is why it is rebuilt).
+fn old_ids(old: &Connection, sql: &str) -> Vec<Vec<String>> {
+    let Ok(mut stmt) = old.prepare(sql) else {
+        return Vec::new();
+    };
+    let n = stmt.column_count();
+    let Ok(rows) = stmt.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                    rusqlite::types::Value::Text(t) => t,
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    _ => String::new(),
+                })
+            })
+            .collect::<rusqlite::Result<Vec<String>>>()
+    }) else {
+        return Vec::new();
+    };
+    rows.filter_map(|r| r.ok()).collect()
+}
+
+/// The system revision of a table version, as its block would hash it.
+fn table_revision_hash(
+    id: &str,
+    version: u64,
+    name: &str,
+    active: bool,
+    ms: i64,
+    tx: &str,
+) -> Hash {
+    Revision {
+        metadata: RevisionMetadata {
+            id: id.to_string(),
+            version,
+            tx_time_ms: ms,
+            tx_id: tx.to_string(),
+        },
+        body: RevisionBody::Data(Value::structure([
+            ("name", Value::string(name)),
+            (
+                "status",
+                Value::string(if active { "ACTIVE" } else { "INACTIVE" }),
+            ),
+        ])),
+    }
+    .hash()
+}
+
+fn write_new(old_path: &Path, new_path: &Path, name: &str) -> Result<Counts, Damage> {
+    let sqlerr = |block: Option<u64>| {
+        move |e: rusqlite::Error| fail(name, block, format!("cannot write: {e}"))
+    };
+    let old = Connection::open_with_flags(old_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sqlerr(None))?;
+    let blocks = blocks(&old).map_err(sqlerr(None))?;
+    let strand: String = old
+        .query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {
+            r.get(0)
+        })
+        .map_err(sqlerr(None))?;
+
+    // Candidate table ids, and the index ids the old catalog holds.
+    let mut table_ids: HashSet<String> = HashSet::new();
+    for sql in [
+        "SELECT table_id FROM tables",
+        "SELECT DISTINCT table_id FROM documents",
+        "SELECT DISTINCT table_id FROM revisions",
+        "SELECT DISTINCT table_id FROM indexes",
+    ] {
+        table_ids.extend(old_ids(&old, sql).into_iter().flatten());
+    }
+    let old_indexes: Vec<Vec<String>> = old_ids(
+        &old,
+        "SELECT index_id, table_id, field, created_seq FROM indexes",
+    );
+    let mut decoded = Vec::with_capacity(blocks.len());
+    for (seq, hash, ion) in blocks {
+        let block = decode(&ion)
+            .ok()
+            .and_then(|mut v| v.pop())
+            .ok_or_else(|| fail(name, Some(seq), "its Ion cannot be decoded"))?;
+        if let Some(Data::Struct(docs)) = block
+            .field("transactionInfo")
+            .and_then(|t| t.field("documents"))
+            .map(|d| &d.data)
+        {
+            table_ids.extend(docs.iter().filter_map(|(_, d)| text(d, "tableId")));
+        }
+        let parsed: Vec<Statement> = statements(&block)
+            .iter()
+            .filter_map(|t| crate::partiql::parse_statement(t).ok())
+            .collect();
+        for st in &parsed {
+            if let Statement::UndropTable { table_id } = st {
+                table_ids.insert(table_id.clone());
+            }
+        }
+        decoded.push((seq, hash, ion, block, parsed));
+    }
+    // Dropped indexes: (block, table name, index id) of every DROP INDEX.
+    let drops: Vec<(u64, String, String)> = decoded
+        .iter()
+        .flat_map(|(seq, _, _, _, parsed)| {
+            parsed.iter().filter_map(move |st| match st {
+                Statement::DropIndex { index_id, table } => {
+                    Some((*seq, table.clone(), index_id.clone()))
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    drop(old);
+
+    let mut conn = Connection::open(new_path).map_err(sqlerr(None))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlerr(None))?;
+    migrate(
+        &mut conn,
+        LEDGER_MIGRATIONS,
+        &new_path.display().to_string(),
+    )
+    .map_err(|e| fail(name, None, e.to_string()))?;
+    let tx = conn.transaction().map_err(sqlerr(None))?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('ledger_name', ?1), ('strand_id', ?2)",
+        [name, strand.as_str()],
+    )
+    .map_err(sqlerr(None))?;
+
+    let mut counts = Counts::default();
+    let mut tables: Vec<TableRow> = Vec::new();
+    let mut used_index_ids: HashSet<String> = HashSet::new();
+    // Documents whose current revision was redacted: their data is not in the journal.
+    let mut unknown_data: HashSet<String> = HashSet::new();
+    for (seq, hash, ion, block, parsed) in &decoded {
+        let seq = *seq;
+        let at = |m: String| fail(name, Some(seq), m);
+        let e = sqlerr(Some(seq));
+        let tx_id =
+            text(block, "transactionId").ok_or_else(|| at("has no transactionId".into()))?;
+        let ms = millis(block.field("blockTimestamp"))
+            .ok_or_else(|| at("its blockTimestamp is not a UTC millisecond timestamp".into()))?;
+        tx.execute(
+            "INSERT INTO blocks (seq, tx_id, ts_ms, block_hash, ion) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![seq as i64, tx_id, ms, hash, ion],
+        )
+        .map_err(&e)?;
+        let nodes =
+            crate::journal::merkle::append(seq, hash.clone(), |level, idx| node(&tx, level, idx))
+                .map_err(|x| at(x.to_string()))?;
+        for (level, idx, h) in nodes {
+            tx.execute(
+                "INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)",
+                params![level, idx as i64, h],
+            )
+            .map_err(&e)?;
+        }
+
+        let revisions: Vec<&Value> = match block.field("revisions").map(|r| &r.data) {
+            Some(Data::List(r)) => r.iter().collect(),
+            _ => Vec::new(),
+        };
+        let mut system: Vec<Hash> = revisions
+            .iter()
+            .filter(|r| r.field("metadata").is_none())
+            .filter_map(|r| blob(r, "hash"))
+            .collect();
+        let mut take_system = |h: Hash| -> bool {
+            match system.iter().position(|x| *x == h) {
+                Some(i) => {
+                    system.swap_remove(i);
+                    true
+                }
+                None => false,
+            }
+        };
+
+        // The catalog, in the order a commit applies it: new tables, status changes,
+        // dropped indexes, new indexes.
+        for st in parsed {
+            if let Statement::CreateTable { name: tname, .. } = st {
+                let id = table_ids
+                    .iter()
+                    .filter(|id| !tables.iter().any(|t| t.id == **id))
+                    .find(|id| take_system(table_revision_hash(id, 0, tname, true, ms, &tx_id)))
+                    .cloned()
+                    .ok_or_else(|| {
+                        at(format!(
+                            "the id of table {tname} appears nowhere but in the hash of its creation \
+                             (no document, old catalog row or UNDROP names it): it cannot be recovered"
+                        ))
+                    })?;
+                tx.execute(
+                    "INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)",
+                    params![id, tname, seq as i64],
+                )
+                .map_err(&e)?;
+                tables.push(TableRow {
+                    id,
+                    name: tname.clone(),
+                    active: true,
+                    version: 0,
+                });
+            }
+        }
+        for st in parsed {
+            let (found, active) = match st {
+                Statement::DropTable { name: tname } => (
+                    tables.iter_mut().find(|t| t.active && t.name == *tname),
+                    false,
+                ),
+                Statement::UndropTable { table_id } => (
+                    tables.iter_mut().find(|t| !t.active && t.id == *table_id),
+                    true,
+                ),
+                _ => continue,
+            };
+            let t = found.ok_or_else(|| at(format!("`{st:?}` names no table of the catalog")))?;
+            t.active = active;
+            t.version += 1;
+            if !take_system(table_revision_hash(
+                &t.id, t.version, &t.name, active, ms, &tx_id,
+            )) {
+                return Err(at(format!(
+                    "table {}'s status change is not a revision of the block",
+                    t.id
+                )));
+            }
+            tx.execute(
+                "UPDATE tables SET status = ?2, modified_seq = ?3, version = ?4 WHERE table_id = ?1",
+                params![t.id, if active { "ACTIVE" } else { "INACTIVE" }, seq as i64, t.version as i64],
+            )
+            .map_err(&e)?;
+        }
+        if !system.is_empty() {
+            return Err(at(format!(
+                "{} table revisions of the block match no statement of it",
+                system.len()
+            )));
+        }
+        for st in parsed {
+            if let Statement::DropIndex { index_id, .. } = st {
+                let table_id: Option<String> = tx
+                    .query_row(
+                        "SELECT table_id FROM indexes WHERE index_id = ?1",
+                        [index_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(&e)?;
+                let table_id = table_id.ok_or_else(|| {
+                    at(format!(
+                        "DROP INDEX names index {index_id}, which does not exist"
+                    ))
+                })?;
+                tx.execute("DELETE FROM index_entries WHERE index_id = ?1", [index_id])
+                    .map_err(&e)?;
+                tx.execute("DELETE FROM indexes WHERE index_id = ?1", [index_id])
+                    .map_err(&e)?;
+                tx.execute(
+                    "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
+                    params![table_id, seq as i64],
+                )
+                .map_err(&e)?;
+            }
+        }
+        for st in parsed {
+            let Statement::CreateIndex {
+                table: tname,
+                field,
+            } = st
+            else {
+                continue;
+            };
+            let table_id = tables
+                .iter()
+                .find(|t| t.active && t.name == *tname)
+                .map(|t| t.id.clone())
+                .ok_or_else(|| {
+                    at(format!(
+                        "CREATE INDEX on {tname}, which is not an active table"
+                    ))
+                })?;
+            let from_old = old_indexes.iter().find(|r| {
+                r.len() == 4
+                    && r[1] == table_id
+                    && r[2] == *field
+                    && r[3] == seq.to_string()
+                    && !used_index_ids.contains(&r[0])
+            });
+            let from_drop = || {
+                drops
+                    .iter()
+                    .find(|(s, t, id)| *s > seq && t == tname && !used_index_ids.contains(id))
+                    .map(|(_, _, id)| id.clone())
+            };
+            let index_id = match from_old.map(|r| r[0].clone()).or_else(from_drop) {
+                Some(id) => id,
+                None => {
+                    let id = crate::names::new_unique_id();
+                    counts.new_index_ids.push(id.clone());
+                    id
+                }
+            };
+            used_index_ids.insert(index_id.clone());
+            tx.execute(
+                "INSERT INTO indexes (index_id, table_id, field, status, created_seq) VALUES (?1, ?2, ?3, 'ONLINE', ?4)",
+                params![index_id, table_id, field, seq as i64],
+            )
+            .map_err(&e)?;
+            index_documents(&tx, &index_id, &table_id, field).map_err(|x| at(x.to_string()))?;
+        }
+
+        // Document revisions, in block order.
+        for (position, rev) in revisions.iter().enumerate() {
+            let Some(meta) = rev.field("metadata") else {
+                continue;
+            };
+            let (Some(doc_id), Some(version)) = (text(meta, "id"), int(meta, "version")) else {
+                return Err(at("a revision's metadata has no id or version".into()));
+            };
+            let table_id = block
+                .field("transactionInfo")
+                .and_then(|t| t.field("documents"))
+                .and_then(|d| d.field(&doc_id))
+                .and_then(|d| text(d, "tableId"))
+                .ok_or_else(|| {
+                    at(format!(
+                        "document {doc_id} is not listed in transactionInfo.documents"
+                    ))
+                })?;
+            let rev_hash = blob(rev, "hash").ok_or_else(|| at("a revision has no hash".into()))?;
+            // `Some(Some(data))`: written; `Some(None)`: redacted since; `None`: deleted.
+            let data: Option<Option<&Value>> = match (rev.field("data"), blob(rev, "dataHash")) {
+                (Some(d), _) => Some(Some(d)),
+                (None, Some(_)) => Some(None),
+                (None, None) => None,
+            };
+            apply_write(
+                &tx,
+                &doc_id,
+                &table_id,
+                version,
+                data,
+                seq,
+                &mut unknown_data,
+            )
+            .map_err(&e)?;
+            tx.execute(
+                "INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    doc_id,
+                    version,
+                    table_id,
+                    seq as i64,
+                    position as i64,
+                    ms,
+                    text(meta, "txId").unwrap_or_default(),
+                    rev_hash,
+                    data.flatten().map(encode_one),
+                    match data {
+                        Some(Some(d)) => Some(ion_hash(d).to_vec()),
+                        Some(None) => blob(rev, "dataHash"),
+                        None => None,
+                    },
+                ],
+            )
+            .map_err(&e)?;
+            tx.execute(
+                "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
+                params![table_id, seq as i64],
+            )
+            .map_err(&e)?;
+        }
+        if let Some(Data::List(items)) = block
+            .field("redactionInfo")
+            .and_then(|r| r.field("revisions"))
+            .map(|r| &r.data)
+        {
+            for r in items {
+                tx.execute(
+                    "UPDATE revisions SET redacted_seq = ?3, data = NULL WHERE doc_id = ?1 AND version = ?2",
+                    params![text(r, "documentId"), int(r, "version"), seq as i64],
+                )
+                .map_err(&e)?;
+            }
+        }
+    }
+    if let Some(doc) = unknown_data.iter().next() {
+        return Err(fail(
+            name,
+            None,
+            format!("the current revision of document {doc} is redacted: its data is not in the journal"),
+        ));
+    }
+    let count = |sql: &str| -> Result<u64, Damage> {
+        tx.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(sqlerr(None))
+    };
+    counts.documents = count("SELECT count(*) FROM documents")?;
+    counts.tables = count("SELECT count(*) FROM tables")?;
+    counts.indexes = count("SELECT count(*) FROM indexes")?;
+    tx.commit().map_err(sqlerr(None))?;
+    drop(conn);
+    std::fs::File::open(new_path)
+        .and_then(|f| f.sync_all())
+        .map_err(|x| {
+            fail(
+                name,
+                None,
+                format!("cannot sync {}: {x}", new_path.display()),
+            )
+        })?;
+    Ok(counts)
+}
+
+/// One document revision's effect on the current state, as a commit applies it: the
+/// documents row, index entries and the per-key OCC sequence of every index of its table.
+/// A revision whose data was redacted since leaves the document's data unknown until a
+/// later revision replaces it (only earlier revisions can be redacted).
+fn apply_write(
+    tx: &Transaction<'_>,
+    doc_id: &str,
+    table_id: &str,
+    version: i64,
+    data: Option<Option<&Value>>,
+    seq: u64,
+    unknown_data: &mut HashSet<String>,
+) -> rusqlite::Result<()> {
+    let old: Option<Option<Value>> = tx
+        .query_row(
+            "SELECT data FROM documents WHERE doc_id = ?1",
+            [doc_id],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .optional()?
+        .map(|bytes| {
+            if unknown_data.contains(doc_id) {
+                None
+            } else {
+                decode(&bytes).ok().and_then(|mut v| v.pop())
+            }
+        });
+    let indexes: Vec<(String, String)> = {
+        let mut stmt =
+            tx.prepare_cached("SELECT index_id, field FROM indexes WHERE table_id = ?1")?;
+        let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    // A key: `Ok(None)` no key, `Ok(Some)` a key, `Err` unknown (redacted data).
+    let key = |d: Option<Option<&Value>>, field: &str| -> Result<Option<Vec<u8>>, ()> {
+        match d {
+            None => Ok(None),
+            Some(None) => Err(()),
+            Some(Some(v)) => Ok(v.field(field).map(index_key)),
+        }
+    };
+    for (index_id, field) in &indexes {
+        let (a, b) = (
+            key(old.as_ref().map(|o| o.as_ref()), field),
+            key(data, field),
+        );
+        if a == b && a.is_ok() {
+            continue;
+        }
+        if let Ok(Some(k)) = &a {
+            tx.execute(
+                "DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2 AND doc_id = ?3",
+                params![index_id, k, doc_id],
+            )?;
+        }
+        if let Ok(Some(k)) = &b {
+            tx.execute(
+                "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
+                params![index_id, k, doc_id],
+            )?;
+        }
+        // The OCC sequence of a key is known only where both sides are.
+        if a.is_ok() && b.is_ok() {
+            for k in [a, b].into_iter().flatten().flatten() {
+                tx.execute(
+                    "INSERT INTO index_key_seq (index_id, key, seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (index_id, key) DO UPDATE SET seq = excluded.seq",
+                    params![index_id, k, seq as i64],
+                )?;
+            }
+        }
+    }
+    match data {
+        Some(d) => {
+            // Unknown data is held as an empty struct (no field, so no index key) until a
+            // later revision replaces it.
+            let bytes = encode_one(d.unwrap_or(&Value::structure(Vec::<(String, Value)>::new())));
+            tx.execute(
+                "INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data",
+                params![doc_id, table_id, version, bytes],
+            )?;
+            if d.is_none() {
+                unknown_data.insert(doc_id.to_string());
+            } else {
+                unknown_data.remove(doc_id);
+            }
+        }
+        None => {
+            tx.execute("DELETE FROM documents WHERE doc_id = ?1", [doc_id])?;
+            unknown_data.remove(doc_id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! `qldb-local rebuild` regenerates every derived table of a ledger file from its verified
+//! journal, exactly as the commits made them; refuses a damaged journal, a journal that
+//! lost blocks the file remembers, and a data dir a server holds; and the server refuses to
+//! open a ledger whose schema or journal tip is inconsistent.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qldb_local::config::Config;
+use qldb_local::control::{system_clock, ControlPlane};
+use qldb_local::ion::{Data, Value};
+use qldb_local::rebuild::rebuild;
+use qldb_local::verify::verify_ledger;
+use rusqlite::Connection;
+
+fn text(v: &Value, f: &str) -> String {
+    match v.field(f).map(|x| &x.data) {
+        Some(Data::String(s)) => s.clone(),
+        other => panic!("{f}: {other:?}"),
+    }
+}
+
+/// A ledger `j` that used every statement kind, a redaction of an indexed document's earlier
+/// revision, and documents in a dropped table; returns its data dir (server closed).
+fn build() -> tempfile::TempDir {
+    let l = common::ledger();
+    let token = l.sessions.start_session("j").unwrap();
+    let one = |stmt: &str, params: &[&str]| {
+        let mut tx = common::Tx::begin(&l, &token);
+        let rows = tx.run(stmt, params).unwrap();
+        tx.commit().unwrap();
+        rows
+    };
+    let mut tx = common::Tx::begin(&l, &token);
+    let a = text(&tx.run("CREATE TABLE A", &[]).unwrap()[0], "tableId");
+    tx.run("CREATE INDEX ON A (k)", &[]).unwrap();
+    tx.run(
+        "INSERT INTO A << {'k': 1, 'v': 'x'}, {'k': 2}, {'v': 3} >>",
+        &[],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    one("UPDATE A AS a SET a.k = 5, a.w = 1 WHERE a.k = 1", &[]);
+    one("UPDATE A AS a SET a = {'k': 7} WHERE a.k = 2", &[]);
+    one("DELETE FROM A AS a WHERE a.k = 7", &[]);
+    one("FROM A AS a WHERE a.v = 3 SET a.k = 9", &[]);
+    // An empty table, never written: its id is only in its creation's hash and the catalog.
+    one("CREATE TABLE Empty", &[]);
+    let b = text(&one("CREATE TABLE B", &[])[0], "tableId");
+    one("INSERT INTO B VALUE {'z': 1}", &[]);
+    one("DROP TABLE B", &[]);
+    one(&format!("UNDROP TABLE \"{b}\""), &[]);
+    one("DROP TABLE B", &[]);
+    one("CREATE INDEX ON A (v)", &[]);
+    let indexes = one(
+        "SELECT VALUE i FROM information_schema.user_tables AS t, t.indexes AS i WHERE t.name = 'A'",
+        &[],
+    );
+    let v_index = indexes
+        .iter()
+        .find(|i| text(i, "expr").contains('v'))
+        .map(|i| text(i, "indexId"))
+        .expect("the index on v");
+    one(
+        &format!("DROP INDEX \"{v_index}\" ON A WITH (purge = true)"),
+        &[],
+    );
+    one("INSERT INTO A VALUE {'v': 4, 'k': 5}", &[]);
+    // Redact the first revision of the document now keyed 5 (it was keyed 1).
+    let history = one(
+        "SELECT h.blockAddress, h.metadata.id FROM history(A) AS h WHERE h.metadata.version = 0 AND h.data.k = 1",
+        &[],
+    );
+    let address = history[0].field("blockAddress").unwrap().clone();
+    let doc = text(&history[0], "id");
+    let mut tx = common::Tx::begin(&l, &token);
+    let params = [
+        qldb_local::ion::text::to_text_one(&address),
+        format!("\"{a}\""),
+        format!("\"{doc}\""),
+    ];
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    tx.run("EXEC REDACT_REVISION ?, ?, ?", &params).unwrap();
+    tx.commit().unwrap();
+    one("UPDATE A AS a SET a.k = 6 WHERE a.k = 5 AND a.w = 1", &[]);
+    l.close()
+}
+
+fn file(dir: &Path) -> PathBuf {
+    dir.join("ledgers").join("j.sqlite")
+}
+
+/// Every row of every table of the file, by table, in a stable order.
+fn dump(dir: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
+    let conn = Connection::open(file(dir)).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables
+        .into_iter()
+        .map(|t| {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {t}")).unwrap();
+            let n = stmt.column_count();
+            let mut rows: Vec<Vec<rusqlite::types::Value>> = stmt
+                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            (t, rows)
+        })
+        .collect()
+}
+
+fn sql(dir: &Path, statement: &str) {
+    Connection::open(file(dir))
+        .unwrap()
+        .execute_batch(statement)
+        .unwrap();
+}
+
+#[test]
+fn rebuild_regenerates_exactly_what_the_commits_wrote() {
+    let dir = build();
+    let before = dump(dir.path());
+    let digest = verify_ledger(dir.path(), "j").unwrap();
+
+    // Damage every derived table at once; verify sees it.
+    sql(
+        dir.path(),
+        "DELETE FROM documents WHERE rowid IN (SELECT rowid FROM documents LIMIT 1);
+         UPDATE documents SET version = version + 1;
+         DELETE FROM index_entries;
+         DELETE FROM merkle WHERE level > 0;
+         UPDATE revisions SET tx_time_ms = tx_time_ms + 1;
+         UPDATE tables SET name = 'X' WHERE name = 'Empty';
+         UPDATE blocks SET ts_ms = 0 WHERE seq = 1;
+         UPDATE index_key_seq SET seq = 1;",
+    );
+    assert!(verify_ledger(dir.path(), "j").is_err());
+
+    let r = rebuild(dir.path(), "j").unwrap();
+    assert_eq!(r.verified, digest);
+    assert_eq!((r.tables, r.indexes), (3, 1));
+    assert!(r.new_index_ids.is_empty(), "{:?}", r.new_index_ids);
+    assert!(r.backup.exists());
+    assert_eq!(verify_ledger(dir.path(), "j").unwrap(), digest);
+
+    // Byte for byte what the commits wrote, except the OCC rows a redaction hides: the
+    // keys of the redacted revision and of the revision after it are unknown.
+    let after = dump(dir.path());
+    assert_eq!(
+        before.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+        after.iter().map(|(t, _)| t).collect::<Vec<_>>()
+    );
+    for ((table, want), (_, got)) in before.iter().zip(&after) {
+        if table == "index_key_seq" {
+            assert!(
+                got.iter().all(|row| want.contains(row)),
+                "{got:?} ⊄ {want:?}"
+            );
+            assert!(got.len() + 2 >= want.len(), "{got:?} vs {want:?}");
+        } else {
+            assert_eq!(want, got, "table {table}");
+        }
+    }
+    // An index id lives only in the catalog: lost there, the index gets a new one.
+    sql(
+        dir.path(),
+        "DELETE FROM index_entries; DELETE FROM indexes;",
+    );
+    let r = rebuild(dir.path(), "j").unwrap();
+    assert_eq!(r.new_index_ids.len(), 1);
+    assert_eq!(verify_ledger(dir.path(), "j").unwrap(), digest);
+
+    // The rebuilt file serves: a server opens it and reads the documents.
+    let cfg = Config::for_tests(dir.path().to_path_buf());
+    let control = std::sync::Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+    assert_eq!(control.ledger_count().unwrap(), 1);
+}
+
+#[test]
+fn rebuild_refuses_a_damaged_journal_and_leaves_the_file() {
+    let dir = build();
+    // A flipped byte inside block 3's Ion.
+    sql(
+        dir.path(),
+        "UPDATE blocks SET ion = CAST(substr(ion, 1, 40) || X'00' || substr(ion, 42) AS BLOB) WHERE seq = 3",
+    );
+    let before = dump(dir.path());
+    let e = rebuild(dir.path(), "j").unwrap_err();
+    assert!(e.message.contains("journal itself is damaged"), "{e}");
+    assert_eq!(e.block, Some(3), "{e}");
+    assert!(dump(dir.path()) == before, "the file changed");
+    assert!(!dir.path().join("rebuild-backups").exists());
+}
+
+#[test]
+fn rebuild_refuses_a_journal_that_lost_its_last_blocks() {
+    let dir = build();
+    let tip: i64 = Connection::open(file(dir.path()))
+        .unwrap()
+        .query_row("SELECT max(seq) FROM blocks", [], |r| r.get(0))
+        .unwrap();
+    sql(dir.path(), &format!("DELETE FROM blocks WHERE seq = {tip}"));
+    let e = rebuild(dir.path(), "j").unwrap_err();
+    assert!(e.message.contains("blocks were lost"), "{e}");
+}
+
+#[test]
+fn rebuild_and_a_server_exclude_each_other() {
+    let l = common::ledger();
+    // A server holds the data dir: rebuild refuses and names it.
+    let e = rebuild(l.data_dir(), "j").unwrap_err();
+    assert!(e.message.contains("in use by a qldb-local server"), "{e}");
+    let dir = l.close();
+    // A rebuild holds it: the server refuses to start and names the ledger.
+    let _held =
+        qldb_local::storage::catalog::lock_data_dir(dir.path(), "qldb-local rebuild of ledger j")
+            .unwrap();
+    let cfg = Config::for_tests(dir.path().to_path_buf());
+    let e = ControlPlane::open((&cfg).into(), system_clock())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("rebuild of ledger j"), "{e}");
+    // Names that are not ledgers never reach the filesystem.
+    drop(_held);
+    let e = rebuild(dir.path(), "../j").unwrap_err();
+    assert!(e.message.contains("not a ledger name"), "{e}");
+    let e = rebuild(dir.path(), "nope").unwrap_err();
+    assert!(e.message.contains("no ledger named nope"), "{e}");
+}
+
+#[test]
+fn the_server_refuses_a_ledger_whose_schema_or_tip_is_inconsistent() {
+    let cases = [
+        ("DROP INDEX documents_by_table", "schema"),
+        ("ALTER TABLE documents ADD COLUMN extra TEXT", "schema"),
+        (
+            "DELETE FROM blocks WHERE seq = (SELECT max(seq) FROM blocks)",
+            "digest tree",
+        ),
+        ("DELETE FROM blocks WHERE seq = 2", "blocks are missing"),
+        (
+            "UPDATE blocks SET block_hash = zeroblob(32) WHERE seq = (SELECT max(seq) FROM blocks)",
+            "tip block",
+        ),
+        (
+            "DELETE FROM merkle WHERE level = (SELECT max(level) FROM merkle)",
+            "digest tree",
+        ),
+        (
+            "UPDATE meta SET value = 'other' WHERE key = 'ledger_name'",
+            "meta",
+        ),
+        ("DELETE FROM blocks", "no genesis"),
+    ];
+    for (damage, why) in cases {
+        let dir = build();
+        sql(dir.path(), damage);
+        let cfg = Config::for_tests(dir.path().to_path_buf());
+        let e = ControlPlane::open((&cfg).into(), system_clock())
+            .err()
+            .unwrap_or_else(|| panic!("{damage}: opened"))
+            .to_string();
+        assert!(
+            e.contains("ledger j") && e.contains("cannot be served") && e.contains(why),
+            "{damage}: {e}"
+        );
+    }
+}
+
+#[test]
+fn the_command_line_rebuilds_and_reports() {
+    let dir = build();
+    sql(dir.path(), "DELETE FROM documents");
+    let out = Command::new(env!("CARGO_BIN_EXE_qldb-local"))
+        .args(["rebuild", "--ledger", "j", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("rebuilt j: "), "{stdout}");
+    assert!(
+        stdout.contains("4 documents, 3 tables, 1 indexes"),
+        "{stdout}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_qldb-local"))
+        .args(["verify", "--ledger", "j", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
