@@ -136,14 +136,25 @@ pub fn rebuild(data_dir: &Path, name: &str) -> Result<Rebuilt, Damage> {
     std::fs::create_dir_all(&backups)
         .map_err(|e| err(format!("cannot create {}: {e}", backups.display())))?;
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let backup = backups.join(format!("{name}-{stamp}.sqlite"));
+    let unique = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let backup = backups.join(format!("{name}-{stamp}-{unique}.sqlite"));
+    let keep_fail = |e: std::io::Error| {
+        err(format!(
+            "cannot keep the old file as {}: {e}",
+            backup.display()
+        ))
+    };
     if std::fs::hard_link(&path, &backup).is_err() {
-        std::fs::copy(&path, &backup).map_err(|e| {
-            err(format!(
-                "cannot keep the old file as {}: {e}",
-                backup.display()
-            ))
-        })?;
+        // Never over an existing file: a backup is only ever added.
+        let mut to = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&backup)
+            .map_err(keep_fail)?;
+        std::fs::File::open(&path)
+            .and_then(|mut from| std::io::copy(&mut from, &mut to))
+            .and_then(|_| to.sync_all())
+            .map_err(keep_fail)?;
     }
     crate::storage::ledger_db::remove_files_except_main(&path).map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, &path).map_err(|e| err(format!("cannot swap in the new file: {e}")))?;

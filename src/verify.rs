@@ -336,6 +336,9 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
     }
     drop(rows);
     drop(stmt);
+    // The checks the server makes before it serves the file (schema, identity, tip), after
+    // the chain so that a damaged block is named.
+    crate::storage::journal::open_check(&tx, name).map_err(|why| damage(None, why))?;
     replay
         .check_derived_state(&tx, tip)
         .map_err(|(block, m)| damage(block, m))?;

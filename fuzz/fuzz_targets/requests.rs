@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use axum::body::Body;
 use axum::http::Request;
 use libfuzzer_sys::fuzz_target;
-use qldb_local::config::{AuthMode, Config};
+use qldb_local::config::{AuthMode, Config, Durability};
 use tower::ServiceExt;
 
 struct Fixture {
@@ -25,6 +25,8 @@ fn fixture() -> &'static Fixture {
         let mut cfg = Config::for_tests(dir.path().to_path_buf());
         cfg.auth = AuthMode::Off;
         cfg.max_ledgers = 20;
+        // Nothing here outlives the process: skip the fsync of every commit.
+        cfg.durability = Durability::Relaxed;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
