@@ -112,9 +112,9 @@ fn main() -> std::process::ExitCode {
             };
             match runtime.block_on(qldb_local::server::run(*cfg)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
+                // One line, in the log format chosen (a container's log shows why it stopped).
                 Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("qldb-local: {e}");
+                    tracing::error!("qldb-local cannot serve: {e}");
                     std::process::ExitCode::FAILURE
                 }
             }

@@ -552,9 +552,9 @@ impl Reader<'_> {
                 let mut fields = Vec::new();
                 while self.pos < body_end {
                     let sid = self.var_uint(body_end)?;
-                    let name = self.symbol_text(sid)?;
+                    // A NOP pad's field name is never resolved (it names nothing).
                     if let Some(v) = self.value(body_end, depth + 1)? {
-                        fields.push((name, v));
+                        fields.push((self.symbol_text(sid)?, v));
                     }
                 }
                 Data::Struct(fields)
@@ -626,10 +626,22 @@ impl Reader<'_> {
             if negative && !coefficient.is_zero() {
                 return Err(err("negative fractional seconds"));
             }
-            ts.fraction = Some((coefficient, exponent));
+            if exponent >= 0 && !coefficient.is_zero() {
+                return Err(err("fractional seconds of 1 or more"));
+            }
+            // 0 × 10^e with e ≥ 0 is no fraction at all (as ion-rs reads it); a zero with
+            // a negative exponent keeps its precision (`.000`).
+            if exponent < 0 {
+                ts.fraction = Some((coefficient, exponent));
+            }
         }
         if ts.month == 0 || ts.day == 0 {
             return Err(err("timestamp month and day start at 1"));
+        }
+        // A date without a time of day has no offset in the Ion data model (text cannot
+        // write one): an offset stored with it is dropped, as ion-rs reads it.
+        if ts.precision < Precision::Minute {
+            ts.offset_minutes = None;
         }
         Ok(ts)
     }
@@ -653,12 +665,8 @@ impl Reader<'_> {
                     Data::List(imports) => {
                         // Shared tables are not available here: their symbols have unknown text.
                         for imp in imports {
-                            if let Some(Value {
-                                data: Data::Int(n), ..
-                            }) = imp.field("max_id")
-                            {
-                                imported += u64::try_from(n.clone()).unwrap_or(0);
-                            }
+                            imported =
+                                imported.saturating_add(super::text::import_slots(imp) as u64);
                         }
                     }
                     _ => {}

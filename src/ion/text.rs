@@ -257,13 +257,21 @@ pub fn from_text(text: &str) -> Result<Vec<Value>, IonError> {
         if p.pos >= p.s.len() {
             return Ok(out);
         }
+        let start = p.pos;
         let v = p.value(0, Ctx::TopLevel)?;
-        // The Ion version marker is a bare symbol at top level; it resets the symbols.
-        if v.annotations.is_empty() && v.data == Data::Symbol(Some("$ion_1_0".into())) {
+        // The Ion version marker is the bare identifier at top level (not `'$ion_1_0'` or
+        // `$2`, which are symbol values); it resets the symbols.
+        if v.annotations.is_empty()
+            && v.data == Data::Symbol(Some("$ion_1_0".into()))
+            && text[start..p.pos].trim_end() == "$ion_1_0"
+        {
             p.local.clear();
             continue;
         }
-        if v.annotations.first() == Some(&Some("$ion_symbol_table".into())) {
+        // A local symbol table is a struct (`$ion_symbol_table::x` is a user value).
+        if v.annotations.first() == Some(&Some("$ion_symbol_table".into()))
+            && matches!(v.data, Data::Struct(_))
+        {
             p.local = local_symbols(&v, std::mem::take(&mut p.local));
             continue;
         }
@@ -275,6 +283,21 @@ pub fn from_text(text: &str) -> Result<Vec<Value>, IonError> {
 /// the binary reader has the same cap.
 pub(crate) const MAX_IMPORTED_SYMBOLS: usize = 1 << 20;
 
+/// How many symbol ids one entry of a symbol table's `imports` list reserves (with unknown
+/// text: no shared table is available here). An import without a non-empty string `name`, or
+/// of the system table `$ion`, is ignored, as the Ion spec says; a `max_id` that is not a
+/// non-negative int reserves nothing. Both readers use it.
+pub(crate) fn import_slots(import: &Value) -> usize {
+    match import.field("name").map(|v| &v.data) {
+        Some(Data::String(name)) if !name.is_empty() && name != "$ion" => {}
+        _ => return 0,
+    }
+    match import.field("max_id").map(|v| &v.data) {
+        Some(Data::Int(n)) if n.sign() != Sign::Minus => n.to_usize().unwrap_or(usize::MAX),
+        _ => 0,
+    }
+}
+
 /// The local symbols a `$ion_symbol_table::{imports: …, symbols: [...]}` defines. With
 /// `imports: $ion_symbol_table` it extends the current table; imports of shared tables,
 /// which a reader here cannot resolve, take their `max_id` slots with unknown text.
@@ -284,10 +307,7 @@ fn local_symbols(table: &Value, current: Vec<Option<String>>) -> Vec<Option<Stri
         Some(Data::Symbol(Some(s))) if s == "$ion_symbol_table" => out = current,
         Some(Data::List(imports)) => {
             for import in imports {
-                let slots = match import.field("max_id").map(|v| &v.data) {
-                    Some(Data::Int(n)) => n.to_usize().unwrap_or(usize::MAX),
-                    _ => 0,
-                };
+                let slots = import_slots(import);
                 // The unknown slots of all imports together stay within the cap (each one
                 // alone within it let 400 imports allocate gigabytes).
                 let room = MAX_IMPORTED_SYMBOLS.saturating_sub(out.len());
@@ -633,6 +653,14 @@ impl Parser<'_> {
                 self.pos += c.len_utf8();
                 match c {
                     '\\' => self.escape(&mut out)?,
+                    // A raw line break is a newline: CR LF and a lone CR read as LF, as
+                    // ion-rs (the differential oracle) reads them.
+                    '\r' => {
+                        if self.peek() == Some(b'\n') {
+                            self.pos += 1;
+                        }
+                        out.push('\n');
+                    }
                     c => out.push(c),
                 }
             }
@@ -781,9 +809,11 @@ fn clob_bytes(s: &str) -> Result<Vec<u8>, IonError> {
 }
 
 fn parse_number(tok: &str) -> Result<Data, String> {
-    if tok.contains('T')
-        || (tok.len() >= 10 && tok.as_bytes().get(4) == Some(&b'-') && !tok.starts_with('-'))
-    {
+    // A timestamp starts with a four-digit year and '-' ("4.7d-3272" is a decimal).
+    let year_dash = tok.len() >= 10
+        && tok.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && tok.as_bytes()[4] == b'-';
+    if tok.contains('T') || year_dash {
         return parse_timestamp(tok).map(Data::Timestamp);
     }
     let (negative, body) = match tok.strip_prefix('-') {
@@ -805,10 +835,8 @@ fn parse_number(tok: &str) -> Result<Data, String> {
     };
     if let Some(radix) = radix {
         let digits = check_underscores(&body[2..])?;
+        // `-0x0` is int 0, as ion-rs and ion-java read it (only binary forbids negative zero).
         let mag = BigUint::from_str_radix(&digits, radix).map_err(|_| "bad integer")?;
-        if negative && mag.is_zero() {
-            return Err("negative zero int".into());
-        }
         return Ok(Data::Int(BigInt::from_biguint(
             if negative { Sign::Minus } else { Sign::Plus },
             mag,
@@ -837,10 +865,8 @@ fn parse_number(tok: &str) -> Result<Data, String> {
         None => (body.as_str(), None),
     };
     if !mantissa.contains('.') && exp.is_none() {
+        // `-0` is int 0, as ion-rs and ion-java read it.
         let mag: BigUint = mantissa.parse().map_err(|_| "bad integer")?;
-        if negative && mag.is_zero() {
-            return Err("negative zero int".into());
-        }
         return Ok(Data::Int(BigInt::from_biguint(
             if negative { Sign::Minus } else { Sign::Plus },
             mag,
