@@ -1,4 +1,4 @@
-"""A smoke test against an already running qldb-local (used by docker/docker-compose.yml).
+"""A smoke test against an already running qldb-local (any deployment: a container, a host).
 
 Reads the endpoint from AWS_ENDPOINT_URL_QLDB like every AWS SDK does, so it runs unchanged
 against any qldb-local: create a ledger, describe it, tag it, delete it.

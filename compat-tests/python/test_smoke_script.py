@@ -1,4 +1,4 @@
-"""compat-tests/smoke.py (the docker-compose test container's script) passes against a server."""
+"""compat-tests/smoke.py (a smoke test for any running qldb-local) passes against a server."""
 
 import pathlib
 import subprocess

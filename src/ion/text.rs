@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use num_bigint::{BigInt, BigUint, Sign};
-use num_traits::{Num, ToPrimitive, Zero};
+use num_traits::{Num, ToPrimitive};
 
 use super::{Data, Decimal, IonError, IonType, Precision, Timestamp, Value};
 
