@@ -91,4 +91,9 @@ LATEST=compat-tests/.venv-latest
 "$LATEST/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade boto3 awscli pytest
 "$LATEST/bin/python" -m pytest -q -p no:cacheprovider compat-tests/latest-sdk
 
+step "container image and docker-compose in the Docker engine (SKIPPED without one)"
+# Makes local base images (debootstrap, this machine's Rust toolchain; kept between runs),
+# builds docker/Dockerfile from them and runs compat-tests/docker/test_container.py.
+PY=compat-tests/.venv/bin/python compat-tests/docker/run.sh
+
 step "all suites passed in $((SECONDS - started))s"
