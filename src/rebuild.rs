@@ -339,10 +339,19 @@ fn write_new(old_path: &Path, new_path: &Path, name: &str) -> Result<Counts, Dam
         {
             table_ids.extend(docs.iter().filter_map(|(_, d)| text(d, "tableId")));
         }
+        // Every statement must parse: a DDL statement skipped would lose its table or index.
         let parsed: Vec<Statement> = statements(&block)
             .iter()
-            .filter_map(|t| crate::partiql::parse_statement(t).ok())
-            .collect();
+            .map(|t| {
+                crate::partiql::parse_statement(t).map_err(|e| {
+                    fail(
+                        name,
+                        Some(seq),
+                        format!("its statement `{t}` does not parse: {e}"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         for st in &parsed {
             if let Statement::UndropTable { table_id } = st {
                 table_ids.insert(table_id.clone());
