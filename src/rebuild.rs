@@ -30,7 +30,7 @@ use crate::partiql::ast::Statement;
 use crate::storage::catalog::{ledgers_dir, lock_data_dir};
 use crate::storage::journal::{index_documents, index_key, node};
 use crate::storage::schema::{migrate, LEDGER_MIGRATIONS};
-use crate::verify::{verify_file, Damage, Scope, Verified};
+use crate::verify::{int_field as int, text_field as text, verify_file, Damage, Scope, Verified};
 
 /// What a rebuild did.
 #[derive(Debug)]
@@ -185,20 +185,6 @@ struct TableRow {
     name: String,
     active: bool,
     version: u64,
-}
-
-fn text(v: &Value, name: &str) -> Option<String> {
-    match v.field(name).map(|f| &f.data) {
-        Some(Data::String(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value, name: &str) -> Option<i64> {
-    match v.field(name).map(|f| &f.data) {
-        Some(Data::Int(i)) => i64::try_from(i.clone()).ok(),
-        _ => None,
-    }
 }
 
 fn blob(v: &Value, name: &str) -> Option<Vec<u8>> {

@@ -375,14 +375,14 @@ struct Replay {
 
 type Found = Result<(), (Option<u64>, String)>;
 
-fn text_field(v: &Value, name: &str) -> Option<String> {
+pub(crate) fn text_field(v: &Value, name: &str) -> Option<String> {
     match v.field(name).map(|f| &f.data) {
         Some(Data::String(s)) => Some(s.clone()),
         _ => None,
     }
 }
 
-fn int_field(v: &Value, name: &str) -> Option<i64> {
+pub(crate) fn int_field(v: &Value, name: &str) -> Option<i64> {
     match v.field(name).map(|f| &f.data) {
         Some(Data::Int(i)) => i64::try_from(i.clone()).ok(),
         _ => None,
