@@ -250,18 +250,24 @@ pub struct Tip {
 pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::Result<(), String> {
     let sql = |e: rusqlite::Error| format!("cannot read it: {e}");
     // Schema: the same tables, indexes and columns as a fresh database of this version.
-    let reference = {
-        let mut c = Connection::open_in_memory().map_err(sql)?;
-        crate::storage::schema::migrate(
-            &mut c,
-            crate::storage::schema::LEDGER_MIGRATIONS,
-            "reference",
-        )
-        .map_err(|e| e.to_string())?;
-        schema_of(&c).map_err(sql)?
-    };
+    // Made once per process: a freshly migrated database's schema.
+    static REFERENCE: std::sync::OnceLock<std::result::Result<Schema, String>> =
+        std::sync::OnceLock::new();
+    let reference = REFERENCE
+        .get_or_init(|| {
+            let mut c = Connection::open_in_memory().map_err(|e| e.to_string())?;
+            crate::storage::schema::migrate(
+                &mut c,
+                crate::storage::schema::LEDGER_MIGRATIONS,
+                "reference",
+            )
+            .map_err(|e| e.to_string())?;
+            schema_of(&c).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| format!("cannot make the reference schema: {e}"))?;
     let found = schema_of(conn).map_err(sql)?;
-    if found != reference {
+    if found != *reference {
         let missing: Vec<&str> = reference
             .iter()
             .filter(|r| !found.contains(r))
@@ -353,7 +359,9 @@ pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::R
 }
 
 /// (type, name, SQL) of every table and index of a database.
-fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<(String, String, String)>> {
+type Schema = Vec<(String, String, String)>;
+
+fn schema_of(conn: &Connection) -> rusqlite::Result<Schema> {
     let mut stmt = conn.prepare(
         "SELECT type, name, coalesce(sql, '') FROM sqlite_master
          WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
