@@ -39,7 +39,8 @@ trap 'rm -rf "$work"' EXIT
 if ! fresh "$DEBIAN_IMAGE" "$recipe"; then
     echo "making $DEBIAN_IMAGE with debootstrap ($MIRROR)"
     if ! command -v debootstrap >/dev/null; then
-        apt-get install -y -qq debootstrap >/dev/null
+        apt-get install -y -qq debootstrap >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
     fi
     debootstrap --variant=minbase "$SUITE" "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 || {
         tail -20 "$work/debootstrap.log" >&2
