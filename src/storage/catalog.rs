@@ -208,7 +208,6 @@ pub(super) fn insert_tags(
     Ok(())
 }
 
-/// Where ledger files live inside a data dir.
 /// Takes the data dir's exclusive lock (`<data_dir>/.lock`), held by a server for its
 /// lifetime and by `qldb-local rebuild` while it works, and records `holder` (with the
 /// process id) in the file so that the next process to try can say who has it. The lock
@@ -243,6 +242,7 @@ pub fn lock_data_dir(data_dir: &Path, holder: &str) -> Result<File> {
     Ok(lock)
 }
 
+/// Where ledger files live inside a data dir.
 pub fn ledgers_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("ledgers")
 }
