@@ -217,6 +217,11 @@ fn differential_findings_read_as_ion_rs_reads_them() {
     assert_eq!(from_text("$ion_1_0 1").unwrap().len(), 1);
     // `$ion_symbol_table::x` is a user value: only a struct is a symbol table.
     assert_eq!(from_text("$ion_symbol_table::x").unwrap().len(), 1);
+    // A line comment ends at CR as well as at LF.
+    assert_eq!(
+        from_text("{a: 1 // c\r}").unwrap(),
+        from_text("{a: 1}").unwrap()
+    );
     // A raw CR or CR LF in a long string reads as LF.
     assert_eq!(
         from_text("'''a\r\nb\rc'''").unwrap(),

@@ -399,9 +399,10 @@ impl Parser<'_> {
             match self.peek() {
                 Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C) => self.pos += 1,
                 Some(b'/') if self.peek_at(1) == Some(b'/') => {
+                    // A line comment ends at a line break: LF, or CR (as ion-rs reads it).
                     while let Some(c) = self.peek() {
                         self.pos += 1;
-                        if c == b'\n' {
+                        if c == b'\n' || c == b'\r' {
                             break;
                         }
                     }
