@@ -297,7 +297,7 @@ fn parse_credential(s: &str) -> Result<Credential, String> {
     }
 }
 
-fn parse_account_id(s: &str) -> Result<String, String> {
+pub fn parse_account_id(s: &str) -> Result<String, String> {
     if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(s.to_string())
     } else {

@@ -45,6 +45,8 @@
 //! - [`storage`]: SQLite catalog and ledger files (journal, documents, revisions, indexes).
 //! - [`ion`]: Ion values, binary and text codecs, Ion Hash.
 //! - [`verify`]: the offline verifier behind `qldb-local verify`.
+//! - [`rebuild`] and [`import`]: a ledger file replayed from its journal, or from a QLDB
+//!   journal export.
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
 //! - [`iam`]: principals, credentials files and IAM policy evaluation (STANDARD mode).
 //! - [`tls`]: the HTTPS side of the listener (`--tls`).
@@ -55,6 +57,7 @@ pub mod config;
 pub mod control;
 pub mod http;
 pub mod iam;
+pub mod import;
 pub mod ion;
 pub mod jobs;
 pub mod journal;

@@ -26,6 +26,14 @@ enum Command {
         /// Check only this ledger.
         #[arg(long)]
         ledger: Option<String>,
+        /// Also check a digest saved earlier (GetDigest's Digest, base64) against the
+        /// journal at that digest's tip (needs --ledger and --digest-tip-address).
+        #[arg(long, requires_all = ["ledger", "digest_tip_address"])]
+        digest: Option<String>,
+        /// The saved digest's DigestTipAddress, as GetDigest gave it:
+        /// '{strandId:"...",sequenceNo:N}'.
+        #[arg(long, requires = "digest")]
+        digest_tip_address: Option<String>,
     },
     /// Regenerate a ledger file from its verified journal (stop the server first): every
     /// derived table is rebuilt beside the old file, verified, then swapped in; the old file
@@ -38,6 +46,39 @@ enum Command {
         #[arg(long)]
         ledger: String,
     },
+    /// Make a ledger from a QLDB journal export (ExportJournalToS3, ION_TEXT or ION_BINARY),
+    /// hash for hash: the same strand, blocks, digests and proofs; new transactions extend
+    /// the same chain. Stop the server first. An interrupted import continues when run again.
+    Import {
+        /// The data directory.
+        #[arg(long, env = "QLDB_LOCAL_DATA_DIR", default_value = "./qldb-data")]
+        data_dir: std::path::PathBuf,
+        /// The name of the new ledger.
+        #[arg(long)]
+        ledger: String,
+        /// The export: s3://bucket/prefix (every completed export under it), or a local
+        /// directory holding a copy (`aws s3 sync s3://bucket/prefix DIR`).
+        #[arg(long)]
+        from: String,
+        /// The new ledger's permissions mode.
+        #[arg(long, default_value = "STANDARD", value_parser = ["STANDARD", "ALLOW_ALL"])]
+        permissions_mode: String,
+        /// AWS region used in the ledger's ARN (and for S3 when the environment names none).
+        #[arg(long, env = "QLDB_LOCAL_REGION", default_value = "us-east-1")]
+        region: String,
+        /// AWS account id used in the ledger's ARN.
+        #[arg(long, env = "QLDB_LOCAL_ACCOUNT_ID", default_value = "000000000000", value_parser = qldb_local::config::parse_account_id)]
+        account_id: String,
+        /// S3 endpoint. Overrides AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL.
+        #[arg(long, env = "QLDB_LOCAL_S3_ENDPOINT")]
+        s3_endpoint: Option<String>,
+        /// Address S3 buckets as https://host/bucket (path style).
+        #[arg(long, env = "QLDB_LOCAL_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+        s3_path_style: bool,
+        /// No progress on standard error.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Probe a running server's /health (for container health checks); exit 0 when ready.
     Health {
         /// The server's listen address; 0.0.0.0 is probed on 127.0.0.1.
@@ -49,8 +90,14 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Verify { data_dir, ledger } => {
-            match qldb_local::verify::run(&data_dir, ledger.as_deref()) {
+        Command::Verify {
+            data_dir,
+            ledger,
+            digest,
+            digest_tip_address,
+        } => {
+            let saved = digest.zip(digest_tip_address);
+            match qldb_local::verify::run(&data_dir, ledger.as_deref(), saved) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("qldb-local verify: {e}");
@@ -78,10 +125,72 @@ fn main() -> std::process::ExitCode {
                             "note: index {id} got a new id (the journal does not record index ids)"
                         );
                     }
+                    for note in &r.notes {
+                        println!("note: {note}");
+                    }
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("qldb-local rebuild: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Import {
+            data_dir,
+            ledger,
+            from,
+            permissions_mode,
+            region,
+            account_id,
+            s3_endpoint,
+            s3_path_style,
+            quiet,
+        } => {
+            let opts = qldb_local::import::ImportOptions {
+                data_dir,
+                ledger,
+                from,
+                region,
+                account_id,
+                permissions_mode,
+                s3_endpoint,
+                s3_path_style,
+                progress: !quiet,
+            };
+            match qldb_local::import::import(&opts) {
+                Ok(r) => {
+                    use base64::Engine as _;
+                    if let Some(after) = r.resumed_after {
+                        println!("continued an interrupted import after block {after}");
+                    }
+                    println!(
+                        "imported {}: {} blocks from {} objects, digest {} at {{strandId:\"{}\",sequenceNo:{}}}; {} documents, {} tables, {} indexes",
+                        r.verified.ledger,
+                        r.verified.blocks,
+                        r.objects,
+                        base64::engine::general_purpose::STANDARD.encode(&r.verified.digest),
+                        r.strand,
+                        r.verified.tip,
+                        r.documents,
+                        r.tables,
+                        r.indexes,
+                    );
+                    for id in &r.new_table_ids {
+                        println!("note: table {id} got a new id (the export holds its id only in an opaque hash)");
+                    }
+                    for id in &r.new_index_ids {
+                        println!(
+                            "note: index {id} got a new id (the journal does not record index ids)"
+                        );
+                    }
+                    for note in &r.notes {
+                        println!("note: {note}");
+                    }
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("qldb-local import: {e}");
                     std::process::ExitCode::FAILURE
                 }
             }

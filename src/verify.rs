@@ -118,7 +118,17 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
         )
         .optional()
         .map_err(sql)?;
-    if meta_rows != 2 || own_name.as_deref() != Some(name) {
+    let imported_through: Option<u64> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'imported_through'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(sql)?
+        .and_then(|t| t.parse().ok());
+    let expected_rows = if imported_through.is_some() { 3 } else { 2 };
+    if meta_rows != expected_rows || own_name.as_deref() != Some(name) {
         return Err(damage(
             None,
             "the meta table does not name this ledger and its strand (ledger_name, strand_id)"
@@ -133,7 +143,10 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
     let mut prev: Hash = vec![0; 32];
     let mut leaves: Vec<Hash> = Vec::new();
     let mut expected_seq = 0u64;
-    let mut replay = Replay::default();
+    let mut replay = Replay {
+        imported_through,
+        ..Replay::default()
+    };
     while let Some(row) = rows.next().map_err(sql)? {
         let seq: i64 = row.get(0).map_err(sql)?;
         let seq = seq as u64;
@@ -150,39 +163,8 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
             .ok()
             .and_then(|mut v| v.pop())
             .ok_or_else(|| at("its stored Ion cannot be decoded"))?;
-        let address = block
-            .field("blockAddress")
-            .ok_or_else(|| at("has no blockAddress"))?;
-        if address.field("strandId").map(|v| &v.data) != Some(&Data::String(strand.clone()))
-            || address.field("sequenceNo").map(|v| &v.data) != Some(&Data::Int(seq.into()))
-        {
-            return Err(at(
-                "its blockAddress does not match its position in the journal",
-            ));
-        }
-
-        let previous = hash_field(&block, "previousBlockHash")
-            .ok_or_else(|| at("has no previousBlockHash"))?;
-        if previous != prev {
-            return Err(at(
-                "its previousBlockHash is not the hash of the block before it",
-            ));
-        }
-        let list = hash_list(&block, "entriesHashList")
-            .ok_or_else(|| at("has no entriesHashList of hashes"))?;
-        if let Some(ti) = block.field("transactionInfo") {
-            if !list.contains(&ion_hash(ti).to_vec()) {
-                return Err(at(
-                    "its transactionInfo does not hash to an entry of entriesHashList",
-                ));
-            }
-        }
+        let checked = check_block(&block, seq, &strand, &prev).map_err(|m| at(&m))?;
         if let Some(ri) = block.field("redactionInfo") {
-            if !list.contains(&ion_hash(ri).to_vec()) {
-                return Err(at(
-                    "its redactionInfo does not hash to an entry of entriesHashList",
-                ));
-            }
             replay.redactions(ri, seq).map_err(|m| at(&m))?;
         }
         let tx_id = match block.field("transactionId").map(|v| &v.data) {
@@ -190,51 +172,31 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
             _ => String::new(),
         };
         let statements = replay.statements_of(&block);
-        if let Some(revs) = block.field("revisions") {
-            let Data::List(revs) = &revs.data else {
-                return Err(at("its revisions are not a list"));
-            };
-            let mut hashes = Vec::new();
+        if let Some(Data::List(revs)) = block.field("revisions").map(|r| &r.data) {
             let mut user = 0i64;
-            for (position, r) in revs.iter().enumerate() {
-                let h = hash_field(r, "hash").ok_or_else(|| at("a revision has no hash"))?;
-                if r.field("metadata").is_none() {
+            for (position, (r, c)) in revs.iter().zip(&checked.revisions).enumerate() {
+                let (Some(meta), Some(data_hash)) = (r.field("metadata"), &c.user) else {
                     replay
                         .system_revisions
-                        .push((h.clone(), seq, tx_id.clone()));
-                }
-                if let Some(meta) = r.field("metadata") {
-                    user += 1;
-                    let meta_hash = ion_hash(meta);
-                    let data_hash = match (r.field("data"), hash_field(r, "dataHash")) {
-                        (Some(d), _) => Some(ion_hash(d).to_vec()),
-                        (None, Some(dh)) => Some(dh),
-                        (None, None) => None,
-                    };
-                    let want = match &data_hash {
-                        Some(d) => dot(&meta_hash, d),
-                        None => meta_hash.to_vec(),
-                    };
-                    if want != h {
-                        return Err(at("a revision's hash does not match its metadata and data"));
-                    }
-                    if full {
-                        check_revision_row(&tx, r, meta, &h, data_hash.as_deref())
-                            .map_err(|m| at(&m))?;
-                    }
-                    let table_id = document_table(&block, meta);
-                    replay
-                        .user_revision(
-                            full.then_some(&tx),
-                            seq,
-                            position,
-                            meta,
-                            table_id,
-                            data_hash,
-                        )
+                        .push((c.hash.clone(), seq, tx_id.clone()));
+                    continue;
+                };
+                user += 1;
+                if full {
+                    check_revision_row(&tx, r, meta, &c.hash, data_hash.as_deref())
                         .map_err(|m| at(&m))?;
                 }
-                hashes.push(h);
+                let table_id = document_table(&block, meta);
+                replay
+                    .user_revision(
+                        full.then_some(&tx),
+                        seq,
+                        position,
+                        meta,
+                        table_id,
+                        data_hash.clone(),
+                    )
+                    .map_err(|m| at(&m))?;
             }
             let stored_rows: i64 = tx
                 .query_row(
@@ -246,25 +208,13 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
             if full && stored_rows != user {
                 return Err(at(&format!("the block has {user} document revisions but the revisions table holds {stored_rows}")));
             }
-            if !list.contains(&merkle(&hashes)) {
-                return Err(at(
-                    "its revisions do not hash to an entry of entriesHashList",
-                ));
-            }
         }
-        let entries_hash = merkle(&list);
-        if hash_field(&block, "entriesHash") != Some(entries_hash.clone()) {
-            return Err(at(
-                "its entriesHash is not the Merkle root of its entriesHashList",
-            ));
-        }
-        let block_hash = dot(&entries_hash, &prev);
         // The blocks table's block_hash column is the chain itself (the digest tree and
         // rebuild read it), so it is checked at every scope.
-        if hash_field(&block, "blockHash") != Some(block_hash.clone()) || stored_hash != block_hash
-        {
+        if stored_hash != checked.hash {
             return Err(at("its blockHash does not match its contents"));
         }
+        let block_hash = checked.hash;
         prev = block_hash.clone();
         leaves.push(block_hash);
         replay.blocks.push(BlockFacts { tx_id, statements });
@@ -350,6 +300,99 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
     })
 }
 
+/// One revision of a checked block.
+pub(crate) struct CheckedRevision {
+    pub hash: Hash,
+    /// A document revision's data hash (`Some(None)`: a deletion, no data); `None` for a
+    /// system revision (`{hash}` alone, not recomputable).
+    pub user: Option<Option<Hash>>,
+}
+
+/// A block whose hashes were recomputed.
+pub(crate) struct CheckedBlock {
+    pub hash: Hash,
+    pub revisions: Vec<CheckedRevision>,
+}
+
+/// Recomputes one block's hashes as AWS's verifiers do (journal-and-verification.md
+/// §3.5–3.9): its address is `strand`/`seq`, it links to `prev`, H(transactionInfo),
+/// H(redactionInfo) and the revisions' Merkle root are entries, every document revision's
+/// hash is its metadata's and data's, the entries hash is the entries' root and the block
+/// hash joins it to `prev`. Entries besides those (QLDB wrote internal ones) are accepted.
+pub(crate) fn check_block(
+    block: &Value,
+    seq: u64,
+    strand: &str,
+    prev: &[u8],
+) -> Result<CheckedBlock, String> {
+    let address = block.field("blockAddress").ok_or("has no blockAddress")?;
+    if address.field("strandId").map(|v| &v.data) != Some(&Data::String(strand.to_string()))
+        || address.field("sequenceNo").map(|v| &v.data) != Some(&Data::Int(seq.into()))
+    {
+        return Err("its blockAddress does not match its position in the journal".into());
+    }
+    let previous = hash_field(block, "previousBlockHash").ok_or("has no previousBlockHash")?;
+    if previous != prev {
+        return Err("its previousBlockHash is not the hash of the block before it".into());
+    }
+    let list = hash_list(block, "entriesHashList").ok_or("has no entriesHashList of hashes")?;
+    if let Some(ti) = block.field("transactionInfo") {
+        if !list.contains(&ion_hash(ti).to_vec()) {
+            return Err("its transactionInfo does not hash to an entry of entriesHashList".into());
+        }
+    }
+    if let Some(ri) = block.field("redactionInfo") {
+        if !list.contains(&ion_hash(ri).to_vec()) {
+            return Err("its redactionInfo does not hash to an entry of entriesHashList".into());
+        }
+    }
+    let mut revisions = Vec::new();
+    if let Some(revs) = block.field("revisions") {
+        let Data::List(revs) = &revs.data else {
+            return Err("its revisions are not a list".into());
+        };
+        for r in revs {
+            let hash = hash_field(r, "hash").ok_or("a revision has no hash")?;
+            let user = match r.field("metadata") {
+                None => None,
+                Some(meta) => {
+                    let meta_hash = ion_hash(meta);
+                    let data_hash = match (r.field("data"), hash_field(r, "dataHash")) {
+                        (Some(d), _) => Some(ion_hash(d).to_vec()),
+                        (None, Some(dh)) => Some(dh),
+                        (None, None) => None,
+                    };
+                    let want = match &data_hash {
+                        Some(d) => dot(&meta_hash, d),
+                        None => meta_hash.to_vec(),
+                    };
+                    if want != hash {
+                        return Err("a revision's hash does not match its metadata and data".into());
+                    }
+                    Some(data_hash)
+                }
+            };
+            revisions.push(CheckedRevision { hash, user });
+        }
+        let hashes: Vec<Hash> = revisions.iter().map(|r| r.hash.clone()).collect();
+        if !list.contains(&merkle(&hashes)) {
+            return Err("its revisions do not hash to an entry of entriesHashList".into());
+        }
+    }
+    let entries_hash = merkle(&list);
+    if hash_field(block, "entriesHash") != Some(entries_hash.clone()) {
+        return Err("its entriesHash is not the Merkle root of its entriesHashList".into());
+    }
+    let block_hash = dot(&entries_hash, prev);
+    if hash_field(block, "blockHash") != Some(block_hash.clone()) {
+        return Err("its blockHash does not match its contents".into());
+    }
+    Ok(CheckedBlock {
+        hash: block_hash,
+        revisions,
+    })
+}
+
 /// What one block says that the derived tables must agree with.
 struct BlockFacts {
     tx_id: String,
@@ -371,6 +414,8 @@ struct Replay {
     /// Table id → the last block that wrote one of its documents.
     table_writes: HashMap<String, u64>,
     user_revisions: i64,
+    /// Blocks up to here were imported from QLDB, whose system revisions are opaque.
+    imported_through: Option<u64>,
 }
 
 type Found = Result<(), (Option<u64>, String)>;
@@ -642,7 +687,28 @@ impl Replay {
                     })
                 };
                 let created = created as u64;
-                if !is_system(&revision_hash(0, "ACTIVE", created), created) {
+                // A table created in a block imported from QLDB may have an id its
+                // creation's (opaque) system revision does not show: its CREATE TABLE
+                // statement must be in that block.
+                let opaque = self.imported_through.is_some_and(|t| created <= t)
+                    && !is_system(&revision_hash(0, "ACTIVE", created), created);
+                if opaque {
+                    let creates = self.blocks.get(created as usize).is_some_and(|b| {
+                        b.statements.iter().any(|st| {
+                            matches!(
+                                crate::partiql::parse_statement(st),
+                                Ok(crate::partiql::ast::Statement::CreateTable { name: ref n, .. }) if *n == name
+                            )
+                        })
+                    });
+                    if !creates || !matches!(status.as_str(), "ACTIVE" | "INACTIVE") {
+                        return Err((
+                            Some(created),
+                            format!("table {id} ({name}) was not created in the block its created_seq names"),
+                        ));
+                    }
+                    versions_total -= version as usize + 1;
+                } else if !is_system(&revision_hash(0, "ACTIVE", created), created) {
                     return Err((
                         Some(created),
                         format!(
@@ -650,11 +716,12 @@ impl Replay {
                     ),
                     ));
                 }
-                let current = self
-                    .system_revisions
-                    .iter()
-                    .map(|(_, s, _)| *s)
-                    .any(|s| is_system(&revision_hash(version, &status, s), s));
+                let current = opaque
+                    || self
+                        .system_revisions
+                        .iter()
+                        .map(|(_, s, _)| *s)
+                        .any(|s| is_system(&revision_hash(version, &status, s), s));
                 if !current || !matches!(status.as_str(), "ACTIVE" | "INACTIVE") {
                     return Err((None, format!(
                         "table {id}: its name, status and version ({name}, {status}, {version}) are not a revision of the journal"
@@ -670,7 +737,11 @@ impl Replay {
                 tables.insert(id, name);
             }
         }
-        if versions_total != self.system_revisions.len() {
+        // Imported blocks may hold system revisions of QLDB's own, which match nothing.
+        let unmatched_allowed = self.imported_through.is_some();
+        if versions_total > self.system_revisions.len()
+            || (!unmatched_allowed && versions_total != self.system_revisions.len())
+        {
             return Err((None, format!(
                 "the journal has {} table revisions; the tables table accounts for {versions_total}",
                 self.system_revisions.len()
@@ -984,8 +1055,14 @@ fn check_revision_row(
     Ok(())
 }
 
-/// Verifies the ledgers of a data dir, printing one `ok` line per ledger.
-pub fn run(data_dir: &Path, only: Option<&str>) -> Result<(), Damage> {
+/// Verifies the ledgers of a data dir, printing one `ok` line per ledger; with `saved`
+/// (a digest in base64 and its tip address in Ion text), also checks that digest against
+/// the verified journal at that tip.
+pub fn run(
+    data_dir: &Path,
+    only: Option<&str>,
+    saved: Option<(String, String)>,
+) -> Result<(), Damage> {
     use base64::Engine as _;
     for name in ledger_names(data_dir, only)? {
         let v = verify_ledger(data_dir, &name)?;
@@ -996,6 +1073,92 @@ pub fn run(data_dir: &Path, only: Option<&str>) -> Result<(), Damage> {
             base64::engine::general_purpose::STANDARD.encode(&v.digest),
             v.tip
         );
+        if let Some((digest, address)) = &saved {
+            let seq = check_saved_digest(data_dir, &v, digest, address)?;
+            println!(
+                "ok {}: the saved digest {digest} is the journal's digest at sequenceNo {seq}",
+                v.ledger
+            );
+        }
     }
     Ok(())
+}
+
+/// Checks a digest saved from GetDigest (here or on QLDB) against a verified ledger's
+/// journal at the digest's tip; returns that tip.
+fn check_saved_digest(
+    data_dir: &Path,
+    v: &Verified,
+    digest: &str,
+    address: &str,
+) -> Result<u64, Damage> {
+    use base64::Engine as _;
+    let fail = |block: Option<u64>, message: String| Damage {
+        ledger: v.ledger.clone(),
+        block,
+        message,
+    };
+    let saved = base64::engine::general_purpose::STANDARD
+        .decode(digest.trim())
+        .ok()
+        .filter(|d| d.len() == 32)
+        .ok_or_else(|| fail(None, "--digest is not a base64 SHA-256 digest".into()))?;
+    let tip_address = crate::ion::text::from_text_one(address).map_err(|e| {
+        fail(
+            None,
+            format!(
+                "--digest-tip-address is not Ion text like {{strandId:\"...\",sequenceNo:N}}: {e}"
+            ),
+        )
+    })?;
+    let (Some(strand), Some(seq)) = (
+        text_field(&tip_address, "strandId"),
+        int_field(&tip_address, "sequenceNo").and_then(|s| u64::try_from(s).ok()),
+    ) else {
+        return Err(fail(
+            None,
+            "--digest-tip-address needs strandId (a string) and sequenceNo (an integer)".into(),
+        ));
+    };
+    let path = crate::storage::catalog::ledgers_dir(data_dir).join(format!("{}.sqlite", v.ledger));
+    let conn = open_ro(&path).map_err(|e| fail(None, format!("cannot open: {e}")))?;
+    let own: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| fail(None, format!("cannot read: {e}")))?;
+    if strand != own {
+        return Err(fail(
+            None,
+            format!("the saved digest is of strand {strand}; this journal is strand {own}"),
+        ));
+    }
+    if seq > v.tip {
+        return Err(fail(
+            None,
+            format!(
+                "the saved digest's tip is block {seq}, after this journal's tip {}: blocks are missing",
+                v.tip
+            ),
+        ));
+    }
+    let mut stmt = conn
+        .prepare("SELECT block_hash FROM blocks WHERE seq <= ?1 ORDER BY seq")
+        .map_err(|e| fail(None, format!("cannot read: {e}")))?;
+    let leaves: Vec<Hash> = stmt
+        .query_map([seq as i64], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| fail(None, format!("cannot read: {e}")))?;
+    let ours = merkle(&leaves);
+    if ours != saved {
+        return Err(fail(
+            Some(seq),
+            format!(
+                "the saved digest differs from the journal's digest at this tip, {}: the journal \
+                 is not the one the digest was taken of",
+                base64::engine::general_purpose::STANDARD.encode(&ours)
+            ),
+        ));
+    }
+    Ok(seq)
 }

@@ -10,112 +10,12 @@ use std::process::Command;
 
 use qldb_local::config::Config;
 use qldb_local::control::{system_clock, ControlPlane};
-use qldb_local::ion::{Data, Value};
 use qldb_local::rebuild::rebuild;
 use qldb_local::verify::verify_ledger;
 use rusqlite::Connection;
 
-fn text(v: &Value, f: &str) -> String {
-    match v.field(f).map(|x| &x.data) {
-        Some(Data::String(s)) => s.clone(),
-        other => panic!("{f}: {other:?}"),
-    }
-}
-
-/// A ledger `j` that used every statement kind, a redaction of an indexed document's earlier
-/// revision, and documents in a dropped table; returns its data dir (server closed).
-fn build() -> tempfile::TempDir {
-    let l = common::ledger();
-    let token = l.sessions.start_session("j").unwrap();
-    let one = |stmt: &str, params: &[&str]| {
-        let mut tx = common::Tx::begin(&l, &token);
-        let rows = tx.run(stmt, params).unwrap();
-        tx.commit().unwrap();
-        rows
-    };
-    let mut tx = common::Tx::begin(&l, &token);
-    let a = text(&tx.run("CREATE TABLE A", &[]).unwrap()[0], "tableId");
-    tx.run("CREATE INDEX ON A (k)", &[]).unwrap();
-    tx.run(
-        "INSERT INTO A << {'k': 1, 'v': 'x'}, {'k': 2}, {'v': 3} >>",
-        &[],
-    )
-    .unwrap();
-    tx.commit().unwrap();
-    one("UPDATE A AS a SET a.k = 5, a.w = 1 WHERE a.k = 1", &[]);
-    one("UPDATE A AS a SET a = {'k': 7} WHERE a.k = 2", &[]);
-    one("DELETE FROM A AS a WHERE a.k = 7", &[]);
-    one("FROM A AS a WHERE a.v = 3 SET a.k = 9", &[]);
-    // An empty table, never written: its id is only in its creation's hash and the catalog.
-    one("CREATE TABLE Empty", &[]);
-    let b = text(&one("CREATE TABLE B", &[])[0], "tableId");
-    one("INSERT INTO B VALUE {'z': 1}", &[]);
-    one("DROP TABLE B", &[]);
-    one(&format!("UNDROP TABLE \"{b}\""), &[]);
-    one("DROP TABLE B", &[]);
-    one("CREATE INDEX ON A (v)", &[]);
-    let indexes = one(
-        "SELECT VALUE i FROM information_schema.user_tables AS t, t.indexes AS i WHERE t.name = 'A'",
-        &[],
-    );
-    let v_index = indexes
-        .iter()
-        .find(|i| text(i, "expr").contains('v'))
-        .map(|i| text(i, "indexId"))
-        .expect("the index on v");
-    one(
-        &format!("DROP INDEX \"{v_index}\" ON A WITH (purge = true)"),
-        &[],
-    );
-    one("INSERT INTO A VALUE {'v': 4, 'k': 5}", &[]);
-    // Redact the first revision of the document now keyed 5 (it was keyed 1).
-    let history = one(
-        "SELECT h.blockAddress, h.metadata.id FROM history(A) AS h WHERE h.metadata.version = 0 AND h.data.k = 1",
-        &[],
-    );
-    let address = history[0].field("blockAddress").unwrap().clone();
-    let doc = text(&history[0], "id");
-    let mut tx = common::Tx::begin(&l, &token);
-    let params = [
-        qldb_local::ion::text::to_text_one(&address),
-        format!("\"{a}\""),
-        format!("\"{doc}\""),
-    ];
-    let params: Vec<&str> = params.iter().map(String::as_str).collect();
-    tx.run("EXEC REDACT_REVISION ?, ?, ?", &params).unwrap();
-    tx.commit().unwrap();
-    one("UPDATE A AS a SET a.k = 6 WHERE a.k = 5 AND a.w = 1", &[]);
-    l.close()
-}
-
 fn file(dir: &Path) -> PathBuf {
-    dir.join("ledgers").join("j.sqlite")
-}
-
-/// Every row of every table of the file, by table, in a stable order.
-fn dump(dir: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
-    let conn = Connection::open(file(dir)).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    tables
-        .into_iter()
-        .map(|t| {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM {t}")).unwrap();
-            let n = stmt.column_count();
-            let mut rows: Vec<Vec<rusqlite::types::Value>> = stmt
-                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-            (t, rows)
-        })
-        .collect()
+    common::ledger_file(dir, "j")
 }
 
 fn sql(dir: &Path, statement: &str) {
@@ -127,8 +27,8 @@ fn sql(dir: &Path, statement: &str) {
 
 #[test]
 fn rebuild_regenerates_exactly_what_the_commits_wrote() {
-    let dir = build();
-    let before = dump(dir.path());
+    let dir = common::rich_ledger();
+    let before = common::dump(&file(dir.path()));
     let digest = verify_ledger(dir.path(), "j").unwrap();
 
     // Damage every derived table at once; verify sees it.
@@ -154,7 +54,7 @@ fn rebuild_regenerates_exactly_what_the_commits_wrote() {
 
     // Byte for byte what the commits wrote, except the OCC rows a redaction hides: the
     // keys of the redacted revision and of the revision after it are unknown.
-    let after = dump(dir.path());
+    let after = common::dump(&file(dir.path()));
     assert_eq!(
         before.iter().map(|(t, _)| t).collect::<Vec<_>>(),
         after.iter().map(|(t, _)| t).collect::<Vec<_>>()
@@ -187,23 +87,26 @@ fn rebuild_regenerates_exactly_what_the_commits_wrote() {
 
 #[test]
 fn rebuild_refuses_a_damaged_journal_and_leaves_the_file() {
-    let dir = build();
+    let dir = common::rich_ledger();
     // A flipped byte inside block 3's Ion.
     sql(
         dir.path(),
         "UPDATE blocks SET ion = CAST(substr(ion, 1, 40) || X'00' || substr(ion, 42) AS BLOB) WHERE seq = 3",
     );
-    let before = dump(dir.path());
+    let before = common::dump(&file(dir.path()));
     let e = rebuild(dir.path(), "j").unwrap_err();
     assert!(e.message.contains("journal itself is damaged"), "{e}");
     assert_eq!(e.block, Some(3), "{e}");
-    assert!(dump(dir.path()) == before, "the file changed");
+    assert!(
+        common::dump(&file(dir.path())) == before,
+        "the file changed"
+    );
     assert!(!dir.path().join("rebuild-backups").exists());
 }
 
 #[test]
 fn rebuild_refuses_a_journal_that_lost_its_last_blocks() {
-    let dir = build();
+    let dir = common::rich_ledger();
     let tip: i64 = Connection::open(file(dir.path()))
         .unwrap()
         .query_row("SELECT max(seq) FROM blocks", [], |r| r.get(0))
@@ -262,7 +165,7 @@ fn the_server_refuses_a_ledger_whose_schema_or_tip_is_inconsistent() {
         ("DELETE FROM blocks", "no genesis"),
     ];
     for (damage, why) in cases {
-        let dir = build();
+        let dir = common::rich_ledger();
         sql(dir.path(), damage);
         let cfg = Config::for_tests(dir.path().to_path_buf());
         let e = ControlPlane::open((&cfg).into(), system_clock())
@@ -278,7 +181,7 @@ fn the_server_refuses_a_ledger_whose_schema_or_tip_is_inconsistent() {
 
 #[test]
 fn the_command_line_rebuilds_and_reports() {
-    let dir = build();
+    let dir = common::rich_ledger();
     sql(dir.path(), "DELETE FROM documents");
     let out = Command::new(env!("CARGO_BIN_EXE_qldb-local"))
         .args(["rebuild", "--ledger", "j", "--data-dir"])

@@ -139,32 +139,17 @@ impl Jobs {
 
     /// The shared SDK configuration: credential chain, region, endpoint variables.
     async fn sdk_config(&self) -> &SdkConfig {
-        self.sdk
-            .get_or_init(|| async {
-                use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                    .build_https();
-                let region = aws_config::meta::region::RegionProviderChain::default_provider()
-                    .or_else(aws_config::Region::new(self.cfg.region.clone()));
-                aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http)
-                    .region(region)
-                    .load()
-                    .await
-            })
-            .await
+        self.sdk.get_or_init(|| sdk_config(&self.cfg.region)).await
     }
 
     async fn s3(&self) -> &aws_sdk_s3::Client {
         self.s3
             .get_or_init(|| async {
-                let mut b = aws_sdk_s3::config::Builder::from(self.sdk_config().await)
-                    .force_path_style(self.cfg.s3_path_style);
-                if let Some(url) = &self.cfg.s3_endpoint {
-                    b = b.endpoint_url(url);
-                }
-                aws_sdk_s3::Client::from_conf(b.build())
+                s3_client(
+                    self.sdk_config().await,
+                    self.cfg.s3_endpoint.as_deref(),
+                    self.cfg.s3_path_style,
+                )
             })
             .await
     }
@@ -178,6 +163,35 @@ impl Jobs {
         }
         aws_sdk_kinesis::Client::from_conf(b.build())
     }
+}
+
+/// The AWS SDK configuration the jobs (and `qldb-local import`) use: the standard
+/// credential chain and endpoint variables, `region` when the environment names none.
+pub(crate) async fn sdk_config(region: &str) -> SdkConfig {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(aws_config::Region::new(region.to_string()));
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(region)
+        .load()
+        .await
+}
+
+/// An S3 client: `endpoint` overrides the endpoint variables.
+pub(crate) fn s3_client(
+    sdk: &SdkConfig,
+    endpoint: Option<&str>,
+    path_style: bool,
+) -> aws_sdk_s3::Client {
+    let mut b = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style);
+    if let Some(url) = endpoint {
+        b = b.endpoint_url(url);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
 }
 
 /// Removes a job from the running set when its task ends, however it ends.

@@ -60,9 +60,14 @@ pub struct Catalog {
 impl Catalog {
     /// Opens (creating if needed) `<data_dir>/catalog.sqlite` and takes the data-dir lock.
     pub fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_as(data_dir, "a qldb-local server")
+    }
+
+    /// [`Catalog::open`] for a process other than the server (`holder` names it in the lock).
+    pub fn open_as(data_dir: &Path, holder: &str) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StorageError::io(format!("creating {}", data_dir.display()), e))?;
-        let lock = lock_data_dir(data_dir, "a qldb-local server")?;
+        let lock = lock_data_dir(data_dir, holder)?;
         let path = data_dir.join("catalog.sqlite");
         let mut conn = Connection::open(&path)?;
         configure_durable(&conn)?;

@@ -299,7 +299,15 @@ pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::R
             .map_err(sql)?;
         rows.collect::<rusqlite::Result<_>>().map_err(sql)?
     };
-    let strand = match meta.as_slice() {
+    // A ledger imported from a QLDB export also records the last imported block.
+    let (imported_through, meta) = match meta.split_first() {
+        Some(((k, v), rest)) if k == "imported_through" => match v.parse::<u64>() {
+            Ok(t) => (Some(t), rest),
+            Err(_) => return Err("its meta table's imported_through is not a block".into()),
+        },
+        _ => (None, meta.as_slice()),
+    };
+    let strand = match meta {
         [(k1, name), (k2, strand)]
             if k1 == "ledger_name" && k2 == "strand_id" && name == ledger_name =>
         {
@@ -315,6 +323,11 @@ pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::R
     let (Some(0), Some(tip)) = (min, max) else {
         return Err("its journal has no genesis block".into());
     };
+    if imported_through.is_some_and(|t| t > tip as u64) {
+        return Err(format!(
+            "its meta table says blocks were imported up to a block after its tip {tip}"
+        ));
+    }
     if count != tip + 1 {
         return Err(format!(
             "its journal has {count} blocks but its tip is block {tip}: blocks are missing"

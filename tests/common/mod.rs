@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use qldb_local::config::Config;
 use qldb_local::control::{system_clock, ControlPlane};
-use qldb_local::ion::{binary, text, Value};
+use qldb_local::ion::{binary, text, Data, Value};
 use qldb_local::journal::hash::CommitDigest;
 use qldb_local::session::{Param, SessionError, Sessions};
 
 pub struct Ledger {
     pub sessions: Sessions,
     pub control: Arc<ControlPlane>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    dir: std::path::PathBuf,
 }
 
 impl Ledger {
@@ -23,15 +24,28 @@ impl Ledger {
             sessions,
             control,
             _dir,
+            ..
         } = self;
         drop(sessions);
         drop(control);
-        _dir
+        _dir.expect("a ledger made by ledger()")
     }
 
     /// The data dir holding the catalog and `ledgers/j.sqlite`.
     pub fn data_dir(&self) -> &std::path::Path {
-        self._dir.path()
+        &self.dir
+    }
+}
+
+/// Serves the ledgers of an existing data dir (which the caller keeps).
+pub fn serve(dir: &std::path::Path) -> Ledger {
+    let cfg = Config::for_tests(dir.to_path_buf());
+    let control = Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+    Ledger {
+        sessions: Sessions::new(cfg.session_config(), control.clone()),
+        control,
+        _dir: None,
+        dir: dir.to_path_buf(),
     }
 }
 
@@ -50,7 +64,8 @@ pub fn ledger() -> Ledger {
     Ledger {
         sessions: Sessions::new(cfg.session_config(), control.clone()),
         control,
-        _dir: dir,
+        dir: dir.path().to_path_buf(),
+        _dir: Some(dir),
     }
 }
 
@@ -99,4 +114,107 @@ impl<'a> Tx<'a> {
             .commit(&self.token, &self.id, self.digest.bytes())
             .map(|_| ())
     }
+}
+pub fn text(v: &Value, f: &str) -> String {
+    match v.field(f).map(|x| &x.data) {
+        Some(Data::String(s)) => s.clone(),
+        other => panic!("{f}: {other:?}"),
+    }
+}
+
+/// A ledger `j` that used every statement kind, a redaction of an indexed document's earlier
+/// revision, and documents in a dropped table; returns its data dir (server closed).
+pub fn rich_ledger() -> tempfile::TempDir {
+    let l = ledger();
+    let token = l.sessions.start_session("j").unwrap();
+    let one = |stmt: &str, params: &[&str]| {
+        let mut tx = Tx::begin(&l, &token);
+        let rows = tx.run(stmt, params).unwrap();
+        tx.commit().unwrap();
+        rows
+    };
+    let mut tx = Tx::begin(&l, &token);
+    let a = text(&tx.run("CREATE TABLE A", &[]).unwrap()[0], "tableId");
+    tx.run("CREATE INDEX ON A (k)", &[]).unwrap();
+    tx.run(
+        "INSERT INTO A << {'k': 1, 'v': 'x'}, {'k': 2}, {'v': 3} >>",
+        &[],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    one("UPDATE A AS a SET a.k = 5, a.w = 1 WHERE a.k = 1", &[]);
+    one("UPDATE A AS a SET a = {'k': 7} WHERE a.k = 2", &[]);
+    one("DELETE FROM A AS a WHERE a.k = 7", &[]);
+    one("FROM A AS a WHERE a.v = 3 SET a.k = 9", &[]);
+    // An empty table, never written: its id is only in its creation's hash and the catalog.
+    one("CREATE TABLE Empty", &[]);
+    let b = text(&one("CREATE TABLE B", &[])[0], "tableId");
+    one("INSERT INTO B VALUE {'z': 1}", &[]);
+    one("DROP TABLE B", &[]);
+    one(&format!("UNDROP TABLE \"{b}\""), &[]);
+    one("DROP TABLE B", &[]);
+    one("CREATE INDEX ON A (v)", &[]);
+    let indexes = one(
+        "SELECT VALUE i FROM information_schema.user_tables AS t, t.indexes AS i WHERE t.name = 'A'",
+        &[],
+    );
+    let v_index = indexes
+        .iter()
+        .find(|i| text(i, "expr").contains('v'))
+        .map(|i| text(i, "indexId"))
+        .expect("the index on v");
+    one(
+        &format!("DROP INDEX \"{v_index}\" ON A WITH (purge = true)"),
+        &[],
+    );
+    one("INSERT INTO A VALUE {'v': 4, 'k': 5}", &[]);
+    // Redact the first revision of the document now keyed 5 (it was keyed 1).
+    let history = one(
+        "SELECT h.blockAddress, h.metadata.id FROM history(A) AS h WHERE h.metadata.version = 0 AND h.data.k = 1",
+        &[],
+    );
+    let address = history[0].field("blockAddress").unwrap().clone();
+    let doc = text(&history[0], "id");
+    let mut tx = Tx::begin(&l, &token);
+    let params = [
+        qldb_local::ion::text::to_text_one(&address),
+        format!("\"{a}\""),
+        format!("\"{doc}\""),
+    ];
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    tx.run("EXEC REDACT_REVISION ?, ?, ?", &params).unwrap();
+    tx.commit().unwrap();
+    one("UPDATE A AS a SET a.k = 6 WHERE a.k = 5 AND a.w = 1", &[]);
+    l.close()
+}
+
+/// The file of ledger `name` in a data dir.
+pub fn ledger_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    dir.join("ledgers").join(format!("{name}.sqlite"))
+}
+
+/// Every row of every table of the file, by table, in a stable order.
+pub fn dump(file: &std::path::Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
+    let conn = rusqlite::Connection::open(file).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables
+        .into_iter()
+        .map(|t| {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {t}")).unwrap();
+            let n = stmt.column_count();
+            let mut rows: Vec<Vec<rusqlite::types::Value>> = stmt
+                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            (t, rows)
+        })
+        .collect()
 }
