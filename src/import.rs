@@ -45,6 +45,9 @@ pub struct ImportOptions {
     pub s3_path_style: bool,
     /// Progress on standard error (a line that updates in place on a terminal).
     pub progress: bool,
+    /// Import the data only, into a new chain with new hashes (for JSON exports, whose
+    /// hashes cannot be recomputed).
+    pub rehash: bool,
 }
 
 /// What an import made.
@@ -63,6 +66,8 @@ pub struct Imported {
     pub new_index_ids: Vec<String>,
     /// Guesses the journal forced, in words.
     pub notes: Vec<String>,
+    /// Made with `rehash`: a new chain, not the exported one.
+    pub rehashed: bool,
 }
 
 /// Blocks written per work-file transaction: what an interruption can cost.
@@ -126,6 +131,10 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, Damage> {
         ledger: name,
     };
 
+    if opts.rehash {
+        return rehash::import(opts, &mut catalog, &store, &objects, total, &work);
+    }
+
     // Pass 1: every block checked, in order, before anything is written.
     let mut progress = Progress::new(opts.progress, "checking", total);
     let mut hints = Hints::default();
@@ -160,7 +169,8 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, Damage> {
             ) {
                 return Err(at(format!(
                     "{} is a JSON export: JSON loses Ion's types, so no hash of it can be \
-                     recomputed; export the journal as ION_TEXT or ION_BINARY",
+                     recomputed; export the journal as ION_TEXT or ION_BINARY, or import its data \
+                     only, into a new chain, with --rehash",
                     object.key
                 )));
             }
@@ -281,7 +291,34 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, Damage> {
         .and_then(|f| f.sync_all())
         .map_err(|e| err(format!("cannot sync {}: {e}", partial.display())))?;
 
-    let verified = verify_file(&partial, name, Scope::Everything).map_err(|d| Damage {
+    let verified = install(opts, &mut catalog, &partial, created_ms, &work)?;
+    Ok(Imported {
+        verified,
+        documents: counts.documents,
+        tables: counts.tables,
+        indexes: counts.indexes,
+        objects: objects.len(),
+        strand,
+        resumed_after,
+        new_table_ids: counts.new_table_ids,
+        new_index_ids: counts.new_index_ids,
+        notes: counts.notes,
+        rehashed: false,
+    })
+}
+
+/// Verifies the finished work file completely, moves it into the ledgers directory, enters
+/// the ledger in the catalog and removes the work dir.
+fn install(
+    opts: &ImportOptions,
+    catalog: &mut Catalog,
+    partial: &Path,
+    created_ms: i64,
+    work: &Path,
+) -> Result<Verified, Damage> {
+    let name = opts.ledger.as_str();
+    let err = |m: String| fail(name, None, m);
+    let verified = verify_file(partial, name, Scope::Everything).map_err(|d| Damage {
         message: format!("the imported ledger does not verify: {}", d.message),
         ..d
     })?;
@@ -291,7 +328,7 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, Damage> {
     let path = dir.join(format!("{name}.sqlite"));
     // A file without a catalog row is the remains of a create that crashed.
     crate::storage::ledger_db::remove_files(&path).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&partial, &path).map_err(|e| {
+    std::fs::rename(partial, &path).map_err(|e| {
         err(format!(
             "cannot move the ledger into {}: {e}",
             dir.display()
@@ -317,19 +354,8 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, Damage> {
     catalog
         .insert_ledger(&record, &BTreeMap::new())
         .map_err(|e| err(format!("cannot enter the ledger in the catalog: {e}")))?;
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(Imported {
-        verified,
-        documents: counts.documents,
-        tables: counts.tables,
-        indexes: counts.indexes,
-        objects: objects.len(),
-        strand,
-        resumed_after,
-        new_table_ids: counts.new_table_ids,
-        new_index_ids: counts.new_index_ids,
-        notes: counts.notes,
-    })
+    let _ = std::fs::remove_dir_all(work);
+    Ok(verified)
 }
 
 fn prev_of(hashes: &[Hash], seq: u64) -> &[u8] {
@@ -773,5 +799,329 @@ mod tests {
         );
         assert_eq!(key_range("x/S.manifest"), None);
         assert_eq!(key_range("x/S.a-b.ion"), None);
+    }
+}
+
+/// `--rehash`: the export's data, transaction by transaction, committed into a new chain.
+mod rehash {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::{fail, install, ImportOptions, Imported, Object, Progress, Store};
+    use crate::ion::{Data, Value};
+    use crate::journal::block::StatementInfo;
+    use crate::names::LedgerName;
+    use crate::partiql::ast::Statement;
+    use crate::rebuild::{block_statements, millis, Hints};
+    use crate::storage::catalog::Catalog;
+    use crate::storage::journal::{CommitRequest, DocWrite, RevisionRef};
+    use crate::storage::{LedgerDb, LedgerLocation};
+    use crate::verify::{int_field, text_field, Damage};
+
+    /// A timestamp as Ion holds it or as JSON down-converted it (a string of Ion text).
+    fn ms_of(v: Option<&Value>) -> Option<i64> {
+        match v.map(|v| &v.data) {
+            Some(Data::String(s)) => millis(crate::ion::text::from_text_one(s).ok().as_ref()),
+            _ => millis(v),
+        }
+    }
+
+    /// A hash as Ion holds it (a blob) or as JSON down-converted it (base64).
+    fn bytes_of(v: Option<&Value>) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        match v.map(|v| &v.data) {
+            Some(Data::Blob(b)) => Some(b.clone()),
+            Some(Data::String(s)) => base64::engine::general_purpose::STANDARD.decode(s).ok(),
+            _ => None,
+        }
+    }
+
+    struct Table {
+        id: String,
+        name: String,
+        active: bool,
+        /// (index id, field), in creation order.
+        indexes: Vec<(String, String)>,
+    }
+
+    pub(super) fn import(
+        opts: &ImportOptions,
+        catalog: &mut Catalog,
+        store: &Store<'_>,
+        objects: &[Object],
+        total: u64,
+        work: &Path,
+    ) -> Result<Imported, Damage> {
+        let name = opts.ledger.as_str();
+        let err = |m: String| fail(name, None, m);
+        // Pass 1: the blocks are contiguous; what names table ids.
+        let mut hints = Hints::default();
+        let mut next = 0u64;
+        let mut created_ms = None;
+        for object in objects {
+            store.each_block(object, |seq, block| {
+                if seq < next {
+                    return Ok(());
+                }
+                if seq > next {
+                    return Err(fail(
+                        name,
+                        Some(next),
+                        format!(
+                            "is missing: no completed export holds it (the next block is {seq})"
+                        ),
+                    ));
+                }
+                if seq == 0 {
+                    created_ms = ms_of(block.field("blockTimestamp"));
+                }
+                hints.scan(seq, block, &block_statements(name, seq, block, true)?);
+                next += 1;
+                Ok(())
+            })?;
+        }
+        let created_ms = created_ms
+            .ok_or_else(|| fail(name, Some(0), "its blockTimestamp is not a timestamp"))?;
+
+        let ledger = LedgerName::parse(name).map_err(|v| err(v.0))?;
+        // Named as the ledger: opening a ledger file checks that its name is the ledger's.
+        let partial = work.join(format!("{name}.sqlite"));
+        let db = LedgerDb::create(
+            LedgerLocation::File(partial.clone()),
+            &ledger,
+            &crate::names::new_unique_id(),
+        )
+        .and_then(|db| db.set_relaxed_durability(true).map(|()| db))
+        .map_err(|e| err(format!("cannot create {}: {e}", partial.display())))?;
+
+        // Pass 2: one commit per exported transaction.
+        let mut tables: Vec<Table> = Vec::new();
+        let mut new_table_ids = Vec::new();
+        let mut new_index_ids = Vec::new();
+        let mut notes = Vec::new();
+        // Exported block → the block of the new chain that holds its transaction.
+        let mut blocks: HashMap<u64, u64> = HashMap::new();
+        let mut progress = Progress::new(opts.progress, "rehashing", total);
+        let mut next = 0u64;
+        for object in objects {
+            store.each_block(object, |seq, block| {
+                if seq < next {
+                    return Ok(());
+                }
+                next = seq + 1;
+                let at = |m: String| fail(name, Some(seq), m);
+                let parsed = block_statements(name, seq, block, true)?;
+                let mut req = CommitRequest {
+                    transaction_id: text_field(block, "transactionId").unwrap_or_default(),
+                    commit_ms: ms_of(block.field("blockTimestamp"))
+                        .ok_or_else(|| at("its blockTimestamp is not a timestamp".into()))?,
+                    ..CommitRequest::default()
+                };
+                let info = block.field("transactionInfo");
+                if let Some(Data::List(items)) =
+                    info.and_then(|t| t.field("statements")).map(|s| &s.data)
+                {
+                    for item in items {
+                        let statement = text_field(item, "statement").unwrap_or_default();
+                        req.statements.push(StatementInfo {
+                            start_time_ms: ms_of(item.field("startTime")).unwrap_or(req.commit_ms),
+                            statement_digest: bytes_of(item.field("statementDigest"))
+                                .unwrap_or_else(|| {
+                                    crate::journal::hash::statement_digest(&statement, &[])
+                                }),
+                            statement,
+                        });
+                    }
+                }
+                for st in &parsed {
+                    match st {
+                        Statement::CreateTable { name: t, .. } => {
+                            let known = |id: &String| tables.iter().any(|x| x.id == *id);
+                            let id = hints
+                                .doc_table(seq, t, &known)
+                                .unwrap_or_else(|| {
+                                    let id = crate::names::new_unique_id();
+                                    new_table_ids.push(id.clone());
+                                    id
+                                });
+                            req.new_tables.push((id.clone(), t.clone()));
+                            tables.push(Table {
+                                id,
+                                name: t.clone(),
+                                active: true,
+                                indexes: Vec::new(),
+                            });
+                        }
+                        Statement::DropTable { name: t } => {
+                            let x = tables
+                                .iter_mut()
+                                .find(|x| x.active && x.name == *t)
+                                .ok_or_else(|| at(format!("DROP TABLE {t}: no such active table")))?;
+                            x.active = false;
+                            req.table_status.push((x.id.clone(), false));
+                        }
+                        Statement::UndropTable { table_id } => {
+                            match tables.iter_mut().find(|x| !x.active && x.id == *table_id) {
+                                Some(x) => {
+                                    x.active = true;
+                                    req.table_status.push((x.id.clone(), true));
+                                }
+                                None => notes.push(format!(
+                                    "block {seq}: UNDROP TABLE of {table_id}, whose id the export does not tie to a table, was skipped"
+                                )),
+                            }
+                        }
+                        Statement::CreateIndex { table: t, field } => {
+                            let x = tables
+                                .iter_mut()
+                                .find(|x| x.active && x.name == *t)
+                                .ok_or_else(|| at(format!("CREATE INDEX on {t}: no such active table")))?;
+                            let id = crate::names::new_unique_id();
+                            new_index_ids.push(id.clone());
+                            x.indexes.push((id.clone(), field.clone()));
+                            req.new_indexes.push((id, x.id.clone(), field.clone()));
+                        }
+                        Statement::DropIndex { index_id, table: t } => {
+                            let x = tables
+                                .iter_mut()
+                                .find(|x| x.active && x.name == *t)
+                                .ok_or_else(|| at(format!("DROP INDEX on {t}: no such active table")))?;
+                            let (id, field) = x
+                                .indexes
+                                .pop()
+                                .ok_or_else(|| at(format!("DROP INDEX {index_id}: {t} has no index")))?;
+                            if !x.indexes.is_empty() {
+                                notes.push(format!(
+                                    "block {seq} drops index {index_id} of table {t}, which the export does not tie to a field; taken to be the index on {field}, the last created"
+                                ));
+                            }
+                            new_index_ids.retain(|i| *i != id);
+                            req.dropped_indexes.push((id, x.id.clone()));
+                        }
+                        _ => {}
+                    }
+                }
+                let docs = info.and_then(|t| t.field("documents"));
+                if let Some(Data::List(revs)) = block.field("revisions").map(|r| &r.data) {
+                    for rev in revs {
+                        let Some(meta) = rev.field("metadata") else {
+                            continue;
+                        };
+                        let (Some(doc_id), Some(version)) =
+                            (text_field(meta, "id"), int_field(meta, "version"))
+                        else {
+                            return Err(at("a revision's metadata has no id or version".into()));
+                        };
+                        let doc = docs.and_then(|d| d.field(&doc_id)).ok_or_else(|| {
+                            at(format!("document {doc_id} is not listed in transactionInfo.documents"))
+                        })?;
+                        let table_id = text_field(doc, "tableId").unwrap_or_default();
+                        let table_name = text_field(doc, "tableName").unwrap_or_default();
+                        if !tables.iter().any(|x| x.id == table_id) {
+                            return Err(at(format!(
+                                "document {doc_id} is in table {table_id} ({table_name}), which no CREATE TABLE of the export made"
+                            )));
+                        }
+                        let data = match (rev.field("data"), rev.field("dataHash")) {
+                            (Some(d), _) => Some(d.clone()),
+                            (None, Some(_)) => {
+                                notes.push(format!(
+                                    "document {doc_id} version {version} was redacted: its data is not in the export, and the new chain holds an empty struct in its place"
+                                ));
+                                Some(Value::structure(Vec::<(String, Value)>::new()))
+                            }
+                            (None, None) => None,
+                        };
+                        let statements = match doc.field("statements").map(|s| &s.data) {
+                            Some(Data::List(l)) => l
+                                .iter()
+                                .filter_map(|i| match &i.data {
+                                    Data::Int(n) => u32::try_from(n.clone()).ok(),
+                                    _ => None,
+                                })
+                                .collect(),
+                            _ => Vec::new(),
+                        };
+                        req.writes.push(DocWrite {
+                            doc_id,
+                            table_id,
+                            table_name,
+                            version: version as u64,
+                            data,
+                            statements,
+                        });
+                    }
+                }
+                if let Some(Data::List(items)) = block
+                    .field("redactionInfo")
+                    .and_then(|r| r.field("revisions"))
+                    .map(|r| &r.data)
+                {
+                    if let Some(r) = items.first() {
+                        let old = r
+                            .field("blockAddress")
+                            .and_then(|a| int_field(a, "sequenceNo"))
+                            .and_then(|s| u64::try_from(s).ok());
+                        match old.and_then(|o| blocks.get(&o)) {
+                            Some(&seq) => {
+                                req.redaction = Some(RevisionRef {
+                                    seq,
+                                    table_id: text_field(r, "tableId").unwrap_or_default(),
+                                    doc_id: text_field(r, "documentId").unwrap_or_default(),
+                                    version: int_field(r, "version").unwrap_or_default() as u64,
+                                    has_data: true,
+                                    redacted: false,
+                                    is_latest: false,
+                                })
+                            }
+                            None => return Err(at("its redactionInfo names a revision the export does not hold".into())),
+                        }
+                    }
+                }
+                if req.statements.is_empty() && req.writes.is_empty() && req.redaction.is_none() {
+                    return Ok(()); // a block of no transaction (a genesis block)
+                }
+                let committed = db
+                    .commit(req)
+                    .map_err(|e| at(format!("cannot commit its transaction in the new chain: {e}")))?;
+                blocks.insert(seq, committed.sequence_no);
+                progress.step(seq + 1);
+                Ok(())
+            })?;
+        }
+        progress.done(next);
+        {
+            let conn = db.conn();
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .and_then(|()| conn.pragma_update(None, "journal_mode", "DELETE"))
+                .map_err(|e| err(format!("cannot write {}: {e}", partial.display())))?;
+        }
+        drop(db);
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| err(format!("cannot sync {}: {e}", partial.display())))?;
+        let (strand, documents) = {
+            let conn = rusqlite::Connection::open(&partial).map_err(|e| err(e.to_string()))?;
+            conn.query_row(
+                "SELECT (SELECT value FROM meta WHERE key = 'strand_id'), (SELECT count(*) FROM documents)",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| err(e.to_string()))?
+        };
+        let verified = install(opts, catalog, &partial, created_ms, work)?;
+        Ok(Imported {
+            documents,
+            tables: tables.len() as u64,
+            indexes: tables.iter().map(|t| t.indexes.len() as u64).sum(),
+            objects: objects.len(),
+            strand,
+            resumed_after: None,
+            new_table_ids,
+            new_index_ids,
+            notes,
+            rehashed: true,
+            verified,
+        })
     }
 }

@@ -78,6 +78,11 @@ enum Command {
         /// No progress on standard error.
         #[arg(long)]
         quiet: bool,
+        /// Import the data only, into a NEW chain: every hash, digest and the strand id are
+        /// new (for JSON exports, whose hashes cannot be recomputed). Starts over if
+        /// interrupted.
+        #[arg(long)]
+        rehash: bool,
     },
     /// Probe a running server's /health (for container health checks); exit 0 when ready.
     Health {
@@ -146,6 +151,7 @@ fn main() -> std::process::ExitCode {
             s3_endpoint,
             s3_path_style,
             quiet,
+            rehash,
         } => {
             let opts = qldb_local::import::ImportOptions {
                 data_dir,
@@ -157,10 +163,17 @@ fn main() -> std::process::ExitCode {
                 s3_endpoint,
                 s3_path_style,
                 progress: !quiet,
+                rehash,
             };
             match qldb_local::import::import(&opts) {
                 Ok(r) => {
                     use base64::Engine as _;
+                    if r.rehashed {
+                        println!(
+                            "REHASHED: {} holds the export's data in a NEW chain (strand {}); its hashes, digests and proofs are not the exported journal's, and digests saved from it will not verify",
+                            r.verified.ledger, r.strand
+                        );
+                    }
                     if let Some(after) = r.resumed_after {
                         println!("continued an interrupted import after block {after}");
                     }

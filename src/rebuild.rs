@@ -328,6 +328,20 @@ impl Hints {
         hints
     }
 
+    /// The id of the first table named `name` whose documents are written at or after
+    /// block `seq` and that `taken` does not hold.
+    pub(crate) fn doc_table(
+        &self,
+        seq: u64,
+        name: &str,
+        taken: &dyn Fn(&String) -> bool,
+    ) -> Option<String> {
+        self.doc_tables
+            .iter()
+            .find(|(s, id, t)| *s >= seq && t == name && !taken(id))
+            .map(|(_, id, _)| id.clone())
+    }
+
     /// Gathers what one block names.
     pub(crate) fn scan(&mut self, seq: u64, block: &Value, parsed: &[Statement]) {
         if let Some(Data::Struct(docs)) = block
@@ -557,13 +571,7 @@ impl<'h> Replayer<'h> {
                     let from_old = self.hints.old_tables.iter().find(|r| {
                         r.len() == 3 && r[1] == *tname && r[2] == seq.to_string() && !known(&r[0])
                     });
-                    let from_docs = || {
-                        self.hints
-                            .doc_tables
-                            .iter()
-                            .find(|(s, id, t)| *s >= seq && t == tname && !known(id))
-                            .map(|(_, id, _)| id.clone())
-                    };
+                    let from_docs = || self.hints.doc_table(seq, tname, &known);
                     match from_old.map(|r| r[0].clone()).or_else(from_docs) {
                         Some(id) => id,
                         None => {
