@@ -536,25 +536,35 @@ impl Source {
                     .into(),
             ));
         }
-        // In a local copy, a listed S3 key is found by its tail (its last path components).
-        let local = |key: &str| -> String {
-            if !matches!(self, Source::Dir(_)) || keys.iter().any(|k| k == key) {
-                return key.to_string();
+        // In a local copy, a listed S3 key is found by its longest trailing path (its last
+        // path components) that a file under the directory ends with.
+        let mut by_tail: std::collections::HashMap<&str, &str> = Default::default();
+        if matches!(self, Source::Dir(_)) {
+            for k in &keys {
+                let mut tail: &str = k;
+                loop {
+                    let e = by_tail.entry(tail).or_insert(k);
+                    if k.len() < e.len() {
+                        *e = k;
+                    }
+                    match tail.split_once('/') {
+                        Some((_, rest)) => tail = rest,
+                        None => break,
+                    }
+                }
             }
-            let parts: Vec<&str> = key.split('/').collect();
-            (0..parts.len())
-                .map(|i| parts[i..].join("/"))
-                .find(|tail| {
-                    keys.iter()
-                        .any(|k| k == tail || k.ends_with(&format!("/{tail}")))
-                })
-                .and_then(|tail| {
-                    keys.iter()
-                        .filter(|k| **k == tail || k.ends_with(&format!("/{tail}")))
-                        .min_by_key(|k| k.len())
-                        .cloned()
-                })
-                .unwrap_or_else(|| key.to_string())
+        }
+        let local = |key: &str| -> String {
+            let mut tail = key;
+            loop {
+                if let Some(k) = by_tail.get(tail) {
+                    return k.to_string();
+                }
+                match tail.split_once('/') {
+                    Some((_, rest)) => tail = rest,
+                    None => return key.to_string(),
+                }
+            }
         };
         let mut objects = Vec::new();
         let mut strands = std::collections::BTreeSet::new();

@@ -298,8 +298,9 @@ fn table_revision_hash(
 pub(crate) struct Hints {
     /// Table ids named anywhere: documents' tables, UNDROP statements, the old catalog.
     table_ids: HashSet<String>,
-    /// (block, table id, table name) of every document write, in journal order.
+    /// (block, table id, table name) of each table's first document write, in journal order.
     doc_tables: Vec<(u64, String, String)>,
+    doc_table_ids: HashSet<String>,
     /// The old catalog's tables: (table id, name, created_seq).
     old_tables: Vec<Vec<String>>,
     /// The old catalog's indexes: (index id, table id, field, created_seq).
@@ -352,7 +353,9 @@ impl Hints {
             for (_, d) in docs {
                 if let (Some(id), Some(table)) = (text(d, "tableId"), text(d, "tableName")) {
                     self.table_ids.insert(id.clone());
-                    self.doc_tables.push((seq, id, table));
+                    if self.doc_table_ids.insert(id.clone()) {
+                        self.doc_tables.push((seq, id, table));
+                    }
                 }
             }
         }
@@ -487,9 +490,18 @@ impl<'h> Replayer<'h> {
             })
         })?;
         r.tables = rows.collect::<rusqlite::Result<_>>()?;
-        let mut stmt = tx.prepare("SELECT index_id FROM indexes")?;
+        let mut stmt = tx.prepare("SELECT index_id FROM indexes ORDER BY created_seq, rowid")?;
         let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-        r.used_index_ids = rows.collect::<rusqlite::Result<_>>()?;
+        let indexes: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
+        // An import (the one resumer) has no old catalog: every id so far was made up.
+        r.used_index_ids = indexes.iter().cloned().collect();
+        r.new_index_ids = indexes;
+        r.new_table_ids = r
+            .tables
+            .iter()
+            .filter(|t| !hints.table_ids.contains(&t.id))
+            .map(|t| t.id.clone())
+            .collect();
         let mut stmt = tx.prepare(
             "SELECT d.doc_id FROM documents d JOIN revisions v ON v.doc_id = d.doc_id AND v.version = d.version
              WHERE v.data IS NULL",
