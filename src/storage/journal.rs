@@ -1,13 +1,14 @@
 //! A ledger's journal and current state in its SQLite file: the table catalog, live
 //! documents, every revision, secondary indexes, blocks and the digest tree.
 //!
-//! Reads and the commit share the ledger's one connection (its mutex is the single writer),
-//! so a commit validates its read set and applies its writes atomically: one SQLite
-//! transaction, durable before [`LedgerDb::commit`] returns.
+//! Reads and commits share the ledger's one connection (its mutex is the single writer).
+//! Commits that arrive while it is busy are committed together (group commit): each
+//! validates its read set and applies its writes in its own savepoint of one SQLite
+//! transaction, and all are durable (one fsync) before any [`LedgerDb::commit`] returns.
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{LedgerDb, Result, StorageError};
 use crate::ion::binary::{decode, encode_one};
@@ -522,137 +523,242 @@ impl LedgerDb {
 
     /// Validates `req.reads` against the current state and, if nothing moved, appends one
     /// block with the transaction's revisions and applies its writes — durably.
+    ///
+    /// Group commit: the request waits in the ledger's queue for the connection; whoever
+    /// takes the connection first commits every waiting request, in arrival order, in one
+    /// SQLite transaction (each in its own savepoint, so a conflict or error undoes only
+    /// that one) with one fsync, and each is answered only after that commit. A request
+    /// that a batch took finds its answer when it gets the connection.
     pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
+        let slot: Slot = Default::default();
+        lock(&self.pending).push(Pending {
+            req,
+            slot: slot.clone(),
+        });
         let mut conn = self.conn();
-        let tip = tip(&conn)?;
-        let tx = conn.transaction()?;
-        validate(&tx, &req)?;
-        let seq = tip.last_seq + 1;
-        let address = BlockAddress {
-            strand_id: tip.strand_id.clone(),
-            sequence_no: seq,
-        };
+        if let Some(done) = lock(&slot).take() {
+            return done;
+        }
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        commit_batch(&mut conn, batch, &self.commit_stats);
+        drop(conn);
+        let answer = lock(&slot).take();
+        answer.unwrap_or_else(|| {
+            Err(CommitError::Storage(StorageError::Corrupt(
+                "the group commit that held this transaction did not finish".into(),
+            )))
+        })
+    }
 
-        // System revisions for new tables (as the worked example's CREATE TABLE).
-        let mut revisions = Vec::new();
-        for (table_id, name) in &req.new_tables {
-            tx.execute(
+    /// (transactions committed, SQLite commits made for them) since the ledger was opened.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.commit_stats.transactions.load(Relaxed),
+            self.commit_stats.fsyncs.load(Relaxed),
+        )
+    }
+}
+
+/// A commit's answer, filled by the batch that commits it.
+type Slot = std::sync::Arc<std::sync::Mutex<Option<std::result::Result<Committed, CommitError>>>>;
+
+/// A commit waiting for the ledger's connection.
+pub(crate) struct Pending {
+    req: CommitRequest,
+    slot: Slot,
+}
+
+/// Counters of group commit.
+#[derive(Default)]
+pub(crate) struct CommitStats {
+    transactions: std::sync::atomic::AtomicU64,
+    fsyncs: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Commits `batch` in one SQLite transaction and answers each request.
+fn commit_batch(conn: &mut Connection, batch: Vec<Pending>, stats: &CommitStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut answers = Vec::with_capacity(batch.len());
+    let outcome = (|| -> std::result::Result<(), CommitError> {
+        let mut tx = conn.transaction()?;
+        for p in &batch {
+            let answer = (|| {
+                let sp = tx.savepoint()?;
+                let done = apply_commit(&sp, &p.req)?;
+                sp.commit()?;
+                Ok(done)
+            })();
+            answers.push(answer);
+        }
+        if answers.iter().any(|a| a.is_ok()) {
+            tx.commit()?;
+            stats.fsyncs.fetch_add(1, Relaxed);
+        }
+        Ok(())
+    })();
+    match outcome {
+        Ok(()) => {
+            let committed = answers.iter().filter(|a| a.is_ok()).count() as u64;
+            stats.transactions.fetch_add(committed, Relaxed);
+            for (p, a) in batch.iter().zip(answers) {
+                *lock(&p.slot) = Some(a);
+            }
+        }
+        // The batch's SQLite transaction did not commit: nothing of it is on disk.
+        Err(e) => {
+            let why = e.to_string();
+            for p in &batch {
+                *lock(&p.slot) = Some(Err(CommitError::Storage(StorageError::io(
+                    "committing a group of transactions",
+                    std::io::Error::other(why.clone()),
+                ))));
+            }
+        }
+    }
+}
+
+/// Validates one request inside the batch's transaction (seeing the batch's earlier
+/// commits) and applies it.
+fn apply_commit(
+    tx: &Connection,
+    req: &CommitRequest,
+) -> std::result::Result<Committed, CommitError> {
+    let tip = tip(tx)?;
+    validate(tx, req)?;
+    let seq = tip.last_seq + 1;
+    let address = BlockAddress {
+        strand_id: tip.strand_id.clone(),
+        sequence_no: seq,
+    };
+
+    // System revisions for new tables (as the worked example's CREATE TABLE).
+    let mut revisions = Vec::new();
+    for (table_id, name) in &req.new_tables {
+        tx.execute(
                 "INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)",
                 params![table_id, name, seq as i64],
             )?;
-            let rev = Revision {
-                metadata: RevisionMetadata {
-                    id: table_id.clone(),
-                    version: 0,
-                    tx_time_ms: req.commit_ms,
-                    tx_id: req.transaction_id.clone(),
-                },
-                body: RevisionBody::Data(Value::structure([
-                    ("name", Value::string(name.clone())),
-                    ("status", Value::string("ACTIVE")),
-                ])),
-            };
-            revisions.push(BlockRevision::System(rev.hash()));
-        }
-        for (table_id, active) in &req.table_status {
-            let status = if *active { "ACTIVE" } else { "INACTIVE" };
-            let (name, version): (String, i64) = tx.query_row(
-                "UPDATE tables SET status = ?2, modified_seq = ?3, version = version + 1
+        let rev = Revision {
+            metadata: RevisionMetadata {
+                id: table_id.clone(),
+                version: 0,
+                tx_time_ms: req.commit_ms,
+                tx_id: req.transaction_id.clone(),
+            },
+            body: RevisionBody::Data(Value::structure([
+                ("name", Value::string(name.clone())),
+                ("status", Value::string("ACTIVE")),
+            ])),
+        };
+        revisions.push(BlockRevision::System(rev.hash()));
+    }
+    for (table_id, active) in &req.table_status {
+        let status = if *active { "ACTIVE" } else { "INACTIVE" };
+        let (name, version): (String, i64) = tx.query_row(
+            "UPDATE tables SET status = ?2, modified_seq = ?3, version = version + 1
                  WHERE table_id = ?1 RETURNING name, version",
-                params![table_id, status, seq as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let rev = Revision {
-                metadata: RevisionMetadata {
-                    id: table_id.clone(),
-                    version: version as u64,
-                    tx_time_ms: req.commit_ms,
-                    tx_id: req.transaction_id.clone(),
-                },
-                body: RevisionBody::Data(Value::structure([
-                    ("name", Value::string(name)),
-                    ("status", Value::string(status)),
-                ])),
-            };
-            revisions.push(BlockRevision::System(rev.hash()));
-        }
-        for (index_id, table_id) in &req.dropped_indexes {
-            tx.execute("DELETE FROM index_entries WHERE index_id = ?1", [index_id])?;
-            tx.execute("DELETE FROM indexes WHERE index_id = ?1", [index_id])?;
-            tx.execute(
-                "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
-                params![table_id, seq as i64],
-            )?;
-        }
-        for (index_id, table_id, field) in &req.new_indexes {
-            tx.execute(
+            params![table_id, status, seq as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let rev = Revision {
+            metadata: RevisionMetadata {
+                id: table_id.clone(),
+                version: version as u64,
+                tx_time_ms: req.commit_ms,
+                tx_id: req.transaction_id.clone(),
+            },
+            body: RevisionBody::Data(Value::structure([
+                ("name", Value::string(name)),
+                ("status", Value::string(status)),
+            ])),
+        };
+        revisions.push(BlockRevision::System(rev.hash()));
+    }
+    for (index_id, table_id) in &req.dropped_indexes {
+        tx.execute("DELETE FROM index_entries WHERE index_id = ?1", [index_id])?;
+        tx.execute("DELETE FROM indexes WHERE index_id = ?1", [index_id])?;
+        tx.execute(
+            "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
+            params![table_id, seq as i64],
+        )?;
+    }
+    for (index_id, table_id, field) in &req.new_indexes {
+        tx.execute(
                 "INSERT INTO indexes (index_id, table_id, field, status, created_seq) VALUES (?1, ?2, ?3, 'ONLINE', ?4)",
                 params![index_id, table_id, field, seq as i64],
             )?;
-            // Build the index over the documents that already exist.
-            index_documents(&tx, index_id, table_id, field)?;
-        }
+        // Build the index over the documents that already exist.
+        index_documents(&tx, index_id, table_id, field)?;
+    }
 
-        let indexes = table_indexes(&tx)?;
-        let mut documents = Vec::new();
-        for w in &req.writes {
-            let old: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT data FROM documents WHERE doc_id = ?1",
-                    [&w.doc_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let old = old.map(|b| decode_doc(&b)).transpose()?;
-            for (index_id, field) in indexes.get(&w.table_id).into_iter().flatten() {
-                let old_key = old.as_ref().and_then(|d| d.field(field)).map(index_key);
-                let new_key = w.data.as_ref().and_then(|d| d.field(field)).map(index_key);
-                if old_key == new_key {
-                    continue;
-                }
-                if let Some(k) = &old_key {
-                    tx.execute("DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2 AND doc_id = ?3", params![index_id, k, w.doc_id])?;
-                }
-                if let Some(k) = &new_key {
-                    tx.execute("INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)", params![index_id, k, w.doc_id])?;
-                }
-                for k in [old_key, new_key].into_iter().flatten() {
-                    tx.execute(
-                        "INSERT INTO index_key_seq (index_id, key, seq) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (index_id, key) DO UPDATE SET seq = excluded.seq",
-                        params![index_id, k, seq as i64],
-                    )?;
-                }
+    let indexes = table_indexes(&tx)?;
+    let mut documents = Vec::new();
+    for w in &req.writes {
+        let old: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT data FROM documents WHERE doc_id = ?1",
+                [&w.doc_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let old = old.map(|b| decode_doc(&b)).transpose()?;
+        for (index_id, field) in indexes.get(&w.table_id).into_iter().flatten() {
+            let old_key = old.as_ref().and_then(|d| d.field(field)).map(index_key);
+            let new_key = w.data.as_ref().and_then(|d| d.field(field)).map(index_key);
+            if old_key == new_key {
+                continue;
             }
-            match &w.data {
-                Some(data) => {
-                    tx.execute(
+            if let Some(k) = &old_key {
+                tx.execute(
+                    "DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2 AND doc_id = ?3",
+                    params![index_id, k, w.doc_id],
+                )?;
+            }
+            if let Some(k) = &new_key {
+                tx.execute("INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)", params![index_id, k, w.doc_id])?;
+            }
+            for k in [old_key, new_key].into_iter().flatten() {
+                tx.execute(
+                    "INSERT INTO index_key_seq (index_id, key, seq) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (index_id, key) DO UPDATE SET seq = excluded.seq",
+                    params![index_id, k, seq as i64],
+                )?;
+            }
+        }
+        match &w.data {
+            Some(data) => {
+                tx.execute(
                         "INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data",
                         params![w.doc_id, w.table_id, w.version as i64, encode_one(data)],
                     )?;
-                }
-                None => {
-                    tx.execute("DELETE FROM documents WHERE doc_id = ?1", [&w.doc_id])?;
-                }
             }
-            tx.execute(
-                "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
-                params![w.table_id, seq as i64],
-            )?;
-            let rev = Revision {
-                metadata: RevisionMetadata {
-                    id: w.doc_id.clone(),
-                    version: w.version,
-                    tx_time_ms: req.commit_ms,
-                    tx_id: req.transaction_id.clone(),
-                },
-                body: match &w.data {
-                    Some(d) => RevisionBody::Data(d.clone()),
-                    None => RevisionBody::Deleted,
-                },
-            };
-            tx.execute(
+            None => {
+                tx.execute("DELETE FROM documents WHERE doc_id = ?1", [&w.doc_id])?;
+            }
+        }
+        tx.execute(
+            "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
+            params![w.table_id, seq as i64],
+        )?;
+        let rev = Revision {
+            metadata: RevisionMetadata {
+                id: w.doc_id.clone(),
+                version: w.version,
+                tx_time_ms: req.commit_ms,
+                tx_id: req.transaction_id.clone(),
+            },
+            body: match &w.data {
+                Some(d) => RevisionBody::Data(d.clone()),
+                None => RevisionBody::Deleted,
+            },
+        };
+        tx.execute(
                 "INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
@@ -668,54 +774,52 @@ impl LedgerDb {
                     w.data.as_ref().map(|d| ion_hash(d).to_vec()),
                 ],
             )?;
-            revisions.push(BlockRevision::User(rev));
-            documents.push(DocumentInfo {
-                document_id: w.doc_id.clone(),
-                table_name: w.table_name.clone(),
-                table_id: w.table_id.clone(),
-                statements: w.statements.clone(),
-            });
-        }
-
-        let redaction_info = match &req.redaction {
-            Some(r) => {
-                apply_redaction(&tx, r, seq)?;
-                Some(Value::structure([(
-                    "revisions",
-                    Value::list(vec![Value::structure([
-                        (
-                            "blockAddress",
-                            BlockAddress {
-                                strand_id: tip.strand_id.clone(),
-                                sequence_no: r.seq,
-                            }
-                            .to_ion(),
-                        ),
-                        ("tableId", Value::string(r.table_id.clone())),
-                        ("documentId", Value::string(r.doc_id.clone())),
-                        ("version", Value::int(r.version)),
-                    ])]),
-                )]))
-            }
-            None => None,
-        };
-        let block = Block {
-            address,
-            transaction_id: req.transaction_id.clone(),
-            timestamp_ms: req.commit_ms,
-            previous_block_hash: tip.last_hash.clone(),
-            transaction_info: Some(TransactionInfo {
-                statements: req.statements.clone(),
-                documents,
-            }),
-            redaction_info,
-            revisions,
-            system_entry: None,
-        };
-        append_block(&tx, &block)?;
-        tx.commit()?;
-        Ok(Committed { sequence_no: seq })
+        revisions.push(BlockRevision::User(rev));
+        documents.push(DocumentInfo {
+            document_id: w.doc_id.clone(),
+            table_name: w.table_name.clone(),
+            table_id: w.table_id.clone(),
+            statements: w.statements.clone(),
+        });
     }
+
+    let redaction_info = match &req.redaction {
+        Some(r) => {
+            apply_redaction(&tx, r, seq)?;
+            Some(Value::structure([(
+                "revisions",
+                Value::list(vec![Value::structure([
+                    (
+                        "blockAddress",
+                        BlockAddress {
+                            strand_id: tip.strand_id.clone(),
+                            sequence_no: r.seq,
+                        }
+                        .to_ion(),
+                    ),
+                    ("tableId", Value::string(r.table_id.clone())),
+                    ("documentId", Value::string(r.doc_id.clone())),
+                    ("version", Value::int(r.version)),
+                ])]),
+            )]))
+        }
+        None => None,
+    };
+    let block = Block {
+        address,
+        transaction_id: req.transaction_id.clone(),
+        timestamp_ms: req.commit_ms,
+        previous_block_hash: tip.last_hash.clone(),
+        transaction_info: Some(TransactionInfo {
+            statements: req.statements.clone(),
+            documents,
+        }),
+        redaction_info,
+        revisions,
+        system_entry: None,
+    };
+    append_block(tx, &block)?;
+    Ok(Committed { sequence_no: seq })
 }
 
 fn tip(conn: &Connection) -> Result<Tip> {
@@ -771,7 +875,7 @@ fn tables(conn: &Connection) -> Result<Vec<TableInfo>> {
     Ok(out)
 }
 
-fn table_indexes(tx: &Transaction<'_>) -> Result<HashMap<String, Vec<(String, String)>>> {
+fn table_indexes(tx: &Connection) -> Result<HashMap<String, Vec<(String, String)>>> {
     let mut stmt = tx.prepare_cached("SELECT index_id, table_id, field FROM indexes")?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -788,7 +892,7 @@ fn table_indexes(tx: &Transaction<'_>) -> Result<HashMap<String, Vec<(String, St
     Ok(out)
 }
 
-fn validate(tx: &Transaction<'_>, req: &CommitRequest) -> std::result::Result<(), CommitError> {
+fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), CommitError> {
     let conflict = |what: String| Err(CommitError::Conflict(what));
     for read in &req.reads {
         match read {
@@ -909,7 +1013,7 @@ fn validate(tx: &Transaction<'_>, req: &CommitRequest) -> std::result::Result<()
 }
 
 /// Appends a block: its row and the digest-tree nodes it completes.
-fn append_block(tx: &Transaction<'_>, block: &Block) -> Result<()> {
+fn append_block(tx: &Connection, block: &Block) -> Result<()> {
     let seq = block.address.sequence_no;
     let block_hash = block.block_hash();
     tx.execute(
@@ -1143,7 +1247,7 @@ impl LedgerDb {
 /// Removes a revision's data everywhere it is stored (the revisions row and its block's
 /// Ion), keeping its data hash so that every hash and proof still verifies.
 fn apply_redaction(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     r: &RevisionRef,
     redacting_seq: u64,
 ) -> std::result::Result<(), CommitError> {
@@ -1283,5 +1387,90 @@ mod tests {
             .unwrap();
         rebuild_index_keys(&mut conn).unwrap();
         assert_eq!(entries(&conn).len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod group_commit_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::names::LedgerName;
+    use crate::storage::LedgerLocation;
+
+    fn write(doc: &str, version: u64, reads: Vec<ReadCheck>) -> CommitRequest {
+        CommitRequest {
+            transaction_id: format!("tx-{doc}-{version}"),
+            commit_ms: 1_704_067_200_000,
+            reads,
+            writes: vec![DocWrite {
+                doc_id: doc.into(),
+                table_id: "TableT".into(),
+                table_name: "T".into(),
+                version,
+                data: Some(Value::structure([("v", Value::int(version))])),
+                statements: vec![0],
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Commits that wait together are committed in one SQLite transaction, in arrival
+    /// order, each seeing the ones before it: a conflict with an earlier member of the
+    /// batch refuses only that transaction.
+    #[test]
+    fn waiting_commits_share_one_sqlite_commit_and_conflict_within_it() {
+        let name = LedgerName::parse("g").unwrap();
+        let db = Arc::new(
+            LedgerDb::create(LedgerLocation::memory(), &name, "GroupStrand00000000001").unwrap(),
+        );
+        db.commit(CommitRequest {
+            transaction_id: "tx-create".into(),
+            commit_ms: 1_704_067_200_000,
+            new_tables: vec![("TableT".into(), "T".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        db.commit(write("D", 0, Vec::new())).unwrap();
+        let before = db.commit_counts();
+        let read_d = || {
+            vec![ReadCheck::Doc {
+                doc_id: "D".into(),
+                version: Some(0),
+            }]
+        };
+
+        // Hold the connection while three commits queue up, in a known order.
+        let held = db.conn();
+        let mut threads = Vec::new();
+        for (i, req) in [
+            write("D", 1, read_d()),
+            write("D", 1, read_d()),
+            write("E", 0, Vec::new()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let shared = db.clone();
+            threads.push(std::thread::spawn(move || shared.commit(req)));
+            while lock(&db.pending).len() < i + 1 {
+                std::thread::yield_now();
+            }
+        }
+        drop(held);
+        let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(answers[0].as_ref().unwrap().sequence_no, 3);
+        assert!(
+            matches!(answers[1], Err(CommitError::Conflict(_))),
+            "{:?}",
+            answers[1]
+        );
+        assert_eq!(answers[2].as_ref().unwrap().sequence_no, 4);
+        let after = db.commit_counts();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (2, 1));
+        // The journal is whole: blocks 0..=4 chained, the conflicting one left no trace.
+        assert_eq!(db.tip().unwrap().last_seq, 4);
+        assert_eq!(db.document("D").unwrap().unwrap().version, 1);
+        assert_eq!(db.document("E").unwrap().unwrap().version, 0);
     }
 }

@@ -40,6 +40,11 @@ pub struct LedgerDb {
     conn: Mutex<Connection>,
     /// Set when the ledger is being deleted: sessions on it stop working.
     closed: std::sync::atomic::AtomicBool,
+    /// Commits waiting for the connection; whoever takes it next commits them all in one
+    /// SQLite transaction (group commit, [`LedgerDb::commit`]).
+    pub(super) pending: Mutex<Vec<super::journal::Pending>>,
+    /// Transactions committed and SQLite commits (fsyncs) made for them.
+    pub(super) commit_stats: super::journal::CommitStats,
 }
 
 impl LedgerDb {
@@ -54,6 +59,8 @@ impl LedgerDb {
                     location,
                     conn: Mutex::new(conn),
                     closed: Default::default(),
+                    pending: Default::default(),
+                    commit_stats: Default::default(),
                 })
             }
             LedgerLocation::File(path) => {
@@ -133,6 +140,8 @@ impl LedgerDb {
             location,
             conn: Mutex::new(conn),
             closed: Default::default(),
+            pending: Default::default(),
+            commit_stats: Default::default(),
         })
     }
 
