@@ -423,16 +423,16 @@ impl LedgerDb {
 
     /// The current tip of the journal.
     pub fn tip(&self) -> Result<Tip> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         tip(&conn)
     }
 
     pub fn tables(&self) -> Result<Vec<TableInfo>> {
-        tables(&self.conn())
+        tables(&*self.reader()?)
     }
 
     pub fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let row = conn
             .query_row(
                 "SELECT table_id, version, data FROM documents WHERE doc_id = ?1",
@@ -458,7 +458,7 @@ impl LedgerDb {
     }
 
     pub fn scan(&self, table_id: &str) -> Result<Vec<StoredDoc>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT doc_id, version, data FROM documents WHERE table_id = ?1 ORDER BY rowid",
         )?;
@@ -483,7 +483,7 @@ impl LedgerDb {
     }
 
     pub fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT d.doc_id, d.table_id, d.version, d.data FROM index_entries e
              JOIN documents d ON d.doc_id = e.doc_id
@@ -1046,7 +1046,7 @@ pub(crate) fn node(conn: &Connection, level: u32, idx: u64) -> Result<Hash> {
 impl LedgerDb {
     /// The journal digest at the tip: (tip sequence number, digest).
     pub fn digest(&self) -> Result<(u64, Hash)> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let t = tip(&conn)?;
         let d = merkle::root(t.last_seq + 1, |l, i| node(&conn, l, i))?;
         Ok((t.last_seq, d))
@@ -1054,7 +1054,7 @@ impl LedgerDb {
 
     /// All blocks, oldest first, as stored (for verification and tests).
     pub fn blocks(&self) -> Result<BTreeMap<u64, Value>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare("SELECT seq, ion FROM blocks ORDER BY seq")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
         let mut out = BTreeMap::new();
@@ -1069,13 +1069,13 @@ impl LedgerDb {
 impl LedgerDb {
     /// The journal digest with the block `tip` as the last leaf.
     pub fn digest_at(&self, tip: u64) -> Result<Hash> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         merkle::root(tip + 1, |l, i| node(&conn, l, i))
     }
 
     /// The stored block at `seq`, as GetBlock and exports show it.
     pub fn block(&self, seq: u64) -> Result<Option<Value>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let ion: Option<Vec<u8>> = conn
             .query_row("SELECT ion FROM blocks WHERE seq = ?1", [seq as i64], |r| {
                 r.get(0)
@@ -1094,7 +1094,7 @@ impl LedgerDb {
         end_ms: Option<i64>,
         limit: usize,
     ) -> Result<Vec<(u64, i64, Value)>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, ts_ms, ion FROM blocks
              WHERE seq >= ?1 AND ts_ms >= ?2 AND (?3 IS NULL OR ts_ms < ?3)
@@ -1120,7 +1120,7 @@ impl LedgerDb {
 
     /// How many blocks from `from_seq` on lie in `[start_ms, end_ms)`.
     pub fn count_in_window(&self, from_seq: u64, start_ms: i64, end_ms: i64) -> Result<u64> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM blocks WHERE seq >= ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
             params![from_seq as i64, start_ms, end_ms],
@@ -1131,7 +1131,7 @@ impl LedgerDb {
 
     /// The audit path of block `seq` in the digest tree whose last leaf is block `tip`.
     pub fn block_proof(&self, seq: u64, tip: u64) -> Result<Vec<Hash>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         merkle::audit_path(seq, tip + 1, |l, i| node(&conn, l, i))
     }
 }
@@ -1196,7 +1196,7 @@ pub struct RevisionRef {
 impl LedgerDb {
     /// The committed view of a table: the latest revision of every live document.
     pub fn committed_view(&self, table_id: &str) -> Result<Vec<Value>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let strand = tip(&conn)?.strand_id;
         let mut stmt = conn.prepare_cached(
             "SELECT r.*, r.redacted_seq IS NOT NULL AS redacted FROM documents d
@@ -1209,7 +1209,7 @@ impl LedgerDb {
 
     /// Every revision of every document of a table, in commit order.
     pub fn history(&self, table_id: &str) -> Result<Vec<Value>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let strand = tip(&conn)?.strand_id;
         let mut stmt = conn.prepare_cached(
             "SELECT *, redacted_seq IS NOT NULL AS redacted
@@ -1221,7 +1221,7 @@ impl LedgerDb {
 
     /// The revision of `doc_id` committed in block `seq`, if any.
     pub fn revision_at(&self, seq: u64, doc_id: &str) -> Result<Option<RevisionRef>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let found = conn
             .prepare_cached(
                 "SELECT table_id, version, data IS NOT NULL, redacted_seq IS NOT NULL,

@@ -45,6 +45,49 @@ pub struct LedgerDb {
     pub(super) pending: Mutex<Vec<super::journal::Pending>>,
     /// Transactions committed and SQLite commits (fsyncs) made for them.
     pub(super) commit_stats: super::journal::CommitStats,
+    /// Idle read-only connections of a file ledger (WAL lets them read beside the writer).
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Idle read connections kept per ledger; more are opened while needed and closed after.
+const IDLE_READERS: usize = 16;
+
+/// A connection for reads, inside one read transaction: every query of it sees the same
+/// committed state. A file ledger's reads use a pooled read-only connection and so never
+/// wait for a commit; an in-memory ledger's use its one connection.
+pub enum ReadConn<'a> {
+    Pooled {
+        db: &'a LedgerDb,
+        conn: Option<Connection>,
+    },
+    Main(MutexGuard<'a, Connection>),
+}
+
+impl std::ops::Deref for ReadConn<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            ReadConn::Pooled { conn, .. } => conn.as_ref().expect("held until drop"),
+            ReadConn::Main(guard) => guard,
+        }
+    }
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let ReadConn::Pooled { db, conn } = self {
+            if let Some(conn) = conn.take() {
+                // A connection whose read transaction cannot end is not reused.
+                if conn.execute_batch("ROLLBACK").is_ok() {
+                    let mut idle = db.readers.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() < IDLE_READERS {
+                        idle.push(conn);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl LedgerDb {
@@ -61,6 +104,7 @@ impl LedgerDb {
                     closed: Default::default(),
                     pending: Default::default(),
                     commit_stats: Default::default(),
+                    readers: Default::default(),
                 })
             }
             LedgerLocation::File(path) => {
@@ -142,6 +186,7 @@ impl LedgerDb {
             closed: Default::default(),
             pending: Default::default(),
             commit_stats: Default::default(),
+            readers: Default::default(),
         })
     }
 
@@ -170,6 +215,32 @@ impl LedgerDb {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A connection for reads (see [`ReadConn`]).
+    pub fn reader(&self) -> Result<ReadConn<'_>> {
+        match &self.location {
+            LedgerLocation::Memory(_) => Ok(ReadConn::Main(self.conn())),
+            LedgerLocation::File(path) => {
+                let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let conn = match idle {
+                    Some(c) => c,
+                    None => {
+                        let c = Connection::open_with_flags(
+                            path,
+                            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        )?;
+                        c.busy_timeout(std::time::Duration::from_secs(5))?;
+                        c
+                    }
+                };
+                conn.execute_batch("BEGIN")?;
+                Ok(ReadConn::Pooled {
+                    db: self,
+                    conn: Some(conn),
+                })
+            }
+        }
+    }
+
     /// A value from the `meta` table.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         use rusqlite::OptionalExtension;
@@ -181,7 +252,13 @@ impl LedgerDb {
 
     /// Closes the database and removes its files.
     pub fn destroy(self) -> Result<()> {
-        let LedgerDb { location, conn, .. } = self;
+        let LedgerDb {
+            location,
+            conn,
+            readers,
+            ..
+        } = self;
+        drop(readers);
         drop(conn);
         match location {
             LedgerLocation::Memory(_) => Ok(()),
