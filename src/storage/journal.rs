@@ -693,10 +693,10 @@ fn apply_commit(
                 params![index_id, table_id, field, seq as i64],
             )?;
         // Build the index over the documents that already exist.
-        index_documents(&tx, index_id, table_id, field)?;
+        index_documents(tx, index_id, table_id, field)?;
     }
 
-    let indexes = table_indexes(&tx)?;
+    let indexes = table_indexes(tx)?;
     let mut documents = Vec::new();
     for w in &req.writes {
         let old: Option<Vec<u8>> = tx
@@ -785,7 +785,7 @@ fn apply_commit(
 
     let redaction_info = match &req.redaction {
         Some(r) => {
-            apply_redaction(&tx, r, seq)?;
+            apply_redaction(tx, r, seq)?;
             Some(Value::structure([(
                 "revisions",
                 Value::list(vec![Value::structure([
