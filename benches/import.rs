@@ -52,18 +52,7 @@ fn main() {
         let export = tempfile::tempdir().unwrap();
         write_export(export.path(), "bench/", "e", &blocks, 1000, format);
         let data = tempfile::tempdir().unwrap();
-        let opts = ImportOptions {
-            data_dir: data.path().to_path_buf(),
-            ledger: "bench".into(),
-            from: export.path().display().to_string(),
-            region: "us-east-1".into(),
-            account_id: "000000000000".into(),
-            permissions_mode: "ALLOW_ALL".into(),
-            s3_endpoint: None,
-            s3_path_style: true,
-            progress: false,
-            rehash: false,
-        };
+        let opts = ImportOptions::new(data.path(), "bench", export.path().display().to_string());
         let t = Instant::now();
         let r = import(&opts).unwrap();
         let secs = t.elapsed().as_secs_f64();

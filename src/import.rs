@@ -50,6 +50,25 @@ pub struct ImportOptions {
     pub rehash: bool,
 }
 
+impl ImportOptions {
+    /// Options with the defaults of the command line: us-east-1, account 000000000000,
+    /// STANDARD permissions, S3 from the environment, no progress, no rehash.
+    pub fn new(data_dir: impl Into<PathBuf>, ledger: &str, from: impl Into<String>) -> Self {
+        ImportOptions {
+            data_dir: data_dir.into(),
+            ledger: ledger.to_string(),
+            from: from.into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            permissions_mode: "STANDARD".into(),
+            s3_endpoint: None,
+            s3_path_style: true,
+            progress: false,
+            rehash: false,
+        }
+    }
+}
+
 /// What an import made.
 #[derive(Debug)]
 pub struct Imported {

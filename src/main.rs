@@ -125,14 +125,7 @@ fn main() -> std::process::ExitCode {
                         r.indexes,
                         r.backup.display()
                     );
-                    for id in &r.new_index_ids {
-                        println!(
-                            "note: index {id} got a new id (the journal does not record index ids)"
-                        );
-                    }
-                    for note in &r.notes {
-                        println!("note: {note}");
-                    }
+                    print_notes(&r.new_index_ids, &r.notes);
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -192,14 +185,7 @@ fn main() -> std::process::ExitCode {
                     for id in &r.new_table_ids {
                         println!("note: table {id} got a new id (the export holds its id only in an opaque hash)");
                     }
-                    for id in &r.new_index_ids {
-                        println!(
-                            "note: index {id} got a new id (the journal does not record index ids)"
-                        );
-                    }
-                    for note in &r.notes {
-                        println!("note: {note}");
-                    }
+                    print_notes(&r.new_index_ids, &r.notes);
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -241,5 +227,15 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The ids a replay made up and the guesses it made, one `note:` line each.
+fn print_notes(new_index_ids: &[String], notes: &[String]) {
+    for id in new_index_ids {
+        println!("note: index {id} got a new id (the journal does not record index ids)");
+    }
+    for note in notes {
+        println!("note: {note}");
     }
 }

@@ -21,16 +21,8 @@ use qldb_local::verify::verify_ledger;
 
 fn options(data_dir: &Path, from: &Path) -> ImportOptions {
     ImportOptions {
-        data_dir: data_dir.to_path_buf(),
-        ledger: "imported".into(),
-        from: from.display().to_string(),
-        region: "us-east-1".into(),
-        account_id: "000000000000".into(),
         permissions_mode: "ALLOW_ALL".into(),
-        s3_endpoint: None,
-        s3_path_style: true,
-        progress: false,
-        rehash: false,
+        ..ImportOptions::new(data_dir, "imported", from.display().to_string())
     }
 }
 

@@ -433,18 +433,11 @@ fn the_worked_example_imported_serves_its_digest_and_proofs() {
         export_fixture::Format::IonText,
     );
     let data = tempfile::tempdir().unwrap();
-    let imported = qldb_local::import::import(&qldb_local::import::ImportOptions {
-        data_dir: data.path().to_path_buf(),
-        ledger: "vehicles".into(),
-        from: export.path().display().to_string(),
-        region: "us-east-1".into(),
-        account_id: "000000000000".into(),
-        permissions_mode: "ALLOW_ALL".into(),
-        s3_endpoint: None,
-        s3_path_style: true,
-        progress: false,
-        rehash: false,
-    })
+    let imported = qldb_local::import::import(&qldb_local::import::ImportOptions::new(
+        data.path(),
+        "vehicles",
+        export.path().display().to_string(),
+    ))
     .unwrap();
     assert_eq!(
         hx(&imported.verified.digest),
