@@ -1,0 +1,125 @@
+//! The engine alone (no HTTP): concurrent single-document transactions through the session
+//! layer, against raw rusqlite single-row transactions in the same run.
+//!
+//!     cargo bench --bench engine -- [--clients 16] [--seconds 5]
+//!
+//! A durable (WAL, synchronous=FULL) file ledger; each client thread has its own session and
+//! runs StartTransaction, one `INSERT INTO T ?`, CommitTransaction (with the driver's commit
+//! digest) in a loop. Raw SQLite: one connection per thread, WAL, synchronous=FULL,
+//! `BEGIN IMMEDIATE; INSERT; COMMIT`. Prints transactions/s for both, their ratio, and the
+//! SQLite commits (fsyncs) per committed transaction that group commit made. Figures go to
+//! docs/performance.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `work` on `clients` threads for `seconds`; returns the operations done.
+fn run(clients: u64, seconds: u64, work: impl Fn(u64, u64) + Send + Sync + 'static) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let work = Arc::new(work);
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (stop, done, work) = (stop.clone(), done.clone(), work.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    work(c, i);
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    done.load(Ordering::Relaxed)
+}
+
+fn main() {
+    let clients = arg("--clients", 16);
+    let seconds = arg("--seconds", 5);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("engine benchmark: {clients} clients, {seconds} s per phase, durability full, {cores} cores");
+
+    let l = Arc::new(common::ledger());
+    {
+        let token = l.sessions.start_session("j").unwrap();
+        let mut tx = common::Tx::begin(&l, &token);
+        tx.run("CREATE TABLE T", &[]).unwrap();
+        tx.commit().unwrap();
+    }
+    let db = l.control.active_ledger("j").unwrap();
+    let before = db.commit_counts();
+    let tokens: Vec<String> = (0..clients)
+        .map(|_| l.sessions.start_session("j").unwrap())
+        .collect();
+    let tokens = Arc::new(tokens);
+    let ledger = l.clone();
+    let t = Instant::now();
+    let n = run(clients, seconds, move |c, i| {
+        let mut tx = common::Tx::begin(&ledger, &tokens[c as usize]);
+        let doc = format!(
+            "{{k: {}, client: {c}, payload: \"{}\"}}",
+            c * 1_000_000_000 + i,
+            "x".repeat(64)
+        );
+        tx.run("INSERT INTO T ?", &[&doc]).unwrap();
+        tx.commit().unwrap();
+    });
+    let engine = n as f64 / t.elapsed().as_secs_f64();
+    let after = db.commit_counts();
+    let (txs, fsyncs) = (after.0 - before.0, after.1 - before.1);
+    println!(
+        "qldb-local session layer, single-document INSERT transaction {engine:>8.0} tx/s   ({n} tx; {:.3} SQLite commits per committed transaction)",
+        fsyncs as f64 / txs.max(1) as f64
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.sqlite");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+            .unwrap();
+    }
+    let conns: Vec<std::sync::Mutex<rusqlite::Connection>> = (0..clients)
+        .map(|_| {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.pragma_update(None, "synchronous", "FULL").unwrap();
+            c.busy_timeout(Duration::from_secs(30)).unwrap();
+            std::sync::Mutex::new(c)
+        })
+        .collect();
+    let conns = Arc::new(conns);
+    let t = Instant::now();
+    let n = run(clients, seconds, move |c, i| {
+        let conn = conns[c as usize].lock().unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute(
+            "INSERT INTO t (k, v) VALUES (?1, ?2)",
+            rusqlite::params![(c * 1_000_000_000 + i) as i64, vec![7u8; 100]],
+        )
+        .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    let raw = n as f64 / t.elapsed().as_secs_f64();
+    println!("raw rusqlite single-row INSERT transaction (WAL, FULL)   {raw:>8.0} tx/s   ({n} tx)");
+    println!("ratio engine / raw SQLite: {:.2}", engine / raw);
+}
