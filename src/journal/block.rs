@@ -81,9 +81,14 @@ impl Revision {
 
     /// The committed-view shape `{blockAddress, hash, data|dataHash, metadata}`.
     pub fn to_ion(&self, address: &BlockAddress) -> Value {
+        self.to_ion_hashed(address, self.hash())
+    }
+
+    /// [`Revision::to_ion`] with the revision's hash already computed.
+    fn to_ion_hashed(&self, address: &BlockAddress, hash: Hash) -> Value {
         let mut fields = vec![
             ("blockAddress", address.to_ion()),
-            ("hash", Value::blob(self.hash())),
+            ("hash", Value::blob(hash)),
         ];
         match &self.body {
             RevisionBody::Data(d) => fields.push(("data", d.clone())),
@@ -189,21 +194,22 @@ pub struct Block {
 
 impl Block {
     pub fn revisions_hash(&self) -> Option<Hash> {
-        (!self.revisions.is_empty()).then(|| {
-            merkle(
-                &self
-                    .revisions
-                    .iter()
-                    .map(BlockRevision::hash)
-                    .collect::<Vec<_>>(),
-            )
-        })
+        let hashes: Vec<Hash> = self.revisions.iter().map(BlockRevision::hash).collect();
+        (!hashes.is_empty()).then(|| merkle(&hashes))
     }
 
     /// `[revisionsHash?, H(transactionInfo)?, H(redactionInfo)?]`, or the system entry alone.
     pub fn entries_hash_list(&self) -> Vec<Hash> {
+        let hashes: Vec<Hash> = self.revisions.iter().map(BlockRevision::hash).collect();
+        self.entries_from(&hashes)
+    }
+
+    /// The entries hash list, given each revision's hash (each is computed once).
+    fn entries_from(&self, revision_hashes: &[Hash]) -> Vec<Hash> {
         let mut list = Vec::new();
-        list.extend(self.revisions_hash());
+        if !revision_hashes.is_empty() {
+            list.push(merkle(revision_hashes));
+        }
         if let Some(ti) = &self.transaction_info {
             list.push(ion_hash(&ti.to_ion()).to_vec());
         }
@@ -226,14 +232,20 @@ impl Block {
 
     /// The block as GetBlock and exports show it (field order as in real blocks).
     pub fn to_ion(&self) -> Value {
-        let list = self.entries_hash_list();
+        self.to_ion_and_hash().0
+    }
+
+    /// [`Block::to_ion`] and [`Block::block_hash`] together, every hash computed once.
+    pub fn to_ion_and_hash(&self) -> (Value, Hash) {
+        let revision_hashes: Vec<Hash> = self.revisions.iter().map(BlockRevision::hash).collect();
+        let list = self.entries_from(&revision_hashes);
         let entries_hash = merkle(&list);
         let block_hash = dot(&entries_hash, &self.previous_block_hash);
         let mut fields = vec![
             ("blockAddress", self.address.to_ion()),
             ("transactionId", Value::string(self.transaction_id.clone())),
             ("blockTimestamp", ts(self.timestamp_ms)),
-            ("blockHash", Value::blob(block_hash)),
+            ("blockHash", Value::blob(block_hash.clone())),
             ("entriesHash", Value::blob(entries_hash)),
             (
                 "previousBlockHash",
@@ -254,16 +266,15 @@ impl Block {
             let revs = self
                 .revisions
                 .iter()
-                .map(|r| match r {
-                    BlockRevision::User(r) => r.to_ion(&self.address),
-                    BlockRevision::System(h) => {
-                        Value::structure([("hash", Value::blob(h.clone()))])
-                    }
+                .zip(revision_hashes)
+                .map(|(r, hash)| match r {
+                    BlockRevision::User(r) => r.to_ion_hashed(&self.address, hash),
+                    BlockRevision::System(_) => Value::structure([("hash", Value::blob(hash))]),
                 })
                 .collect();
             fields.push(("revisions", Value::list(revs)));
         }
-        Value::structure(fields)
+        (Value::structure(fields), block_hash)
     }
 }
 

@@ -1,10 +1,12 @@
 //! A ledger's journal and current state in its SQLite file: the table catalog, live
 //! documents, every revision, secondary indexes, blocks and the digest tree.
 //!
-//! Reads and commits share the ledger's one connection (its mutex is the single writer).
+//! Commits go through the ledger's one write connection (its mutex is the single writer).
 //! Commits that arrive while it is busy are committed together (group commit): each
 //! validates its read set and applies its writes in its own savepoint of one SQLite
 //! transaction, and all are durable (one fsync) before any [`LedgerDb::commit`] returns.
+//! Reads use pooled read-only connections; the tip and the table catalog come from memory,
+//! replaced by the writer after each commit.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -165,12 +167,16 @@ fn canonical(v: &Value) -> Value {
 /// transaction can have read a key, so the per-key OCC sequence numbers start afresh.
 pub(crate) fn rebuild_index_keys(conn: &mut rusqlite::Connection) -> Result<()> {
     let tx = conn.transaction()?;
-    let needed: i64 = tx.query_row("SELECT count(*) FROM index_rebuild", [], |r| r.get(0))?;
+    let needed: i64 = tx
+        .prepare_cached("SELECT count(*) FROM index_rebuild")?
+        .query_row([], |r| r.get(0))?;
     if needed == 0 {
         return Ok(());
     }
-    tx.execute("DELETE FROM index_entries", [])?;
-    tx.execute("DELETE FROM index_key_seq", [])?;
+    tx.prepare_cached("DELETE FROM index_entries")?
+        .execute([])?;
+    tx.prepare_cached("DELETE FROM index_key_seq")?
+        .execute([])?;
     let indexes: Vec<(String, String, String)> = {
         let mut stmt = tx.prepare("SELECT index_id, table_id, field FROM indexes")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -180,7 +186,8 @@ pub(crate) fn rebuild_index_keys(conn: &mut rusqlite::Connection) -> Result<()> 
     for (index_id, table_id, field) in &indexes {
         entries += index_documents(&tx, index_id, table_id, field)?;
     }
-    tx.execute("DELETE FROM index_rebuild", [])?;
+    tx.prepare_cached("DELETE FROM index_rebuild")?
+        .execute([])?;
     tx.commit()?;
     tracing::info!(indexes = indexes.len(), entries, "rebuilt index keys");
     Ok(())
@@ -236,7 +243,7 @@ fn decode_doc(bytes: &[u8]) -> Result<Value> {
 }
 
 /// The ledger's tip, kept in memory next to the connection.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tip {
     pub strand_id: String,
     pub last_seq: u64,
@@ -421,30 +428,27 @@ impl LedgerDb {
         Ok(())
     }
 
-    /// The current tip of the journal.
+    /// The current tip of the journal (from memory: see [`LedgerDb::refresh_cache`]).
     pub fn tip(&self) -> Result<Tip> {
-        let conn = self.reader()?;
-        tip(&conn)
+        Ok(self.cached().tip.clone())
     }
 
+    /// The table catalog with each table's indexes (from memory).
     pub fn tables(&self) -> Result<Vec<TableInfo>> {
-        tables(&*self.reader()?)
+        Ok(self.cached().tables.as_ref().clone())
     }
 
     pub fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         let conn = self.reader()?;
         let row = conn
-            .query_row(
-                "SELECT table_id, version, data FROM documents WHERE doc_id = ?1",
-                [doc_id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
-            )
+            .prepare_cached("SELECT table_id, version, data FROM documents WHERE doc_id = ?1")?
+            .query_row([doc_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
             .optional()?;
         row.map(|(table_id, version, data)| {
             Ok(StoredDoc {
@@ -510,15 +514,16 @@ impl LedgerDb {
         Ok(out)
     }
 
-    /// Validates the reads of a read-only transaction (no block is written).
+    /// Validates the reads of a read-only transaction (no block is written) against the
+    /// latest committed state, read in one read transaction: the transaction is
+    /// serializable at that point, and it never waits for a commit.
     pub fn validate(&self, reads: &[ReadCheck]) -> std::result::Result<(), CommitError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let conn = self.reader()?;
         let req = CommitRequest {
             reads: reads.to_vec(),
             ..Default::default()
         };
-        validate(&tx, &req)
+        validate(&conn, &req)
     }
 
     /// Validates `req.reads` against the current state and, if nothing moved, appends one
@@ -535,12 +540,12 @@ impl LedgerDb {
             req,
             slot: slot.clone(),
         });
-        let mut conn = self.conn();
+        let mut conn = self.lock_writer();
         if let Some(done) = lock(&slot).take() {
             return done;
         }
         let batch = std::mem::take(&mut *lock(&self.pending));
-        commit_batch(&mut conn, batch, &self.commit_stats);
+        commit_batch(self, &mut conn, batch);
         drop(conn);
         let answer = lock(&slot).take();
         answer.unwrap_or_else(|| {
@@ -580,19 +585,33 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Commits `batch` in one SQLite transaction and answers each request.
-fn commit_batch(conn: &mut Connection, batch: Vec<Pending>, stats: &CommitStats) {
+/// Commits `batch` in one SQLite transaction, refreshes the cached tip (and catalog, if a
+/// transaction changed it), and answers each request.
+fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
     use std::sync::atomic::Ordering::Relaxed;
+    let stats = &db.commit_stats;
     let mut answers = Vec::with_capacity(batch.len());
     let outcome = (|| -> std::result::Result<(), CommitError> {
         let mut tx = conn.transaction()?;
+        // A batch of one needs no savepoint: if it fails, the transaction is rolled back.
+        let alone = batch.len() == 1;
         for p in &batch {
-            let answer = (|| {
-                let sp = tx.savepoint()?;
-                let done = apply_commit(&sp, &p.req)?;
-                sp.commit()?;
-                Ok(done)
-            })();
+            let answer = if alone {
+                apply_commit(&tx, &p.req)
+            } else {
+                (|| {
+                    let sp = tx.savepoint()?;
+                    let done = apply_commit(&sp, &p.req)?;
+                    sp.commit()?;
+                    Ok(done)
+                })()
+            };
+            // A storage error (a full disk, an I/O error) may have rolled the whole SQLite
+            // transaction back already: nothing after it may run outside the batch, so the
+            // batch ends here and every transaction of it fails.
+            if let Err(e @ CommitError::Storage(_)) = answer {
+                return Err(e);
+            }
             answers.push(answer);
         }
         if answers.iter().any(|a| a.is_ok()) {
@@ -605,17 +624,31 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Pending>, stats: &CommitStats)
         Ok(()) => {
             let committed = answers.iter().filter(|a| a.is_ok()).count() as u64;
             stats.transactions.fetch_add(committed, Relaxed);
+            if committed > 0 {
+                let catalog = batch.iter().zip(&answers).any(|(p, a)| {
+                    a.is_ok()
+                        && !(p.req.new_tables.is_empty()
+                            && p.req.new_indexes.is_empty()
+                            && p.req.table_status.is_empty()
+                            && p.req.dropped_indexes.is_empty())
+                });
+                db.refresh_cache(conn, catalog);
+            }
             for (p, a) in batch.iter().zip(answers) {
                 *lock(&p.slot) = Some(a);
             }
         }
-        // The batch's SQLite transaction did not commit: nothing of it is on disk.
+        // The batch's SQLite transaction did not commit (it was rolled back when `tx` was
+        // dropped): nothing of it is on disk, and the cached tip still holds.
         Err(e) => {
-            let why = e.to_string();
+            tracing::error!(error = %e, transactions = batch.len(), "a group commit failed");
+            let why = format!(
+                "The transaction was not committed: the ledger's storage failed while \
+                 committing it ({e}); nothing of it was written"
+            );
             for p in &batch {
-                *lock(&p.slot) = Some(Err(CommitError::Storage(StorageError::io(
-                    "committing a group of transactions",
-                    std::io::Error::other(why.clone()),
+                *lock(&p.slot) = Some(Err(CommitError::Storage(StorageError::CommitFailed(
+                    why.clone(),
                 ))));
             }
         }
@@ -639,9 +672,7 @@ fn apply_commit(
     // System revisions for new tables (as the worked example's CREATE TABLE).
     let mut revisions = Vec::new();
     for (table_id, name) in &req.new_tables {
-        tx.execute(
-                "INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)",
-                params![table_id, name, seq as i64],
+        tx.prepare_cached("INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)")?.execute(params![table_id, name, seq as i64],
             )?;
         let rev = Revision {
             metadata: RevisionMetadata {
@@ -659,12 +690,14 @@ fn apply_commit(
     }
     for (table_id, active) in &req.table_status {
         let status = if *active { "ACTIVE" } else { "INACTIVE" };
-        let (name, version): (String, i64) = tx.query_row(
-            "UPDATE tables SET status = ?2, modified_seq = ?3, version = version + 1
+        let (name, version): (String, i64) = tx
+            .prepare_cached(
+                "UPDATE tables SET status = ?2, modified_seq = ?3, version = version + 1
                  WHERE table_id = ?1 RETURNING name, version",
-            params![table_id, status, seq as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+            )?
+            .query_row(params![table_id, status, seq as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let rev = Revision {
             metadata: RevisionMetadata {
                 id: table_id.clone(),
@@ -680,17 +713,15 @@ fn apply_commit(
         revisions.push(BlockRevision::System(rev.hash()));
     }
     for (index_id, table_id) in &req.dropped_indexes {
-        tx.execute("DELETE FROM index_entries WHERE index_id = ?1", [index_id])?;
-        tx.execute("DELETE FROM indexes WHERE index_id = ?1", [index_id])?;
-        tx.execute(
-            "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
-            params![table_id, seq as i64],
-        )?;
+        tx.prepare_cached("DELETE FROM index_entries WHERE index_id = ?1")?
+            .execute([index_id])?;
+        tx.prepare_cached("DELETE FROM indexes WHERE index_id = ?1")?
+            .execute([index_id])?;
+        tx.prepare_cached("UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1")?
+            .execute(params![table_id, seq as i64])?;
     }
     for (index_id, table_id, field) in &req.new_indexes {
-        tx.execute(
-                "INSERT INTO indexes (index_id, table_id, field, status, created_seq) VALUES (?1, ?2, ?3, 'ONLINE', ?4)",
-                params![index_id, table_id, field, seq as i64],
+        tx.prepare_cached("INSERT INTO indexes (index_id, table_id, field, status, created_seq) VALUES (?1, ?2, ?3, 'ONLINE', ?4)")?.execute(params![index_id, table_id, field, seq as i64],
             )?;
         // Build the index over the documents that already exist.
         index_documents(tx, index_id, table_id, field)?;
@@ -714,38 +745,35 @@ fn apply_commit(
                 continue;
             }
             if let Some(k) = &old_key {
-                tx.execute(
+                tx.prepare_cached(
                     "DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2 AND doc_id = ?3",
-                    params![index_id, k, w.doc_id],
-                )?;
+                )?
+                .execute(params![index_id, k, w.doc_id])?;
             }
             if let Some(k) = &new_key {
-                tx.execute("INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)", params![index_id, k, w.doc_id])?;
+                tx.prepare_cached("INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)")?.execute(params![index_id, k, w.doc_id])?;
             }
             for k in [old_key, new_key].into_iter().flatten() {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO index_key_seq (index_id, key, seq) VALUES (?1, ?2, ?3)
                          ON CONFLICT (index_id, key) DO UPDATE SET seq = excluded.seq",
-                    params![index_id, k, seq as i64],
-                )?;
+                )?
+                .execute(params![index_id, k, seq as i64])?;
             }
         }
         match &w.data {
             Some(data) => {
-                tx.execute(
-                        "INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data",
-                        params![w.doc_id, w.table_id, w.version as i64, encode_one(data)],
+                tx.prepare_cached("INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data")?.execute(params![w.doc_id, w.table_id, w.version as i64, encode_one(data)],
                     )?;
             }
             None => {
-                tx.execute("DELETE FROM documents WHERE doc_id = ?1", [&w.doc_id])?;
+                tx.prepare_cached("DELETE FROM documents WHERE doc_id = ?1")?
+                    .execute([&w.doc_id])?;
             }
         }
-        tx.execute(
-            "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1",
-            params![w.table_id, seq as i64],
-        )?;
+        tx.prepare_cached("UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1")?
+            .execute(params![w.table_id, seq as i64])?;
         let rev = Revision {
             metadata: RevisionMetadata {
                 id: w.doc_id.clone(),
@@ -758,10 +786,8 @@ fn apply_commit(
                 None => RevisionBody::Deleted,
             },
         };
-        tx.execute(
-                "INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
+        tx.prepare_cached("INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(params![
                     w.doc_id,
                     w.version as i64,
                     w.table_id,
@@ -822,7 +848,7 @@ fn apply_commit(
     Ok(Committed { sequence_no: seq })
 }
 
-fn tip(conn: &Connection) -> Result<Tip> {
+pub(super) fn tip(conn: &Connection) -> Result<Tip> {
     let strand_id: String = conn
         .prepare_cached("SELECT value FROM meta WHERE key = 'strand_id'")?
         .query_row([], |r| r.get(0))?;
@@ -836,7 +862,7 @@ fn tip(conn: &Connection) -> Result<Tip> {
     })
 }
 
-fn tables(conn: &Connection) -> Result<Vec<TableInfo>> {
+pub(super) fn tables(conn: &Connection) -> Result<Vec<TableInfo>> {
     let mut stmt = conn
         .prepare_cached("SELECT table_id, name, status FROM tables ORDER BY created_seq, rowid")?;
     let rows = stmt.query_map([], |r| {
@@ -937,9 +963,7 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
                 }
             }
             ReadCheck::Catalog { as_of } => {
-                let changed: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM tables WHERE modified_seq > ?1) OR EXISTS (SELECT 1 FROM indexes WHERE created_seq > ?1)",
-                    [*as_of as i64],
+                let changed: bool = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM tables WHERE modified_seq > ?1) OR EXISTS (SELECT 1 FROM indexes WHERE created_seq > ?1)")?.query_row([*as_of as i64],
                     |r| r.get(0),
                 )?;
                 if changed {
@@ -949,11 +973,11 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
         }
     }
     for (_, name) in &req.new_tables {
-        let taken: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM tables WHERE name = ?1 AND status = 'ACTIVE')",
-            [name],
-            |r| r.get(0),
-        )?;
+        let taken: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM tables WHERE name = ?1 AND status = 'ACTIVE')",
+            )?
+            .query_row([name], |r| r.get(0))?;
         if taken {
             return conflict(format!("table {name} was created concurrently"));
         }
@@ -974,9 +998,7 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
                 ))
             }
             Some((name, _)) if *active => {
-                let taken: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM tables WHERE name = ?1 AND status = 'ACTIVE')",
-                    [&name],
+                let taken: bool = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM tables WHERE name = ?1 AND status = 'ACTIVE')")?.query_row([&name],
                     |r| r.get(0),
                 )?;
                 if taken {
@@ -990,21 +1012,19 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
         }
     }
     for (index_id, _) in &req.dropped_indexes {
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM indexes WHERE index_id = ?1)",
-            [index_id],
-            |r| r.get(0),
-        )?;
+        let exists: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM indexes WHERE index_id = ?1)")?
+            .query_row([index_id], |r| r.get(0))?;
         if !exists && !req.new_indexes.iter().any(|(id, _, _)| id == index_id) {
             return conflict(format!("index {index_id} was dropped concurrently"));
         }
     }
     for (_, table_id, field) in &req.new_indexes {
-        let taken: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM indexes WHERE table_id = ?1 AND field = ?2)",
-            [table_id, field],
-            |r| r.get(0),
-        )?;
+        let taken: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM indexes WHERE table_id = ?1 AND field = ?2)",
+            )?
+            .query_row([table_id, field], |r| r.get(0))?;
         if taken {
             return conflict(format!("an index on {field} was created concurrently"));
         }
@@ -1015,17 +1035,17 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
 /// Appends a block: its row and the digest-tree nodes it completes.
 fn append_block(tx: &Connection, block: &Block) -> Result<()> {
     let seq = block.address.sequence_no;
-    let block_hash = block.block_hash();
-    tx.execute(
+    let (ion, block_hash) = block.to_ion_and_hash();
+    tx.prepare_cached(
         "INSERT INTO blocks (seq, tx_id, ts_ms, block_hash, ion) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            seq as i64,
-            block.transaction_id,
-            block.timestamp_ms,
-            block_hash,
-            encode_one(&block.to_ion())
-        ],
-    )?;
+    )?
+    .execute(params![
+        seq as i64,
+        block.transaction_id,
+        block.timestamp_ms,
+        block_hash,
+        encode_one(&ion)
+    ])?;
     let nodes = merkle::append(seq, block_hash, |level, idx| node(tx, level, idx))?;
     let mut stmt =
         tx.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
@@ -1036,11 +1056,9 @@ fn append_block(tx: &Connection, block: &Block) -> Result<()> {
 }
 
 pub(crate) fn node(conn: &Connection, level: u32, idx: u64) -> Result<Hash> {
-    Ok(conn.query_row(
-        "SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2",
-        params![level, idx as i64],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2")?
+        .query_row(params![level, idx as i64], |r| r.get(0))?)
 }
 
 impl LedgerDb {
@@ -1251,9 +1269,7 @@ fn apply_redaction(
     r: &RevisionRef,
     redacting_seq: u64,
 ) -> std::result::Result<(), CommitError> {
-    let changed = tx.execute(
-        "UPDATE revisions SET data = NULL, redacted_seq = ?3 WHERE doc_id = ?1 AND version = ?2 AND data IS NOT NULL AND redacted_seq IS NULL",
-        params![r.doc_id, r.version as i64, redacting_seq as i64],
+    let changed = tx.prepare_cached("UPDATE revisions SET data = NULL, redacted_seq = ?3 WHERE doc_id = ?1 AND version = ?2 AND data IS NOT NULL AND redacted_seq IS NULL")?.execute(params![r.doc_id, r.version as i64, redacting_seq as i64],
     )?;
     if changed != 1 {
         return Err(CommitError::Conflict(format!(
@@ -1261,11 +1277,9 @@ fn apply_redaction(
             r.doc_id, r.version
         )));
     }
-    let ion: Vec<u8> = tx.query_row(
-        "SELECT ion FROM blocks WHERE seq = ?1",
-        [r.seq as i64],
-        |row| row.get(0),
-    )?;
+    let ion: Vec<u8> = tx
+        .prepare_cached("SELECT ion FROM blocks WHERE seq = ?1")?
+        .query_row([r.seq as i64], |row| row.get(0))?;
     let mut block = decode_doc(&ion)?;
     if let Data::Struct(fields) = &mut block.data {
         for (name, value) in fields.iter_mut() {
@@ -1294,10 +1308,8 @@ fn apply_redaction(
             }
         }
     }
-    tx.execute(
-        "UPDATE blocks SET ion = ?2 WHERE seq = ?1",
-        params![r.seq as i64, encode_one(&block)],
-    )?;
+    tx.prepare_cached("UPDATE blocks SET ion = ?2 WHERE seq = ?1")?
+        .execute(params![r.seq as i64, encode_one(&block)])?;
     Ok(())
 }
 
@@ -1472,5 +1484,82 @@ mod group_commit_tests {
         assert_eq!(db.tip().unwrap().last_seq, 4);
         assert_eq!(db.document("D").unwrap().unwrap().version, 1);
         assert_eq!(db.document("E").unwrap().unwrap().version, 0);
+    }
+
+    /// A full disk during a group commit (simulated by SQLite's page limit) fails every
+    /// transaction of the batch with a clear error, writes nothing, and leaves the ledger
+    /// verifiable and serving: the next commit succeeds.
+    #[test]
+    fn a_full_disk_fails_the_whole_batch_and_the_writer_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = LedgerName::parse("full").unwrap();
+        let location = crate::storage::LedgerLocation::file(dir.path(), &name);
+        let db = Arc::new(LedgerDb::create(location, &name, "FullStrand000000000001").unwrap());
+        db.commit(CommitRequest {
+            transaction_id: "tx-create".into(),
+            commit_ms: 1_704_067_200_000,
+            new_tables: vec![("TableT".into(), "T".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        db.commit(write("D", 0, Vec::new())).unwrap();
+        let tip_before = db.tip().unwrap();
+        let big = |doc: &str| {
+            let mut req = write(doc, 0, Vec::new());
+            req.writes[0].data = Some(Value::structure([(
+                "pad",
+                Value::string("x".repeat(64 * 1024)),
+            )]));
+            req
+        };
+
+        // The disk is full from now on: the file may not grow by a single page.
+        let held = db.conn();
+        let pages: i64 = held
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .unwrap();
+        held.pragma_update(None, "max_page_count", pages).unwrap();
+        let mut threads = Vec::new();
+        for (i, req) in [
+            write("E", 0, Vec::new()),
+            big("F"),
+            write("G", 0, Vec::new()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let shared = db.clone();
+            threads.push(std::thread::spawn(move || shared.commit(req)));
+            while lock(&db.pending).len() < i + 1 {
+                std::thread::yield_now();
+            }
+        }
+        drop(held);
+        for t in threads {
+            match t.join().unwrap() {
+                Err(CommitError::Storage(StorageError::CommitFailed(why))) => {
+                    assert!(why.contains("full"), "{why}");
+                    assert!(why.contains("not committed"), "{why}");
+                }
+                other => panic!("expected the batch to fail, got {other:?}"),
+            }
+        }
+        assert_eq!(db.tip().unwrap(), tip_before);
+        for doc in ["E", "F", "G"] {
+            assert!(db.document(doc).unwrap().is_none(), "{doc} was written");
+        }
+
+        // Space comes back: the writer serves the next commit, and the file verifies.
+        db.conn()
+            .pragma_update(None, "max_page_count", 1_000_000_000i64)
+            .unwrap();
+        let done = db.commit(write("E", 0, Vec::new())).unwrap();
+        assert_eq!(done.sequence_no, tip_before.last_seq + 1);
+        let crate::storage::LedgerLocation::File(path) = db.location().clone() else {
+            unreachable!()
+        };
+        let verified = crate::verify::verify_file(&path, "full", crate::verify::Scope::Everything)
+            .unwrap_or_else(|d| panic!("{}", d.message));
+        assert_eq!(verified.tip, done.sequence_no);
     }
 }

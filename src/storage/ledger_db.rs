@@ -3,7 +3,7 @@
 //! migrated, synced, and only then renamed into place.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -47,7 +47,56 @@ pub struct LedgerDb {
     pub(super) commit_stats: super::journal::CommitStats,
     /// Idle read-only connections of a file ledger (WAL lets them read beside the writer).
     readers: Mutex<Vec<Connection>>,
+    /// The journal tip and the table catalog as last committed, replaced by whoever holds
+    /// the write connection after changing them: statements read them from memory.
+    pub(super) cache: RwLock<Arc<Cached>>,
 }
+
+/// What every statement needs and only a commit changes (see [`LedgerDb::tip`],
+/// [`LedgerDb::tables`]).
+pub(crate) struct Cached {
+    pub(crate) tip: super::journal::Tip,
+    pub(crate) tables: Arc<Vec<super::journal::TableInfo>>,
+}
+
+impl Cached {
+    fn load(conn: &Connection) -> Result<Self> {
+        Ok(Cached {
+            tip: super::journal::tip(conn)?,
+            tables: Arc::new(super::journal::tables(conn)?),
+        })
+    }
+}
+
+/// The write connection, held: when it is let go, the cached tip and catalog are read
+/// again from it, so that nothing written through it is missed.
+pub struct WriteConn<'a> {
+    db: &'a LedgerDb,
+    guard: MutexGuard<'a, Connection>,
+}
+
+impl std::ops::Deref for WriteConn<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for WriteConn<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.guard
+    }
+}
+
+impl Drop for WriteConn<'_> {
+    fn drop(&mut self) {
+        self.db.refresh_cache(&self.guard, true);
+    }
+}
+
+/// Prepared statements kept per connection: a commit alone uses about 30 distinct ones.
+const STATEMENT_CACHE: usize = 64;
 
 /// Idle read connections kept per ledger; more are opened while needed and closed after.
 const IDLE_READERS: usize = 16;
@@ -98,14 +147,7 @@ impl LedgerDb {
             LedgerLocation::Memory(uri) => {
                 let mut conn = open_memory(uri)?;
                 init(&mut conn, name, strand_id)?;
-                Ok(LedgerDb {
-                    location,
-                    conn: Mutex::new(conn),
-                    closed: Default::default(),
-                    pending: Default::default(),
-                    commit_stats: Default::default(),
-                    readers: Default::default(),
-                })
+                Self::with_connection(location, conn)
             }
             LedgerLocation::File(path) => {
                 let dir = path.parent().expect("ledger files live in a directory");
@@ -147,6 +189,9 @@ impl LedgerDb {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 configure_durable(&conn)?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                // A group commit's savepoints journal their pages in memory, not in a file.
+                conn.pragma_update(None, "temp_store", "MEMORY")?;
                 migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string())?;
                 crate::storage::journal::rebuild_index_keys(&mut conn)?;
                 // Ledgers created before the journal existed get their genesis block now.
@@ -180,6 +225,11 @@ impl LedgerDb {
                 conn
             }
         };
+        Self::with_connection(location, conn)
+    }
+
+    fn with_connection(location: LedgerLocation, conn: Connection) -> Result<Self> {
+        let cache = RwLock::new(Arc::new(Cached::load(&conn)?));
         Ok(LedgerDb {
             location,
             conn: Mutex::new(conn),
@@ -187,14 +237,47 @@ impl LedgerDb {
             pending: Default::default(),
             commit_stats: Default::default(),
             readers: Default::default(),
+            cache,
         })
+    }
+
+    /// Reads the tip (and, if `catalog`, the table catalog) again from `conn`, which the
+    /// caller holds as the writer. Should that read fail, the old values stay: they
+    /// describe a state that was committed, and readers of the file see no newer one
+    /// either until a commit succeeds.
+    pub(super) fn refresh_cache(&self, conn: &Connection, catalog: bool) {
+        let tip = match super::journal::tip(conn) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the journal tip after a write");
+                return;
+            }
+        };
+        let tables = if catalog {
+            match super::journal::tables(conn) {
+                Ok(t) => Arc::new(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the table catalog after a write");
+                    return;
+                }
+            }
+        } else {
+            self.cached().tables.clone()
+        };
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Cached { tip, tables });
+    }
+
+    /// The cached tip and catalog.
+    pub(crate) fn cached(&self) -> Arc<Cached> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// `--durability relaxed`: commits are acknowledged once written to the WAL, before the
     /// WAL is synced (SQLite `synchronous=NORMAL`); a power loss may drop the last commits.
     pub fn set_relaxed_durability(&self, relaxed: bool) -> Result<()> {
         let mode = if relaxed { "NORMAL" } else { "FULL" };
-        self.conn().pragma_update(None, "synchronous", mode)?;
+        self.lock_writer()
+            .pragma_update(None, "synchronous", mode)?;
         Ok(())
     }
 
@@ -210,15 +293,24 @@ impl LedgerDb {
         &self.location
     }
 
-    /// The write connection. Later features route writes through a single writer.
-    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// The write connection (see [`WriteConn`]).
+    pub fn conn(&self) -> WriteConn<'_> {
+        WriteConn {
+            db: self,
+            guard: self.lock_writer(),
+        }
+    }
+
+    /// The write connection without refreshing the cache when it is let go: for code that
+    /// keeps the cache itself ([`LedgerDb::commit`]) or only reads.
+    pub(super) fn lock_writer(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A connection for reads (see [`ReadConn`]).
     pub fn reader(&self) -> Result<ReadConn<'_>> {
         match &self.location {
-            LedgerLocation::Memory(_) => Ok(ReadConn::Main(self.conn())),
+            LedgerLocation::Memory(_) => Ok(ReadConn::Main(self.lock_writer())),
             LedgerLocation::File(path) => {
                 let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let conn = match idle {
@@ -229,6 +321,7 @@ impl LedgerDb {
                             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                         )?;
                         c.busy_timeout(std::time::Duration::from_secs(5))?;
+                        c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                         c
                     }
                 };
@@ -245,7 +338,7 @@ impl LedgerDb {
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         use rusqlite::OptionalExtension;
         Ok(self
-            .conn()
+            .reader()?
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
@@ -275,6 +368,7 @@ fn open_memory(uri: &str) -> Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn, LEDGER_MIGRATIONS, uri)?;
     Ok(conn)
 }

@@ -38,6 +38,9 @@ pub enum StorageError {
     DataDirLocked { dir: PathBuf, holder: String },
     #[error("corrupt ledger data: {0}")]
     Corrupt(String),
+    /// A group commit whose SQLite transaction failed: none of its transactions is written.
+    #[error("{0}")]
+    CommitFailed(String),
 }
 
 impl StorageError {
