@@ -178,9 +178,41 @@ async fn send_command(
             }
         }
     }
+    // Commands that touch only memory run here, without a hop to a blocking thread,
+    // unless their session is busy with another request.
+    let quick = match command {
+        "StartTransaction" => state
+            .sessions
+            .try_start_transaction(&token)
+            .map(|r| r.map(|id| json!({ "TransactionId": id }))),
+        "AbortTransaction" => state
+            .sessions
+            .try_abort(&token)
+            .map(|r| r.map(|()| json!({}))),
+        "EndSession" => state
+            .sessions
+            .try_end_session(&token)
+            .map(|r| r.map(|()| json!({}))),
+        _ => None,
+    };
+    let result = match quick {
+        Some(r) => r?,
+        None => run_blocking(state, caller, command, args, token).await?,
+    };
+    finish(command, result, started)
+}
+
+/// Runs a command that may wait (for SQLite, or for its session) on a blocking thread.
+async fn run_blocking(
+    state: &AppState,
+    caller: Option<Arc<Principal>>,
+    command: &str,
+    args: Map<String, Json>,
+    token: String,
+) -> Result<Json, ApiError> {
     let sessions = state.sessions.clone();
     let command_owned = command.to_string();
-    let result: Json = blocking(move || -> Result<Json, ApiError> {
+    blocking(move || -> Result<Json, ApiError> {
         let s = &sessions;
         Ok(match command_owned.as_str() {
             "StartSession" => {
@@ -225,8 +257,11 @@ async fn send_command(
             }
         })
     })
-    .await?;
-    let mut result = result;
+    .await
+}
+
+/// The response: the command's result with its TimingInformation.
+fn finish(command: &str, mut result: Json, started: Instant) -> Result<Response, ApiError> {
     // Rounded up: a statement that took any time reports at least 1 ms (the Node.js
     // driver's suite checks `> 0`).
     let micros = started.elapsed().as_micros().max(1) as u64;

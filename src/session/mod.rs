@@ -198,12 +198,24 @@ impl Sessions {
 
     /// Runs `f` on the session of `token`, serialized with the session's other commands.
     fn with_session<T>(&self, token: &str, f: impl FnOnce(&mut Session) -> R<T>) -> R<T> {
+        self.session_call(token, true, f)
+            .expect("a call that may wait always runs")
+    }
+
+    /// As [`Sessions::with_session`]; when `wait` is false and another command of the
+    /// session is running, returns `None` at once instead of waiting for it.
+    fn session_call<T>(
+        &self,
+        token: &str,
+        wait: bool,
+        f: impl FnOnce(&mut Session) -> R<T>,
+    ) -> Option<R<T>> {
         let valid = (4..=1024).contains(&token.len())
             && token
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b));
         if !valid {
-            return bad("The parameter SessionToken is not valid");
+            return Some(bad("The parameter SessionToken is not valid"));
         }
         let session = {
             let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -211,12 +223,22 @@ impl Sessions {
         };
         let Some(session) = session else {
             let expired = self.expired.lock().unwrap_or_else(|p| p.into_inner());
-            return Err(SessionError::InvalidSession(match expired.get(token) {
-                Some(id) => format!("Session {id} has expired"),
-                None => "No such session".into(),
-            }));
+            return Some(Err(SessionError::InvalidSession(
+                match expired.get(token) {
+                    Some(id) => format!("Session {id} has expired"),
+                    None => "No such session".into(),
+                },
+            )));
         };
-        let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = if wait {
+            session.lock().unwrap_or_else(|p| p.into_inner())
+        } else {
+            match session.try_lock() {
+                Ok(s) => s,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
+        };
         // The session may have ended while this request waited for it.
         if !self
             .open
@@ -224,21 +246,21 @@ impl Sessions {
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(token)
         {
-            return Err(SessionError::InvalidSession("No such session".into()));
+            return Some(Err(SessionError::InvalidSession("No such session".into())));
         }
         if s.ledger.is_closed() {
             let id = s.id.clone();
             drop(s);
             self.discard(token, &id);
-            return Err(SessionError::InvalidSession("No such session".into()));
+            return Some(Err(SessionError::InvalidSession("No such session".into())));
         }
         if s.expires_ms <= now_ms() {
             let id = s.id.clone();
             drop(s);
             self.discard(token, &id);
-            return Err(SessionError::InvalidSession(format!(
+            return Some(Err(SessionError::InvalidSession(format!(
                 "Session {id} has expired"
-            )));
+            ))));
         }
         let result = f(&mut s);
         if let Err(SessionError::InvalidSession(_)) = &result {
@@ -246,7 +268,7 @@ impl Sessions {
             drop(s);
             self.discard(token, &id);
         }
-        result
+        Some(result)
     }
 
     fn discard(&self, token: &str, id: &str) {
@@ -282,7 +304,29 @@ impl Sessions {
     }
 
     pub fn start_transaction(&self, token: &str) -> R<String> {
-        self.with_session(token, |s| {
+        self.start_transaction_if(token, true)
+            .expect("a call that may wait always runs")
+    }
+
+    /// StartTransaction, AbortTransaction and EndSession touch only memory, so the HTTP
+    /// layer runs them on its own thread — unless another command of the same session is
+    /// running: then these return `None` and the caller runs the waiting form elsewhere.
+    pub fn try_start_transaction(&self, token: &str) -> Option<R<String>> {
+        self.start_transaction_if(token, false)
+    }
+
+    /// See [`Sessions::try_start_transaction`].
+    pub fn try_abort(&self, token: &str) -> Option<R<()>> {
+        self.abort_if(token, false)
+    }
+
+    /// See [`Sessions::try_start_transaction`].
+    pub fn try_end_session(&self, token: &str) -> Option<R<()>> {
+        self.end_session_if(token, false)
+    }
+
+    fn start_transaction_if(&self, token: &str, wait: bool) -> Option<R<String>> {
+        self.session_call(token, wait, |s| {
             if let Some(t) = &s.txn {
                 if now_ms() - t.started_ms > self.cfg.transaction_timeout_ms {
                     // An abandoned transaction expired: the session goes with it, but never
@@ -471,18 +515,29 @@ impl Sessions {
     }
 
     pub fn abort(&self, token: &str) -> R<()> {
-        self.with_session(token, |s| {
+        self.abort_if(token, true)
+            .expect("a call that may wait always runs")
+    }
+
+    fn abort_if(&self, token: &str, wait: bool) -> Option<R<()>> {
+        self.session_call(token, wait, |s| {
             s.txn = None;
             Ok(())
         })
     }
 
     pub fn end_session(&self, token: &str) -> R<()> {
-        self.with_session(token, |_| Ok(()))?;
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(token);
-        Ok(())
+        self.end_session_if(token, true)
+            .expect("a call that may wait always runs")
+    }
+
+    fn end_session_if(&self, token: &str, wait: bool) -> Option<R<()>> {
+        let checked = self.session_call(token, wait, |_| Ok(()))?;
+        Some(checked.map(|()| {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(token);
+        }))
     }
 }
