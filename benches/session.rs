@@ -5,11 +5,13 @@
 //! Starts the release qldb-local, then for `--seconds` each phase runs `--clients`
 //! concurrent Rust-SDK clients (one session each):
 //!   1. single-document INSERT transactions (StartTransaction, ExecuteStatement, Commit);
-//!   2. indexed point SELECT transactions on the inserted keys.
+//!   2. indexed point SELECT transactions on the inserted keys;
+//!   3. mixed: half the clients insert while the other half run the point SELECTs.
 //!
 //! In the same run it times raw rusqlite single-row transactions (one connection per thread,
 //! WAL, the same synchronous setting). Prints transactions/s, p50/p99 latency and the
-//! ratio to raw SQLite. Figures go to docs/performance.md.
+//! ratio to raw SQLite, and the server process's own CPU time per transaction of each phase
+//! (from /proc). Figures go to docs/performance.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -197,6 +199,7 @@ async fn main() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
 
+    let cpu_before = srv.cpu_time();
     let (c, t) = (client.clone(), tokens.clone());
     let mut ins = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
@@ -214,6 +217,8 @@ async fn main() {
         }
     })
     .await;
+    let cpu_ins = srv.cpu_time() - cpu_before;
+    let cpu_before = srv.cpu_time();
     let (c, t) = (client.clone(), tokens.clone());
     let mut sel = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
@@ -236,6 +241,49 @@ async fn main() {
         }
     })
     .await;
+    let cpu_sel = srv.cpu_time() - cpu_before;
+
+    // Mixed: half the clients insert while the other half read, at the same time. What the
+    // read connections are for: a read should not wait behind a commit's fsync.
+    let half = (a.clients / 2).max(1);
+    let (c, t) = (client.clone(), tokens.clone());
+    let writers = run_clients(half, a.seconds, move |ci, i| {
+        let (c, t) = (c.clone(), t.clone());
+        async move {
+            let s = Session {
+                c: &c,
+                token: t[ci].clone(),
+            };
+            let (tx, mut d) = s.start_tx().await;
+            let doc = format!("{{k:\"m-{ci}-{i}\",v:{i},pad:\"{}\"}}", "x".repeat(48));
+            s.exec(&tx, &mut d, "INSERT INTO Bench ?", &[&doc])
+                .await
+                .unwrap();
+            s.commit(&tx, d.bytes()).await.unwrap();
+        }
+    });
+    let (c, t) = (client.clone(), tokens.clone());
+    let readers = run_clients(half, a.seconds, move |ci, i| {
+        let (c, t) = (c.clone(), t.clone());
+        async move {
+            let s = Session {
+                c: &c,
+                token: t[(half + ci) % t.len()].clone(),
+            };
+            let (tx, mut d) = s.start_tx().await;
+            let key = format!("\"k-{ci}-{}\"", i % 100);
+            s.exec(
+                &tx,
+                &mut d,
+                "SELECT * FROM Bench AS b WHERE b.k = ?",
+                &[&key],
+            )
+            .await
+            .unwrap();
+            s.commit(&tx, d.bytes()).await.unwrap();
+        }
+    });
+    let (mut mixed_ins, mut mixed_sel) = tokio::join!(writers, readers);
     let (mut raw_ins, mut raw_sel) =
         tokio::task::spawn_blocking(move || raw_sqlite(a.clients, a.seconds, a.relaxed))
             .await
@@ -243,8 +291,23 @@ async fn main() {
 
     let qi = ins.report("qldb-local INSERT transaction (HTTP, SDK)");
     let qs = sel.report("qldb-local indexed point SELECT transaction");
+    mixed_ins.report(&format!("mixed: {half} clients INSERT"));
+    mixed_sel.report(&format!("mixed: {half} clients SELECT at the same time"));
     let ri = raw_ins.report("raw rusqlite single-row INSERT transaction");
     let rs = raw_sel.report("raw rusqlite indexed point SELECT");
+    let per_tx = |cpu: Duration, stats: &Stats| {
+        cpu.as_secs_f64() * 1e6 / stats.latencies_us.len().max(1) as f64
+    };
+    println!(
+        "server CPU per INSERT transaction: {:.0} µs ({:.2} s of CPU in the phase)",
+        per_tx(cpu_ins, &ins),
+        cpu_ins.as_secs_f64()
+    );
+    println!(
+        "server CPU per SELECT transaction: {:.0} µs ({:.2} s of CPU in the phase)",
+        per_tx(cpu_sel, &sel),
+        cpu_sel.as_secs_f64()
+    );
     println!("ratio INSERT qldb-local / raw SQLite: {:.3}", qi / ri);
     println!("ratio SELECT qldb-local / raw SQLite: {:.3}", qs / rs);
 }
