@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_qldbsession::Client;
 use support::*;
 
 struct Args {
@@ -164,6 +165,39 @@ fn raw_sqlite(clients: usize, seconds: u64, relaxed: bool) -> (Stats, Stats) {
     (phase(false), phase(true))
 }
 
+/// One single-document INSERT transaction of key `key` on the session `token`.
+async fn insert_tx(c: &Client, token: &str, key: String, i: u64) {
+    let s = Session {
+        c,
+        token: token.to_string(),
+    };
+    let (tx, mut d) = s.start_tx().await;
+    let doc = format!("{{k:\"{key}\",v:{i},pad:\"{}\"}}", "x".repeat(48));
+    s.exec(&tx, &mut d, "INSERT INTO Bench ?", &[&doc])
+        .await
+        .unwrap();
+    s.commit(&tx, d.bytes()).await.unwrap();
+}
+
+/// One indexed point SELECT transaction of key `key` on the session `token`.
+async fn select_tx(c: &Client, token: &str, key: String) {
+    let s = Session {
+        c,
+        token: token.to_string(),
+    };
+    let (tx, mut d) = s.start_tx().await;
+    let key = format!("\"{key}\"");
+    s.exec(
+        &tx,
+        &mut d,
+        "SELECT * FROM Bench AS b WHERE b.k = ?",
+        &[&key],
+    )
+    .await
+    .unwrap();
+    s.commit(&tx, d.bytes()).await.unwrap();
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let a = args();
@@ -203,18 +237,7 @@ async fn main() {
     let (c, t) = (client.clone(), tokens.clone());
     let mut ins = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
-        async move {
-            let s = Session {
-                c: &c,
-                token: t[ci].clone(),
-            };
-            let (tx, mut d) = s.start_tx().await;
-            let doc = format!("{{k:\"k-{ci}-{i}\",v:{i},pad:\"{}\"}}", "x".repeat(48));
-            s.exec(&tx, &mut d, "INSERT INTO Bench ?", &[&doc])
-                .await
-                .unwrap();
-            s.commit(&tx, d.bytes()).await.unwrap();
-        }
+        async move { insert_tx(&c, &t[ci], format!("k-{ci}-{i}"), i).await }
     })
     .await;
     let cpu_ins = srv.cpu_time() - cpu_before;
@@ -222,23 +245,7 @@ async fn main() {
     let (c, t) = (client.clone(), tokens.clone());
     let mut sel = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
-        async move {
-            let s = Session {
-                c: &c,
-                token: t[ci].clone(),
-            };
-            let (tx, mut d) = s.start_tx().await;
-            let key = format!("\"k-{ci}-{}\"", i % 100);
-            s.exec(
-                &tx,
-                &mut d,
-                "SELECT * FROM Bench AS b WHERE b.k = ?",
-                &[&key],
-            )
-            .await
-            .unwrap();
-            s.commit(&tx, d.bytes()).await.unwrap();
-        }
+        async move { select_tx(&c, &t[ci], format!("k-{ci}-{}", i % 100)).await }
     })
     .await;
     let cpu_sel = srv.cpu_time() - cpu_before;
@@ -249,39 +256,12 @@ async fn main() {
     let (c, t) = (client.clone(), tokens.clone());
     let writers = run_clients(half, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
-        async move {
-            let s = Session {
-                c: &c,
-                token: t[ci].clone(),
-            };
-            let (tx, mut d) = s.start_tx().await;
-            let doc = format!("{{k:\"m-{ci}-{i}\",v:{i},pad:\"{}\"}}", "x".repeat(48));
-            s.exec(&tx, &mut d, "INSERT INTO Bench ?", &[&doc])
-                .await
-                .unwrap();
-            s.commit(&tx, d.bytes()).await.unwrap();
-        }
+        async move { insert_tx(&c, &t[ci], format!("m-{ci}-{i}"), i).await }
     });
     let (c, t) = (client.clone(), tokens.clone());
     let readers = run_clients(half, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
-        async move {
-            let s = Session {
-                c: &c,
-                token: t[(half + ci) % t.len()].clone(),
-            };
-            let (tx, mut d) = s.start_tx().await;
-            let key = format!("\"k-{ci}-{}\"", i % 100);
-            s.exec(
-                &tx,
-                &mut d,
-                "SELECT * FROM Bench AS b WHERE b.k = ?",
-                &[&key],
-            )
-            .await
-            .unwrap();
-            s.commit(&tx, d.bytes()).await.unwrap();
-        }
+        async move { select_tx(&c, &t[(half + ci) % t.len()], format!("k-{ci}-{}", i % 100)).await }
     });
     let (mut mixed_ins, mut mixed_sel) = tokio::join!(writers, readers);
     let (mut raw_ins, mut raw_sel) =

@@ -1427,6 +1427,35 @@ mod group_commit_tests {
         }
     }
 
+    /// Creates table T (id TableT) and its document D, version 0.
+    fn create_table_and_d(db: &LedgerDb) {
+        db.commit(CommitRequest {
+            transaction_id: "tx-create".into(),
+            commit_ms: 1_704_067_200_000,
+            new_tables: vec![("TableT".into(), "T".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        db.commit(write("D", 0, Vec::new())).unwrap();
+    }
+
+    /// Starts one thread per request, each committing it, and returns once all of them
+    /// wait in the queue in the given order (the caller holds the connection).
+    fn queue_commits(
+        db: &Arc<LedgerDb>,
+        reqs: Vec<CommitRequest>,
+    ) -> Vec<std::thread::JoinHandle<std::result::Result<Committed, CommitError>>> {
+        let mut threads = Vec::new();
+        for (i, req) in reqs.into_iter().enumerate() {
+            let shared = db.clone();
+            threads.push(std::thread::spawn(move || shared.commit(req)));
+            while lock(&db.pending).len() < i + 1 {
+                std::thread::yield_now();
+            }
+        }
+        threads
+    }
+
     /// Commits that wait together are committed in one SQLite transaction, in arrival
     /// order, each seeing the ones before it: a conflict with an earlier member of the
     /// batch refuses only that transaction.
@@ -1436,14 +1465,7 @@ mod group_commit_tests {
         let db = Arc::new(
             LedgerDb::create(LedgerLocation::memory(), &name, "GroupStrand00000000001").unwrap(),
         );
-        db.commit(CommitRequest {
-            transaction_id: "tx-create".into(),
-            commit_ms: 1_704_067_200_000,
-            new_tables: vec![("TableT".into(), "T".into())],
-            ..Default::default()
-        })
-        .unwrap();
-        db.commit(write("D", 0, Vec::new())).unwrap();
+        create_table_and_d(&db);
         let before = db.commit_counts();
         let read_d = || {
             vec![ReadCheck::Doc {
@@ -1454,21 +1476,14 @@ mod group_commit_tests {
 
         // Hold the connection while three commits queue up, in a known order.
         let held = db.conn();
-        let mut threads = Vec::new();
-        for (i, req) in [
-            write("D", 1, read_d()),
-            write("D", 1, read_d()),
-            write("E", 0, Vec::new()),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let shared = db.clone();
-            threads.push(std::thread::spawn(move || shared.commit(req)));
-            while lock(&db.pending).len() < i + 1 {
-                std::thread::yield_now();
-            }
-        }
+        let threads = queue_commits(
+            &db,
+            vec![
+                write("D", 1, read_d()),
+                write("D", 1, read_d()),
+                write("E", 0, Vec::new()),
+            ],
+        );
         drop(held);
         let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(answers[0].as_ref().unwrap().sequence_no, 3);
@@ -1495,14 +1510,7 @@ mod group_commit_tests {
         let name = LedgerName::parse("full").unwrap();
         let location = crate::storage::LedgerLocation::file(dir.path(), &name);
         let db = Arc::new(LedgerDb::create(location, &name, "FullStrand000000000001").unwrap());
-        db.commit(CommitRequest {
-            transaction_id: "tx-create".into(),
-            commit_ms: 1_704_067_200_000,
-            new_tables: vec![("TableT".into(), "T".into())],
-            ..Default::default()
-        })
-        .unwrap();
-        db.commit(write("D", 0, Vec::new())).unwrap();
+        create_table_and_d(&db);
         let tip_before = db.tip().unwrap();
         let big = |doc: &str| {
             let mut req = write(doc, 0, Vec::new());
@@ -1519,21 +1527,14 @@ mod group_commit_tests {
             .pragma_query_value(None, "page_count", |r| r.get(0))
             .unwrap();
         held.pragma_update(None, "max_page_count", pages).unwrap();
-        let mut threads = Vec::new();
-        for (i, req) in [
-            write("E", 0, Vec::new()),
-            big("F"),
-            write("G", 0, Vec::new()),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let shared = db.clone();
-            threads.push(std::thread::spawn(move || shared.commit(req)));
-            while lock(&db.pending).len() < i + 1 {
-                std::thread::yield_now();
-            }
-        }
+        let threads = queue_commits(
+            &db,
+            vec![
+                write("E", 0, Vec::new()),
+                big("F"),
+                write("G", 0, Vec::new()),
+            ],
+        );
         drop(held);
         for t in threads {
             match t.join().unwrap() {
