@@ -128,7 +128,11 @@ impl Drop for ReadConn<'_> {
         if let ReadConn::Pooled { db, conn } = self {
             if let Some(conn) = conn.take() {
                 // A connection whose read transaction cannot end is not reused.
-                if conn.execute_batch("ROLLBACK").is_ok() {
+                // Prepared once per connection, as BEGIN is: a read is often one query.
+                let ended = conn
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut end| end.execute([]));
+                if ended.is_ok() {
                     let mut idle = db.readers.lock().unwrap_or_else(|p| p.into_inner());
                     if idle.len() < IDLE_READERS {
                         idle.push(conn);
@@ -325,7 +329,7 @@ impl LedgerDb {
                         c
                     }
                 };
-                conn.execute_batch("BEGIN")?;
+                conn.prepare_cached("BEGIN")?.execute([])?;
                 Ok(ReadConn::Pooled {
                     db: self,
                     conn: Some(conn),
