@@ -430,11 +430,17 @@ impl LedgerDb {
 
     /// The current tip of the journal (from memory: see [`LedgerDb::refresh_cache`]).
     pub fn tip(&self) -> Result<Tip> {
+        if self.cache_is_stale() {
+            return tip(&*self.reader()?);
+        }
         Ok(self.cached().tip.clone())
     }
 
     /// The table catalog with each table's indexes (from memory).
     pub fn tables(&self) -> Result<Vec<TableInfo>> {
+        if self.cache_is_stale() {
+            return tables(&*self.reader()?);
+        }
         Ok(self.cached().tables.as_ref().clone())
     }
 
@@ -591,8 +597,10 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &db.commit_stats;
     let mut answers = Vec::with_capacity(batch.len());
-    let outcome = (|| -> std::result::Result<(), CommitError> {
-        let mut tx = conn.transaction()?;
+    let outcome = (|| -> std::result::Result<(), BatchFailure> {
+        let mut tx = conn
+            .transaction()
+            .map_err(|e| BatchFailure::Before(e.to_string()))?;
         // A batch of one needs no savepoint: if it fails, the transaction is rolled back.
         let alone = batch.len() == 1;
         for p in &batch {
@@ -606,16 +614,19 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
                     Ok(done)
                 })()
             };
-            // A storage error (a full disk, an I/O error) may have rolled the whole SQLite
-            // transaction back already: nothing after it may run outside the batch, so the
-            // batch ends here and every transaction of it fails.
-            if let Err(e @ CommitError::Storage(_)) = answer {
-                return Err(e);
+            // A full disk or an I/O error may have rolled the whole SQLite transaction back
+            // already: nothing after it may run outside the batch, so the batch ends here and
+            // every transaction of it fails. Any other error undid only its own savepoint.
+            if let Err(CommitError::Storage(e)) = &answer {
+                if tx.is_autocommit() || is_storage_failure(e) {
+                    return Err(BatchFailure::Before(e.to_string()));
+                }
             }
             answers.push(answer);
         }
         if answers.iter().any(|a| a.is_ok()) {
-            tx.commit()?;
+            tx.commit()
+                .map_err(|e| BatchFailure::AtCommit(e.to_string()))?;
             stats.fsyncs.fetch_add(1, Relaxed);
         }
         Ok(())
@@ -640,18 +651,48 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
         }
         // The batch's SQLite transaction did not commit (it was rolled back when `tx` was
         // dropped): nothing of it is on disk, and the cached tip still holds.
-        Err(e) => {
-            tracing::error!(error = %e, transactions = batch.len(), "a group commit failed");
-            let why = format!(
-                "The transaction was not committed: the ledger's storage failed while \
-                 committing it ({e}); nothing of it was written"
-            );
+        Err(failure) => {
+            let why = match &failure {
+                BatchFailure::Before(e) => format!(
+                    "The transaction was not committed: the ledger's storage failed while \
+                     committing it ({e}); nothing of it was written"
+                ),
+                // The commit record may have reached the WAL before the failure (an fsync
+                // that failed), and a restart could then recover it: say so.
+                BatchFailure::AtCommit(e) => format!(
+                    "The ledger's storage failed while making the transaction durable ({e}); \
+                     it is not committed now, but it may reappear after a restart if the \
+                     storage kept part of it"
+                ),
+            };
+            tracing::error!(error = %why, transactions = batch.len(), "a group commit failed");
             for p in &batch {
                 *lock(&p.slot) = Some(Err(CommitError::Storage(StorageError::CommitFailed(
                     why.clone(),
                 ))));
             }
         }
+    }
+}
+
+/// Why a group commit's SQLite transaction did not commit.
+enum BatchFailure {
+    /// Before COMMIT: nothing of the batch is written.
+    Before(String),
+    /// COMMIT itself failed.
+    AtCommit(String),
+}
+
+/// A storage error after which SQLite may have rolled the whole transaction back.
+fn is_storage_failure(e: &StorageError) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        StorageError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+            f.code,
+            DiskFull | SystemIoFailure | OutOfMemory | DatabaseCorrupt | NotADatabase | CannotOpen
+        ),
+        StorageError::Io { .. } => true,
+        _ => false,
     }
 }
 
@@ -731,11 +772,8 @@ fn apply_commit(
     let mut documents = Vec::new();
     for w in &req.writes {
         let old: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT data FROM documents WHERE doc_id = ?1",
-                [&w.doc_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT data FROM documents WHERE doc_id = ?1")?
+            .query_row([&w.doc_id], |r| r.get(0))
             .optional()?;
         let old = old.map(|b| decode_doc(&b)).transpose()?;
         for (index_id, field) in indexes.get(&w.table_id).into_iter().flatten() {
@@ -924,11 +962,8 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
         match read {
             ReadCheck::Doc { doc_id, version } => {
                 let now: Option<i64> = tx
-                    .query_row(
-                        "SELECT version FROM documents WHERE doc_id = ?1",
-                        [doc_id],
-                        |r| r.get(0),
-                    )
+                    .prepare_cached("SELECT version FROM documents WHERE doc_id = ?1")?
+                    .query_row([doc_id], |r| r.get(0))
                     .optional()?;
                 if now.map(|v| v as u64) != *version {
                     return conflict(format!("document {doc_id} changed"));
@@ -936,11 +971,8 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
             }
             ReadCheck::Table { table_id, as_of } => {
                 let modified: Option<i64> = tx
-                    .query_row(
-                        "SELECT modified_seq FROM tables WHERE table_id = ?1",
-                        [table_id],
-                        |r| r.get(0),
-                    )
+                    .prepare_cached("SELECT modified_seq FROM tables WHERE table_id = ?1")?
+                    .query_row([table_id], |r| r.get(0))
                     .optional()?;
                 if modified.is_some_and(|m| m as u64 > *as_of) {
                     return conflict(format!("table {table_id} changed"));
@@ -951,13 +983,17 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
                 key,
                 as_of,
             } => {
-                let changed: Option<i64> = tx
-                    .query_row(
-                        "SELECT seq FROM index_key_seq WHERE index_id = ?1 AND key = ?2",
-                        params![index_id, key],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                // A dropped index's entries are gone: a lookup that raced with the drop
+                // may have found nothing, so the drop is a change too.
+                let (changed, exists): (Option<i64>, bool) = tx
+                    .prepare_cached(
+                        "SELECT (SELECT seq FROM index_key_seq WHERE index_id = ?1 AND key = ?2),
+                                EXISTS (SELECT 1 FROM indexes WHERE index_id = ?1)",
+                    )?
+                    .query_row(params![index_id, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if !exists {
+                    return conflict(format!("index {index_id} was dropped"));
+                }
                 if changed.is_some_and(|m| m as u64 > *as_of) {
                     return conflict(format!("index {index_id} changed"));
                 }
@@ -984,11 +1020,8 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
     }
     for (table_id, active) in &req.table_status {
         let row: Option<(String, String)> = tx
-            .query_row(
-                "SELECT name, status FROM tables WHERE table_id = ?1",
-                [table_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT name, status FROM tables WHERE table_id = ?1")?
+            .query_row([table_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let new_table = req.new_tables.iter().any(|(id, _)| id == table_id);
         match row {
@@ -1562,5 +1595,43 @@ mod group_commit_tests {
         let verified = crate::verify::verify_file(&path, "full", crate::verify::Scope::Everything)
             .unwrap_or_else(|d| panic!("{}", d.message));
         assert_eq!(verified.tip, done.sequence_no);
+    }
+
+    /// A lookup through an index that a concurrent transaction dropped may have found
+    /// nothing (the drop deleted the entries): the drop is a conflict for it.
+    #[test]
+    fn a_dropped_index_conflicts_with_a_lookup_through_it() {
+        let name = LedgerName::parse("drop").unwrap();
+        let db =
+            LedgerDb::create(LedgerLocation::memory(), &name, "DropStrand000000000001").unwrap();
+        create_table_and_d(&db);
+        db.commit(CommitRequest {
+            transaction_id: "tx-index".into(),
+            commit_ms: 1_704_067_200_000,
+            new_indexes: vec![("IdxV".into(), "TableT".into(), "v".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let as_of = db.tip().unwrap().last_seq;
+        db.commit(CommitRequest {
+            transaction_id: "tx-drop".into(),
+            commit_ms: 1_704_067_200_000,
+            dropped_indexes: vec![("IdxV".into(), "TableT".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let looked_up = vec![ReadCheck::IndexKey {
+            index_id: "IdxV".into(),
+            key: index_key(&Value::int(0)),
+            as_of,
+        }];
+        match db.commit(write("E", 0, looked_up.clone())) {
+            Err(CommitError::Conflict(why)) => assert!(why.contains("dropped"), "{why}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert!(matches!(
+            db.validate(&looked_up),
+            Err(CommitError::Conflict(_))
+        ));
     }
 }

@@ -50,6 +50,9 @@ pub struct LedgerDb {
     /// The journal tip and the table catalog as last committed, replaced by whoever holds
     /// the write connection after changing them: statements read them from memory.
     pub(super) cache: RwLock<Arc<Cached>>,
+    /// Set when the cache could not be read again after a write: until a refresh succeeds,
+    /// the tip and the catalog are read from the file.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 /// What every statement needs and only a commit changes (see [`LedgerDb::tip`],
@@ -91,7 +94,13 @@ impl std::ops::DerefMut for WriteConn<'_> {
 
 impl Drop for WriteConn<'_> {
     fn drop(&mut self) {
-        self.db.refresh_cache(&self.guard, true);
+        // A transaction left open is not published; it is rolled back or committed later
+        // through this connection, and the next refresh sees its outcome.
+        if self.guard.is_autocommit() {
+            self.db.refresh_cache(&self.guard, true);
+        } else {
+            self.db.mark_cache_stale();
+        }
     }
 }
 
@@ -242,19 +251,22 @@ impl LedgerDb {
             commit_stats: Default::default(),
             readers: Default::default(),
             cache,
+            stale: Default::default(),
         })
     }
 
     /// Reads the tip (and, if `catalog`, the table catalog) again from `conn`, which the
-    /// caller holds as the writer. Should that read fail, the old values stay: they
-    /// describe a state that was committed, and readers of the file see no newer one
-    /// either until a commit succeeds.
+    /// caller holds as the writer. Should that read fail, the cache is marked stale and
+    /// [`LedgerDb::tip`] and [`LedgerDb::tables`] read the file until a refresh succeeds
+    /// (which then reads the catalog too).
     pub(super) fn refresh_cache(&self, conn: &Connection, catalog: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let catalog = catalog || self.stale.load(SeqCst);
         let tip = match super::journal::tip(conn) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the journal tip after a write");
-                return;
+                return self.mark_cache_stale();
             }
         };
         let tables = if catalog {
@@ -262,13 +274,22 @@ impl LedgerDb {
                 Ok(t) => Arc::new(t),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the table catalog after a write");
-                    return;
+                    return self.mark_cache_stale();
                 }
             }
         } else {
             self.cached().tables.clone()
         };
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Cached { tip, tables });
+        self.stale.store(false, SeqCst);
+    }
+
+    fn mark_cache_stale(&self) {
+        self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn cache_is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The cached tip and catalog.
@@ -460,5 +481,32 @@ mod tests {
         let name = LedgerName::parse("mem").unwrap();
         let db = LedgerDb::create(LedgerLocation::memory(), &name, "s").unwrap();
         assert_eq!(db.meta("ledger_name").unwrap().as_deref(), Some("mem"));
+    }
+
+    /// A write connection let go inside an open transaction publishes nothing: the tip and
+    /// the catalog are read from the file (its committed state) until a refresh succeeds.
+    #[test]
+    fn a_write_connection_let_go_mid_transaction_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = LedgerName::parse("open").unwrap();
+        let db = LedgerDb::create(
+            LedgerLocation::file(dir.path(), &name),
+            &name,
+            "OpenStrand000000000001",
+        )
+        .unwrap();
+        let before = db.tip().unwrap();
+        db.conn()
+            .execute_batch(
+                "BEGIN; INSERT INTO tables (table_id, name, status, created_seq, modified_seq) \
+                 VALUES ('T1', 'Uncommitted', 'ACTIVE', 0, 0);",
+            )
+            .unwrap();
+        assert!(db.cache_is_stale());
+        assert!(db.tables().unwrap().is_empty());
+        assert_eq!(db.tip().unwrap(), before);
+        db.conn().execute_batch("ROLLBACK").unwrap();
+        assert!(!db.cache_is_stale());
+        assert!(db.tables().unwrap().is_empty());
     }
 }
