@@ -650,7 +650,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
             }
         }
         // The batch's SQLite transaction did not commit (it was rolled back when `tx` was
-        // dropped): nothing of it is on disk, and the cached tip still holds.
+        // dropped): the server goes on from the state before it, and the cached tip holds.
         Err(failure) => {
             let why = match &failure {
                 BatchFailure::Before(e) => format!(
