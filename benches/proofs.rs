@@ -18,7 +18,7 @@ use qldb_local::ion::Value;
 use qldb_local::journal::block::StatementInfo;
 use qldb_local::journal::hash::statement_digest;
 use qldb_local::names::new_unique_id;
-use qldb_local::storage::journal::{CommitRequest, DocWrite};
+use qldb_local::storage::{CommitRequest, DocWrite};
 use rand::Rng;
 
 fn arg(name: &str, default: u64) -> u64 {

@@ -30,7 +30,7 @@
 //!    ([`journal::hash::CommitDigest`]), parses it ([`partiql::parse_statement`]) and runs it
 //!    ([`partiql::exec::execute`]) against the transaction's view of the ledger — committed
 //!    state from [`storage`] overlaid with the transaction's own writes, every read recorded.
-//! 6. CommitTransaction compares digests, then [`storage::LedgerDb::commit`] re-validates the
+//! 6. CommitTransaction compares digests, then [`storage::LedgerStore::commit`] re-validates the
 //!    reads (OCC) and appends one journal block ([`journal::block`]) with its revisions and
 //!    digest-tree nodes ([`journal::merkle`]) in one durable SQLite transaction.
 //!
@@ -42,11 +42,13 @@
 //! - [`session`]: sessions, transactions, commit digest, paging, OCC read sets, limits.
 //! - [`partiql`]: lexer → parser → AST → executor (plans id and index lookups).
 //! - [`journal`]: blocks, every hash rule, the digest tree and proofs (pure, no I/O).
-//! - [`storage`]: SQLite catalog and ledger files (journal, documents, revisions, indexes).
+//! - [`storage`]: the storage traits (catalog, ledgers: journal, documents, revisions,
+//!   indexes) and their SQLite implementation in [`storage::sqlite`], the only code that
+//!   issues SQL or knows file names.
 //! - [`ion`]: Ion values, binary and text codecs, Ion Hash.
-//! - [`verify`]: the offline verifier behind `qldb-local verify`.
-//! - [`rebuild`] and [`import`]: a ledger file replayed from its journal, or from a QLDB
-//!   journal export.
+//! - [`verify`]: the offline verifier behind `qldb-local verify`; [`rebuild`] and
+//!   [`import`]: a ledger file replayed from its journal, or from a QLDB journal export
+//!   (all three work on SQLite files and live in [`storage::sqlite`]).
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
 //! - [`iam`]: principals, credentials files and IAM policy evaluation (STANDARD mode).
 //! - [`tls`]: the HTTPS side of the listener (`--tls`).
@@ -57,15 +59,15 @@ pub mod config;
 pub mod control;
 pub mod http;
 pub mod iam;
-pub mod import;
 pub mod ion;
 pub mod jobs;
 pub mod journal;
 pub mod names;
 pub mod partiql;
-pub mod rebuild;
 pub mod server;
 pub mod session;
 pub mod storage;
 pub mod tls;
-pub mod verify;
+
+/// The offline tools work on SQLite ledger files.
+pub use storage::sqlite::{import, rebuild, verify};

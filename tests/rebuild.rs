@@ -124,9 +124,11 @@ fn rebuild_and_a_server_exclude_each_other() {
     assert!(e.message.contains("in use by a qldb-local server"), "{e}");
     let dir = l.close();
     // A rebuild holds it: the server refuses to start and names the ledger.
-    let _held =
-        qldb_local::storage::catalog::lock_data_dir(dir.path(), "qldb-local rebuild of ledger j")
-            .unwrap();
+    let _held = qldb_local::storage::sqlite::catalog::lock_data_dir(
+        dir.path(),
+        "qldb-local rebuild of ledger j",
+    )
+    .unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
     let e = ControlPlane::open((&cfg).into(), system_clock())
         .err()

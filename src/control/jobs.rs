@@ -12,7 +12,7 @@ use super::verification::open_db;
 use super::{ControlError, ControlPlane, Inner, Result};
 use crate::api::qldb::*;
 use crate::names::{check_len, check_unique_id, new_unique_id, LedgerName, Violation};
-use crate::storage::{ExportRecord, LedgerDb, StreamRecord};
+use crate::storage::{ExportRecord, LedgerStore, StreamRecord};
 
 /// QLDB's quota of exports in progress per ledger.
 pub const MAX_CONCURRENT_EXPORTS: usize = 2;
@@ -643,7 +643,7 @@ impl ControlPlane {
     }
 
     /// The database of a ledger a job reads: `None` once the ledger is being deleted.
-    pub fn job_ledger(&self, name: &str) -> Result<Option<Arc<LedgerDb>>> {
+    pub fn job_ledger(&self, name: &str) -> Result<Option<Arc<dyn LedgerStore>>> {
         let name = parse_ledger_name(Some(name))?;
         let mut inner = self.lock();
         match self.live(&mut inner, &name) {

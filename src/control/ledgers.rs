@@ -1,15 +1,13 @@
 //! CreateLedger, DescribeLedger, ListLedgers, UpdateLedger, UpdateLedgerPermissionsMode,
 //! DeleteLedger.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 
 use super::tags::validate_new_tags;
 use super::{ControlError, ControlPlane, LedgerState, Result};
 use crate::api::qldb::*;
 use crate::names::{check_len, new_unique_id, LedgerName, Violation};
-use crate::storage::{LedgerDb, LedgerRecord};
+use crate::storage::LedgerRecord;
 
 const PERMISSIONS_MODES: &[&str] = &["ALLOW_ALL", "STANDARD"];
 /// The literal that selects the AWS-owned KMS key.
@@ -81,7 +79,7 @@ impl ControlPlane {
     /// Looks a ledger up by a validated name; unknown → ResourceNotFound.
     fn existing(
         &self,
-        catalog: &crate::storage::Catalog,
+        catalog: &dyn crate::storage::CatalogStore,
         name: &LedgerName,
     ) -> Result<LedgerRecord> {
         catalog
@@ -93,7 +91,7 @@ impl ControlPlane {
     pub(super) fn live(&self, inner: &mut super::Inner, name: &LedgerName) -> Result<LedgerRecord> {
         let now = self.now();
         self.purge(inner, now)?;
-        let rec = self.existing(&inner.catalog, name)?;
+        let rec = self.existing(&*inner.catalog, name)?;
         if LedgerState::of(&rec, now) == LedgerState::Deleting {
             return Err(ControlError::ledger_not_found(name.as_str()));
         }
@@ -158,18 +156,17 @@ impl ControlPlane {
             deleting_since_ms: None,
             gone_at_ms: None,
         };
-        let db = LedgerDb::create(self.location(&name), &name, &new_unique_id())?;
-        db.set_relaxed_durability(self.cfg.relaxed_durability)?;
+        let db = self.backend.create_ledger(&name, &new_unique_id())?;
         let rec = match inner.catalog.insert_ledger(&rec, &tags) {
             Ok(rec) => rec,
             Err(e) => {
-                if let Err(cleanup) = db.destroy() {
+                if let Err(cleanup) = db.remove() {
                     tracing::warn!(error = %cleanup, "could not remove a half-created ledger");
                 }
                 return Err(e.into());
             }
         };
-        inner.open.insert(rec.name.clone(), Arc::new(db));
+        inner.open.insert(rec.name.clone(), db);
         tracing::info!(ledger = %rec.name, "ledger created");
         Ok(CreateLedgerResponse {
             name: rec.name,
@@ -218,7 +215,7 @@ impl ControlPlane {
         let mut inner = self.lock();
         let now = self.now();
         self.purge(&mut inner, now)?;
-        let rec = self.existing(&inner.catalog, &name)?;
+        let rec = self.existing(&*inner.catalog, &name)?;
         Ok(self.describe(&rec, now, false))
     }
 
@@ -300,7 +297,7 @@ impl ControlPlane {
         let mut inner = self.lock();
         let now = self.now();
         self.purge(&mut inner, now)?;
-        let mut rec = self.existing(&inner.catalog, &name)?;
+        let mut rec = self.existing(&*inner.catalog, &name)?;
         match LedgerState::of(&rec, now) {
             LedgerState::Active => {}
             state => {

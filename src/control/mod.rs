@@ -23,8 +23,8 @@ pub use jobs::{parse_kinesis_arn, KinesisStreamArn, StreamTransition};
 
 use crate::config::Config;
 use crate::names::LedgerName;
-use crate::storage::catalog::ledgers_dir;
-use crate::storage::{Catalog, LedgerDb, LedgerLocation, LedgerRecord, StorageError};
+use crate::storage::sqlite::SqliteBackend;
+use crate::storage::{Backend, CatalogStore, LedgerRecord, LedgerStore, StorageError};
 
 /// A ledger's lifecycle state as the API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,28 +98,38 @@ pub fn system_clock() -> Clock {
 }
 
 struct Inner {
-    catalog: Catalog,
-    open: HashMap<String, Arc<LedgerDb>>,
+    catalog: Box<dyn CatalogStore>,
+    open: HashMap<String, Arc<dyn LedgerStore>>,
 }
 
 /// The control plane of one qldb-local server.
 pub struct ControlPlane {
     cfg: ControlConfig,
+    backend: Arc<dyn Backend>,
     clock: Clock,
     inner: Mutex<Inner>,
 }
 
 impl ControlPlane {
-    /// Opens the catalog and every ledger database in it (migrating each), and removes the
-    /// remains of creates and deletes that a crash interrupted.
+    /// Opens the catalog and every ledger in the SQLite backend `cfg` names (files under
+    /// the data directory, or memory).
     pub fn open(cfg: ControlConfig, clock: Clock) -> std::result::Result<Self, StorageError> {
-        let catalog = match &cfg.data_dir {
-            Some(dir) => Catalog::open(dir)?,
-            None => Catalog::open_in_memory()?,
-        };
+        let backend = SqliteBackend::new(cfg.data_dir.clone(), cfg.relaxed_durability);
+        Self::with_backend(cfg, clock, Arc::new(backend))
+    }
+
+    /// Opens the catalog and every ledger in it (migrating each), and removes the remains
+    /// of creates and deletes that a crash interrupted.
+    pub fn with_backend(
+        cfg: ControlConfig,
+        clock: Clock,
+        backend: Arc<dyn Backend>,
+    ) -> std::result::Result<Self, StorageError> {
+        let catalog = backend.open_catalog()?;
         let cp = ControlPlane {
             cfg,
             clock,
+            backend,
             inner: Mutex::new(Inner {
                 catalog,
                 open: HashMap::new(),
@@ -127,9 +137,7 @@ impl ControlPlane {
         };
         {
             let mut inner = cp.lock();
-            if let Some(dir) = cp.ledgers_dir() {
-                remove_orphans(&dir, &inner.catalog)?;
-            }
+            cp.backend.remove_orphans(inner.catalog.as_ref())?;
             for rec in inner.catalog.all_ledgers()? {
                 let name = LedgerName::parse(&rec.name).map_err(|v| {
                     StorageError::io(
@@ -137,12 +145,8 @@ impl ControlPlane {
                         std::io::Error::other(v.0),
                     )
                 })?;
-                let db = match cp.location(&name) {
-                    loc @ LedgerLocation::File(_) => LedgerDb::open(loc)?,
-                    LedgerLocation::Memory(_) => unreachable!("memory catalogs start empty"),
-                };
-                db.set_relaxed_durability(cp.cfg.relaxed_durability)?;
-                inner.open.insert(rec.name.clone(), Arc::new(db));
+                let db = cp.backend.open_ledger(&name)?;
+                inner.open.insert(rec.name.clone(), db);
             }
             let now = cp.now();
             cp.purge(&mut inner, now).map_err(|e| {
@@ -163,17 +167,6 @@ impl ControlPlane {
         (self.clock)()
     }
 
-    fn ledgers_dir(&self) -> Option<PathBuf> {
-        self.cfg.data_dir.as_deref().map(ledgers_dir)
-    }
-
-    fn location(&self, name: &LedgerName) -> LedgerLocation {
-        match self.ledgers_dir() {
-            Some(dir) => LedgerLocation::file(&dir, name),
-            None => LedgerLocation::memory(),
-        }
-    }
-
     /// How many ledgers exist (in any state), for /health.
     pub fn ledger_count(&self) -> Result<usize> {
         let mut inner = self.lock();
@@ -182,7 +175,7 @@ impl ControlPlane {
     }
 
     /// The open database of an ACTIVE ledger (for the session API).
-    pub fn active_ledger(&self, name: &str) -> Result<Arc<LedgerDb>> {
+    pub fn active_ledger(&self, name: &str) -> Result<Arc<dyn LedgerStore>> {
         let mut inner = self.lock();
         let now = self.now();
         self.purge(&mut inner, now)?;
@@ -214,48 +207,13 @@ impl ControlPlane {
     fn remove_now(&self, inner: &mut Inner, rec: &LedgerRecord) -> Result<()> {
         inner.catalog.remove_ledger(rec)?;
         if let Some(db) = inner.open.remove(&rec.name) {
-            db.mark_closed();
-            let location = db.location().clone();
-            drop(db);
-            if let LedgerLocation::File(path) = location {
-                // The catalog row is gone, so a failure here only leaves an orphan file,
-                // which the next start removes.
-                if let Err(e) = crate::storage::ledger_db::remove_files(&path) {
-                    tracing::warn!(error = %e, "could not remove a deleted ledger's files");
-                }
+            // The catalog row is gone, so a failure here only leaves orphaned data, which
+            // the next start removes.
+            if let Err(e) = db.remove() {
+                tracing::warn!(error = %e, "could not remove a deleted ledger's data");
             }
         }
         tracing::info!(ledger = %rec.name, "ledger deleted");
         Ok(())
     }
-}
-
-/// Deletes ledger files that have no catalog row: temporaries of an interrupted create,
-/// and files of a ledger whose deletion was committed but whose files were not removed.
-fn remove_orphans(
-    dir: &std::path::Path,
-    catalog: &Catalog,
-) -> std::result::Result<(), StorageError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StorageError::io(format!("reading {}", dir.display()), e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io(format!("reading {}", dir.display()), e))?;
-        let file_name = entry.file_name();
-        let Some(file_name) = file_name.to_str() else {
-            continue;
-        };
-        let Some((stem, rest)) = file_name.split_once(".sqlite") else {
-            continue;
-        };
-        let orphan =
-            rest.starts_with(".tmp-") || (rest.is_empty() && catalog.ledger(stem)?.is_none());
-        if orphan {
-            tracing::warn!(file = %entry.path().display(), "removing orphaned ledger file");
-            crate::storage::ledger_db::remove_files(&entry.path())?;
-        }
-    }
-    Ok(())
 }

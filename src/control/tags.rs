@@ -105,7 +105,7 @@ impl ControlPlane {
     fn with_resource<T>(
         &self,
         arn: &str,
-        f: impl FnOnce(&mut crate::storage::Catalog) -> Result<T>,
+        f: impl FnOnce(&mut dyn crate::storage::CatalogStore) -> Result<T>,
     ) -> Result<T> {
         let resource = self.parse_arn(arn)?;
         let mut inner = self.lock();
@@ -121,7 +121,7 @@ impl ControlPlane {
             }
             // A table of any status (dropped tables keep their ARN and tags).
             Resource::Table { ledger, table_id } => match inner.open.get(ledger) {
-                Some(db) if ledger_active(&inner.catalog, ledger, now)? => {
+                Some(db) if ledger_active(&*inner.catalog, ledger, now)? => {
                     db.tables()?.iter().any(|t| &t.table_id == table_id)
                 }
                 _ => false,
@@ -130,7 +130,7 @@ impl ControlPlane {
         if !exists {
             return Err(resource_not_found(arn, &resource));
         }
-        f(&mut inner.catalog)
+        f(&mut *inner.catalog)
     }
 
     pub fn tag_resource(&self, arn: &str, tags: Option<TagsIn>) -> Result<()> {
@@ -182,14 +182,14 @@ impl ControlPlane {
 }
 
 /// Whether the ledger exists and is neither being created nor deleted.
-fn ledger_active(catalog: &crate::storage::Catalog, name: &str, now: i64) -> Result<bool> {
+fn ledger_active(catalog: &dyn crate::storage::CatalogStore, name: &str, now: i64) -> Result<bool> {
     Ok(catalog
         .ledger(name)?
         .is_some_and(|r| LedgerState::of(&r, now) == LedgerState::Active))
 }
 
 /// Tables can be tagged only in ledgers of the STANDARD permissions mode.
-fn require_standard(catalog: &crate::storage::Catalog, ledger: &str) -> Result<()> {
+fn require_standard(catalog: &dyn crate::storage::CatalogStore, ledger: &str) -> Result<()> {
     match catalog.ledger(ledger)? {
         Some(r) if r.permissions_mode == "STANDARD" => Ok(()),
         _ => Err(ControlError::invalid_param(
@@ -208,7 +208,7 @@ impl ControlPlane {
         tags: &[(String, String)],
     ) -> std::result::Result<Tags, String> {
         let inner = self.lock();
-        require_standard(&inner.catalog, ledger).map_err(|e| e.to_string())?;
+        require_standard(&*inner.catalog, ledger).map_err(|e| e.to_string())?;
         let mut map = TagsIn::new();
         for (k, v) in tags {
             if map.insert(k.clone(), Some(v.clone())).is_some() {

@@ -17,7 +17,7 @@ use crate::journal::block::{hash_field, hash_list};
 use crate::journal::hash::Hash;
 use crate::journal::merkle::list_path;
 use crate::names::{check_len, check_unique_id};
-use crate::storage::LedgerDb;
+use crate::storage::LedgerStore;
 
 struct Address {
     strand_id: String,
@@ -70,7 +70,7 @@ fn parse_address(holder: Option<&ValueHolder>, member: &str, param: &str) -> Res
 pub(super) fn open_db(
     inner: &super::Inner,
     name: &crate::names::LedgerName,
-) -> Result<Arc<LedgerDb>> {
+) -> Result<Arc<dyn LedgerStore>> {
     inner
         .open
         .get(name.as_str())
@@ -90,7 +90,7 @@ fn proof_text(proof: &[Hash]) -> String {
 
 impl ControlPlane {
     /// The open database of a ledger that can serve journal reads.
-    fn journal_ledger(&self, name: &str) -> Result<Arc<LedgerDb>> {
+    fn journal_ledger(&self, name: &str) -> Result<Arc<dyn LedgerStore>> {
         let name = super::ledgers::parse_ledger_name(Some(name))?;
         let mut inner = self.lock();
         self.active_record(&mut inner, &name)?;
@@ -136,7 +136,7 @@ impl ControlPlane {
     /// Validates a block address (and optional digest tip) against the journal.
     fn locate(
         &self,
-        db: &LedgerDb,
+        db: &dyn LedgerStore,
         block: Option<&ValueHolder>,
         tip: Option<&ValueHolder>,
     ) -> Result<(u64, Option<u64>)> {
@@ -187,7 +187,7 @@ impl ControlPlane {
     pub fn get_block(&self, name: &str, req: GetBlockRequest) -> Result<GetBlockResponse> {
         let db = self.journal_ledger(name)?;
         let (seq, tip) = self.locate(
-            &db,
+            &*db,
             req.block_address.as_ref(),
             req.digest_tip_address.as_ref(),
         )?;
@@ -214,7 +214,7 @@ impl ControlPlane {
         check_unique_id(doc_id)
             .map_err(|v| ControlError::invalid(v, doc_id, "documentId", "DocumentId"))?;
         let (seq, tip) = self.locate(
-            &db,
+            &*db,
             req.block_address.as_ref(),
             req.digest_tip_address.as_ref(),
         )?;

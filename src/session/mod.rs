@@ -17,8 +17,8 @@ use rand::RngCore;
 use crate::control::ControlPlane;
 use crate::iam::Principal;
 use crate::names::{new_unique_id, LedgerName};
-use crate::storage::journal::{CommitError, CommitRequest};
-use crate::storage::LedgerDb;
+use crate::storage::LedgerStore;
+use crate::storage::{CommitError, CommitRequest};
 pub use txn::Txn;
 
 /// Limits and timers of the session API (QLDB's values by default).
@@ -102,7 +102,7 @@ pub struct Usage {
 struct Session {
     id: String,
     ledger_name: String,
-    ledger: Arc<LedgerDb>,
+    ledger: Arc<dyn LedgerStore>,
     expires_ms: i64,
     txn: Option<Txn>,
 }
@@ -439,7 +439,7 @@ impl Sessions {
                 _ => None,
             };
             let (results, usage) = txn.execute(
-                &ledger,
+                &*ledger,
                 &self.cfg,
                 &check_tags,
                 permit,

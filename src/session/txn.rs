@@ -15,10 +15,8 @@ use crate::names::new_unique_id;
 use crate::partiql::ast::Statement;
 use crate::partiql::exec::{self, Doc, ExecError, TableMeta, TxnView};
 use crate::partiql::parse_statement;
-use crate::storage::journal::{
-    index_key, CommitRequest, DocWrite, ReadCheck, RevisionRef, StoredDoc,
-};
-use crate::storage::LedgerDb;
+use crate::storage::LedgerStore;
+use crate::storage::{index_key, CommitRequest, DocWrite, ReadCheck, RevisionRef, StoredDoc};
 
 /// Asks whether the caller may do `qldb:<action>` on `<ledger ARN>/<resource suffix>`.
 pub type Permit<'a> = dyn Fn(&str, &str) -> bool + 'a;
@@ -84,7 +82,7 @@ impl Txn {
     #[allow(clippy::too_many_arguments)]
     pub fn execute(
         &mut self,
-        ledger: &LedgerDb,
+        ledger: &dyn LedgerStore,
         cfg: &SessionConfig,
         check_tags: &TagCheck,
         permit: Option<&Permit<'_>>,
@@ -256,7 +254,7 @@ fn now_ms() -> i64 {
 pub type TagCheck<'a> = dyn Fn(&[(String, String)]) -> Result<Tags, String> + 'a;
 
 struct Ctx<'a> {
-    ledger: &'a LedgerDb,
+    ledger: &'a dyn LedgerStore,
     cfg: &'a SessionConfig,
     check_tags: &'a TagCheck<'a>,
     txn: &'a mut Txn,
@@ -432,7 +430,11 @@ impl TxnView for Ctx<'_> {
                 table_id: table.table_id.clone(),
                 as_of,
             });
-            self.ledger.scan(&table.table_id).map_err(internal)?
+            // Materialized until the executor streams (the plan-stage issue).
+            self.ledger
+                .scan(&table.table_id)
+                .and_then(|docs| docs.collect())
+                .map_err(internal)?
         } else {
             Vec::new()
         };

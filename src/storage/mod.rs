@@ -1,21 +1,36 @@
-//! SQLite storage: the catalog of ledgers and tags, and one SQLite file per ledger.
+//! Storage: the catalog of ledgers, tags and jobs, and each ledger's journal and current
+//! state — behind the traits of this module.
 //!
-//! Owns every byte on disk. Knows nothing of HTTP, sessions or PartiQL; the control plane
-//! decides *what* to store, this layer decides *how*, durably (WAL, `synchronous=FULL`).
-//! Every blocking call here must run off the async executor (callers use
-//! `tokio::task::spawn_blocking`).
+//! Knows nothing of HTTP, sessions or PartiQL; the control plane decides *what* to store,
+//! a backend decides *how*, durably. The layers above (control, session, partiql, jobs)
+//! see only [`Backend`], [`CatalogStore`] and [`LedgerStore`] and the plain types of
+//! [`model`]; the SQLite backend ([`sqlite`]) is the only code that issues SQL or knows
+//! file names. Every call here may block: callers run it off the async executor
+//! (`tokio::task::spawn_blocking`) or accept a short wait.
+//!
+//! The traits promise orders and guarantees, never a mechanism:
+//! - a table scan yields documents in the order they were first inserted;
+//! - [`LedgerStore::commit`] returns only after the commit is durable (unless the backend
+//!   was opened with relaxed durability) and never writes a transaction whose read set
+//!   moved since it was read;
+//! - [`LedgerStore::tip`] and [`LedgerStore::tables`] may lag a concurrent commit, never
+//!   run ahead of the data a later read returns (so OCC `as_of` values stay conservative).
 
-pub mod catalog;
-pub mod jobs;
-pub mod journal;
-pub mod ledger_db;
-pub mod schema;
+pub mod model;
+pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-pub use catalog::{Catalog, LedgerRecord};
-pub use jobs::{ExportRecord, StreamRecord};
-pub use ledger_db::{LedgerDb, LedgerLocation};
+use crate::ion::Value;
+use crate::journal::hash::Hash;
+use crate::names::LedgerName;
+
+pub use model::{
+    index_key, CommitError, CommitRequest, Committed, DocWrite, ExportRecord, IndexInfo,
+    LedgerRecord, ReadCheck, RevisionRef, StoredDoc, StreamRecord, TableInfo, Tip,
+};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +53,7 @@ pub enum StorageError {
     DataDirLocked { dir: PathBuf, holder: String },
     #[error("corrupt ledger data: {0}")]
     Corrupt(String),
-    /// A group commit whose SQLite transaction failed: none of its transactions is written.
+    /// A group commit whose transaction failed: none of its transactions is written.
     #[error("{0}")]
     CommitFailed(String),
 }
@@ -54,11 +69,151 @@ impl StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// Applies the connection settings every file-backed database uses.
-pub(crate) fn configure_durable(conn: &rusqlite::Connection) -> Result<()> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(())
+/// Documents one at a time (a table scan), read lazily in pages.
+pub type DocIter<'a> = Box<dyn Iterator<Item = Result<StoredDoc>> + 'a>;
+
+/// Where ledgers and the catalog live: opens and creates them.
+pub trait Backend: Send + Sync {
+    /// Opens the catalog (once per server: it may hold a lock that keeps a second server
+    /// off the same data).
+    fn open_catalog(&self) -> Result<Box<dyn CatalogStore>>;
+
+    /// Creates a new, empty ledger holding its name, strand id and genesis block; if
+    /// anything fails, nothing is left behind. Its data must not exist yet, or be the
+    /// remains of a create that crashed (no catalog row names it).
+    fn create_ledger(&self, name: &LedgerName, strand_id: &str) -> Result<Arc<dyn LedgerStore>>;
+
+    /// Opens an existing ledger, bringing its stored layout up to date and refusing one
+    /// that cannot be served.
+    fn open_ledger(&self, name: &LedgerName) -> Result<Arc<dyn LedgerStore>>;
+
+    /// Removes ledger data that no catalog row names (the remains of an interrupted create
+    /// or of a delete whose catalog row was removed first).
+    fn remove_orphans(&self, catalog: &dyn CatalogStore) -> Result<()>;
+}
+
+/// The catalog: ledgers, the tags of every resource, journal exports and streams.
+pub trait CatalogStore: Send {
+    fn ledger(&self, name: &str) -> Result<Option<LedgerRecord>>;
+    /// Up to `limit` ledgers created after `after_ord`, in creation order.
+    fn ledgers_after(&self, after_ord: i64, limit: usize) -> Result<Vec<LedgerRecord>>;
+    fn all_ledgers(&self) -> Result<Vec<LedgerRecord>>;
+    /// Stores a new ledger with its tags; returns it with its creation order.
+    fn insert_ledger(
+        &mut self,
+        rec: &LedgerRecord,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<LedgerRecord>;
+    fn update_ledger(&self, rec: &LedgerRecord) -> Result<()>;
+    /// Removes a ledger with its tags, exports and streams.
+    fn remove_ledger(&mut self, rec: &LedgerRecord) -> Result<()>;
+
+    fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>>;
+    /// Adds tags, overwriting the values of existing keys.
+    fn add_tags(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<()>;
+    fn remove_tags(&mut self, arn: &str, keys: &[String]) -> Result<()>;
+
+    fn insert_export(&mut self, rec: &ExportRecord) -> Result<()>;
+    fn export(&self, export_id: &str) -> Result<Option<ExportRecord>>;
+    fn exports_after(
+        &self,
+        ledger: Option<&str>,
+        after_ord: i64,
+        limit: usize,
+    ) -> Result<Vec<ExportRecord>>;
+    /// Records an object written to S3 and the next block to export, together.
+    fn export_progress(&mut self, export_id: &str, next_seq: u64, key: &str) -> Result<()>;
+    /// The keys of the objects written so far, in order.
+    fn export_objects(&self, export_id: &str) -> Result<Vec<String>>;
+    /// Ends a running export; false if it had already ended.
+    fn finish_export(
+        &mut self,
+        export_id: &str,
+        status: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool>;
+
+    fn insert_stream(&mut self, rec: &StreamRecord, tags: &BTreeMap<String, String>) -> Result<()>;
+    fn stream(&self, stream_id: &str) -> Result<Option<StreamRecord>>;
+    fn streams_after(
+        &self,
+        ledger: Option<&str>,
+        after_ord: i64,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>>;
+    /// Records the first block not yet acknowledged; false if the stream has ended.
+    fn stream_progress(
+        &mut self,
+        stream_id: &str,
+        next_seq: u64,
+        created_sent: bool,
+    ) -> Result<bool>;
+    /// false if the stream had already ended.
+    fn set_stream_status(
+        &mut self,
+        stream_id: &str,
+        status: &str,
+        error_cause: Option<&str>,
+        impaired_ms: Option<i64>,
+        finished_ms: Option<i64>,
+    ) -> Result<bool>;
+    /// Forgets exports and streams that ended before `cutoff_ms`.
+    fn expire_jobs(&mut self, cutoff_ms: i64) -> Result<()>;
+}
+
+/// One open ledger: its current state, its commits, and its journal with proofs.
+pub trait LedgerStore: Send + Sync {
+    /// The journal's last block.
+    fn tip(&self) -> Result<Tip>;
+    /// Every table, dropped ones included, with its indexes.
+    fn tables(&self) -> Result<Vec<TableInfo>>;
+    /// A live document by id.
+    fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
+    /// The live documents of a table, in the order they were first inserted.
+    fn scan(&self, table_id: &str) -> Result<DocIter<'_>>;
+    /// The live documents whose indexed field has the canonical key `key` ([`index_key`]).
+    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;
+    /// The committed view of a table: the latest revision of every live document.
+    fn committed_view(&self, table_id: &str) -> Result<Vec<Value>>;
+    /// Every revision of a table's documents, in journal order.
+    fn history(&self, table_id: &str) -> Result<Vec<Value>>;
+    /// The revision of `doc_id` in block `seq`, for REDACT_REVISION.
+    fn revision_at(&self, seq: u64, doc_id: &str) -> Result<Option<RevisionRef>>;
+
+    /// Checks a read-only transaction's reads against the latest committed state.
+    fn validate(&self, reads: &[ReadCheck]) -> std::result::Result<(), CommitError>;
+    /// Validates `req.reads` and, if nothing moved, appends one block with the
+    /// transaction's revisions and applies its writes; returns once that is durable.
+    fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError>;
+    /// (transactions committed, durable writes made for them) since the ledger was opened.
+    fn commit_counts(&self) -> (u64, u64);
+
+    /// The tip and the digest (the digest tree's root) there.
+    fn digest(&self) -> Result<(u64, Hash)>;
+    /// The digest at an earlier tip.
+    fn digest_at(&self, tip: u64) -> Result<Hash>;
+    /// Every block, as Ion, by sequence number.
+    fn blocks(&self) -> Result<BTreeMap<u64, Value>>;
+    fn block(&self, seq: u64) -> Result<Option<Value>>;
+    /// Up to `limit` blocks from `from_seq` on whose timestamps lie in
+    /// `[start_ms, end_ms)`: (sequence number, timestamp, block).
+    fn blocks_in_window(
+        &self,
+        from_seq: u64,
+        start_ms: i64,
+        end_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, i64, Value)>>;
+    fn count_in_window(&self, from_seq: u64, start_ms: i64, end_ms: i64) -> Result<u64>;
+    /// The hashes that fold block `seq`'s hash up to the digest at `tip`.
+    fn block_proof(&self, seq: u64, tip: u64) -> Result<Vec<Hash>>;
+
+    /// Marks the ledger as being deleted: sessions on it stop working.
+    fn mark_closed(&self);
+    /// Whether [`LedgerStore::mark_closed`] was called.
+    fn is_closed(&self) -> bool;
+    /// Marks the ledger closed and removes its data. Holders of this handle see
+    /// [`LedgerStore::is_closed`]; what they read afterwards is undefined.
+    fn remove(&self) -> Result<()>;
 }

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::configure_durable;
 use super::schema::{migrate, LEDGER_MIGRATIONS};
-use super::{configure_durable, Result, StorageError};
 use crate::names::LedgerName;
+use crate::storage::{Result, StorageError};
 
 /// Where a ledger's database lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,8 +59,8 @@ pub struct LedgerDb {
 /// What every statement needs and only a commit changes (see [`LedgerDb::tip`],
 /// [`LedgerDb::tables`]).
 pub(crate) struct Cached {
-    pub(crate) tip: super::journal::Tip,
-    pub(crate) tables: Arc<Vec<super::journal::TableInfo>>,
+    pub(crate) tip: crate::storage::Tip,
+    pub(crate) tables: Arc<Vec<crate::storage::TableInfo>>,
 }
 
 impl Cached {
@@ -206,7 +207,7 @@ impl LedgerDb {
                 // A group commit's savepoints journal their pages in memory, not in a file.
                 conn.pragma_update(None, "temp_store", "MEMORY")?;
                 migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string())?;
-                crate::storage::journal::rebuild_index_keys(&mut conn)?;
+                super::journal::rebuild_index_keys(&mut conn)?;
                 // Ledgers created before the journal existed get their genesis block now.
                 let meta = |key: &str| -> Result<String> {
                     Ok(conn
@@ -227,7 +228,7 @@ impl LedgerDb {
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .unwrap_or_default();
-                crate::storage::journal::open_check(&conn, stem).map_err(|why| {
+                super::journal::open_check(&conn, stem).map_err(|why| {
                     StorageError::Corrupt(format!(
                         "ledger {stem} ({}) cannot be served: {why}; `qldb-local verify --ledger {stem}` \
                          finds the first damage, `qldb-local rebuild --ledger {stem}` regenerates \
@@ -368,21 +369,46 @@ impl LedgerDb {
             .optional()?)
     }
 
-    /// Closes the database and removes its files.
-    pub fn destroy(self) -> Result<()> {
-        let LedgerDb {
-            location,
-            conn,
-            readers,
-            ..
-        } = self;
-        drop(readers);
-        drop(conn);
-        match location {
+    /// Marks the ledger closed and removes its files (idle read connections are closed
+    /// first; the write connection closes when the last handle is let go).
+    pub fn remove(&self) -> Result<()> {
+        self.mark_closed();
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        match &self.location {
             LedgerLocation::Memory(_) => Ok(()),
-            LedgerLocation::File(path) => remove_files(&path),
+            LedgerLocation::File(path) => remove_files(path),
         }
     }
+}
+
+/// Deletes ledger files that have no catalog row: temporaries of an interrupted create,
+/// and files of a ledger whose deletion was committed but whose files were not removed.
+pub(super) fn remove_orphans(dir: &Path, catalog: &dyn crate::storage::CatalogStore) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io(format!("reading {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(format!("reading {}", dir.display()), e))?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some((stem, rest)) = file_name.split_once(".sqlite") else {
+            continue;
+        };
+        let orphan =
+            rest.starts_with(".tmp-") || (rest.is_empty() && catalog.ledger(stem)?.is_none());
+        if orphan {
+            tracing::warn!(file = %entry.path().display(), "removing orphaned ledger file");
+            remove_files(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn open_memory(uri: &str) -> Result<Connection> {
@@ -450,7 +476,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn create_open_destroy_file_ledger() {
+    fn create_open_remove_file_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let name = LedgerName::parse("demo").unwrap();
         let loc = LedgerLocation::file(dir.path(), &name);
@@ -467,7 +493,8 @@ mod tests {
             db.meta("strand_id").unwrap().as_deref(),
             Some("strand0000000000000000")
         );
-        db.destroy().unwrap();
+        db.remove().unwrap();
+        drop(db);
         let LedgerLocation::File(path) = loc else {
             unreachable!()
         };

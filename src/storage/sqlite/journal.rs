@@ -12,153 +12,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{LedgerDb, Result, StorageError};
+use super::LedgerDb;
 use crate::ion::binary::{decode, encode_one};
 use crate::ion::hash::ion_hash;
 use crate::ion::{Data, Value};
 use crate::journal::block::*;
 use crate::journal::hash::Hash;
 use crate::journal::merkle;
-
-/// A table of the catalog.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableInfo {
-    pub table_id: String,
-    pub name: String,
-    pub active: bool,
-    pub indexes: Vec<IndexInfo>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexInfo {
-    pub index_id: String,
-    pub field: String,
-}
-
-/// A live document.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredDoc {
-    pub doc_id: String,
-    pub table_id: String,
-    pub version: u64,
-    pub data: Value,
-}
-
-/// Something a transaction read, re-checked at commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReadCheck {
-    /// A document by id, with the version seen (`None`: it did not exist).
-    Doc {
-        doc_id: String,
-        version: Option<u64>,
-    },
-    /// A full scan of a table, as of the last block at the time.
-    Table { table_id: String, as_of: u64 },
-    /// An index lookup of one key, as of the last block at the time.
-    IndexKey {
-        index_id: String,
-        key: Vec<u8>,
-        as_of: u64,
-    },
-    /// The catalog (table names, indexes), as of the last block at the time.
-    Catalog { as_of: u64 },
-}
-
-/// One document written by a transaction (its final state).
-#[derive(Clone, Debug, PartialEq)]
-pub struct DocWrite {
-    pub doc_id: String,
-    pub table_id: String,
-    pub table_name: String,
-    pub version: u64,
-    /// `None` deletes the document.
-    pub data: Option<Value>,
-    pub statements: Vec<u32>,
-}
-
-/// Everything a transaction commits.
-#[derive(Clone, Debug, Default)]
-pub struct CommitRequest {
-    pub transaction_id: String,
-    pub commit_ms: i64,
-    pub statements: Vec<StatementInfo>,
-    pub reads: Vec<ReadCheck>,
-    pub new_tables: Vec<(String, String)>,
-    pub new_indexes: Vec<(String, String, String)>,
-    /// DROP TABLE (false) and UNDROP TABLE (true): (table id, active).
-    pub table_status: Vec<(String, bool)>,
-    /// DROP INDEX: (index id, table id).
-    pub dropped_indexes: Vec<(String, String)>,
-    pub writes: Vec<DocWrite>,
-    /// A REDACT_REVISION of this transaction.
-    pub redaction: Option<RevisionRef>,
-}
-
-/// Why a commit was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
+use crate::storage::{
+    index_key, CommitError, CommitRequest, Committed, IndexInfo, ReadCheck, Result, RevisionRef,
+    StorageError, StoredDoc, TableInfo, Tip,
+};
 
 impl From<rusqlite::Error> for CommitError {
     fn from(e: rusqlite::Error) -> Self {
         CommitError::Storage(e.into())
-    }
-}
-
-/// The committed block's address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Committed {
-    pub sequence_no: u64,
-}
-
-/// The canonical index key of a value: values that PartiQL `=` finds equal have one key —
-/// ints, decimals and floats by numeric value (`1`, `1.0`, `1.00`, `1e0`), strings and symbols
-/// by text, timestamps by instant, containers element by element (struct fields in any
-/// order), annotations ignored — so an indexed lookup finds what a scan finds.
-pub fn index_key(v: &Value) -> Vec<u8> {
-    encode_one(&canonical(v))
-}
-
-fn canonical(v: &Value) -> Value {
-    use crate::ion::Decimal;
-    let data = match &v.data {
-        Data::Int(i) => Data::Decimal(normalize_decimal(Decimal::new(i.clone(), 0))),
-        Data::Decimal(d) => Data::Decimal(normalize_decimal(d.clone())),
-        Data::Float(f) if f.is_finite() => match Decimal::from_f64_shortest(*f) {
-            Some(d) => Data::Decimal(normalize_decimal(d)),
-            None => Data::Float(*f),
-        },
-        Data::Symbol(Some(s)) => Data::String(s.clone()),
-        Data::Clob(b) => Data::Blob(b.clone()),
-        // Typed nulls are all `null` to `=` inside containers.
-        Data::Null(_) => Data::Null(crate::ion::IonType::Null),
-        Data::Timestamp(t) => {
-            let (m, e) = t.epoch_seconds();
-            // A marked s-expression: a timestamp never shares a key with a number.
-            Data::SExp(vec![
-                Value::symbol("timestamp"),
-                Data::Decimal(normalize_decimal(Decimal::new(m, e))).into(),
-            ])
-        }
-        Data::List(items) => Data::List(items.iter().map(canonical).collect()),
-        Data::SExp(items) => Data::SExp(items.iter().map(canonical).collect()),
-        Data::Struct(fields) => {
-            let mut fields: Vec<(Option<String>, Value)> = fields
-                .iter()
-                .map(|(k, v)| (k.clone(), canonical(v)))
-                .collect();
-            fields.sort_by_cached_key(|(k, v)| (k.clone(), encode_one(v)));
-            Data::Struct(fields)
-        }
-        other => other.clone(),
-    };
-    Value {
-        annotations: Vec::new(),
-        data,
     }
 }
 
@@ -218,36 +86,11 @@ pub(crate) fn index_documents(
     Ok(entries)
 }
 
-fn normalize_decimal(mut d: crate::ion::Decimal) -> crate::ion::Decimal {
-    use num_traits::Zero;
-    let ten = num_bigint::BigUint::from(10u8);
-    if d.magnitude.is_zero() {
-        return crate::ion::Decimal {
-            negative: false,
-            magnitude: d.magnitude,
-            exponent: 0,
-        };
-    }
-    while (&d.magnitude % &ten).is_zero() {
-        d.magnitude /= &ten;
-        d.exponent += 1;
-    }
-    d
-}
-
 fn decode_doc(bytes: &[u8]) -> Result<Value> {
     decode(bytes)
         .ok()
         .and_then(|mut v| v.pop())
         .ok_or_else(|| StorageError::Corrupt("a stored document is not valid Ion".into()))
-}
-
-/// The ledger's tip, kept in memory next to the connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tip {
-    pub strand_id: String,
-    pub last_seq: u64,
-    pub last_hash: Hash,
 }
 
 /// The checks a ledger file must pass before the server serves it: the schema is exactly
@@ -264,9 +107,9 @@ pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::R
     let reference = REFERENCE
         .get_or_init(|| {
             let mut c = Connection::open_in_memory().map_err(|e| e.to_string())?;
-            crate::storage::schema::migrate(
+            crate::storage::sqlite::schema::migrate(
                 &mut c,
-                crate::storage::schema::LEDGER_MIGRATIONS,
+                crate::storage::sqlite::schema::LEDGER_MIGRATIONS,
                 "reference",
             )
             .map_err(|e| e.to_string())?;
@@ -467,29 +310,18 @@ impl LedgerDb {
         .transpose()
     }
 
-    pub fn scan(&self, table_id: &str) -> Result<Vec<StoredDoc>> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT doc_id, version, data FROM documents WHERE table_id = ?1 ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map([table_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (doc_id, version, data) = row?;
-            out.push(StoredDoc {
-                doc_id,
-                table_id: table_id.to_string(),
-                version: version as u64,
-                data: decode_doc(&data)?,
-            });
+    /// The live documents of a table in insertion order, read in pages of
+    /// [`SCAN_PAGE`] (each page one read transaction, so a long scan holds no
+    /// connection between pages). A commit between two pages may show; the scan's OCC
+    /// read (the table as of the tip before it started) refuses such a transaction.
+    pub fn scan(&self, table_id: &str) -> Scan<'_> {
+        Scan {
+            db: self,
+            table_id: table_id.to_string(),
+            after: i64::MIN,
+            page: std::collections::VecDeque::new(),
+            done: false,
         }
-        Ok(out)
     }
 
     pub fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
@@ -1232,18 +1064,6 @@ fn revision_view(strand: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Value>
     Ok(Value::structure(fields))
 }
 
-/// A revision located for REDACT_REVISION.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RevisionRef {
-    pub seq: u64,
-    pub table_id: String,
-    pub doc_id: String,
-    pub version: u64,
-    pub has_data: bool,
-    pub redacted: bool,
-    pub is_latest: bool,
-}
-
 impl LedgerDb {
     /// The committed view of a table: the latest revision of every live document.
     pub fn committed_view(&self, table_id: &str) -> Result<Vec<Value>> {
@@ -1346,11 +1166,72 @@ fn apply_redaction(
     Ok(())
 }
 
+/// Documents per page of a table scan.
+pub const SCAN_PAGE: i64 = 512;
+
+/// A table scan ([`LedgerDb::scan`]).
+pub struct Scan<'a> {
+    db: &'a LedgerDb,
+    table_id: String,
+    /// The rowid of the last document yielded.
+    after: i64,
+    page: std::collections::VecDeque<(i64, StoredDoc)>,
+    done: bool,
+}
+
+impl Scan<'_> {
+    fn next_page(&mut self) -> Result<()> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT rowid, doc_id, version, data FROM documents
+             WHERE table_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![self.table_id, self.after, SCAN_PAGE], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (rowid, doc_id, version, data) = row?;
+            self.page.push_back((
+                rowid,
+                StoredDoc {
+                    doc_id,
+                    table_id: self.table_id.clone(),
+                    version: version as u64,
+                    data: decode_doc(&data)?,
+                },
+            ));
+        }
+        self.done = (self.page.len() as i64) < SCAN_PAGE;
+        Ok(())
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<StoredDoc>;
+
+    fn next(&mut self) -> Option<Result<StoredDoc>> {
+        if self.page.is_empty() && !self.done {
+            if let Err(e) = self.next_page() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        let (rowid, doc) = self.page.pop_front()?;
+        self.after = rowid;
+        Some(Ok(doc))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ion::text::from_text;
-    use crate::storage::schema::{migrate, LEDGER_MIGRATIONS};
+    use crate::storage::sqlite::schema::{migrate, LEDGER_MIGRATIONS};
 
     fn ion(t: &str) -> Value {
         from_text(t).unwrap().pop().unwrap()
@@ -1441,7 +1322,8 @@ mod group_commit_tests {
 
     use super::*;
     use crate::names::LedgerName;
-    use crate::storage::LedgerLocation;
+    use crate::storage::sqlite::LedgerLocation;
+    use crate::storage::DocWrite;
 
     fn write(doc: &str, version: u64, reads: Vec<ReadCheck>) -> CommitRequest {
         CommitRequest {
@@ -1541,7 +1423,7 @@ mod group_commit_tests {
     fn a_full_disk_fails_the_whole_batch_and_the_writer_keeps_serving() {
         let dir = tempfile::tempdir().unwrap();
         let name = LedgerName::parse("full").unwrap();
-        let location = crate::storage::LedgerLocation::file(dir.path(), &name);
+        let location = crate::storage::sqlite::LedgerLocation::file(dir.path(), &name);
         let db = Arc::new(LedgerDb::create(location, &name, "FullStrand000000000001").unwrap());
         create_table_and_d(&db);
         let tip_before = db.tip().unwrap();
@@ -1589,7 +1471,7 @@ mod group_commit_tests {
             .unwrap();
         let done = db.commit(write("E", 0, Vec::new())).unwrap();
         assert_eq!(done.sequence_no, tip_before.last_seq + 1);
-        let crate::storage::LedgerLocation::File(path) = db.location().clone() else {
+        let crate::storage::sqlite::LedgerLocation::File(path) = db.location().clone() else {
             unreachable!()
         };
         let verified = crate::verify::verify_file(&path, "full", crate::verify::Scope::Everything)

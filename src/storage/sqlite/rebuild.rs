@@ -28,9 +28,10 @@ use crate::journal::block::{Revision, RevisionBody, RevisionMetadata};
 use crate::journal::hash::Hash;
 use crate::names::LedgerName;
 use crate::partiql::ast::Statement;
-use crate::storage::catalog::{ledgers_dir, lock_data_dir};
-use crate::storage::journal::{index_documents, index_key, node};
-use crate::storage::schema::{migrate, LEDGER_MIGRATIONS};
+use crate::storage::index_key;
+use crate::storage::sqlite::catalog::{ledgers_dir, lock_data_dir};
+use crate::storage::sqlite::journal::{index_documents, node};
+use crate::storage::sqlite::schema::{migrate, LEDGER_MIGRATIONS};
 use crate::verify::{int_field as int, text_field as text, verify_file, Damage, Scope, Verified};
 
 /// What a rebuild did.
@@ -127,7 +128,7 @@ pub fn rebuild(data_dir: &Path, name: &str) -> Result<Rebuilt, Damage> {
     let (counts, verified) = match built {
         Ok(b) => b,
         Err(e) => {
-            let _ = crate::storage::ledger_db::remove_files(&tmp);
+            let _ = crate::storage::sqlite::ledger_db::remove_files(&tmp);
             return Err(e);
         }
     };
@@ -159,7 +160,8 @@ pub fn rebuild(data_dir: &Path, name: &str) -> Result<Rebuilt, Damage> {
             .and_then(|_| to.sync_all())
             .map_err(keep_fail)?;
     }
-    crate::storage::ledger_db::remove_files_except_main(&path).map_err(|e| err(e.to_string()))?;
+    crate::storage::sqlite::ledger_db::remove_files_except_main(&path)
+        .map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, &path).map_err(|e| err(format!("cannot swap in the new file: {e}")))?;
     for d in [&dir, &backups] {
         let _ = std::fs::File::open(d).and_then(|f| f.sync_all());

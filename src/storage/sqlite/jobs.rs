@@ -5,33 +5,7 @@
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use super::catalog::Catalog;
-use super::Result;
-
-/// One ExportJournalToS3 job.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExportRecord {
-    pub ord: i64,
-    pub export_id: String,
-    pub ledger_name: String,
-    pub created_ms: i64,
-    /// IN_PROGRESS, COMPLETED or CANCELLED.
-    pub status: String,
-    /// The window actually exported (the start clamped to the ledger's creation).
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub bucket: String,
-    pub prefix: String,
-    pub encryption_type: String,
-    pub kms_key_arn: Option<String>,
-    pub role_arn: String,
-    /// As requested; `None` exports ION_TEXT and leaves the member out of answers.
-    pub output_format: Option<String>,
-    /// Why the export was cancelled.
-    pub status_reason: Option<String>,
-    /// The first block not yet written to S3.
-    pub next_seq: u64,
-    pub finished_ms: Option<i64>,
-}
+use crate::storage::{ExportRecord, Result, StreamRecord};
 
 impl ExportRecord {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
@@ -56,32 +30,6 @@ impl ExportRecord {
     }
 }
 
-/// One StreamJournalToKinesis job.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamRecord {
-    pub ord: i64,
-    pub stream_id: String,
-    pub ledger_name: String,
-    pub stream_name: String,
-    pub arn: String,
-    pub created_ms: i64,
-    /// ACTIVE, IMPAIRED, COMPLETED, CANCELED or FAILED.
-    pub status: String,
-    pub start_ms: i64,
-    pub end_ms: Option<i64>,
-    pub role_arn: String,
-    pub kinesis_arn: String,
-    pub aggregation: bool,
-    pub error_cause: Option<String>,
-    /// Since when the stream has been IMPAIRED without a break.
-    pub impaired_ms: Option<i64>,
-    /// The first block not yet acknowledged by Kinesis.
-    pub next_seq: u64,
-    /// Whether the CREATED control record was acknowledged.
-    pub created_sent: bool,
-    pub finished_ms: Option<i64>,
-}
-
 impl StreamRecord {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(StreamRecord {
@@ -103,11 +51,6 @@ impl StreamRecord {
             created_sent: r.get("created_sent")?,
             finished_ms: r.get("finished_ms")?,
         })
-    }
-
-    /// ACTIVE and IMPAIRED streams still run.
-    pub fn is_running(&self) -> bool {
-        matches!(self.status.as_str(), "ACTIVE" | "IMPAIRED")
     }
 }
 

@@ -28,7 +28,8 @@ use crate::ion::{Data, Value};
 use crate::journal::hash::Hash;
 use crate::names::LedgerName;
 use crate::rebuild::{block_statements, create_file, set_imported_through, Hints, Replayer};
-use crate::storage::catalog::{ledgers_dir, Catalog, LedgerRecord};
+use crate::storage::sqlite::catalog::{ledgers_dir, Catalog};
+use crate::storage::LedgerRecord;
 use crate::verify::{check_block, text_field, verify_file, Damage, Scope, Verified};
 
 /// Where the export is and what to make of it.
@@ -251,7 +252,7 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, Damage> {
         (conn, last)
     } else {
         let tmp = work.join("ledger.sqlite.new");
-        let _ = crate::storage::ledger_db::remove_files(&tmp);
+        let _ = crate::storage::sqlite::ledger_db::remove_files(&tmp);
         let conn = create_file(&tmp, name, &strand, None)?;
         drop(conn);
         std::fs::rename(&tmp, &partial)
@@ -346,7 +347,7 @@ fn install(
         .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join(format!("{name}.sqlite"));
     // A file without a catalog row is the remains of a create that crashed.
-    crate::storage::ledger_db::remove_files(&path).map_err(|e| err(e.to_string()))?;
+    crate::storage::sqlite::ledger_db::remove_files(&path).map_err(|e| err(e.to_string()))?;
     std::fs::rename(partial, &path).map_err(|e| {
         err(format!(
             "cannot move the ledger into {}: {e}",
@@ -842,9 +843,9 @@ mod rehash {
     use crate::names::LedgerName;
     use crate::partiql::ast::Statement;
     use crate::rebuild::{block_statements, millis, Hints};
-    use crate::storage::catalog::Catalog;
-    use crate::storage::journal::{CommitRequest, DocWrite, RevisionRef};
-    use crate::storage::{LedgerDb, LedgerLocation};
+    use crate::storage::sqlite::catalog::Catalog;
+    use crate::storage::sqlite::{LedgerDb, LedgerLocation};
+    use crate::storage::{CommitRequest, DocWrite, RevisionRef};
     use crate::verify::{int_field, text_field, Damage};
 
     /// A timestamp as Ion holds it or as JSON down-converted it (a string of Ion text).

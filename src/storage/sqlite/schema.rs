@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 
-use super::{Result, StorageError};
+use crate::storage::{Result, StorageError};
 
 /// Migrations of the catalog database (`catalog.sqlite`). Index i upgrades version i → i+1.
 pub const CATALOG_MIGRATIONS: &[&str] = &[
@@ -149,7 +149,7 @@ pub const LEDGER_MIGRATIONS: &[&str] = &[
     // v4: DROP TABLE / UNDROP TABLE (the version of a table's system revisions).
     "ALTER TABLE tables ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
     // v5: index keys follow PartiQL `=` for floats, timestamps and containers too; a ledger
-    // that has index entries is marked for [`crate::storage::journal::rebuild_index_keys`].
+    // that has index entries is marked for [`crate::storage::sqlite::journal::rebuild_index_keys`].
     "CREATE TABLE index_rebuild (needed INTEGER NOT NULL);
     INSERT INTO index_rebuild SELECT 1 WHERE EXISTS (SELECT 1 FROM index_entries);",
 ];

@@ -11,27 +11,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::configure_durable;
 use super::schema::{migrate, CATALOG_MIGRATIONS};
-use super::{configure_durable, Result, StorageError};
-
-/// One ledger as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerRecord {
-    /// Creation order; ListLedgers pages by it.
-    pub ord: i64,
-    pub name: String,
-    pub arn: String,
-    pub permissions_mode: String,
-    pub deletion_protection: bool,
-    /// `None` for the AWS-owned key.
-    pub kms_key_arn: Option<String>,
-    pub created_ms: i64,
-    pub active_at_ms: i64,
-    /// When the KMS key was last changed (the ledger reports UPDATING in that response).
-    pub kms_updated_ms: Option<i64>,
-    pub deleting_since_ms: Option<i64>,
-    pub gone_at_ms: Option<i64>,
-}
+use crate::storage::{LedgerRecord, Result, StorageError};
 
 impl LedgerRecord {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {

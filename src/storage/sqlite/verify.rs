@@ -74,7 +74,8 @@ pub fn ledger_names(data_dir: &Path, only: Option<&str>) -> Result<Vec<String>, 
 
 /// Verifies one ledger file: its journal and every table derived from it.
 pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
-    let path = crate::storage::catalog::ledgers_dir(data_dir).join(format!("{name}.sqlite"));
+    let path =
+        crate::storage::sqlite::catalog::ledgers_dir(data_dir).join(format!("{name}.sqlite"));
     verify_file(&path, name, Scope::Everything)
 }
 
@@ -288,7 +289,7 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
     drop(stmt);
     // The checks the server makes before it serves the file (schema, identity, tip), after
     // the chain so that a damaged block is named.
-    crate::storage::journal::open_check(&tx, name).map_err(|why| damage(None, why))?;
+    crate::storage::sqlite::journal::open_check(&tx, name).map_err(|why| damage(None, why))?;
     replay
         .check_derived_state(&tx, tip)
         .map_err(|(block, m)| damage(block, m))?;
@@ -792,7 +793,7 @@ impl Replay {
                         if let Some(v) = data.field(&field) {
                             expected.insert((
                                 index_id.clone(),
-                                crate::storage::journal::index_key(v),
+                                crate::storage::index_key(v),
                                 doc.clone(),
                             ));
                         }
@@ -927,9 +928,7 @@ impl Replay {
                         match v {
                             None => Ok(None),
                             Some(None) => Err(()),
-                            Some(Some(d)) => {
-                                Ok(d.field(field).map(crate::storage::journal::index_key))
-                            }
+                            Some(Some(d)) => Ok(d.field(field).map(crate::storage::index_key)),
                         }
                     };
                     let (a, b) = (key_of(&old), key_of(&new));
@@ -1120,7 +1119,8 @@ fn check_saved_digest(
             "--digest-tip-address needs strandId (a string) and sequenceNo (an integer)".into(),
         ));
     };
-    let path = crate::storage::catalog::ledgers_dir(data_dir).join(format!("{}.sqlite", v.ledger));
+    let path =
+        crate::storage::sqlite::catalog::ledgers_dir(data_dir).join(format!("{}.sqlite", v.ledger));
     let conn = open_ro(&path).map_err(|e| fail(None, format!("cannot open: {e}")))?;
     let own: String = conn
         .query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {

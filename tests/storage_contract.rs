@@ -1,0 +1,263 @@
+//! The storage traits' contract, checked through `dyn Backend` / `dyn LedgerStore` only, so
+//! that every backend (SQLite files, SQLite in memory; later PostgreSQL) runs the same
+//! checks: scans in insertion order across pages, index lookups by canonical key, OCC
+//! refusals, proofs that fold to the digest, durability across a reopen, removal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use qldb_local::ion::{Data, Value};
+use qldb_local::journal::hash::dot;
+use qldb_local::names::LedgerName;
+use qldb_local::storage::sqlite::SqliteBackend;
+use qldb_local::storage::{
+    index_key, Backend, CommitError, CommitRequest, DocWrite, LedgerRecord, LedgerStore, ReadCheck,
+};
+
+const T: &str = "TableT0000000000000001";
+const I: &str = "IndexI0000000000000001";
+
+fn doc(i: u64) -> String {
+    format!("Doc{i:019}")
+}
+
+fn write(i: u64, version: u64, data: Option<Value>) -> DocWrite {
+    DocWrite {
+        doc_id: doc(i),
+        table_id: T.into(),
+        table_name: "T".into(),
+        version,
+        data,
+        statements: vec![0],
+    }
+}
+
+fn body(i: u64, tag: &str) -> Value {
+    Value::structure([("n", Value::int(i)), ("tag", Value::string(tag))])
+}
+
+fn commit(db: &dyn LedgerStore, n: u64, req: CommitRequest) -> u64 {
+    let req = CommitRequest {
+        transaction_id: format!("tx{n:020}"),
+        commit_ms: 1_704_067_200_000 + n as i64,
+        ..req
+    };
+    db.commit(req).unwrap().sequence_no
+}
+
+fn ids(db: &dyn LedgerStore) -> Vec<String> {
+    db.scan(T)
+        .unwrap()
+        .map(|d| d.unwrap().doc_id)
+        .collect::<Vec<_>>()
+}
+
+fn record(name: &str) -> LedgerRecord {
+    LedgerRecord {
+        ord: 0,
+        name: name.into(),
+        arn: format!("arn:aws:qldb:us-east-1:123456789012:ledger/{name}"),
+        permissions_mode: "ALLOW_ALL".into(),
+        deletion_protection: false,
+        kms_key_arn: None,
+        created_ms: 1,
+        active_at_ms: 1,
+        kms_updated_ms: None,
+        deleting_since_ms: None,
+        gone_at_ms: None,
+    }
+}
+
+/// Everything the layers above rely on, for one fresh ledger of `backend`.
+fn contract(backend: &dyn Backend) -> Arc<dyn LedgerStore> {
+    let mut catalog = backend.open_catalog().unwrap();
+    catalog
+        .insert_ledger(&record("c"), &BTreeMap::new())
+        .unwrap();
+    let name = LedgerName::parse("c").unwrap();
+    let db = backend
+        .create_ledger(&name, "ContractStrand00000001")
+        .unwrap();
+    let genesis = db.tip().unwrap();
+    assert_eq!(
+        (genesis.strand_id.as_str(), genesis.last_seq),
+        ("ContractStrand00000001", 0)
+    );
+    assert!(db.tables().unwrap().is_empty());
+
+    // A table with more documents than one scan page holds, and an index.
+    let many = 1_300;
+    commit(
+        db.as_ref(),
+        1,
+        CommitRequest {
+            new_tables: vec![(T.into(), "T".into())],
+            new_indexes: vec![(I.into(), T.into(), "tag".into())],
+            writes: (0..many).map(|i| write(i, 0, Some(body(i, "a")))).collect(),
+            ..Default::default()
+        },
+    );
+    let tables = db.tables().unwrap();
+    assert_eq!(tables.len(), 1);
+    assert_eq!((tables[0].name.as_str(), tables[0].active), ("T", true));
+    assert_eq!(tables[0].indexes[0].field, "tag");
+    let want: Vec<String> = (0..many).map(doc).collect();
+    assert_eq!(ids(db.as_ref()), want, "insertion order across scan pages");
+
+    // Updates keep a document's place, deletes remove it, new documents come last.
+    let seq = commit(
+        db.as_ref(),
+        2,
+        CommitRequest {
+            writes: vec![
+                write(700, 1, Some(body(700, "b"))),
+                write(3, 1, None),
+                write(1_299, 1, None),
+                write(many, 0, Some(body(many, "b"))),
+            ],
+            ..Default::default()
+        },
+    );
+    assert_eq!(seq, 2);
+    let mut want: Vec<String> = (0..many)
+        .filter(|i| ![3, 1_299].contains(i))
+        .map(doc)
+        .collect();
+    want.push(doc(many));
+    assert_eq!(ids(db.as_ref()), want);
+    let d = db.document(&doc(700)).unwrap().unwrap();
+    assert_eq!((d.version, d.data.clone()), (1, body(700, "b")));
+    assert!(db.document(&doc(3)).unwrap().is_none());
+
+    // Index lookups by canonical key (a string tag; a number keyed by value).
+    let mut found: Vec<String> = db
+        .index_lookup(I, &index_key(&Value::string("b")))
+        .unwrap()
+        .into_iter()
+        .map(|d| d.doc_id)
+        .collect();
+    found.sort();
+    assert_eq!(found, vec![doc(700), doc(many)]);
+    assert!(db
+        .index_lookup(I, &index_key(&Value::string("zzz")))
+        .unwrap()
+        .is_empty());
+
+    // OCC: a read of version 0 of a document now at version 1 is refused, in a commit and
+    // in a read-only validation; a current read passes.
+    let stale = vec![ReadCheck::Doc {
+        doc_id: doc(700),
+        version: Some(0),
+    }];
+    let refused = db.commit(CommitRequest {
+        transaction_id: "txStale0000000000000001".into(),
+        commit_ms: 1_704_067_300_000,
+        reads: stale.clone(),
+        writes: vec![write(700, 2, Some(body(700, "c")))],
+        ..Default::default()
+    });
+    assert!(
+        matches!(refused, Err(CommitError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert!(matches!(db.validate(&stale), Err(CommitError::Conflict(_))));
+    let table_read = vec![ReadCheck::Table {
+        table_id: T.into(),
+        as_of: 1,
+    }];
+    assert!(matches!(
+        db.validate(&table_read),
+        Err(CommitError::Conflict(_))
+    ));
+    db.validate(&[ReadCheck::Doc {
+        doc_id: doc(700),
+        version: Some(1),
+    }])
+    .unwrap();
+    assert_eq!(
+        db.tip().unwrap().last_seq,
+        2,
+        "a refused commit writes no block"
+    );
+
+    // The journal: blocks, windows, and proofs that fold each block's hash to the digest.
+    let (tip, digest) = db.digest().unwrap();
+    assert_eq!(tip, 2);
+    assert_eq!(db.digest_at(tip).unwrap(), digest);
+    assert_eq!(db.blocks().unwrap().len(), 3);
+    assert_eq!(db.count_in_window(0, 0, i64::MAX).unwrap(), 3);
+    let window = db.blocks_in_window(1, 0, None, 10).unwrap();
+    assert_eq!(window.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1, 2]);
+    for seq in 0..=tip {
+        let block = db.block(seq).unwrap().unwrap();
+        let Some(Data::Blob(hash)) = block.field("blockHash").map(|v| &v.data) else {
+            panic!("block {seq} has no blockHash: {block:?}");
+        };
+        let folded = db
+            .block_proof(seq, tip)
+            .unwrap()
+            .iter()
+            .fold(hash.clone(), |acc, h| dot(&acc, h).to_vec());
+        assert_eq!(folded, digest.to_vec(), "proof of block {seq}");
+    }
+    assert!(db.block(tip + 1).unwrap().is_none());
+    let (committed, fsyncs) = db.commit_counts();
+    assert_eq!(committed, 2);
+    assert!(fsyncs >= 1 && fsyncs <= committed);
+    db
+}
+
+#[test]
+fn sqlite_files_keep_the_contract_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::new(Some(dir.path().to_path_buf()), false);
+    let db = contract(&backend);
+    let (tip, digest) = db.digest().unwrap();
+    let docs = ids(db.as_ref());
+    drop(db);
+
+    // Everything acknowledged is there after a reopen.
+    let name = LedgerName::parse("c").unwrap();
+    let db = backend.open_ledger(&name).unwrap();
+    assert_eq!(db.digest().unwrap(), (tip, digest));
+    assert_eq!(ids(db.as_ref()), docs);
+
+    // Removed: closed for its holders, its data gone, not openable.
+    db.remove().unwrap();
+    assert!(db.is_closed());
+    drop(db);
+    assert!(backend.open_ledger(&name).is_err());
+}
+
+#[test]
+fn sqlite_memory_keeps_the_contract() {
+    let backend = SqliteBackend::new(None, false);
+    let db = contract(&backend);
+    db.mark_closed();
+    assert!(db.is_closed());
+}
+
+#[test]
+fn orphaned_ledger_data_is_removed_and_cataloged_data_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::new(Some(dir.path().to_path_buf()), false);
+    let mut catalog = backend.open_catalog().unwrap();
+    catalog
+        .insert_ledger(&record("kept"), &BTreeMap::new())
+        .unwrap();
+    let kept = LedgerName::parse("kept").unwrap();
+    let orphan = LedgerName::parse("orphan").unwrap();
+    drop(
+        backend
+            .create_ledger(&kept, "KeptStrand000000000001")
+            .unwrap(),
+    );
+    drop(
+        backend
+            .create_ledger(&orphan, "OrphanStrand0000000001")
+            .unwrap(),
+    );
+    backend.remove_orphans(catalog.as_ref()).unwrap();
+    assert!(backend.open_ledger(&kept).is_ok());
+    assert!(backend.open_ledger(&orphan).is_err());
+}
