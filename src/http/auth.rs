@@ -1,9 +1,13 @@
 //! Server-side SigV4: re-sign the received request with the caller's secret and compare.
 //!
-//! The canonical request is built by `aws-sigv4` (the same code the Rust SDK signs with)
-//! from exactly what the client signed: the raw, still percent-encoded path and query
-//! (double encoding applied by the crate), only the headers named in `SignedHeaders`, and
-//! the body bytes. Both services are signed with the scope service `qldb`.
+//! The common shape — a path of plain characters without a query (every session request is
+//! `POST /`), single-valued signed headers — is verified by [`fast_signature`]: the
+//! canonical request built here, HMAC'd with a signing key derived once per access key and
+//! scope and then cached. Anything else, and any request that does not match that way, is
+//! re-signed by `aws-sigv4` (the same code the Rust SDK signs with) from exactly what the
+//! client signed: the raw, still percent-encoded path and query (double encoding applied by
+//! the crate), only the headers named in `SignedHeaders`, and the body bytes. Both
+//! services are signed with the scope service `qldb`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -47,12 +51,21 @@ for details.";
 pub struct Authenticator {
     mode: AuthMode,
     principals: HashMap<String, Arc<Principal>>,
+    /// Signing keys by credential (`key id/date/region/service/aws4_request`): deriving one
+    /// takes four HMACs, and a client signs every request of a day with the same one.
+    signing_keys: std::sync::RwLock<HashMap<String, ring::hmac::Key>>,
 }
+
+/// Cached signing keys at most (more distinct credentials empty the cache).
+const SIGNING_KEYS: usize = 256;
 
 /// Who sent a request: `None` when authentication is off (everything is allowed).
 pub type Caller = Option<Arc<Principal>>;
 
 struct AuthHeader<'a> {
+    /// The whole `Credential` value.
+    credential: &'a str,
+    signed_headers_raw: &'a str,
     access_key_id: &'a str,
     scope_date: &'a str,
     scope_region: &'a str,
@@ -86,6 +99,7 @@ impl Authenticator {
         Ok(Authenticator {
             mode: cfg.auth,
             principals,
+            signing_keys: Default::default(),
         })
     }
 
@@ -171,6 +185,13 @@ impl Authenticator {
             }
         }
         let secret = &principal.secret_access_key;
+        if let Some(fast) = fast_signature(&auth, method, target, headers, body, amz_date, || {
+            self.signing_key(&auth, secret)
+        }) {
+            if constant_time_eq(fast.as_bytes(), auth.signature.as_bytes()) {
+                return Ok(Some(principal.clone()));
+            }
+        }
         let expected = expected_signature(&auth, secret, method, target, headers, body, signed_at)
             .ok_or_else(|| AuthError::InvalidSignature(MISMATCH.into()))?;
         if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
@@ -179,6 +200,118 @@ impl Authenticator {
             Err(AuthError::InvalidSignature(MISMATCH.into()))
         }
     }
+}
+
+impl Authenticator {
+    /// The SigV4 signing key of `auth`'s credential scope, from the cache or derived.
+    fn signing_key(&self, auth: &AuthHeader<'_>, secret: &str) -> ring::hmac::Key {
+        let cached = self
+            .signing_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(auth.credential)
+            .cloned();
+        if let Some(key) = cached {
+            return key;
+        }
+        let key = derive_signing_key(
+            secret,
+            auth.scope_date,
+            auth.scope_region,
+            auth.scope_service,
+        );
+        let mut keys = self.signing_keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.len() >= SIGNING_KEYS {
+            keys.clear();
+        }
+        keys.insert(auth.credential.to_string(), key.clone());
+        key
+    }
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> ring::hmac::Tag {
+    ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), data)
+}
+
+/// `kSigning` of SigV4: HMAC("AWS4" + secret, date) → region → service → "aws4_request".
+fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> ring::hmac::Key {
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(k_date.as_ref(), region.as_bytes());
+    let k_service = hmac(k_region.as_ref(), service.as_bytes());
+    let k_signing = hmac(k_service.as_ref(), b"aws4_request");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k_signing.as_ref())
+}
+
+/// The signature of a request of the common shape, computed here; `None` for any other
+/// shape (the caller then re-signs with `aws-sigv4`). The shape: no query string; a path of
+/// letters, digits, `-`, `_`, `~` and single `/` (its canonical form is itself, whatever
+/// the encoding mode); every signed header present once with a printable ASCII value
+/// without runs of spaces (its canonical value is the trimmed value); signed headers
+/// named in ascending order, as SigV4 requires.
+fn fast_signature(
+    auth: &AuthHeader<'_>,
+    method: &str,
+    target: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    amz_date: &str,
+    signing_key: impl FnOnce() -> ring::hmac::Key,
+) -> Option<String> {
+    let plain_path = target.starts_with('/')
+        && !target.contains("//")
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'/'));
+    if !plain_path || !auth.signed_headers.is_sorted() {
+        return None;
+    }
+    let mut canonical = String::with_capacity(512);
+    canonical.push_str(method);
+    canonical.push('\n');
+    canonical.push_str(target);
+    canonical.push_str("\n\n");
+    for name in &auth.signed_headers {
+        let mut values = headers.get_all(*name).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return None;
+        };
+        let value = value.to_str().ok()?.trim();
+        if value.contains("  ") || value.bytes().any(|b| b.is_ascii_control()) {
+            return None;
+        }
+        canonical.push_str(name);
+        canonical.push(':');
+        canonical.push_str(value);
+        canonical.push('\n');
+    }
+    canonical.push('\n');
+    canonical.push_str(auth.signed_headers_raw);
+    canonical.push('\n');
+    let unsigned_payload = headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD");
+    if unsigned_payload {
+        canonical.push_str("UNSIGNED-PAYLOAD");
+    } else {
+        canonical.push_str(&hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            body,
+        )));
+    }
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{}/{}/{}/aws4_request\n{}",
+        auth.scope_date,
+        auth.scope_region,
+        auth.scope_service,
+        hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            canonical.as_bytes()
+        ))
+    );
+    Some(hex::encode(ring::hmac::sign(
+        &signing_key(),
+        string_to_sign.as_bytes(),
+    )))
 }
 
 fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, AuthError> {
@@ -236,6 +369,8 @@ fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, AuthError> {
         )));
     }
     Ok(AuthHeader {
+        credential,
+        signed_headers_raw: signed_headers.unwrap_or_default(),
         access_key_id,
         scope_date,
         scope_region,
@@ -396,6 +531,55 @@ mod tests {
             map.insert(name, HeaderValue::from_str(v).unwrap());
         }
         map
+    }
+
+    /// The fast path computes the SDK's signature itself for the common shapes (so those
+    /// never reach aws-sigv4) and declines the others.
+    #[test]
+    fn the_fast_path_matches_the_sdk_signature_and_declines_other_shapes() {
+        let now = SystemTime::now();
+        let a = auth();
+        let body = br#"{"StartSession":{"LedgerName":"demo"}}"#;
+        let session = [
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", "QLDBSession.SendCommand"),
+            ("x-amz-security-token", "tok"),
+        ];
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
+        let cases: [Case<'_>; 3] = [
+            ("POST", "/", &session, body),
+            ("GET", "/ledgers", &[], b""),
+            ("DELETE", "/ledgers/my-ledger_1", &[], b""),
+        ];
+        for (method, target, extra, body) in cases {
+            let h = client_sign("test", method, target, extra, body, now);
+            let parsed = parse_authorization(h["authorization"].to_str().unwrap()).unwrap();
+            let date = h["x-amz-date"].to_str().unwrap();
+            let fast = fast_signature(&parsed, method, target, &h, body, date, || {
+                a.signing_key(&parsed, "test")
+            });
+            assert_eq!(fast.as_deref(), Some(parsed.signature), "{method} {target}");
+            assert!(a.verify(method, target, &h, body, now).is_ok());
+            // Tampering is still refused (the fast path misses, and so does the crate).
+            let wrong = fast_signature(&parsed, method, target, &h, b"x", date, || {
+                a.signing_key(&parsed, "test")
+            });
+            assert_ne!(wrong.as_deref(), Some(parsed.signature));
+            assert!(a.verify(method, target, &h, b"x", now).is_err());
+        }
+        // A cached key is the derived key: a second request of the day verifies the same.
+        let h = client_sign("test", "GET", "/ledgers", &[], b"", now);
+        assert!(a.verify("GET", "/ledgers", &h, b"", now).is_ok());
+        assert_eq!(a.signing_keys.read().unwrap().len(), 1);
+        for target in ["/ledgers?max_results=1", "/tags/arn%3Aaws", "/a/./b", "//x"] {
+            let h = client_sign("test", "GET", target, &[], b"", now);
+            let parsed = parse_authorization(h["authorization"].to_str().unwrap()).unwrap();
+            let date = h["x-amz-date"].to_str().unwrap();
+            let fast = fast_signature(&parsed, "GET", target, &h, b"", date, || {
+                a.signing_key(&parsed, "test")
+            });
+            assert_eq!(fast, None, "{target}");
+        }
     }
 
     #[test]
