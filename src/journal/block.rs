@@ -79,6 +79,11 @@ impl Revision {
         }
     }
 
+    /// [`Revision::hash`] of a revision with data whose Ion hash is `data_hash`.
+    pub fn hash_with_data_hash(&self, data_hash: &[u8]) -> Hash {
+        dot(&ion_hash(&self.metadata.to_ion()), data_hash)
+    }
+
     /// The committed-view shape `{blockAddress, hash, data|dataHash, metadata}`.
     pub fn to_ion(&self, address: &BlockAddress) -> Value {
         self.to_ion_hashed(address, self.hash())
@@ -238,6 +243,13 @@ impl Block {
     /// [`Block::to_ion`] and [`Block::block_hash`] together, every hash computed once.
     pub fn to_ion_and_hash(&self) -> (Value, Hash) {
         let revision_hashes: Vec<Hash> = self.revisions.iter().map(BlockRevision::hash).collect();
+        self.to_ion_and_hash_with(revision_hashes)
+    }
+
+    /// [`Block::to_ion_and_hash`] with each revision's hash already known (in order; the
+    /// writer computes them as it stores the revisions).
+    pub fn to_ion_and_hash_with(&self, revision_hashes: Vec<Hash>) -> (Value, Hash) {
+        debug_assert_eq!(revision_hashes.len(), self.revisions.len());
         let list = self.entries_from(&revision_hashes);
         let entries_hash = merkle(&list);
         let block_hash = dot(&entries_hash, &self.previous_block_hash);

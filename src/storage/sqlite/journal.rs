@@ -266,7 +266,7 @@ impl LedgerDb {
             system_entry: Some(system),
         };
         let tx = conn.transaction()?;
-        append_block(&tx, &block)?;
+        append_block(&tx, &block, Vec::new())?;
         tx.commit()?;
         Ok(())
     }
@@ -544,6 +544,8 @@ fn apply_commit(
 
     // System revisions for new tables (as the worked example's CREATE TABLE).
     let mut revisions = Vec::new();
+    // Each revision's hash, computed once, in block order.
+    let mut revision_hashes = Vec::new();
     for (table_id, name) in &req.new_tables {
         tx.prepare_cached("INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)")?.execute(params![table_id, name, seq as i64],
             )?;
@@ -559,7 +561,9 @@ fn apply_commit(
                 ("status", Value::string("ACTIVE")),
             ])),
         };
-        revisions.push(BlockRevision::System(rev.hash()));
+        let hash = rev.hash();
+        revision_hashes.push(hash.clone());
+        revisions.push(BlockRevision::System(hash));
     }
     for (table_id, active) in &req.table_status {
         let status = if *active { "ACTIVE" } else { "INACTIVE" };
@@ -583,7 +587,9 @@ fn apply_commit(
                 ("status", Value::string(status)),
             ])),
         };
-        revisions.push(BlockRevision::System(rev.hash()));
+        let hash = rev.hash();
+        revision_hashes.push(hash.clone());
+        revisions.push(BlockRevision::System(hash));
     }
     for (index_id, table_id) in &req.dropped_indexes {
         tx.prepare_cached("DELETE FROM index_entries WHERE index_id = ?1")?
@@ -631,10 +637,14 @@ fn apply_commit(
                 .execute(params![index_id, k, seq as i64])?;
             }
         }
-        match &w.data {
+        // The data's Ion encoding and Ion hash, each computed once for every place that
+        // stores them.
+        let encoded = w.data.as_ref().map(encode_one);
+        let data_hash = w.data.as_ref().map(ion_hash);
+        match &encoded {
             Some(data) => {
                 tx.prepare_cached("INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data")?.execute(params![w.doc_id, w.table_id, w.version as i64, encode_one(data)],
+                         ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data")?.execute(params![w.doc_id, w.table_id, w.version as i64, data],
                     )?;
             }
             None => {
@@ -656,6 +666,10 @@ fn apply_commit(
                 None => RevisionBody::Deleted,
             },
         };
+        let rev_hash = match &data_hash {
+            Some(h) => rev.hash_with_data_hash(h),
+            None => rev.hash(),
+        };
         tx.prepare_cached("INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(params![
                     w.doc_id,
@@ -665,11 +679,12 @@ fn apply_commit(
                     revisions.len() as i64,
                     req.commit_ms,
                     req.transaction_id,
-                    rev.hash(),
-                    w.data.as_ref().map(encode_one),
-                    w.data.as_ref().map(|d| ion_hash(d).to_vec()),
+                    rev_hash,
+                    encoded,
+                    data_hash.as_ref().map(|h| h.as_slice()),
                 ],
             )?;
+        revision_hashes.push(rev_hash);
         revisions.push(BlockRevision::User(rev));
         documents.push(DocumentInfo {
             document_id: w.doc_id.clone(),
@@ -714,7 +729,7 @@ fn apply_commit(
         revisions,
         system_entry: None,
     };
-    append_block(tx, &block)?;
+    append_block(tx, &block, revision_hashes)?;
     Ok(Committed { sequence_no: seq })
 }
 
@@ -898,9 +913,10 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
 }
 
 /// Appends a block: its row and the digest-tree nodes it completes.
-fn append_block(tx: &Connection, block: &Block) -> Result<()> {
+/// Stores a block and its digest-tree nodes; `revision_hashes` are its revisions' hashes.
+fn append_block(tx: &Connection, block: &Block, revision_hashes: Vec<Hash>) -> Result<()> {
     let seq = block.address.sequence_no;
-    let (ion, block_hash) = block.to_ion_and_hash();
+    let (ion, block_hash) = block.to_ion_and_hash_with(revision_hashes);
     tx.prepare_cached(
         "INSERT INTO blocks (seq, tx_id, ts_ms, block_hash, ion) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
