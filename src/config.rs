@@ -254,17 +254,6 @@ impl Config {
         Duration::from_secs(self.job_retention_hours.saturating_mul(3600))
     }
 
-    /// The session API's settings.
-    pub fn session_config(&self) -> crate::session::SessionConfig {
-        crate::session::SessionConfig {
-            transaction_timeout_ms: self.transaction_timeout_ms as i64,
-            session_lifetime_ms: self.session_lifetime_ms as i64,
-            page_size: self.page_size as usize,
-            max_sessions_per_ledger: self.max_sessions_per_ledger,
-            ..Default::default()
-        }
-    }
-
     pub fn create_delay(&self) -> Duration {
         Duration::from_millis(self.ledger_create_delay_ms)
     }

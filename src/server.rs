@@ -24,6 +24,17 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// The session API's settings.
+pub fn session_config(cfg: &Config) -> crate::session::SessionConfig {
+    crate::session::SessionConfig {
+        transaction_timeout_ms: cfg.transaction_timeout_ms as i64,
+        session_lifetime_ms: cfg.session_lifetime_ms as i64,
+        page_size: cfg.page_size as usize,
+        max_sessions_per_ledger: cfg.max_sessions_per_ledger,
+        ..Default::default()
+    }
+}
+
 /// Builds the application state (opening the catalog and every ledger).
 pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
     let control = Arc::new(ControlPlane::open(
@@ -32,7 +43,7 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
     )?);
     Ok(AppState {
         sessions: Arc::new(crate::session::Sessions::new(
-            cfg.session_config(),
+            session_config(cfg),
             control.clone(),
         )),
         jobs: crate::jobs::Jobs::new(control.clone(), crate::jobs::JobsConfig::from(cfg)),

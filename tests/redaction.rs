@@ -66,7 +66,7 @@ fn redaction_keeps_every_hash_and_shows_in_history() {
             ..Default::default()
         })
         .unwrap();
-    let sessions = Sessions::new(cfg.session_config(), control.clone());
+    let sessions = Sessions::new(qldb_local::server::session_config(&cfg), control.clone());
     let s = sessions.start_session("r").unwrap();
     let table_id = text::to_text_one(field(
         &run(&sessions, &s, &[("CREATE TABLE P", vec![])]).unwrap()[0][0],

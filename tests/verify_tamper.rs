@@ -27,7 +27,7 @@ fn build(dir: &Path) {
             ..Default::default()
         })
         .unwrap();
-    let sessions = Sessions::new(cfg.session_config(), control.clone());
+    let sessions = Sessions::new(qldb_local::server::session_config(&cfg), control.clone());
     let s = sessions.start_session("t").unwrap();
     let run = |stmts: &[(&str, &[&str])]| {
         let id = sessions.start_transaction(&s).unwrap();

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use super::ledgers::{decode_token, encode_token, parse_ledger_name, parse_max_results};
+use super::ledgers::{decode_token, encode_token, parse_max_results};
+use super::parse_ledger_name;
 use super::tags::validate_new_tags;
 use super::verification::open_db;
 use super::{ControlError, ControlPlane, Inner, Result};

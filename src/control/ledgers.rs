@@ -4,7 +4,7 @@
 use base64::Engine as _;
 
 use super::tags::validate_new_tags;
-use super::{ControlError, ControlPlane, LedgerState, Result};
+use super::{parse_ledger_name, ControlError, ControlPlane, LedgerState, Result};
 use crate::api::qldb::*;
 use crate::names::{check_len, new_unique_id, LedgerName, Violation};
 use crate::storage::LedgerRecord;
@@ -13,12 +13,6 @@ const PERMISSIONS_MODES: &[&str] = &["ALLOW_ALL", "STANDARD"];
 /// The literal that selects the AWS-owned KMS key.
 pub const AWS_OWNED_KMS_KEY: &str = "AWS_OWNED_KMS_KEY";
 const DEFAULT_PAGE_SIZE: i64 = 100;
-
-/// Validates the `Name` label or member.
-pub(super) fn parse_ledger_name(name: Option<&str>) -> Result<LedgerName> {
-    let name = name.ok_or_else(|| ControlError::missing("name", "Name"))?;
-    LedgerName::parse(name).map_err(|v| ControlError::invalid(v, name, "name", "Name"))
-}
 
 fn parse_permissions_mode(mode: Option<&str>) -> Result<String> {
     let mode = mode.ok_or_else(|| ControlError::missing("permissionsMode", "PermissionsMode"))?;

@@ -26,6 +26,12 @@ use crate::names::LedgerName;
 use crate::storage::sqlite::SqliteBackend;
 use crate::storage::{Backend, CatalogStore, LedgerRecord, LedgerStore, StorageError};
 
+/// A ledger name from a request, validated (the `Name` member or label).
+fn parse_ledger_name(name: Option<&str>) -> Result<LedgerName> {
+    let name = name.ok_or_else(|| ControlError::missing("name", "Name"))?;
+    LedgerName::parse(name).map_err(|v| ControlError::invalid(v, name, "name", "Name"))
+}
+
 /// A ledger's lifecycle state as the API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LedgerState {

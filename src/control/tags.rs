@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ledgers::parse_ledger_name;
+use super::parse_ledger_name;
 use super::{ControlError, ControlPlane, LedgerState, Result};
 use crate::api::qldb::{ListTagsForResourceResponse, Tags, TagsIn};
 use crate::names::{check_len, Violation};

@@ -91,7 +91,7 @@ fn proof_text(proof: &[Hash]) -> String {
 impl ControlPlane {
     /// The open database of a ledger that can serve journal reads.
     fn journal_ledger(&self, name: &str) -> Result<Arc<dyn LedgerStore>> {
-        let name = super::ledgers::parse_ledger_name(Some(name))?;
+        let name = super::parse_ledger_name(Some(name))?;
         let mut inner = self.lock();
         self.active_record(&mut inner, &name)?;
         open_db(&inner, &name)

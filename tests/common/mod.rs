@@ -42,7 +42,7 @@ pub fn serve(dir: &std::path::Path) -> Ledger {
     let cfg = Config::for_tests(dir.to_path_buf());
     let control = Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
     Ledger {
-        sessions: Sessions::new(cfg.session_config(), control.clone()),
+        sessions: Sessions::new(qldb_local::server::session_config(&cfg), control.clone()),
         control,
         _dir: None,
         dir: dir.to_path_buf(),
@@ -62,7 +62,7 @@ pub fn ledger() -> Ledger {
         })
         .unwrap();
     Ledger {
-        sessions: Sessions::new(cfg.session_config(), control.clone()),
+        sessions: Sessions::new(qldb_local::server::session_config(&cfg), control.clone()),
         control,
         dir: dir.path().to_path_buf(),
         _dir: Some(dir),

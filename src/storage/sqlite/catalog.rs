@@ -144,7 +144,7 @@ impl Catalog {
     pub fn remove_ledger(&mut self, rec: &LedgerRecord) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM ledgers WHERE name = ?1", [&rec.name])?;
-        super::jobs::remove_ledger_jobs(&tx, &rec.name)?;
+        remove_ledger_jobs(&tx, &rec.name)?;
         tx.execute(
             "DELETE FROM tags WHERE resource_arn = ?1 OR substr(resource_arn, 1, length(?1) + 1) = ?1 || '/'",
             [&rec.arn],
@@ -179,6 +179,18 @@ impl Catalog {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Removes the exports and streams of a ledger being purged (its tags go with the ledger's).
+fn remove_ledger_jobs(tx: &rusqlite::Transaction<'_>, ledger: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM export_objects WHERE export_id IN
+             (SELECT export_id FROM exports WHERE ledger_name = ?1)",
+        [ledger],
+    )?;
+    tx.execute("DELETE FROM exports WHERE ledger_name = ?1", [ledger])?;
+    tx.execute("DELETE FROM streams WHERE ledger_name = ?1", [ledger])?;
+    Ok(())
 }
 
 pub(super) fn insert_tags(

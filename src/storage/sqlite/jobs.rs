@@ -2,7 +2,7 @@
 //! restarted server resume them: an export's next block and the objects already written,
 //! a stream's first block not yet acknowledged by Kinesis.
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::catalog::Catalog;
 use crate::storage::{ExportRecord, Result, StreamRecord};
@@ -275,16 +275,4 @@ impl Catalog {
         tx.commit()?;
         Ok(())
     }
-}
-
-/// Removes the exports and streams of a ledger being purged (its tags go with the ledger's).
-pub(super) fn remove_ledger_jobs(tx: &Transaction<'_>, ledger: &str) -> Result<()> {
-    tx.execute(
-        "DELETE FROM export_objects WHERE export_id IN
-             (SELECT export_id FROM exports WHERE ledger_name = ?1)",
-        [ledger],
-    )?;
-    tx.execute("DELETE FROM exports WHERE ledger_name = ?1", [ledger])?;
-    tx.execute("DELETE FROM streams WHERE ledger_name = ?1", [ledger])?;
-    Ok(())
 }
