@@ -76,7 +76,7 @@ fn contract(backend: &dyn Backend) -> Arc<dyn LedgerStore> {
         .unwrap();
     let name = LedgerName::parse("c").unwrap();
     let db = backend
-        .create_ledger(&name, "ContractStrand00000001")
+        .create_ledger(&name, "ContractStrand00000001", 1_704_067_200_000)
         .unwrap();
     let genesis = db.tip().unwrap();
     assert_eq!(
@@ -249,12 +249,12 @@ fn orphaned_ledger_data_is_removed_and_cataloged_data_is_kept() {
     let orphan = LedgerName::parse("orphan").unwrap();
     drop(
         backend
-            .create_ledger(&kept, "KeptStrand000000000001")
+            .create_ledger(&kept, "KeptStrand000000000001", 1)
             .unwrap(),
     );
     drop(
         backend
-            .create_ledger(&orphan, "OrphanStrand0000000001")
+            .create_ledger(&orphan, "OrphanStrand0000000001", 1)
             .unwrap(),
     );
     backend.remove_orphans(catalog.as_ref()).unwrap();

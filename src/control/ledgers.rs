@@ -150,7 +150,7 @@ impl ControlPlane {
             deleting_since_ms: None,
             gone_at_ms: None,
         };
-        let db = self.backend.create_ledger(&name, &new_unique_id())?;
+        let db = self.backend.create_ledger(&name, &new_unique_id(), now)?;
         let rec = match inner.catalog.insert_ledger(&rec, &tags) {
             Ok(rec) => rec,
             Err(e) => {

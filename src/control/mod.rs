@@ -169,7 +169,8 @@ impl ControlPlane {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn now(&self) -> i64 {
+    /// Milliseconds since the epoch, from the clock the control plane was opened with.
+    pub fn now(&self) -> i64 {
         (self.clock)()
     }
 

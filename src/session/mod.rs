@@ -125,13 +125,6 @@ pub struct Sessions {
     expired: Mutex<HashMap<String, String>>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn token() -> String {
     let mut b = [0u8; 48];
     rand::thread_rng().fill_bytes(&mut b);
@@ -148,6 +141,12 @@ impl Sessions {
         }
     }
 
+    /// Milliseconds since the epoch, from the control plane's clock (one clock for the
+    /// server, which tests replace).
+    fn now_ms(&self) -> i64 {
+        self.control.now()
+    }
+
     pub fn config(&self) -> &SessionConfig {
         &self.cfg
     }
@@ -162,7 +161,7 @@ impl Sessions {
             ))
         })?;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let now = now_ms();
+        let now = self.now_ms();
         let mut count = 0;
         open.retain(|_, e| {
             let live = e.expires_ms > now;
@@ -254,7 +253,7 @@ impl Sessions {
             self.discard(token, &id);
             return Some(Err(SessionError::InvalidSession("No such session".into())));
         }
-        if s.expires_ms <= now_ms() {
+        if s.expires_ms <= self.now_ms() {
             let id = s.id.clone();
             drop(s);
             self.discard(token, &id);
@@ -293,7 +292,7 @@ impl Sessions {
                 "Transaction {txid} is not the open transaction of this session"
             ));
         }
-        if now_ms() - txn.started_ms > self.cfg.transaction_timeout_ms {
+        if self.now_ms() - txn.started_ms > self.cfg.transaction_timeout_ms {
             let id = txn.id.clone();
             s.txn = None;
             return Err(SessionError::InvalidSession(format!(
@@ -328,7 +327,7 @@ impl Sessions {
     fn start_transaction_if(&self, token: &str, wait: bool) -> Option<R<String>> {
         self.session_call(token, wait, |s| {
             if let Some(t) = &s.txn {
-                if now_ms() - t.started_ms > self.cfg.transaction_timeout_ms {
+                if self.now_ms() - t.started_ms > self.cfg.transaction_timeout_ms {
                     // An abandoned transaction expired: the session goes with it, but never
                     // with a "Transaction … has expired" text (drivers would not retry).
                     return Err(SessionError::InvalidSession(format!(
@@ -339,7 +338,7 @@ impl Sessions {
                 return bad("Transaction already open");
             }
             let id = new_unique_id();
-            s.txn = Some(Txn::new(id.clone(), now_ms()));
+            s.txn = Some(Txn::new(id.clone(), self.now_ms()));
             Ok(id)
         })
     }
@@ -446,6 +445,7 @@ impl Sessions {
                 statement,
                 &values,
                 digest,
+                self.now_ms(),
             )?;
             let page = txn.page(results, self.cfg.page_size);
             Ok((page, usage))
@@ -481,7 +481,7 @@ impl Sessions {
             let mut txn = s.txn.take().expect("open");
             let usage = Usage { read_ios: 0, write_ios: txn.writes.len() as u64 };
             let table_tags = std::mem::take(&mut txn.new_table_tags);
-            let req: CommitRequest = txn.into_commit(now_ms());
+            let req: CommitRequest = txn.into_commit(self.now_ms());
             let read_only = req.writes.is_empty()
                 && req.new_tables.is_empty()
                 && req.new_indexes.is_empty()

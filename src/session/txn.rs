@@ -76,7 +76,8 @@ impl Txn {
         }
     }
 
-    /// Parses and runs one statement. A failed statement leaves no trace but its digest.
+    /// Parses and runs one statement, started at `started` (ms since the epoch, from the
+    /// server's clock). A failed statement leaves no trace but its digest.
     /// `permit` (STANDARD-mode ledgers with a policy-bound caller) is asked for every
     /// PartiQL action the statement needs before it runs.
     #[allow(clippy::too_many_arguments)]
@@ -89,10 +90,10 @@ impl Txn {
         statement: &str,
         params: &[Value],
         statement_digest: Hash,
+        started: i64,
     ) -> R<(Vec<Value>, Usage)> {
         let parsed =
             parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
-        let started = now_ms();
         // A failed statement leaves no trace. SELECTs cannot write, so only other statements
         // pay for a snapshot of the write set.
         let writes_before = (!matches!(parsed, Statement::Select(_))).then(|| {
@@ -240,13 +241,6 @@ impl Txn {
             .find(|(id, _)| id == doc_id)
             .map(|(_, w)| w)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// The transaction's view of the ledger, for one statement.

@@ -78,10 +78,15 @@ pub trait Backend: Send + Sync {
     /// off the same data).
     fn open_catalog(&self) -> Result<Box<dyn CatalogStore>>;
 
-    /// Creates a new, empty ledger holding its name, strand id and genesis block; if
-    /// anything fails, nothing is left behind. Its data must not exist yet, or be the
-    /// remains of a create that crashed (no catalog row names it).
-    fn create_ledger(&self, name: &LedgerName, strand_id: &str) -> Result<Arc<dyn LedgerStore>>;
+    /// Creates a new, empty ledger holding its name, strand id and genesis block (stamped
+    /// `now_ms`); if anything fails, nothing is left behind. Its data must not exist yet,
+    /// or be the remains of a create that crashed (no catalog row names it).
+    fn create_ledger(
+        &self,
+        name: &LedgerName,
+        strand_id: &str,
+        now_ms: i64,
+    ) -> Result<Arc<dyn LedgerStore>>;
 
     /// Opens an existing ledger, bringing its stored layout up to date and refusing one
     /// that cannot be served.

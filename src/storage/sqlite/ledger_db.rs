@@ -154,13 +154,23 @@ impl Drop for ReadConn<'_> {
 }
 
 impl LedgerDb {
-    /// Creates a new ledger database holding its name and strand id. If anything fails,
-    /// nothing is left behind.
+    /// Creates a new ledger database holding its name and strand id, its genesis block
+    /// stamped with the system clock. If anything fails, nothing is left behind.
     pub fn create(location: LedgerLocation, name: &LedgerName, strand_id: &str) -> Result<Self> {
+        Self::create_at(location, name, strand_id, now_ms())
+    }
+
+    /// [`LedgerDb::create`] with the genesis block stamped `now_ms`.
+    pub fn create_at(
+        location: LedgerLocation,
+        name: &LedgerName,
+        strand_id: &str,
+        now_ms: i64,
+    ) -> Result<Self> {
         match &location {
             LedgerLocation::Memory(uri) => {
                 let mut conn = open_memory(uri)?;
-                init(&mut conn, name, strand_id)?;
+                init(&mut conn, name, strand_id, now_ms)?;
                 Self::with_connection(location, conn)
             }
             LedgerLocation::File(path) => {
@@ -177,7 +187,7 @@ impl LedgerDb {
                     // everything when it is renamed; WAL is switched on at open.
                     let mut conn = Connection::open(&tmp)?;
                     conn.pragma_update(None, "synchronous", "FULL")?;
-                    init(&mut conn, name, strand_id)?;
+                    init(&mut conn, name, strand_id, now_ms)?;
                     drop(conn);
                     std::fs::rename(&tmp, path)
                         .map_err(|e| StorageError::io(format!("renaming {}", tmp.display()), e))?;
@@ -424,7 +434,7 @@ fn open_memory(uri: &str) -> Result<Connection> {
     Ok(conn)
 }
 
-fn init(conn: &mut Connection, name: &LedgerName, strand_id: &str) -> Result<()> {
+fn init(conn: &mut Connection, name: &LedgerName, strand_id: &str, now_ms: i64) -> Result<()> {
     migrate(conn, LEDGER_MIGRATIONS, name.as_str())?;
     let tx = conn.transaction()?;
     tx.execute(
@@ -432,7 +442,7 @@ fn init(conn: &mut Connection, name: &LedgerName, strand_id: &str) -> Result<()>
         [name.as_str(), strand_id],
     )?;
     tx.commit()?;
-    LedgerDb::ensure_genesis(conn, strand_id, name.as_str(), now_ms())
+    LedgerDb::ensure_genesis(conn, strand_id, name.as_str(), now_ms)
 }
 
 fn now_ms() -> i64 {

@@ -74,8 +74,13 @@ impl Backend for SqliteBackend {
         }))
     }
 
-    fn create_ledger(&self, name: &LedgerName, strand_id: &str) -> Result<Arc<dyn LedgerStore>> {
-        let db = LedgerDb::create(self.location(name), name, strand_id)?;
+    fn create_ledger(
+        &self,
+        name: &LedgerName,
+        strand_id: &str,
+        now_ms: i64,
+    ) -> Result<Arc<dyn LedgerStore>> {
+        let db = LedgerDb::create_at(self.location(name), name, strand_id, now_ms)?;
         self.ready(db)
     }
 
