@@ -202,6 +202,80 @@ async fn send_command(
     finish(command, result, started)
 }
 
+/// One SendCommand command, its members decoded and validated at the wire edge.
+enum Command {
+    StartSession {
+        ledger_name: String,
+    },
+    StartTransaction,
+    ExecuteStatement {
+        transaction_id: String,
+        statement: String,
+        parameters: Vec<Param>,
+    },
+    FetchPage {
+        transaction_id: String,
+        next_page_token: String,
+    },
+    CommitTransaction {
+        transaction_id: String,
+        /// As sent (echoed in the answer) and decoded.
+        commit_digest_b64: String,
+        commit_digest: Vec<u8>,
+    },
+    AbortTransaction,
+    EndSession,
+}
+
+impl Command {
+    /// Decodes the members of `command` (one of [`COMMANDS`]).
+    fn decode(command: &str, args: &Map<String, Json>) -> Result<Command, ApiError> {
+        let member = |name: &str| str_member(args, name, command).map(str::to_string);
+        Ok(match command {
+            "StartSession" => Command::StartSession {
+                ledger_name: member("LedgerName")?,
+            },
+            "StartTransaction" => Command::StartTransaction,
+            "ExecuteStatement" => {
+                let transaction_id = member("TransactionId")?;
+                let statement = member("Statement")?;
+                let parameters = match args.get("Parameters") {
+                    None | Some(Json::Null) => Vec::new(),
+                    Some(Json::Array(items)) => items
+                        .iter()
+                        .enumerate()
+                        .map(parse_param)
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => return Err(bad("ExecuteStatement.Parameters must be a list")),
+                };
+                Command::ExecuteStatement {
+                    transaction_id,
+                    statement,
+                    parameters,
+                }
+            }
+            "FetchPage" => Command::FetchPage {
+                transaction_id: member("TransactionId")?,
+                next_page_token: member("NextPageToken")?,
+            },
+            "CommitTransaction" => {
+                let transaction_id = member("TransactionId")?;
+                let commit_digest_b64 = member("CommitDigest")?;
+                let commit_digest = base64::engine::general_purpose::STANDARD
+                    .decode(&commit_digest_b64)
+                    .map_err(|_| bad("CommitTransaction.CommitDigest is not valid base64"))?;
+                Command::CommitTransaction {
+                    transaction_id,
+                    commit_digest_b64,
+                    commit_digest,
+                }
+            }
+            "AbortTransaction" => Command::AbortTransaction,
+            _ => Command::EndSession,
+        })
+    }
+}
+
 /// Runs a command that may wait (for SQLite, or for its session) on a blocking thread.
 async fn run_blocking(
     state: &AppState,
@@ -210,48 +284,53 @@ async fn run_blocking(
     args: Map<String, Json>,
     token: String,
 ) -> Result<Json, ApiError> {
+    let command = Command::decode(command, &args)?;
     let sessions = state.sessions.clone();
-    let command_owned = command.to_string();
     blocking(move || -> Result<Json, ApiError> {
         let s = &sessions;
-        Ok(match command_owned.as_str() {
-            "StartSession" => {
-                let ledger = str_member(&args, "LedgerName", "StartSession")?;
-                json!({ "SessionToken": s.start_session(ledger)? })
+        Ok(match command {
+            Command::StartSession { ledger_name } => {
+                json!({ "SessionToken": s.start_session(&ledger_name)? })
             }
-            "StartTransaction" => json!({ "TransactionId": s.start_transaction(&token)? }),
-            "ExecuteStatement" => {
-                let txid = str_member(&args, "TransactionId", "ExecuteStatement")?;
-                let statement = str_member(&args, "Statement", "ExecuteStatement")?;
-                let params = match args.get("Parameters") {
-                    None | Some(Json::Null) => Vec::new(),
-                    Some(Json::Array(items)) => items.iter().enumerate().map(parse_param).collect::<Result<_, _>>()?,
-                    Some(_) => return Err(bad("ExecuteStatement.Parameters must be a list")),
-                };
-                let (page, usage) =
-                    s.execute_statement_as(&token, txid, statement, params, caller.as_deref())?;
+            Command::StartTransaction => json!({ "TransactionId": s.start_transaction(&token)? }),
+            Command::ExecuteStatement {
+                transaction_id,
+                statement,
+                parameters,
+            } => {
+                let (page, usage) = s.execute_statement_as(
+                    &token,
+                    &transaction_id,
+                    &statement,
+                    parameters,
+                    caller.as_deref(),
+                )?;
                 json!({ "FirstPage": page_json(page), "ConsumedIOs": usage_json(usage) })
             }
-            "FetchPage" => {
-                let txid = str_member(&args, "TransactionId", "FetchPage")?;
-                let next = str_member(&args, "NextPageToken", "FetchPage")?;
-                let (page, usage) = s.fetch_page(&token, txid, next)?;
+            Command::FetchPage {
+                transaction_id,
+                next_page_token,
+            } => {
+                let (page, usage) = s.fetch_page(&token, &transaction_id, &next_page_token)?;
                 json!({ "Page": page_json(page), "ConsumedIOs": usage_json(usage) })
             }
-            "CommitTransaction" => {
-                let txid = str_member(&args, "TransactionId", "CommitTransaction")?;
-                let digest_b64 = str_member(&args, "CommitDigest", "CommitTransaction")?;
-                let digest = base64::engine::general_purpose::STANDARD
-                    .decode(digest_b64)
-                    .map_err(|_| bad("CommitTransaction.CommitDigest is not valid base64"))?;
-                let usage = s.commit(&token, txid, &digest)?;
-                json!({ "TransactionId": txid, "CommitDigest": digest_b64, "ConsumedIOs": usage_json(usage) })
+            Command::CommitTransaction {
+                transaction_id,
+                commit_digest_b64,
+                commit_digest,
+            } => {
+                let usage = s.commit(&token, &transaction_id, &commit_digest)?;
+                json!({
+                    "TransactionId": transaction_id,
+                    "CommitDigest": commit_digest_b64,
+                    "ConsumedIOs": usage_json(usage)
+                })
             }
-            "AbortTransaction" => {
+            Command::AbortTransaction => {
                 s.abort(&token)?;
                 json!({})
             }
-            _ => {
+            Command::EndSession => {
                 s.end_session(&token)?;
                 json!({})
             }
