@@ -142,7 +142,9 @@ const NOT_QLDB: &[&str] = &[
 struct Globals;
 
 fn no_table<T>() -> Result<T, ExecError> {
-    Err(ExecError("no tables in the conformance environment".into()))
+    Err(ExecError::Statement(
+        "no tables in the conformance environment".into(),
+    ))
 }
 
 impl TxnView for Globals {

@@ -24,15 +24,21 @@ pub struct Doc {
     pub data: Value,
 }
 
-/// Why a statement failed: every variant is a BadRequestException at the wire.
+/// Why a statement failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ExecError(pub String);
+pub enum ExecError {
+    /// The statement's fault: a BadRequestException with this message.
+    #[error("{0}")]
+    Statement(String),
+    /// The server's (a storage failure): an InternalFailure.
+    #[error("internal: {0}")]
+    Internal(String),
+}
 
 pub type R<T> = Result<T, ExecError>;
 
 fn err<T>(msg: impl Into<String>) -> R<T> {
-    Err(ExecError(msg.into()))
+    Err(ExecError::Statement(msg.into()))
 }
 
 /// The transaction a statement runs in.
@@ -978,7 +984,7 @@ impl Executor<'_> {
                 } else {
                     let mut acc = Value::int(0);
                     for v in &values {
-                        acc = ops::arith('+', &acc, v).map_err(ExecError)?;
+                        acc = ops::arith('+', &acc, v).map_err(ExecError::Statement)?;
                     }
                     if name == "avg" {
                         let n =
@@ -987,7 +993,7 @@ impl Executor<'_> {
                             Data::Int(i) => Data::Decimal(crate::ion::Decimal::new(i, 0)).into(),
                             _ => acc,
                         };
-                        ops::arith('/', &acc_dec, &n).map_err(ExecError)?
+                        ops::arith('/', &acc_dec, &n).map_err(ExecError::Statement)?
                     } else {
                         acc
                     }
@@ -1126,10 +1132,9 @@ impl Executor<'_> {
         item: &FromSource,
         bindings: Vec<DmlBinding>,
     ) -> R<Vec<DmlBinding>> {
-        let name = item
-            .alias
-            .clone()
-            .ok_or_else(|| ExecError("A nested FROM item needs an alias (AS name)".into()))?;
+        let name = item.alias.clone().ok_or_else(|| {
+            ExecError::Statement("A nested FROM item needs an alias (AS name)".into())
+        })?;
         let mut out = Vec::new();
         for (env, paths) in bindings {
             let base = self.target_keys(&item.expr, &paths, &env)?;
@@ -1321,7 +1326,9 @@ impl Executor<'_> {
                         _ => return err("NOT needs a boolean"),
                     },
                     (_, PV::V(v)) if matches!(v.data, Data::Null(_)) => PV::null(),
-                    (UnaryOp::Neg, PV::V(v)) => PV::V(ops::negate(&v).map_err(ExecError)?),
+                    (UnaryOp::Neg, PV::V(v)) => {
+                        PV::V(ops::negate(&v).map_err(ExecError::Statement)?)
+                    }
                     (UnaryOp::Plus, PV::V(v)) => PV::V(v),
                 }
             }
@@ -1426,7 +1433,7 @@ impl Executor<'_> {
             Expr::Keyword(k) => PV::V(Value::symbol(k.clone())),
             Expr::Cast { expr, to } => {
                 let v = self.eval(expr, env)?;
-                super::funcs::cast(v, to).map_err(ExecError)?
+                super::funcs::cast(v, to).map_err(ExecError::Statement)?
             }
             // A nested SELECT is a bag of its rows; it sees the outer bindings (correlated).
             Expr::Subquery(select) => PV::V(Value::list(self.select(select, env)?)),
@@ -1494,7 +1501,7 @@ impl Executor<'_> {
                             BinaryOp::Div => '/',
                             _ => '%',
                         };
-                        PV::V(ops::arith(c, &a, &b).map_err(ExecError)?)
+                        PV::V(ops::arith(c, &a, &b).map_err(ExecError::Statement)?)
                     }
                 }
             }
@@ -1507,7 +1514,7 @@ impl Executor<'_> {
             vals.push(self.eval(a, env)?);
         }
         if let Some(r) = super::funcs::call(name, &vals) {
-            return r.map_err(ExecError);
+            return r.map_err(ExecError::Statement);
         }
         let text = |v: &PV| match v {
             PV::V(Value {

@@ -127,7 +127,7 @@ impl Txn {
             if !needed.is_empty() {
                 let tables = ctx
                     .tables()
-                    .map_err(|ExecError(m)| SessionError::Internal(m))?;
+                    .map_err(|e| SessionError::Internal(e.to_string()))?;
                 for (action, target) in needed {
                     if let Some(suffix) = target.resource_suffix(&tables) {
                         if !permit(action, &suffix) {
@@ -164,10 +164,8 @@ impl Txn {
                 }
                 self.reads.truncate(reads_before);
                 match e {
-                    ExecError(msg) if msg.starts_with("internal:") => {
-                        Err(SessionError::Internal(msg))
-                    }
-                    ExecError(msg) => Err(SessionError::BadRequest(msg)),
+                    e @ ExecError::Internal(_) => Err(SessionError::Internal(e.to_string())),
+                    ExecError::Statement(msg) => Err(SessionError::BadRequest(msg)),
                 }
             }
         }
@@ -259,7 +257,7 @@ struct Ctx<'a> {
 }
 
 fn internal(e: impl std::fmt::Display) -> ExecError {
-    ExecError(format!("internal: {e}"))
+    ExecError::Internal(e.to_string())
 }
 
 impl Ctx<'_> {
@@ -315,7 +313,7 @@ impl Ctx<'_> {
     ) -> Result<(), ExecError> {
         let bytes = data.as_ref().map_or(0, |d| encode_one(d).len());
         if bytes > self.cfg.max_document_bytes {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Document size {bytes} bytes exceeds the limit of {} bytes",
                 self.cfg.max_document_bytes
             )));
@@ -331,7 +329,7 @@ impl Ctx<'_> {
             }
             None => {
                 if self.txn.writes.len() >= self.cfg.max_documents_per_transaction {
-                    return Err(ExecError(format!(
+                    return Err(ExecError::Statement(format!(
                         "Transaction exceeds the limit of {} documents written",
                         self.cfg.max_documents_per_transaction
                     )));
@@ -355,7 +353,7 @@ impl Ctx<'_> {
             .retain(|(_, w)| !(w.base_version.is_none() && w.data.is_none()));
         let total: usize = self.txn.writes.iter().map(|(_, w)| w.bytes).sum();
         if total > self.cfg.max_transaction_bytes {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Transaction size exceeds the limit of {} bytes",
                 self.cfg.max_transaction_bytes
             )));
@@ -539,20 +537,20 @@ impl TxnView for Ctx<'_> {
         let tags = if tags.is_empty() {
             None
         } else {
-            Some((self.check_tags)(tags).map_err(ExecError)?)
+            Some((self.check_tags)(tags).map_err(ExecError::Statement)?)
         };
         let tables = self.tables()?;
         if tables.iter().any(|t| t.active && t.name == name) {
-            return Err(ExecError(format!("Table {name} already exists")));
+            return Err(ExecError::Statement(format!("Table {name} already exists")));
         }
         let active = tables.iter().filter(|t| t.active).count();
         if active >= self.cfg.max_active_tables {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Exceeded tables limit: Ledger has {active} active tables, and cannot create another."
             )));
         }
         if tables.len() >= self.cfg.max_total_tables {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Exceeded tables limit: Ledger has {} total tables, and cannot create another.",
                 tables.len()
             )));
@@ -569,7 +567,7 @@ impl TxnView for Ctx<'_> {
     fn set_table_active(&mut self, table_id: &str, active: bool) -> Result<(), ExecError> {
         let live = self.tables()?.iter().filter(|t| t.active).count();
         if active && live >= self.cfg.max_active_tables {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Exceeded tables limit: Ledger has {live} active tables, and cannot undrop another."
             )));
         }
@@ -596,18 +594,18 @@ impl TxnView for Ctx<'_> {
 
     fn create_index(&mut self, table: &TableMeta, field: &str) -> Result<String, ExecError> {
         if field.is_empty() || field.chars().count() > 128 {
-            return Err(ExecError(
+            return Err(ExecError::Statement(
                 "An index field name must have 1 to 128 characters".into(),
             ));
         }
         if table.indexes.iter().any(|(_, f)| f == field) {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Table {} already has an index on {field}",
                 table.name
             )));
         }
         if table.indexes.len() >= self.cfg.max_indexes_per_table {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Exceeded the limit of {} indexes on table {}",
                 self.cfg.max_indexes_per_table, table.name
             )));
@@ -653,34 +651,36 @@ impl TxnView for Ctx<'_> {
         doc_id: &str,
     ) -> Result<u64, ExecError> {
         if self.txn.redaction.is_some() {
-            return Err(ExecError(
+            return Err(ExecError::Statement(
                 "Only one revision can be redacted per transaction".into(),
             ));
         }
         let tip = self.ledger.tip().map_err(internal)?;
         if strand_id != tip.strand_id || seq > tip.last_seq {
-            return Err(ExecError("The provided block address is not valid.".into()));
+            return Err(ExecError::Statement(
+                "The provided block address is not valid.".into(),
+            ));
         }
         let found = self.ledger.revision_at(seq, doc_id).map_err(internal)?;
         let Some(r) = found.filter(|r| r.table_id == table_id) else {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "No revision of document {doc_id} in table {table_id} was committed in block {seq}"
             )));
         };
         if r.redacted {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Revision {} of document {doc_id} is already redacted",
                 r.version
             )));
         }
         if !r.has_data {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Revision {} of document {doc_id} has no data to redact",
                 r.version
             )));
         }
         if r.is_latest {
-            return Err(ExecError(format!(
+            return Err(ExecError::Statement(format!(
                 "Revision {} is the latest revision of document {doc_id}; only earlier revisions can be redacted",
                 r.version
             )));
