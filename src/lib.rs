@@ -52,7 +52,8 @@
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
 //! - [`iam`]: principals, credentials files and IAM policy evaluation (STANDARD mode).
 //! - [`tls`]: the HTTPS side of the listener (`--tls`).
-//! - [`config`]: every setting, its flag and environment variable.
+//! - [`config`]: every setting, its flag and environment variable (a leaf: [`server`]
+//!   turns it into each layer's settings).
 
 pub mod api;
 pub mod config;

@@ -24,6 +24,35 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// The control plane's settings.
+pub fn control_config(c: &Config) -> ControlConfig {
+    ControlConfig {
+        region: c.region.clone(),
+        account_id: c.account_id.clone(),
+        max_ledgers: c.max_ledgers,
+        create_delay_ms: c.create_delay().as_millis() as i64,
+        delete_delay_ms: c.delete_delay().as_millis() as i64,
+        data_dir: (!c.in_memory).then(|| c.data_dir.clone()),
+        relaxed_durability: c.durability == crate::config::Durability::Relaxed,
+        job_retention_ms: c.job_retention().as_millis() as i64,
+    }
+}
+
+/// The export and stream jobs' settings.
+pub fn jobs_config(c: &Config) -> crate::jobs::JobsConfig {
+    use std::time::Duration;
+    crate::jobs::JobsConfig {
+        s3_endpoint: c.s3_endpoint.clone(),
+        kinesis_endpoint: c.kinesis_endpoint.clone(),
+        s3_path_style: c.s3_path_style,
+        blocks_per_object: c.export_blocks_per_object as usize,
+        stream_poll: Duration::from_millis(c.stream_poll_ms.max(1)),
+        stream_retry: Duration::from_millis(c.stream_retry_ms.max(1)),
+        stream_fail_after: Duration::from_secs(c.stream_fail_after_secs),
+        region: c.region.clone(),
+    }
+}
+
 /// The session API's settings.
 pub fn session_config(cfg: &Config) -> crate::session::SessionConfig {
     crate::session::SessionConfig {
@@ -37,16 +66,13 @@ pub fn session_config(cfg: &Config) -> crate::session::SessionConfig {
 
 /// Builds the application state (opening the catalog and every ledger).
 pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
-    let control = Arc::new(ControlPlane::open(
-        ControlConfig::from(cfg),
-        system_clock(),
-    )?);
+    let control = Arc::new(ControlPlane::open(control_config(cfg), system_clock())?);
     Ok(AppState {
         sessions: Arc::new(crate::session::Sessions::new(
             session_config(cfg),
             control.clone(),
         )),
-        jobs: crate::jobs::Jobs::new(control.clone(), crate::jobs::JobsConfig::from(cfg)),
+        jobs: crate::jobs::Jobs::new(control.clone(), jobs_config(cfg)),
         control,
         auth: Arc::new(Authenticator::new(cfg).map_err(anyhow_like::Error)?),
         max_body_bytes: cfg.max_body_bytes,

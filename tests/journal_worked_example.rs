@@ -445,9 +445,11 @@ fn the_worked_example_imported_serves_its_digest_and_proofs() {
     );
     assert!(imported.new_table_ids.is_empty());
     let cfg = qldb_local::config::Config::for_tests(data.path().to_path_buf());
-    let control =
-        qldb_local::control::ControlPlane::open((&cfg).into(), qldb_local::control::system_clock())
-            .unwrap();
+    let control = qldb_local::control::ControlPlane::open(
+        qldb_local::server::control_config(&cfg),
+        qldb_local::control::system_clock(),
+    )
+    .unwrap();
     let digest = control.get_digest("vehicles").unwrap();
     use base64::Engine as _;
     assert_eq!(

@@ -81,7 +81,9 @@ fn rebuild_regenerates_exactly_what_the_commits_wrote() {
 
     // The rebuilt file serves: a server opens it and reads the documents.
     let cfg = Config::for_tests(dir.path().to_path_buf());
-    let control = std::sync::Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+    let control = std::sync::Arc::new(
+        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+    );
     assert_eq!(control.ledger_count().unwrap(), 1);
 }
 
@@ -130,7 +132,7 @@ fn rebuild_and_a_server_exclude_each_other() {
     )
     .unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
-    let e = ControlPlane::open((&cfg).into(), system_clock())
+    let e = ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock())
         .err()
         .unwrap();
     assert!(e.to_string().contains("rebuild of ledger j"), "{e}");
@@ -170,7 +172,7 @@ fn the_server_refuses_a_ledger_whose_schema_or_tip_is_inconsistent() {
         let dir = common::rich_ledger();
         sql(dir.path(), damage);
         let cfg = Config::for_tests(dir.path().to_path_buf());
-        let e = ControlPlane::open((&cfg).into(), system_clock())
+        let e = ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock())
             .err()
             .unwrap_or_else(|| panic!("{damage}: opened"))
             .to_string();

@@ -58,7 +58,9 @@ fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
 fn redaction_keeps_every_hash_and_shows_in_history() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
-    let control = Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+    let control = Arc::new(
+        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+    );
     control
         .create_ledger(CreateLedgerRequest {
             name: Some("r".into()),

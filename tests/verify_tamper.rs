@@ -19,7 +19,9 @@ use rusqlite::Connection;
 /// update+delete.
 fn build(dir: &Path) {
     let cfg = Config::for_tests(dir.to_path_buf());
-    let control = Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+    let control = Arc::new(
+        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+    );
     control
         .create_ledger(qldb_local::api::qldb::CreateLedgerRequest {
             name: Some("t".into()),

@@ -21,7 +21,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use error::{ControlError, Result};
 pub use jobs::{parse_kinesis_arn, KinesisStreamArn, StreamTransition};
 
-use crate::config::Config;
 use crate::names::LedgerName;
 use crate::storage::sqlite::SqliteBackend;
 use crate::storage::{Backend, CatalogStore, LedgerRecord, LedgerStore, StorageError};
@@ -74,21 +73,6 @@ pub struct ControlConfig {
     pub relaxed_durability: bool,
     /// How long ended exports and streams stay visible.
     pub job_retention_ms: i64,
-}
-
-impl From<&Config> for ControlConfig {
-    fn from(c: &Config) -> Self {
-        ControlConfig {
-            region: c.region.clone(),
-            account_id: c.account_id.clone(),
-            max_ledgers: c.max_ledgers,
-            create_delay_ms: c.create_delay().as_millis() as i64,
-            delete_delay_ms: c.delete_delay().as_millis() as i64,
-            data_dir: (!c.in_memory).then(|| c.data_dir.clone()),
-            relaxed_durability: c.durability == crate::config::Durability::Relaxed,
-            job_retention_ms: c.job_retention().as_millis() as i64,
-        }
-    }
 }
 
 /// Milliseconds since the epoch, from a clock the tests can replace.

@@ -23,7 +23,6 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, SdkConfig};
 use tokio::sync::OnceCell;
 
-use crate::config::Config;
 use crate::control::ControlPlane;
 
 /// The settings the workers need.
@@ -38,21 +37,6 @@ pub struct JobsConfig {
     pub stream_fail_after: Duration,
     /// The server's `--region`: the SDK clients' region when the environment names none.
     pub region: String,
-}
-
-impl From<&Config> for JobsConfig {
-    fn from(c: &Config) -> Self {
-        JobsConfig {
-            s3_endpoint: c.s3_endpoint.clone(),
-            kinesis_endpoint: c.kinesis_endpoint.clone(),
-            s3_path_style: c.s3_path_style,
-            blocks_per_object: c.export_blocks_per_object as usize,
-            stream_poll: Duration::from_millis(c.stream_poll_ms.max(1)),
-            stream_retry: Duration::from_millis(c.stream_retry_ms.max(1)),
-            stream_fail_after: Duration::from_secs(c.stream_fail_after_secs),
-            region: c.region.clone(),
-        }
-    }
 }
 
 /// Runs exports and streams in the background.

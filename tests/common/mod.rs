@@ -40,7 +40,9 @@ impl Ledger {
 /// Serves the ledgers of an existing data dir (which the caller keeps).
 pub fn serve(dir: &std::path::Path) -> Ledger {
     let cfg = Config::for_tests(dir.to_path_buf());
-    let control = Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+    let control = Arc::new(
+        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+    );
     Ledger {
         sessions: Sessions::new(qldb_local::server::session_config(&cfg), control.clone()),
         control,
@@ -52,7 +54,9 @@ pub fn serve(dir: &std::path::Path) -> Ledger {
 pub fn ledger() -> Ledger {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
-    let control = Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+    let control = Arc::new(
+        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+    );
     control
         .create_ledger(qldb_local::api::qldb::CreateLedgerRequest {
             name: Some("j".into()),
