@@ -13,7 +13,7 @@ use qldb_local::api::qldb::{
     CreateLedgerRequest, GetBlockRequest, GetRevisionRequest, ValueHolder,
 };
 use qldb_local::config::Config;
-use qldb_local::control::{system_clock, ControlPlane};
+use qldb_local::control::system_clock;
 use qldb_local::ion::Value;
 use qldb_local::journal::block::StatementInfo;
 use qldb_local::journal::hash::statement_digest;
@@ -49,7 +49,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = qldb_local::server::control_config(&Config::for_tests(dir.path().to_path_buf()));
     cfg.relaxed_durability = true;
-    let cp = ControlPlane::open(cfg, system_clock()).unwrap();
+    let cp = qldb_local::server::open_control(cfg, system_clock()).unwrap();
     cp.create_ledger(CreateLedgerRequest {
         name: Some("big".into()),
         permissions_mode: Some("ALLOW_ALL".into()),

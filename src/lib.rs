@@ -7,7 +7,7 @@
 //! ## The life of a request
 //!
 //! 1. `main.rs` parses `qldb-local serve` flags into a [`config::Config`];
-//!    [`server::run`] opens the storage ([`control::ControlPlane::open`] → catalog and every
+//!    [`server::run`] opens the storage ([`server::open_control`] → catalog and every
 //!    ledger file) and serves [`http::router`] on one port.
 //! 2. [`http`]'s `request_context` middleware assigns the `x-amzn-RequestId` and logs the
 //!    request; `buffer_and_authenticate` reads the body (with a size limit) and verifies
@@ -44,11 +44,14 @@
 //! - [`journal`]: blocks, every hash rule, the digest tree and proofs (pure, no I/O).
 //! - [`storage`]: the storage traits (catalog, ledgers: journal, documents, revisions,
 //!   indexes) and their SQLite implementation in [`storage::sqlite`], the only code that
-//!   issues SQL or knows file names.
-//! - [`ion`]: Ion values, binary and text codecs, Ion Hash.
+//!   issues SQL or knows file names; [`server`] picks the backend.
 //! - [`verify`]: the offline verifier behind `qldb-local verify`; [`rebuild`] and
-//!   [`import`]: a ledger file replayed from its journal, or from a QLDB journal export
-//!   (all three work on SQLite files and live in [`storage::sqlite`]).
+//!   [`import`]: a ledger file replayed from its journal, or from a QLDB journal export.
+//!   All three work on SQLite files and live in [`storage::sqlite`]; they replay statement
+//!   texts with [`partiql`]'s parser (the one arrow up from `storage`, to a module that
+//!   never imports `storage`).
+//! - [`aws`]: the AWS SDK clients of exports, streams and `import` (a leaf).
+//! - [`ion`]: Ion values, binary and text codecs, Ion Hash.
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
 //! - [`iam`]: principals, credentials files and IAM policy evaluation (STANDARD mode).
 //! - [`tls`]: the HTTPS side of the listener (`--tls`).
@@ -56,6 +59,7 @@
 //!   turns it into each layer's settings).
 
 pub mod api;
+pub mod aws;
 pub mod config;
 pub mod control;
 pub mod http;

@@ -64,9 +64,20 @@ pub fn session_config(cfg: &Config) -> crate::session::SessionConfig {
     }
 }
 
+/// Opens the control plane on the SQLite backend `cfg` names (files under the data
+/// directory, or memory): the composition root is the one place that picks a backend.
+pub fn open_control(
+    cfg: ControlConfig,
+    clock: crate::control::Clock,
+) -> Result<ControlPlane, crate::storage::StorageError> {
+    let backend =
+        crate::storage::sqlite::SqliteBackend::new(cfg.data_dir.clone(), cfg.relaxed_durability);
+    ControlPlane::with_backend(cfg, clock, Arc::new(backend))
+}
+
 /// Builds the application state (opening the catalog and every ledger).
 pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
-    let control = Arc::new(ControlPlane::open(control_config(cfg), system_clock())?);
+    let control = Arc::new(open_control(control_config(cfg), system_clock())?);
     Ok(AppState {
         sessions: Arc::new(crate::session::Sessions::new(
             session_config(cfg),
@@ -82,11 +93,10 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
 
 /// Runs the server until a shutdown signal arrives.
 pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
-    if cfg.verify_on_start && !cfg.in_memory && cfg.data_dir.join("catalog.sqlite").exists() {
+    if cfg.verify_on_start && !cfg.in_memory {
         let dir = cfg.data_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<(), crate::verify::Damage> {
-            for name in crate::verify::ledger_names(&dir, None)? {
-                let v = crate::verify::verify_ledger(&dir, &name)?;
+            for v in crate::verify::verify_data_dir(&dir)? {
                 tracing::info!(ledger = %v.ledger, blocks = v.blocks, "journal verified");
             }
             Ok(())

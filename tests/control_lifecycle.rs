@@ -46,7 +46,7 @@ fn create(cp: &ControlPlane, name: &str) -> Result<CreateLedgerResponse, Control
 fn states_follow_the_configured_delays() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, c) = FakeClock::new();
-    let cp = ControlPlane::open(cfg(Some(dir.path()), 5, 2_000, 3_000), c).unwrap();
+    let cp = qldb_local::server::open_control(cfg(Some(dir.path()), 5, 2_000, 3_000), c).unwrap();
     assert_eq!(create(&cp, "slow").unwrap().state, "CREATING");
     assert_eq!(cp.describe_ledger("slow").unwrap().state, "CREATING");
     assert!(
@@ -92,7 +92,7 @@ fn states_follow_the_configured_delays() {
 fn quota_counts_live_ledgers_and_a_refused_create_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, c) = FakeClock::new();
-    let cp = ControlPlane::open(cfg(Some(dir.path()), 2, 0, 1_000), c).unwrap();
+    let cp = qldb_local::server::open_control(cfg(Some(dir.path()), 2, 0, 1_000), c).unwrap();
     create(&cp, "one").unwrap();
     create(&cp, "two").unwrap();
     match create(&cp, "three") {
@@ -129,7 +129,8 @@ fn everything_survives_a_reopen_and_orphans_are_cleaned() {
     let (_clock, c) = FakeClock::new();
     let arn;
     {
-        let cp = ControlPlane::open(cfg(Some(dir.path()), 5, 0, 0), c.clone()).unwrap();
+        let cp =
+            qldb_local::server::open_control(cfg(Some(dir.path()), 5, 0, 0), c.clone()).unwrap();
         let out = cp
             .create_ledger(CreateLedgerRequest {
                 name: Some("keep".into()),
@@ -150,7 +151,7 @@ fn everything_survives_a_reopen_and_orphans_are_cleaned() {
     // The remains of a create that crashed before and after its rename.
     std::fs::write(dir.path().join("ledgers/ghost.sqlite"), b"junk").unwrap();
     std::fs::write(dir.path().join("ledgers/keep2.sqlite.tmp-abc"), b"junk").unwrap();
-    let cp = ControlPlane::open(cfg(Some(dir.path()), 5, 0, 0), c).unwrap();
+    let cp = qldb_local::server::open_control(cfg(Some(dir.path()), 5, 0, 0), c).unwrap();
     let d = cp.describe_ledger("keep").unwrap();
     assert_eq!(d.permissions_mode.as_deref(), Some("ALLOW_ALL"));
     assert!(d.deletion_protection);
@@ -169,7 +170,7 @@ fn everything_survives_a_reopen_and_orphans_are_cleaned() {
 #[test]
 fn in_memory_mode_writes_nothing() {
     let (_clock, c) = FakeClock::new();
-    let cp = ControlPlane::open(cfg(None, 5, 0, 0), c).unwrap();
+    let cp = qldb_local::server::open_control(cfg(None, 5, 0, 0), c).unwrap();
     create(&cp, "mem").unwrap();
     assert!(cp.active_ledger("mem").is_ok());
     cp.delete_ledger("mem").unwrap();
@@ -179,7 +180,7 @@ fn in_memory_mode_writes_nothing() {
 #[test]
 fn list_pages_by_creation_order_and_refuses_bad_tokens() {
     let (_clock, c) = FakeClock::new();
-    let cp = ControlPlane::open(cfg(None, 50, 0, 0), c).unwrap();
+    let cp = qldb_local::server::open_control(cfg(None, 50, 0, 0), c).unwrap();
     for i in 0..7 {
         create(&cp, &format!("l{i}")).unwrap();
     }

@@ -445,7 +445,7 @@ fn the_worked_example_imported_serves_its_digest_and_proofs() {
     );
     assert!(imported.new_table_ids.is_empty());
     let cfg = qldb_local::config::Config::for_tests(data.path().to_path_buf());
-    let control = qldb_local::control::ControlPlane::open(
+    let control = qldb_local::server::open_control(
         qldb_local::server::control_config(&cfg),
         qldb_local::control::system_clock(),
     )

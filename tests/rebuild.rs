@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use qldb_local::config::Config;
-use qldb_local::control::{system_clock, ControlPlane};
+use qldb_local::control::system_clock;
 use qldb_local::rebuild::rebuild;
 use qldb_local::verify::verify_ledger;
 use rusqlite::Connection;
@@ -82,7 +82,8 @@ fn rebuild_regenerates_exactly_what_the_commits_wrote() {
     // The rebuilt file serves: a server opens it and reads the documents.
     let cfg = Config::for_tests(dir.path().to_path_buf());
     let control = std::sync::Arc::new(
-        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+        qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
+            .unwrap(),
     );
     assert_eq!(control.ledger_count().unwrap(), 1);
 }
@@ -132,9 +133,10 @@ fn rebuild_and_a_server_exclude_each_other() {
     )
     .unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
-    let e = ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock())
-        .err()
-        .unwrap();
+    let e =
+        qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
+            .err()
+            .unwrap();
     assert!(e.to_string().contains("rebuild of ledger j"), "{e}");
     // Names that are not ledgers never reach the filesystem.
     drop(_held);
@@ -172,10 +174,13 @@ fn the_server_refuses_a_ledger_whose_schema_or_tip_is_inconsistent() {
         let dir = common::rich_ledger();
         sql(dir.path(), damage);
         let cfg = Config::for_tests(dir.path().to_path_buf());
-        let e = ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock())
-            .err()
-            .unwrap_or_else(|| panic!("{damage}: opened"))
-            .to_string();
+        let e = qldb_local::server::open_control(
+            qldb_local::server::control_config(&cfg),
+            system_clock(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{damage}: opened"))
+        .to_string();
         assert!(
             e.contains("ledger j") && e.contains("cannot be served") && e.contains(why),
             "{damage}: {e}"

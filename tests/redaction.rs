@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use qldb_local::api::qldb::{CreateLedgerRequest, GetRevisionRequest, ValueHolder};
 use qldb_local::config::Config;
-use qldb_local::control::{system_clock, ControlPlane};
+use qldb_local::control::system_clock;
 use qldb_local::ion::hash::ion_hash;
 use qldb_local::ion::{binary, text, Data, Value};
 use qldb_local::journal::hash::{dot, CommitDigest, Hash};
@@ -59,7 +59,8 @@ fn redaction_keeps_every_hash_and_shows_in_history() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
     let control = Arc::new(
-        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+        qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
+            .unwrap(),
     );
     control
         .create_ledger(CreateLedgerRequest {

@@ -32,8 +32,9 @@ fn setup() -> Setup {
         relaxed_durability: false,
         job_retention_ms: 1,
     };
-    let control =
-        Arc::new(ControlPlane::open(cfg, Arc::new(move || c.load(Ordering::SeqCst))).unwrap());
+    let control = Arc::new(
+        qldb_local::server::open_control(cfg, Arc::new(move || c.load(Ordering::SeqCst))).unwrap(),
+    );
     control
         .create_ledger(CreateLedgerRequest {
             name: Some("clock".into()),

@@ -261,3 +261,40 @@ fn orphaned_ledger_data_is_removed_and_cataloged_data_is_kept() {
     assert!(backend.open_ledger(&kept).is_ok());
     assert!(backend.open_ledger(&orphan).is_err());
 }
+
+/// A handle to a removed ledger that outlives a new ledger of the same name (a session
+/// still holding the old one) must not take the new ledger's write-ahead log with it when
+/// it closes: SQLite sees that the old file has moved and neither checkpoints nor deletes.
+#[test]
+fn a_late_handle_of_a_removed_ledger_leaves_its_successor_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::new(Some(dir.path().to_path_buf()), false);
+    let name = LedgerName::parse("again").unwrap();
+    let table = |n: u64| CommitRequest {
+        new_tables: vec![(T.into(), "T".into())],
+        writes: (0..n).map(|i| write(i, 0, Some(body(i, "old")))).collect(),
+        ..Default::default()
+    };
+    let old = backend
+        .create_ledger(&name, "OldStrand0000000000001", 1)
+        .unwrap();
+    commit(old.as_ref(), 1, table(3));
+    old.remove().unwrap();
+
+    let new = backend
+        .create_ledger(&name, "NewStrand0000000000001", 2)
+        .unwrap();
+    commit(new.as_ref(), 1, table(5));
+    let digest = new.digest().unwrap();
+    drop(old); // the late handle closes now, after the successor committed
+               // A connection opened now finds the successor's log by its path: every commit is there.
+    let fresh = backend.open_ledger(&name).unwrap();
+    assert_eq!(fresh.digest().unwrap(), digest);
+    assert_eq!(ids(fresh.as_ref()).len(), 5);
+    drop(fresh);
+    drop(new);
+    let reopened = backend.open_ledger(&name).unwrap();
+    assert_eq!(reopened.digest().unwrap(), digest);
+    assert_eq!(reopened.tip().unwrap().strand_id, "NewStrand0000000000001");
+    assert_eq!(ids(reopened.as_ref()).len(), 5);
+}

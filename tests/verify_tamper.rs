@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use qldb_local::config::Config;
-use qldb_local::control::{system_clock, ControlPlane};
+use qldb_local::control::system_clock;
 use qldb_local::ion::{binary, text};
 use qldb_local::journal::hash::CommitDigest;
 use qldb_local::session::{Param, Sessions};
@@ -20,7 +20,8 @@ use rusqlite::Connection;
 fn build(dir: &Path) {
     let cfg = Config::for_tests(dir.to_path_buf());
     let control = Arc::new(
-        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+        qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
+            .unwrap(),
     );
     control
         .create_ledger(qldb_local::api::qldb::CreateLedgerRequest {

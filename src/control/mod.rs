@@ -22,7 +22,6 @@ pub use error::{ControlError, Result};
 pub use jobs::{parse_kinesis_arn, KinesisStreamArn, StreamTransition};
 
 use crate::names::LedgerName;
-use crate::storage::sqlite::SqliteBackend;
 use crate::storage::{Backend, CatalogStore, LedgerRecord, LedgerStore, StorageError};
 
 /// A ledger name from a request, validated (the `Name` member or label).
@@ -101,13 +100,6 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Opens the catalog and every ledger in the SQLite backend `cfg` names (files under
-    /// the data directory, or memory).
-    pub fn open(cfg: ControlConfig, clock: Clock) -> std::result::Result<Self, StorageError> {
-        let backend = SqliteBackend::new(cfg.data_dir.clone(), cfg.relaxed_durability);
-        Self::with_backend(cfg, clock, Arc::new(backend))
-    }
-
     /// Opens the catalog and every ledger in it (migrating each), and removes the remains
     /// of creates and deletes that a crash interrupted.
     pub fn with_backend(

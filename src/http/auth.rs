@@ -185,10 +185,15 @@ impl Authenticator {
             }
         }
         let secret = &principal.secret_access_key;
+        let mut derived = None;
         if let Some(fast) = fast_signature(&auth, method, target, headers, body, amz_date, || {
-            self.signing_key(&auth, secret)
+            self.signing_key(&auth, secret, &mut derived)
         }) {
             if constant_time_eq(fast.as_bytes(), auth.signature.as_bytes()) {
+                // Only a key that verified a signature is kept.
+                if let Some(key) = derived {
+                    self.keep_signing_key(&auth, key);
+                }
                 return Ok(Some(principal.clone()));
             }
         }
@@ -203,8 +208,14 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// The SigV4 signing key of `auth`'s credential scope, from the cache or derived.
-    fn signing_key(&self, auth: &AuthHeader<'_>, secret: &str) -> ring::hmac::Key {
+    /// The SigV4 signing key of `auth`'s credential scope, from the cache or derived (then
+    /// also left in `derived`, for [`Authenticator::keep_signing_key`]).
+    fn signing_key(
+        &self,
+        auth: &AuthHeader<'_>,
+        secret: &str,
+        derived: &mut Option<ring::hmac::Key>,
+    ) -> ring::hmac::Key {
         let cached = self
             .signing_keys
             .read()
@@ -220,12 +231,17 @@ impl Authenticator {
             auth.scope_region,
             auth.scope_service,
         );
+        *derived = Some(key.clone());
+        key
+    }
+
+    /// Caches a signing key that verified a request.
+    fn keep_signing_key(&self, auth: &AuthHeader<'_>, key: ring::hmac::Key) {
         let mut keys = self.signing_keys.write().unwrap_or_else(|p| p.into_inner());
         if keys.len() >= SIGNING_KEYS {
             keys.clear();
         }
-        keys.insert(auth.credential.to_string(), key.clone());
-        key
+        keys.insert(auth.credential.to_string(), key);
     }
 }
 
@@ -246,8 +262,8 @@ fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> 
 /// shape (the caller then re-signs with `aws-sigv4`). The shape: no query string; a path of
 /// letters, digits, `-`, `_`, `~` and single `/` (its canonical form is itself, whatever
 /// the encoding mode); every signed header present once with a printable ASCII value
-/// without runs of spaces (its canonical value is the trimmed value); signed headers
-/// named in ascending order, as SigV4 requires.
+/// without runs of spaces (its canonical value is the value without leading and trailing
+/// spaces); signed header names lowercase, strictly ascending, `x-amz-date` among them.
 fn fast_signature(
     auth: &AuthHeader<'_>,
     method: &str,
@@ -262,7 +278,15 @@ fn fast_signature(
         && target
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'/'));
-    if !plain_path || !auth.signed_headers.is_sorted() {
+    // Names lowercase and strictly ascending, x-amz-date among them (aws-sigv4 always signs
+    // it): otherwise the canonical request here could differ from aws-sigv4's.
+    let names_canonical = auth
+        .signed_headers
+        .iter()
+        .all(|n| !n.is_empty() && !n.bytes().any(|b| b.is_ascii_uppercase()))
+        && auth.signed_headers.windows(2).all(|w| w[0] < w[1])
+        && auth.signed_headers.contains(&"x-amz-date");
+    if !plain_path || !names_canonical {
         return None;
     }
     let mut canonical = String::with_capacity(512);
@@ -275,7 +299,7 @@ fn fast_signature(
         let (Some(value), None) = (values.next(), values.next()) else {
             return None;
         };
-        let value = value.to_str().ok()?.trim();
+        let value = value.to_str().ok()?.trim_matches(' ');
         if value.contains("  ") || value.bytes().any(|b| b.is_ascii_control()) {
             return None;
         }
@@ -556,13 +580,13 @@ mod tests {
             let parsed = parse_authorization(h["authorization"].to_str().unwrap()).unwrap();
             let date = h["x-amz-date"].to_str().unwrap();
             let fast = fast_signature(&parsed, method, target, &h, body, date, || {
-                a.signing_key(&parsed, "test")
+                a.signing_key(&parsed, "test", &mut None)
             });
             assert_eq!(fast.as_deref(), Some(parsed.signature), "{method} {target}");
             assert!(a.verify(method, target, &h, body, now).is_ok());
             // Tampering is still refused (the fast path misses, and so does the crate).
             let wrong = fast_signature(&parsed, method, target, &h, b"x", date, || {
-                a.signing_key(&parsed, "test")
+                a.signing_key(&parsed, "test", &mut None)
             });
             assert_ne!(wrong.as_deref(), Some(parsed.signature));
             assert!(a.verify(method, target, &h, b"x", now).is_err());
@@ -571,12 +595,37 @@ mod tests {
         let h = client_sign("test", "GET", "/ledgers", &[], b"", now);
         assert!(a.verify("GET", "/ledgers", &h, b"", now).is_ok());
         assert_eq!(a.signing_keys.read().unwrap().len(), 1);
+        // Signed header lists aws-sigv4 would never verify are left to it: without
+        // x-amz-date, with uppercase or repeated names.
+        let h = client_sign("test", "GET", "/ledgers", &[], b"", now);
+        let date = h["x-amz-date"].to_str().unwrap();
+        let original = h["authorization"].to_str().unwrap();
+        assert!(
+            original.contains("SignedHeaders=host;x-amz-date,"),
+            "{original}"
+        );
+        for list in [
+            "host",
+            "Host;x-amz-date",
+            "host;host;x-amz-date",
+            "x-amz-date;host",
+        ] {
+            let changed = original.replace(
+                "SignedHeaders=host;x-amz-date,",
+                &format!("SignedHeaders={list},"),
+            );
+            let parsed = parse_authorization(&changed).unwrap();
+            let fast = fast_signature(&parsed, "GET", "/ledgers", &h, b"", date, || {
+                a.signing_key(&parsed, "test", &mut None)
+            });
+            assert_eq!(fast, None, "{list}");
+        }
         for target in ["/ledgers?max_results=1", "/tags/arn%3Aaws", "/a/./b", "//x"] {
             let h = client_sign("test", "GET", target, &[], b"", now);
             let parsed = parse_authorization(h["authorization"].to_str().unwrap()).unwrap();
             let date = h["x-amz-date"].to_str().unwrap();
             let fast = fast_signature(&parsed, "GET", target, &h, b"", date, || {
-                a.signing_key(&parsed, "test")
+                a.signing_key(&parsed, "test", &mut None)
             });
             assert_eq!(fast, None, "{target}");
         }

@@ -1,7 +1,7 @@
 //! The background side of journal exports and streams: one tokio task per running job,
 //! writing through the official Rust AWS SDK clients for S3 and Kinesis.
 //!
-//! A job's state lives in the catalog (see [`crate::storage::jobs`]); a task reads its job,
+//! A job's state lives in the catalog (see [`crate::storage::sqlite::jobs`]); a task reads its job,
 //! does the I/O, and reports progress through the [`ControlPlane`] after every object or
 //! batch S3 or Kinesis acknowledged. That is what lets [`Jobs::resume`] pick every running
 //! job up again after a restart, from its last acknowledged block. Cancelling a stream is a
@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 
 use crate::control::ControlPlane;
@@ -123,13 +123,15 @@ impl Jobs {
 
     /// The shared SDK configuration: credential chain, region, endpoint variables.
     async fn sdk_config(&self) -> &SdkConfig {
-        self.sdk.get_or_init(|| sdk_config(&self.cfg.region)).await
+        self.sdk
+            .get_or_init(|| crate::aws::sdk_config(&self.cfg.region))
+            .await
     }
 
     async fn s3(&self) -> &aws_sdk_s3::Client {
         self.s3
             .get_or_init(|| async {
-                s3_client(
+                crate::aws::s3_client(
                     self.sdk_config().await,
                     self.cfg.s3_endpoint.as_deref(),
                     self.cfg.s3_path_style,
@@ -147,35 +149,6 @@ impl Jobs {
         }
         aws_sdk_kinesis::Client::from_conf(b.build())
     }
-}
-
-/// The AWS SDK configuration the jobs (and `qldb-local import`) use: the standard
-/// credential chain and endpoint variables, `region` when the environment names none.
-pub(crate) async fn sdk_config(region: &str) -> SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let region = aws_config::meta::region::RegionProviderChain::default_provider()
-        .or_else(aws_config::Region::new(region.to_string()));
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .region(region)
-        .load()
-        .await
-}
-
-/// An S3 client: `endpoint` overrides the endpoint variables.
-pub(crate) fn s3_client(
-    sdk: &SdkConfig,
-    endpoint: Option<&str>,
-    path_style: bool,
-) -> aws_sdk_s3::Client {
-    let mut b = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style);
-    if let Some(url) = endpoint {
-        b = b.endpoint_url(url);
-    }
-    aws_sdk_s3::Client::from_conf(b.build())
 }
 
 /// Removes a job from the running set when its task ends, however it ends.

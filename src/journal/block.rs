@@ -249,7 +249,11 @@ impl Block {
     /// [`Block::to_ion_and_hash`] with each revision's hash already known (in order; the
     /// writer computes them as it stores the revisions).
     pub fn to_ion_and_hash_with(&self, revision_hashes: Vec<Hash>) -> (Value, Hash) {
-        debug_assert_eq!(revision_hashes.len(), self.revisions.len());
+        assert_eq!(
+            revision_hashes.len(),
+            self.revisions.len(),
+            "one hash per revision"
+        );
         let list = self.entries_from(&revision_hashes);
         let entries_hash = merkle(&list);
         let block_hash = dot(&entries_hash, &self.previous_block_hash);

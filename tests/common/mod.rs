@@ -41,7 +41,8 @@ impl Ledger {
 pub fn serve(dir: &std::path::Path) -> Ledger {
     let cfg = Config::for_tests(dir.to_path_buf());
     let control = Arc::new(
-        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+        qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
+            .unwrap(),
     );
     Ledger {
         sessions: Sessions::new(qldb_local::server::session_config(&cfg), control.clone()),
@@ -55,7 +56,8 @@ pub fn ledger() -> Ledger {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_tests(dir.path().to_path_buf());
     let control = Arc::new(
-        ControlPlane::open(qldb_local::server::control_config(&cfg), system_clock()).unwrap(),
+        qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
+            .unwrap(),
     );
     control
         .create_ledger(qldb_local::api::qldb::CreateLedgerRequest {

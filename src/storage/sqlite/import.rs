@@ -439,9 +439,9 @@ impl Source {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            let sdk = rt.block_on(crate::jobs::sdk_config(&opts.region));
+            let sdk = rt.block_on(crate::aws::sdk_config(&opts.region));
             let client =
-                crate::jobs::s3_client(&sdk, opts.s3_endpoint.as_deref(), opts.s3_path_style);
+                crate::aws::s3_client(&sdk, opts.s3_endpoint.as_deref(), opts.s3_path_style);
             Ok(Source::S3 {
                 rt,
                 client,

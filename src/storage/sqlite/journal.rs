@@ -310,13 +310,14 @@ impl LedgerDb {
         .transpose()
     }
 
-    /// The live documents of a table in insertion order, read in pages of
-    /// [`SCAN_PAGE`] (each page one read transaction, so a long scan holds no
-    /// connection between pages). A commit between two pages may show; the scan's OCC
-    /// read (the table as of the tip before it started) refuses such a transaction.
+    /// The live documents of a table in insertion order, read in pages of [`SCAN_PAGE`]
+    /// inside one read transaction (one snapshot). The scan holds that read connection —
+    /// for an in-memory ledger, the ledger's one connection — until it ends or is
+    /// dropped: read nothing else of the same ledger while iterating.
     pub fn scan(&self, table_id: &str) -> Scan<'_> {
         Scan {
             db: self,
+            conn: None,
             table_id: table_id.to_string(),
             after: i64::MIN,
             page: std::collections::VecDeque::new(),
@@ -637,8 +638,8 @@ fn apply_commit(
                 .execute(params![index_id, k, seq as i64])?;
             }
         }
-        // The data's Ion encoding and Ion hash, each computed once for every place that
-        // stores them.
+        // The data's Ion encoding (for the documents and revisions rows) and its Ion hash
+        // (for the revisions row and the revision's hash in the block), each computed once.
         let encoded = w.data.as_ref().map(encode_one);
         let data_hash = w.data.as_ref().map(ion_hash);
         match &encoded {
@@ -1188,6 +1189,8 @@ pub const SCAN_PAGE: i64 = 512;
 /// A table scan ([`LedgerDb::scan`]).
 pub struct Scan<'a> {
     db: &'a LedgerDb,
+    /// The read transaction of the whole scan, from its first page on.
+    conn: Option<super::ledger_db::ReadConn<'a>>,
     table_id: String,
     /// The rowid of the last document yielded.
     after: i64,
@@ -1197,34 +1200,52 @@ pub struct Scan<'a> {
 
 impl Scan<'_> {
     fn next_page(&mut self) -> Result<()> {
-        let conn = self.db.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT rowid, doc_id, version, data FROM documents
-             WHERE table_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![self.table_id, self.after, SCAN_PAGE], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (rowid, doc_id, version, data) = row?;
-            self.page.push_back((
-                rowid,
-                StoredDoc {
-                    doc_id,
-                    table_id: self.table_id.clone(),
-                    version: version as u64,
-                    data: decode_doc(&data)?,
-                },
-            ));
-        }
+        let conn = match &self.conn {
+            Some(c) => c,
+            None => self.conn.insert(self.db.reader()?),
+        };
+        self.page = scan_page(conn, &self.table_id, self.after)?;
         self.done = (self.page.len() as i64) < SCAN_PAGE;
+        if self.done {
+            // Let the connection go as soon as the last page is read.
+            self.conn = None;
+        }
         Ok(())
     }
+}
+
+/// Up to [`SCAN_PAGE`] live documents of a table after rowid `after`: (rowid, document).
+fn scan_page(
+    conn: &Connection,
+    table_id: &str,
+    after: i64,
+) -> Result<std::collections::VecDeque<(i64, StoredDoc)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT rowid, doc_id, version, data FROM documents
+         WHERE table_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![table_id, after, SCAN_PAGE], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    let mut page = std::collections::VecDeque::new();
+    for row in rows {
+        let (rowid, doc_id, version, data) = row?;
+        page.push_back((
+            rowid,
+            StoredDoc {
+                doc_id,
+                table_id: table_id.to_string(),
+                version: version as u64,
+                data: decode_doc(&data)?,
+            },
+        ));
+    }
+    Ok(page)
 }
 
 impl Iterator for Scan<'_> {
@@ -1234,6 +1255,8 @@ impl Iterator for Scan<'_> {
         if self.page.is_empty() && !self.done {
             if let Err(e) = self.next_page() {
                 self.done = true;
+                self.page.clear();
+                self.conn = None;
                 return Some(Err(e));
             }
         }

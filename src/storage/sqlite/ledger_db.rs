@@ -41,6 +41,9 @@ pub struct LedgerDb {
     conn: Mutex<Connection>,
     /// Set when the ledger is being deleted: sessions on it stop working.
     closed: std::sync::atomic::AtomicBool,
+    /// Set once its files are removed: no read connection is opened by that path again
+    /// (it may name a new ledger's file by then).
+    removed: std::sync::atomic::AtomicBool,
     /// Commits waiting for the connection; whoever takes it next commits them all in one
     /// SQLite transaction (group commit, [`LedgerDb::commit`]).
     pub(super) pending: Mutex<Vec<super::journal::Pending>>,
@@ -258,6 +261,7 @@ impl LedgerDb {
             location,
             conn: Mutex::new(conn),
             closed: Default::default(),
+            removed: Default::default(),
             pending: Default::default(),
             commit_stats: Default::default(),
             readers: Default::default(),
@@ -347,6 +351,11 @@ impl LedgerDb {
     pub fn reader(&self) -> Result<ReadConn<'_>> {
         match &self.location {
             LedgerLocation::Memory(_) => Ok(ReadConn::Main(self.lock_writer())),
+            LedgerLocation::File(_) if self.removed.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(StorageError::Corrupt(
+                    "the ledger was deleted while this read ran".into(),
+                ))
+            }
             LedgerLocation::File(path) => {
                 let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let conn = match idle {
@@ -383,6 +392,8 @@ impl LedgerDb {
     /// first; the write connection closes when the last handle is let go).
     pub fn remove(&self) -> Result<()> {
         self.mark_closed();
+        self.removed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.readers
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -81,7 +81,12 @@ impl Backend for SqliteBackend {
         now_ms: i64,
     ) -> Result<Arc<dyn LedgerStore>> {
         let db = LedgerDb::create_at(self.location(name), name, strand_id, now_ms)?;
-        self.ready(db)
+        if let Err(e) = db.set_relaxed_durability(self.relaxed_durability) {
+            // Nothing is left behind.
+            let _ = db.remove();
+            return Err(e);
+        }
+        Ok(Arc::new(db))
     }
 
     fn open_ledger(&self, name: &LedgerName) -> Result<Arc<dyn LedgerStore>> {

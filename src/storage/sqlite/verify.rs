@@ -72,6 +72,17 @@ pub fn ledger_names(data_dir: &Path, only: Option<&str>) -> Result<Vec<String>, 
     }
 }
 
+/// Verifies every ledger of a data directory (none if it holds no catalog yet).
+pub fn verify_data_dir(data_dir: &Path) -> Result<Vec<Verified>, Damage> {
+    if !data_dir.join("catalog.sqlite").exists() {
+        return Ok(Vec::new());
+    }
+    ledger_names(data_dir, None)?
+        .iter()
+        .map(|name| verify_ledger(data_dir, name))
+        .collect()
+}
+
 /// Verifies one ledger file: its journal and every table derived from it.
 pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
     let path =
