@@ -39,6 +39,9 @@
 //! - [`http`]: routing, SigV4, AWS error framing, restJson1 and awsJson1_0.
 //! - [`api`]: serde shapes of the service models in `api-models/`.
 //! - [`control`]: ledgers, states, tags, ARNs; GetDigest/GetBlock/GetRevision.
+//! - [`server`]: the composition root: turns [`config`] into each layer's settings, picks
+//!   the storage backend, runs the listener.
+//! - [`jobs`]: journal exports to S3 and streams to Kinesis, run in the background.
 //! - [`session`]: sessions, transactions, commit digest, paging, OCC read sets, limits.
 //! - [`partiql`]: lexer → parser → AST → executor (plans id and index lookups).
 //! - [`journal`]: blocks, every hash rule, the digest tree and proofs (pure, no I/O).

@@ -286,8 +286,9 @@ fn a_late_handle_of_a_removed_ledger_leaves_its_successor_whole() {
         .unwrap();
     commit(new.as_ref(), 1, table(5));
     let digest = new.digest().unwrap();
-    drop(old); // the late handle closes now, after the successor committed
-               // A connection opened now finds the successor's log by its path: every commit is there.
+    // The late handle closes now, after the successor committed.
+    drop(old);
+    // A connection opened now finds the successor's log by its path: every commit is there.
     let fresh = backend.open_ledger(&name).unwrap();
     assert_eq!(fresh.digest().unwrap(), digest);
     assert_eq!(ids(fresh.as_ref()).len(), 5);

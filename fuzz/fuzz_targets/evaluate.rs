@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use qldb_local::config::Config;
-use qldb_local::control::{system_clock, ControlPlane};
+use qldb_local::control::system_clock;
 use qldb_local::session::Sessions;
 
 struct Ledger {
@@ -21,7 +21,10 @@ fn ledger() -> &'static Ledger {
     L.get_or_init(|| {
         let mut cfg = Config::for_tests(std::env::temp_dir());
         cfg.in_memory = true;
-        let control = Arc::new(ControlPlane::open((&cfg).into(), system_clock()).unwrap());
+        let control = Arc::new(
+            qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
+                .unwrap(),
+        );
         control
             .create_ledger(qldb_local::api::qldb::CreateLedgerRequest {
                 name: Some("fuzz".into()),
@@ -30,7 +33,7 @@ fn ledger() -> &'static Ledger {
                 ..Default::default()
             })
             .unwrap();
-        let sessions = Sessions::new(cfg.session_config(), control);
+        let sessions = Sessions::new(qldb_local::server::session_config(&cfg), control);
         let token = sessions.start_session("fuzz").unwrap();
         Ledger { sessions, token }
     })

@@ -285,7 +285,7 @@ async fn turn(
     let Some(db) = jobs.blocking(move |cp| cp.job_ledger(&ledger)).await? else {
         return Ok(Turn::Stop);
     };
-    let now = crate::control::system_clock()();
+    let now = jobs.control.now();
     let (from, start, end) = (rec.next_seq, rec.start_ms, rec.end_ms);
     let blocks =
         tokio::task::spawn_blocking(move || db.blocks_in_window(from, start, end, BLOCKS_PER_TURN))

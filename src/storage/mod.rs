@@ -53,6 +53,9 @@ pub enum StorageError {
     DataDirLocked { dir: PathBuf, holder: String },
     #[error("corrupt ledger data: {0}")]
     Corrupt(String),
+    /// A read through the handle of a ledger whose data was removed (deleted).
+    #[error("the ledger was deleted")]
+    LedgerRemoved,
     /// A group commit whose transaction failed: none of its transactions is written.
     #[error("{0}")]
     CommitFailed(String),
@@ -69,7 +72,9 @@ impl StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// Documents one at a time (a table scan), read lazily in pages.
+/// Documents one at a time (a table scan), read lazily in pages. The iterator may hold a
+/// connection of its ledger until it ends or is dropped (an in-memory SQLite ledger's only
+/// one): call nothing else on the same ledger while it is alive.
 pub type DocIter<'a> = Box<dyn Iterator<Item = Result<StoredDoc>> + 'a>;
 
 /// Where ledgers and the catalog live: opens and creates them.
@@ -175,7 +180,8 @@ pub trait LedgerStore: Send + Sync {
     fn tables(&self) -> Result<Vec<TableInfo>>;
     /// A live document by id.
     fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
-    /// The live documents of a table, in the order they were first inserted.
+    /// The live documents of a table, in the order they were first inserted, from one
+    /// snapshot (see [`DocIter`] for what a caller may not do meanwhile).
     fn scan(&self, table_id: &str) -> Result<DocIter<'_>>;
     /// The live documents whose indexed field has the canonical key `key` ([`index_key`]).
     fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;

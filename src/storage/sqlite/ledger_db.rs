@@ -325,6 +325,10 @@ impl LedgerDb {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    fn is_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -351,11 +355,7 @@ impl LedgerDb {
     pub fn reader(&self) -> Result<ReadConn<'_>> {
         match &self.location {
             LedgerLocation::Memory(_) => Ok(ReadConn::Main(self.lock_writer())),
-            LedgerLocation::File(_) if self.removed.load(std::sync::atomic::Ordering::SeqCst) => {
-                Err(StorageError::Corrupt(
-                    "the ledger was deleted while this read ran".into(),
-                ))
-            }
+            LedgerLocation::File(_) if self.is_removed() => Err(StorageError::LedgerRemoved),
             LedgerLocation::File(path) => {
                 let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let conn = match idle {
@@ -370,6 +370,11 @@ impl LedgerDb {
                         c
                     }
                 };
+                // Removed while the file was being opened: the path may name another
+                // ledger's file by now.
+                if self.is_removed() {
+                    return Err(StorageError::LedgerRemoved);
+                }
                 conn.prepare_cached("BEGIN")?.execute([])?;
                 Ok(ReadConn::Pooled {
                     db: self,
