@@ -1,14 +1,18 @@
 //! The engine alone (no HTTP): concurrent single-document transactions through the session
 //! layer, against raw rusqlite single-row transactions in the same run.
 //!
-//!     cargo bench --bench engine -- [--clients 16] [--seconds 5]
+//!     cargo bench --bench engine -- [--clients 16] [--seconds 5] [--docs 200000]
 //!
 //! A durable (WAL, synchronous=FULL) file ledger; each client thread has its own session and
 //! runs StartTransaction, one `INSERT INTO T ?`, CommitTransaction (with the driver's commit
 //! digest) in a loop. Raw SQLite: one connection per thread, WAL, synchronous=FULL,
 //! `BEGIN IMMEDIATE; INSERT; COMMIT`. Prints transactions/s for both, their ratio, and the
-//! SQLite commits (fsyncs) per committed transaction that group commit made. Figures go to
-//! docs/performance.md.
+//! SQLite commits (fsyncs) per committed transaction that group commit made.
+//!
+//! Then the storage footprint: `--docs` ~100-byte documents (0 skips it) in 40-document
+//! INSERT transactions into a table with one index, the ledger closed (its WAL checkpointed),
+//! and the ledger file's bytes per document, with each SQLite table's and index's share
+//! (SQLite's `dbstat`). Figures go to docs/performance.md.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -122,4 +126,74 @@ fn main() {
     let raw = n as f64 / t.elapsed().as_secs_f64();
     println!("raw rusqlite single-row INSERT transaction (WAL, FULL)   {raw:>8.0} tx/s   ({n} tx)");
     println!("ratio engine / raw SQLite: {:.2}", engine / raw);
+    drop(l);
+
+    let docs = arg("--docs", 200_000);
+    if docs > 0 {
+        footprint(docs);
+    }
+}
+
+/// A ~100-byte document (109 bytes of Ion text) with a unique VIN.
+fn vehicle(k: u64) -> String {
+    format!(
+        "{{VIN: \"1N4AL11D75C{k:07}\", Make: \"Toyota\", Model: \"Camry\", Year: {}, \
+         Color: \"Blue\", Owner: \"owner-{:06}\"}}",
+        1990 + k % 30,
+        k % 100_000
+    )
+}
+
+/// Loads `docs` ~100-byte documents with one index and prints the ledger file's bytes per
+/// document, and each table's and index's share of it.
+fn footprint(docs: u64) {
+    let l = common::ledger();
+    let token = l.sessions.start_session("j").unwrap();
+    {
+        let mut tx = common::Tx::begin(&l, &token);
+        tx.run("CREATE TABLE Vehicle", &[]).unwrap();
+        tx.run("CREATE INDEX ON Vehicle (VIN)", &[]).unwrap();
+        tx.commit().unwrap();
+    }
+    let t = Instant::now();
+    let per_tx = 40;
+    let mut i = 0;
+    while i < docs {
+        let batch: Vec<String> = (i..(i + per_tx).min(docs)).map(vehicle).collect();
+        let list = format!("[{}]", batch.join(", "));
+        let mut tx = common::Tx::begin(&l, &token);
+        tx.run("INSERT INTO Vehicle ?", &[&list]).unwrap();
+        tx.commit().unwrap();
+        i += per_tx;
+    }
+    let load = t.elapsed().as_secs_f64();
+    let dir = l.close();
+    let file = common::ledger_file(dir.path(), "j");
+    let bytes = std::fs::metadata(&file).unwrap().len();
+    println!(
+        "footprint: {docs} documents (~{} bytes of Ion text each) in {:.1} s ({:.0} docs/s): ledger file {:.1} MB = {:.0} bytes per document",
+        vehicle(0).len(),
+        load,
+        docs as f64 / load,
+        bytes as f64 / 1e6,
+        bytes as f64 / docs as f64
+    );
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let shares: rusqlite::Result<Vec<(String, i64)>> = conn
+        .prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name HAVING SUM(pgsize) > 4096 ORDER BY 2 DESC")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        });
+    match shares {
+        Ok(shares) => {
+            for (name, size) in shares {
+                println!(
+                    "  {name:<32} {:>7.0} bytes per document",
+                    size as f64 / docs as f64
+                );
+            }
+        }
+        Err(e) => println!("  (no per-table figures: {e})"),
+    }
 }

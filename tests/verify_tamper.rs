@@ -12,6 +12,7 @@ use qldb_local::control::system_clock;
 use qldb_local::ion::{binary, text};
 use qldb_local::journal::hash::CommitDigest;
 use qldb_local::session::{Param, Sessions};
+use qldb_local::storage::sqlite::stored;
 use qldb_local::verify::{verify_ledger, Damage};
 use rusqlite::Connection;
 
@@ -82,10 +83,10 @@ fn every_kind_of_tampering_names_the_damaged_block() {
     let ok = verify_ledger(dir.path(), "t").unwrap();
     assert_eq!(ok.blocks, 5);
 
-    // One byte of a stored revision's data (the revisions table).
+    // A revisions row that keeps its data in the block given other data (the Ion int 1).
     let r = tampered(
         dir.path(),
-        "UPDATE revisions SET data = CAST(replace(CAST(data AS TEXT), 'B', 'X') AS BLOB) WHERE seq = 3 AND version = 0 AND data IS NOT NULL",
+        "UPDATE revisions SET data = X'E00100EA2101' WHERE seq = 3 AND version = 0 AND data IS NOT NULL",
     );
     assert_eq!(damaged_block(r), Some(3));
     // A revision's stored hash.
@@ -97,10 +98,29 @@ fn every_kind_of_tampering_names_the_damaged_block() {
     // A deleted revision row.
     let r = tampered(dir.path(), "DELETE FROM revisions WHERE (doc_id, version) IN (SELECT doc_id, version FROM revisions WHERE seq = 4 LIMIT 1)");
     assert_eq!(damaged_block(r), Some(4));
-    // A field of a block: one byte of its stored Ion (the price 2 of block 3 becomes 3).
+    // A field of a block: one byte of its Ion (the field name price becomes prize), stored
+    // compressed again as the server stores blocks.
+    let r = tampered_by(dir.path(), |conn| {
+        let stored: Vec<u8> = conn
+            .query_row("SELECT ion FROM blocks WHERE seq = 3", [], |r| r.get(0))
+            .unwrap();
+        let ion = stored::unpack_block(&stored).unwrap().into_owned();
+        let at = ion.windows(5).position(|w| w == b"price").unwrap();
+        let mut changed = ion.clone();
+        changed[at + 3] = b'z';
+        conn.execute(
+            "UPDATE blocks SET ion = ?1 WHERE seq = 3",
+            [stored::pack_block(&changed)],
+        )
+        .unwrap();
+        true
+    })
+    .unwrap();
+    assert_eq!(damaged_block(r), Some(3));
+    // Bytes of a block's compressed frame: it no longer decodes (or its checksum fails).
     let r = tampered(
         dir.path(),
-        "UPDATE blocks SET ion = CAST(replace(CAST(ion AS TEXT), 'price', 'prize') AS BLOB) WHERE seq = 3",
+        "UPDATE blocks SET ion = CAST(substr(ion, 1, 20) || X'00' || substr(ion, 22) AS BLOB) WHERE seq = 3",
     );
     assert_eq!(damaged_block(r), Some(3));
     // A block's stored hash column.
@@ -405,6 +425,18 @@ fn hex(b: &[u8]) -> String {
 
 /// Like [`tampered`], but `None` when the mutation cannot be applied or changes nothing.
 fn tampered_or_none(original: &Path, sql: &str) -> Option<Result<(), Damage>> {
+    tampered_by(
+        original,
+        |conn| matches!(conn.execute(sql, []), Ok(n) if n > 0),
+    )
+}
+
+/// Verifies a copy of the data dir after `mutate` changed its ledger file (None if it
+/// changed nothing).
+fn tampered_by(
+    original: &Path,
+    mutate: impl FnOnce(&Connection) -> bool,
+) -> Option<Result<(), Damage>> {
     let copy = tempfile::tempdir().unwrap();
     for sub in ["", "ledgers"] {
         std::fs::create_dir_all(copy.path().join(sub)).unwrap();
@@ -416,9 +448,8 @@ fn tampered_or_none(original: &Path, sql: &str) -> Option<Result<(), Damage>> {
         }
     }
     let conn = Connection::open(copy.path().join("ledgers/t.sqlite")).unwrap();
-    match conn.execute(sql, []) {
-        Ok(n) if n > 0 => {}
-        _ => return None,
+    if !mutate(&conn) {
+        return None;
     }
     drop(conn);
     Some(verify_ledger(copy.path(), "t").map(|_| ()))

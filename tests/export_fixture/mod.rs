@@ -43,7 +43,7 @@ pub fn blocks_of(file: &Path) -> Vec<Value> {
     let rows = stmt
         .query_map([], |r| r.get::<_, Vec<u8>>(0))
         .unwrap()
-        .map(|b| binary::decode(&b.unwrap()).unwrap().pop().unwrap());
+        .map(|b| qldb_local::storage::sqlite::stored::decode_block(&b.unwrap()).unwrap());
     rows.collect()
 }
 

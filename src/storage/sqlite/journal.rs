@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::stored::{decode_block, pack_block, DATA_IN_BLOCK};
 use super::LedgerDb;
 use crate::ion::binary::{decode, encode_one};
 use crate::ion::hash::ion_hash;
@@ -191,7 +192,7 @@ pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::R
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(sql)?;
-    let block = decode_doc(&ion).map_err(|_| format!("its tip block {tip} is not valid Ion"))?;
+    let block = decode_block(&ion).map_err(|_| format!("its tip block {tip} is not valid Ion"))?;
     let address = block.field("blockAddress");
     let hash_of = |v: Option<&Value>| match v.map(|v| &v.data) {
         Some(Data::Blob(b)) => Some(b.clone()),
@@ -638,8 +639,8 @@ fn apply_commit(
                 .execute(params![index_id, k, seq as i64])?;
             }
         }
-        // The data's Ion encoding (for the documents and revisions rows) and its Ion hash
-        // (for the revisions row and the revision's hash in the block), each computed once.
+        // The data's Ion encoding (for the documents row) and its Ion hash (for the
+        // revision's hash in the block), each computed once.
         let encoded = w.data.as_ref().map(encode_one);
         let data_hash = w.data.as_ref().map(ion_hash);
         match &encoded {
@@ -681,8 +682,9 @@ fn apply_commit(
                     req.commit_ms,
                     req.transaction_id,
                     rev_hash,
-                    encoded,
-                    data_hash.as_ref().map(|h| h.as_slice()),
+                    // The block holds the data; `documents` holds the current state.
+                    encoded.as_ref().map(|_| DATA_IN_BLOCK),
+                    Option::<&[u8]>::None,
                 ],
             )?;
         revision_hashes.push(rev_hash);
@@ -926,7 +928,7 @@ fn append_block(tx: &Connection, block: &Block, revision_hashes: Vec<Hash>) -> R
         block.transaction_id,
         block.timestamp_ms,
         block_hash,
-        encode_one(&ion)
+        pack_block(&encode_one(&ion))
     ])?;
     let nodes = merkle::append(seq, block_hash, |level, idx| node(tx, level, idx))?;
     let mut stmt =
@@ -960,7 +962,7 @@ impl LedgerDb {
         let mut out = BTreeMap::new();
         for row in rows {
             let (seq, ion) = row?;
-            out.insert(seq as u64, decode_doc(&ion)?);
+            out.insert(seq as u64, decode_block(&ion)?);
         }
         Ok(out)
     }
@@ -981,7 +983,7 @@ impl LedgerDb {
                 r.get(0)
             })
             .optional()?;
-        ion.map(|b| decode_doc(&b)).transpose()
+        ion.map(|b| decode_block(&b)).transpose()
     }
 
     /// Up to `limit` blocks from `from_seq` on whose timestamp lies in `[start_ms, end_ms)`
@@ -1013,7 +1015,7 @@ impl LedgerDb {
         let mut out = Vec::new();
         for row in rows {
             let (seq, ts, ion) = row?;
-            out.push((seq, ts, decode_doc(&ion)?));
+            out.push((seq, ts, decode_block(&ion)?));
         }
         Ok(out)
     }
@@ -1038,15 +1040,30 @@ impl LedgerDb {
 
 /// A revision as `history()` and the committed view show it:
 /// `{blockAddress, hash, data | dataHash, metadata}` (a delete has neither data field).
-fn revision_view(strand: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+/// The last block a revision view read, decoded (history reads revisions in block order, so
+/// one entry serves a block's revisions together).
+type LastBlock = Option<(i64, Value)>;
+
+/// A `revisions` row (with a `redacted` column) as the revision views show it. A row that
+/// does not carry its data ([`DATA_IN_BLOCK`], or a redaction without its data hash) takes
+/// it from its block, at the row's position.
+fn revision_view(
+    conn: &Connection,
+    strand: &str,
+    r: &rusqlite::Row<'_>,
+    last: &mut LastBlock,
+) -> rusqlite::Result<Value> {
     let doc_id: String = r.get("doc_id")?;
     let version: i64 = r.get("version")?;
     let seq: i64 = r.get("seq")?;
+    let position: i64 = r.get("position")?;
     let tx_time_ms: i64 = r.get("tx_time_ms")?;
     let tx_id: String = r.get("tx_id")?;
     let hash: Vec<u8> = r.get("hash")?;
     let data: Option<Vec<u8>> = r.get("data")?;
     let data_hash: Option<Vec<u8>> = r.get("data_hash")?;
+    let redacted: bool = r.get("redacted")?;
+    let corrupt = |e: StorageError| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
     let mut fields = vec![
         (
             "blockAddress",
@@ -1058,15 +1075,26 @@ fn revision_view(strand: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Value>
         ),
         ("hash", Value::blob(hash)),
     ];
-    match (data, data_hash) {
-        (Some(d), _) => fields.push((
-            "data",
-            decode_doc(&d).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-        )),
-        (None, Some(h)) if r.get::<_, bool>("redacted")? => {
-            fields.push(("dataHash", Value::blob(h)))
+    let from_block = match (data, data_hash) {
+        (Some(d), _) if d.as_slice() != DATA_IN_BLOCK => {
+            fields.push(("data", decode_doc(&d).map_err(corrupt)?));
+            false
         }
-        _ => {}
+        (Some(_), _) => true,
+        (None, Some(h)) if redacted => {
+            fields.push(("dataHash", Value::blob(h)));
+            false
+        }
+        // A redaction of a row that kept no data hash: the block holds it. Otherwise a delete.
+        (None, _) => redacted,
+    };
+    if from_block {
+        let rev = block_revision(conn, seq, position, last).map_err(corrupt)?;
+        for name in ["data", "dataHash"] {
+            if let Some(v) = rev.field(name) {
+                fields.push((name, v.clone()));
+            }
+        }
     }
     fields.push((
         "metadata",
@@ -1081,17 +1109,46 @@ fn revision_view(strand: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Value>
     Ok(Value::structure(fields))
 }
 
+/// The revision at `position` of block `seq`.
+fn block_revision(
+    conn: &Connection,
+    seq: i64,
+    position: i64,
+    last: &mut LastBlock,
+) -> Result<Value> {
+    if last.as_ref().map(|(s, _)| *s) != Some(seq) {
+        let ion: Vec<u8> = conn
+            .prepare_cached("SELECT ion FROM blocks WHERE seq = ?1")?
+            .query_row([seq], |r| r.get(0))?;
+        *last = Some((seq, decode_block(&ion)?));
+    }
+    let block = &last.as_ref().expect("just read").1;
+    match block.field("revisions").map(|v| &v.data) {
+        Some(Data::List(revs)) => revs.get(position as usize).cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "block {seq} has no revision at position {position}"
+        ))
+    })
+}
+
 impl LedgerDb {
     /// The committed view of a table: the latest revision of every live document.
     pub fn committed_view(&self, table_id: &str) -> Result<Vec<Value>> {
         let conn = self.reader()?;
         let strand = tip(&conn)?.strand_id;
+        // The current state is the latest revision's data: read from `documents`.
         let mut stmt = conn.prepare_cached(
-            "SELECT r.*, r.redacted_seq IS NOT NULL AS redacted FROM documents d
+            "SELECT r.doc_id, r.version, r.seq, r.position, r.tx_time_ms, r.tx_id, r.hash,
+                    d.data, r.data_hash, r.redacted_seq IS NOT NULL AS redacted
+             FROM documents d
              JOIN revisions r ON r.doc_id = d.doc_id AND r.version = d.version
              WHERE d.table_id = ?1 ORDER BY d.rowid",
         )?;
-        let rows = stmt.query_map([table_id], |r| revision_view(&strand, r))?;
+        let mut last = None;
+        let rows = stmt.query_map([table_id], |r| revision_view(&conn, &strand, r, &mut last))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1103,7 +1160,8 @@ impl LedgerDb {
             "SELECT *, redacted_seq IS NOT NULL AS redacted
              FROM revisions WHERE table_id = ?1 ORDER BY seq, position",
         )?;
-        let rows = stmt.query_map([table_id], |r| revision_view(&strand, r))?;
+        let mut last = None;
+        let rows = stmt.query_map([table_id], |r| revision_view(&conn, &strand, r, &mut last))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1150,7 +1208,8 @@ fn apply_redaction(
     let ion: Vec<u8> = tx
         .prepare_cached("SELECT ion FROM blocks WHERE seq = ?1")?
         .query_row([r.seq as i64], |row| row.get(0))?;
-    let mut block = decode_doc(&ion)?;
+    let mut block = decode_block(&ion)?;
+    let mut data_hash = None;
     if let Data::Struct(fields) = &mut block.data {
         for (name, value) in fields.iter_mut() {
             if name.as_deref() != Some("revisions") {
@@ -1169,8 +1228,10 @@ fn apply_redaction(
                     if let Data::Struct(rf) = &mut rev.data {
                         for (k, v) in rf.iter_mut() {
                             if k.as_deref() == Some("data") {
-                                *v = Value::blob(ion_hash(v).to_vec());
+                                let h = ion_hash(v).to_vec();
+                                *v = Value::blob(h.clone());
                                 *k = Some("dataHash".into());
+                                data_hash = Some(h);
                             }
                         }
                     }
@@ -1179,7 +1240,14 @@ fn apply_redaction(
         }
     }
     tx.prepare_cached("UPDATE blocks SET ion = ?2 WHERE seq = ?1")?
-        .execute(params![r.seq as i64, encode_one(&block)])?;
+        .execute(params![r.seq as i64, pack_block(&encode_one(&block))])?;
+    // The revisions row keeps the data hash (its data was in the block).
+    if let Some(h) = data_hash {
+        tx.prepare_cached(
+            "UPDATE revisions SET data_hash = ?3 WHERE doc_id = ?1 AND version = ?2",
+        )?
+        .execute(params![r.doc_id, r.version as i64, h])?;
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod journal;
 pub mod ledger_db;
 pub mod rebuild;
 pub mod schema;
+pub mod stored;
 pub mod verify;
 
 use std::collections::BTreeMap;

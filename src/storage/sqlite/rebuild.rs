@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::ion::binary::{decode, encode_one};
-use crate::ion::hash::ion_hash;
 use crate::ion::{Data, Value};
 use crate::journal::block::{Revision, RevisionBody, RevisionMetadata};
 use crate::journal::hash::Hash;
@@ -32,6 +31,7 @@ use crate::storage::index_key;
 use crate::storage::sqlite::catalog::{ledgers_dir, lock_data_dir};
 use crate::storage::sqlite::journal::{index_documents, node};
 use crate::storage::sqlite::schema::{migrate, LEDGER_MIGRATIONS};
+use crate::storage::sqlite::stored::{decode_block, repack_block, DATA_IN_BLOCK};
 use crate::verify::{int_field as int, text_field as text, verify_file, Damage, Scope, Verified};
 
 /// What a rebuild did.
@@ -535,7 +535,7 @@ impl<'h> Replayer<'h> {
         tx.prepare_cached(
             "INSERT INTO blocks (seq, tx_id, ts_ms, block_hash, ion) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .and_then(|mut s| s.execute(params![seq as i64, tx_id, ms, hash, ion]))
+        .and_then(|mut s| s.execute(params![seq as i64, tx_id, ms, hash, repack_block(ion)]))
         .map_err(e)?;
         let nodes =
             crate::journal::merkle::append(seq, hash.to_vec(), |level, idx| node(tx, level, idx))
@@ -777,11 +777,12 @@ impl<'h> Replayer<'h> {
                     tx_ms,
                     text(meta, "txId").unwrap_or_default(),
                     rev_hash,
-                    data.flatten().map(encode_one),
+                    // As a commit stores it: the data stays in the block; a redacted
+                    // revision keeps its data hash.
+                    data.flatten().map(|_| DATA_IN_BLOCK),
                     match data {
-                        Some(Some(d)) => Some(ion_hash(d).to_vec()),
                         Some(None) => blob(rev, "dataHash"),
-                        None => None,
+                        _ => None,
                     },
                 ])
             })
@@ -902,10 +903,8 @@ fn write_new(old_path: &Path, new_path: &Path, name: &str) -> Result<Counts, Dam
     let mut hints = Hints::from_old_file(&old);
     let mut decoded = Vec::with_capacity(blocks.len());
     for (seq, hash, ion) in blocks {
-        let block = decode(&ion)
-            .ok()
-            .and_then(|mut v| v.pop())
-            .ok_or_else(|| fail(name, Some(seq), "its Ion cannot be decoded"))?;
+        let block =
+            decode_block(&ion).map_err(|_| fail(name, Some(seq), "its Ion cannot be decoded"))?;
         let lenient = imported_through.is_some_and(|t| seq <= t);
         let parsed = block_statements(name, seq, &block, lenient)?;
         hints.scan(seq, &block, &parsed);

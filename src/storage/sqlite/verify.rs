@@ -18,6 +18,7 @@ use crate::ion::hash::ion_hash;
 use crate::ion::{Data, Value};
 use crate::journal::block::{hash_field, hash_list};
 use crate::journal::hash::{dot, merkle, Hash};
+use crate::storage::sqlite::stored::{decode_block, DATA_IN_BLOCK};
 
 /// A verified ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +172,7 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
         let stored_hash: Hash = row.get(1).map_err(sql)?;
         let ion: Vec<u8> = row.get(2).map_err(sql)?;
         let at = |m: &str| damage(Some(seq), m.to_string());
-        let block = decode(&ion)
-            .ok()
-            .and_then(|mut v| v.pop())
-            .ok_or_else(|| at("its stored Ion cannot be decoded"))?;
+        let block = decode_block(&ion).map_err(|_| at("its stored Ion cannot be decoded"))?;
         let checked = check_block(&block, seq, &strand, &prev).map_err(|m| at(&m))?;
         if let Some(ri) = block.field("redactionInfo") {
             replay.redactions(ri, seq).map_err(|m| at(&m))?;
@@ -538,7 +536,7 @@ impl Replay {
                     r.get(2).map_err(sql)?,
                     r.get(3).map_err(sql)?,
                 );
-                let block = decode(&ion).ok().and_then(|mut v| v.pop());
+                let block = decode_block(&ion).ok();
                 let block = block.as_ref();
                 if block.and_then(|b| text_field(b, "transactionId")) != Some(tx_id) {
                     return Err((
@@ -910,7 +908,7 @@ impl Replay {
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let (seq, ion): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
-            let Some(block) = decode(&ion).ok().and_then(|mut v| v.pop()) else {
+            let Ok(block) = decode_block(&ion) else {
                 continue;
             };
             let Some(Data::List(revs)) = block.field("revisions").map(|v| &v.data) else {
@@ -1039,6 +1037,8 @@ fn check_revision_row(
         ));
     }
     let stored_data_hash = match &row_data {
+        // The row keeps no copy: the block's data is the revision's (its hash is checked).
+        Some(bytes) if bytes.as_slice() == DATA_IN_BLOCK => data_hash.map(<[u8]>::to_vec),
         Some(bytes) => Some(
             decode(bytes)
                 .ok()

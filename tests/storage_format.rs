@@ -1,0 +1,159 @@
+//! The ledger file's stored forms (`src/storage/sqlite/stored.rs`): blocks are stored
+//! compressed and revision rows keep no copy of the data their block holds. A file written
+//! before (plain Ion blocks, revision rows holding their data and its hash) reads, verifies,
+//! takes new commits and redactions, and shows the same history as the new form.
+
+mod common;
+
+use qldb_local::ion::binary::encode_one;
+use qldb_local::ion::hash::ion_hash;
+use qldb_local::ion::{Data, Value};
+use qldb_local::storage::sqlite::stored;
+use qldb_local::verify::verify_ledger;
+use rusqlite::Connection;
+
+/// What a user sees of table A: its history, its committed view, and every block.
+fn views(dir: &std::path::Path) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let l = common::serve(dir);
+    let token = l.sessions.start_session("j").unwrap();
+    let mut tx = common::Tx::begin(&l, &token);
+    let history = tx.run("SELECT * FROM history(A)", &[]).unwrap();
+    let committed = tx.run("SELECT * FROM _ql_committed_A", &[]).unwrap();
+    tx.commit().unwrap();
+    let blocks = l.control.active_ledger("j").unwrap().blocks().unwrap();
+    (history, committed, blocks.into_values().collect())
+}
+
+/// Rewrites the file in the form qldb-local wrote before: every block as plain Ion binary,
+/// every revision row holding its data and its data hash.
+fn to_old_form(file: &std::path::Path) {
+    let conn = Connection::open(file).unwrap();
+    let blocks: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT seq, ion FROM blocks ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (seq, packed) in blocks {
+        let ion = stored::unpack_block(&packed).unwrap().into_owned();
+        assert_ne!(ion, packed, "block {seq} is stored compressed");
+        conn.execute(
+            "UPDATE blocks SET ion = ?2 WHERE seq = ?1",
+            rusqlite::params![seq, ion],
+        )
+        .unwrap();
+        let block = stored::decode_block(&ion).unwrap();
+        let Some(Data::List(revs)) = block.field("revisions").map(|v| &v.data) else {
+            continue;
+        };
+        let rows: Vec<(String, i64, i64)> = conn
+            .prepare(
+                "SELECT doc_id, version, position FROM revisions WHERE seq = ?1 AND data = X''",
+            )
+            .unwrap()
+            .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (doc, version, position) in rows {
+            let data = revs[position as usize].field("data").unwrap();
+            conn.execute(
+                "UPDATE revisions SET data = ?3, data_hash = ?4 WHERE doc_id = ?1 AND version = ?2",
+                rusqlite::params![doc, version, encode_one(data), ion_hash(data).to_vec()],
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn count(file: &std::path::Path, sql: &str) -> i64 {
+    Connection::open(file)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_file_in_the_earlier_form_reads_and_verifies_as_the_new_one() {
+    let dir = common::rich_ledger();
+    let file = common::ledger_file(dir.path(), "j");
+    // The new form: no revision row holds a copy of its data.
+    assert_eq!(
+        count(
+            &file,
+            "SELECT count(*) FROM revisions WHERE length(data) > 0"
+        ),
+        0
+    );
+    assert!(count(&file, "SELECT count(*) FROM revisions WHERE data = X''") > 0);
+    verify_ledger(dir.path(), "j").unwrap();
+    let new_form = views(dir.path());
+    assert!(new_form.0.iter().any(|r| r.field("dataHash").is_some()));
+
+    to_old_form(&file);
+    assert_eq!(
+        count(&file, "SELECT count(*) FROM revisions WHERE data = X''"),
+        0
+    );
+    verify_ledger(dir.path(), "j").unwrap();
+    assert_eq!(views(dir.path()), new_form);
+
+    // New commits on the old file are written in the new form beside the old rows, and a
+    // redaction of an old-form revision removes its data from its row and its block.
+    let l = common::serve(dir.path());
+    let token = l.sessions.start_session("j").unwrap();
+    let mut tx = common::Tx::begin(&l, &token);
+    tx.run("INSERT INTO A VALUE {'k': 11, 'v': 'new'}", &[])
+        .unwrap();
+    tx.run("UPDATE A AS a SET a.v = 'twice' WHERE a.k = 9", &[])
+        .unwrap();
+    tx.commit().unwrap();
+    let mut tx = common::Tx::begin(&l, &token);
+    let old = tx
+        .run(
+            "SELECT h.blockAddress, h.metadata.id, h.data FROM history(A) AS h WHERE h.data.v = 3 AND h.data.k = 9",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(old.len(), 1, "{old:?}");
+    let a = common::text(
+        &tx.run(
+            "SELECT tableId FROM information_schema.user_tables WHERE name = 'A'",
+            &[],
+        )
+        .unwrap()[0],
+        "tableId",
+    );
+    let params = [
+        qldb_local::ion::text::to_text_one(old[0].field("blockAddress").unwrap()),
+        format!("\"{a}\""),
+        format!("\"{}\"", common::text(&old[0], "id")),
+    ];
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    tx.run("EXEC REDACT_REVISION ?, ?, ?", &params).unwrap();
+    tx.commit().unwrap();
+    let mut tx = common::Tx::begin(&l, &token);
+    let history = tx.run("SELECT * FROM history(A)", &[]).unwrap();
+    tx.commit().unwrap();
+    drop(l);
+    let redacted: Vec<&Value> = history
+        .iter()
+        .filter(|r| {
+            r.field("metadata").and_then(|m| m.field("id")) == old[0].field("id")
+                && r.field("dataHash").is_some()
+        })
+        .collect();
+    assert_eq!(redacted.len(), 1, "{history:?}");
+    assert!(history
+        .iter()
+        .any(|r| r.field("data").and_then(|d| d.field("v")) == Some(&Value::string("twice"))));
+    assert!(history
+        .iter()
+        .any(|r| r.field("data").and_then(|d| d.field("v")) == Some(&Value::string("new"))));
+    assert_eq!(
+        count(&file, "SELECT count(*) FROM revisions WHERE redacted_seq IS NOT NULL AND data IS NULL AND length(data_hash) = 32"),
+        2
+    );
+    verify_ledger(dir.path(), "j").unwrap();
+}
