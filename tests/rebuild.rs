@@ -94,7 +94,7 @@ fn rebuild_refuses_a_damaged_journal_and_leaves_the_file() {
     // A flipped byte inside block 3's Ion.
     sql(
         dir.path(),
-        "UPDATE blocks SET ion = CAST(substr(ion, 1, 40) || X'00' || substr(ion, 42) AS BLOB) WHERE seq = 3",
+        "UPDATE blocks SET ion = CAST(substr(ion, 1, 40) || CASE WHEN substr(ion, 41, 1) = X'00' THEN X'01' ELSE X'00' END || substr(ion, 42) AS BLOB) WHERE seq = 3",
     );
     let before = common::dump(&file(dir.path()));
     let e = rebuild(dir.path(), "j").unwrap_err();

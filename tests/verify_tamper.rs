@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use qldb_local::config::Config;
 use qldb_local::control::system_clock;
-use qldb_local::ion::{binary, text};
+use qldb_local::ion::{binary, text, Data, Value};
 use qldb_local::journal::hash::CommitDigest;
 use qldb_local::session::{Param, Sessions};
 use qldb_local::storage::sqlite::stored;
@@ -117,10 +117,45 @@ fn every_kind_of_tampering_names_the_damaged_block() {
     })
     .unwrap();
     assert_eq!(damaged_block(r), Some(3));
+    // A block whose revision's data became its data hash with no redaction (every hash still
+    // holds; only the revision row, which keeps its data in the block, tells).
+    let r = tampered_by(dir.path(), |conn| {
+        let stored: Vec<u8> = conn
+            .query_row("SELECT ion FROM blocks WHERE seq = 3", [], |r| r.get(0))
+            .unwrap();
+        let mut block = stored::decode_block(&stored).unwrap();
+        let Data::Struct(fields) = &mut block.data else {
+            panic!("a block is a struct")
+        };
+        let (_, revs) = fields
+            .iter_mut()
+            .find(|(k, _)| k.as_deref() == Some("revisions"))
+            .unwrap();
+        let Data::List(revs) = &mut revs.data else {
+            panic!("revisions is a list")
+        };
+        let Data::Struct(rev) = &mut revs[0].data else {
+            panic!("a revision is a struct")
+        };
+        let (k, v) = rev
+            .iter_mut()
+            .find(|(k, _)| k.as_deref() == Some("data"))
+            .unwrap();
+        *v = Value::blob(qldb_local::ion::hash::ion_hash(v).to_vec());
+        *k = Some("dataHash".into());
+        conn.execute(
+            "UPDATE blocks SET ion = ?1 WHERE seq = 3",
+            [stored::pack_block(&binary::encode_one(&block))],
+        )
+        .unwrap();
+        true
+    })
+    .unwrap();
+    assert_eq!(damaged_block(r), Some(3));
     // Bytes of a block's compressed frame: it no longer decodes (or its checksum fails).
     let r = tampered(
         dir.path(),
-        "UPDATE blocks SET ion = CAST(substr(ion, 1, 20) || X'00' || substr(ion, 22) AS BLOB) WHERE seq = 3",
+        "UPDATE blocks SET ion = CAST(substr(ion, 1, 20) || CASE WHEN substr(ion, 21, 1) = X'00' THEN X'01' ELSE X'00' END || substr(ion, 22) AS BLOB) WHERE seq = 3",
     );
     assert_eq!(damaged_block(r), Some(3));
     // A block's stored hash column.

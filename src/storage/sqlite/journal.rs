@@ -1089,7 +1089,8 @@ fn revision_view(
         (None, _) => redacted,
     };
     if from_block {
-        let rev = block_revision(conn, seq, position, last).map_err(corrupt)?;
+        let rev =
+            block_revision(conn, (&doc_id, version), (seq, position), last).map_err(corrupt)?;
         for name in ["data", "dataHash"] {
             if let Some(v) = rev.field(name) {
                 fields.push((name, v.clone()));
@@ -1109,11 +1110,11 @@ fn revision_view(
     Ok(Value::structure(fields))
 }
 
-/// The revision at `position` of block `seq`.
+/// The revision `doc_id` version `version` at `position` of block `seq`.
 fn block_revision(
     conn: &Connection,
-    seq: i64,
-    position: i64,
+    (doc_id, version): (&str, i64),
+    (seq, position): (i64, i64),
     last: &mut LastBlock,
 ) -> Result<Value> {
     if last.as_ref().map(|(s, _)| *s) != Some(seq) {
@@ -1123,15 +1124,25 @@ fn block_revision(
         *last = Some((seq, decode_block(&ion)?));
     }
     let block = &last.as_ref().expect("just read").1;
-    match block.field("revisions").map(|v| &v.data) {
-        Some(Data::List(revs)) => revs.get(position as usize).cloned(),
+    let rev = match block.field("revisions").map(|v| &v.data) {
+        Some(Data::List(revs)) => revs.get(position as usize),
         _ => None,
+    };
+    // The revision there must be the row's: never show another document's data.
+    let meta = rev.and_then(|r| r.field("metadata"));
+    let id = meta.and_then(|m| m.field("id")).map(|v| &v.data);
+    let ver = meta.and_then(|m| m.field("version")).map(|v| &v.data);
+    match rev {
+        Some(rev)
+            if id == Some(&Data::String(doc_id.into()))
+                && ver == Some(&Data::Int(version.into())) =>
+        {
+            Ok(rev.clone())
+        }
+        _ => Err(StorageError::Corrupt(format!(
+            "block {seq} holds no revision {doc_id} version {version} at position {position}"
+        ))),
     }
-    .ok_or_else(|| {
-        StorageError::Corrupt(format!(
-            "block {seq} has no revision at position {position}"
-        ))
-    })
 }
 
 impl LedgerDb {

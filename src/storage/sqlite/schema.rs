@@ -152,6 +152,10 @@ pub const LEDGER_MIGRATIONS: &[&str] = &[
     // that has index entries is marked for [`crate::storage::sqlite::journal::rebuild_index_keys`].
     "CREATE TABLE index_rebuild (needed INTEGER NOT NULL);
     INSERT INTO index_rebuild SELECT 1 WHERE EXISTS (SELECT 1 FROM index_entries);",
+    // v6: blocks stored as zstd frames and revision rows without a copy of their block's data
+    // (`storage::sqlite::stored`). No table changes: files of earlier versions read as they
+    // are; the version makes an older qldb-local refuse a file it could not read.
+    "-- storage forms of stored.rs",
 ];
 
 /// Brings `conn` up to the newest version in `migrations`.

@@ -1038,7 +1038,16 @@ fn check_revision_row(
     }
     let stored_data_hash = match &row_data {
         // The row keeps no copy: the block's data is the revision's (its hash is checked).
-        Some(bytes) if bytes.as_slice() == DATA_IN_BLOCK => data_hash.map(<[u8]>::to_vec),
+        Some(bytes) if bytes.as_slice() == DATA_IN_BLOCK => {
+            // The block must still hold it: a block whose data became a data hash without a
+            // redaction (or a delete) would otherwise pass.
+            if rev.field("data").is_none() {
+                return Err(format!(
+                    "revision {id} version {version} keeps its data in its block, which holds none"
+                ));
+            }
+            data_hash.map(<[u8]>::to_vec)
+        }
         Some(bytes) => Some(
             decode(bytes)
                 .ok()
@@ -1061,7 +1070,6 @@ fn check_revision_row(
             "the stored data hash of revision {id} version {version} is not its data's"
         ));
     }
-    let _ = rev;
     Ok(())
 }
 
