@@ -156,6 +156,9 @@ pub const LEDGER_MIGRATIONS: &[&str] = &[
     // (`storage::sqlite::stored`). No table changes: files of earlier versions read as they
     // are; the version makes an older qldb-local refuse a file it could not read.
     "-- storage forms of stored.rs",
+    // v7: no index of revisions by block (history sorts a table's revisions; verify counts
+    // them per block in one pass): 38 bytes per document and a page per commit less.
+    "DROP INDEX revisions_by_block;",
 ];
 
 /// Brings `conn` up to the newest version in `migrations`.

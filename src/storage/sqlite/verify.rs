@@ -149,6 +149,17 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
         ));
     }
 
+    // Revision rows per block, counted in one pass (no index orders revisions by block).
+    let mut rows_per_block: HashMap<i64, i64> = HashMap::new();
+    if full {
+        let mut stmt = tx
+            .prepare("SELECT seq, COUNT(*) FROM revisions GROUP BY seq")
+            .map_err(sql)?;
+        let mut rows = stmt.query([]).map_err(sql)?;
+        while let Some(r) = rows.next().map_err(sql)? {
+            rows_per_block.insert(r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
+        }
+    }
     let mut stmt = tx
         .prepare("SELECT seq, block_hash, ion FROM blocks ORDER BY seq")
         .map_err(sql)?;
@@ -208,13 +219,7 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
                     )
                     .map_err(|m| at(&m))?;
             }
-            let stored_rows: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM revisions WHERE seq = ?1",
-                    [seq as i64],
-                    |r| r.get(0),
-                )
-                .map_err(sql)?;
+            let stored_rows = rows_per_block.get(&(seq as i64)).copied().unwrap_or(0);
             if full && stored_rows != user {
                 return Err(at(&format!("the block has {user} document revisions but the revisions table holds {stored_rows}")));
             }
