@@ -269,9 +269,10 @@ fn derived_state_must_be_what_the_journal_implies() {
         "DELETE FROM index_entries WHERE doc_id IN (SELECT doc_id FROM index_entries LIMIT 1)",
         "UPDATE index_entries SET key = x'00' WHERE doc_id IN (SELECT doc_id FROM index_entries LIMIT 1)",
         "INSERT INTO index_entries SELECT index_id, x'01', doc_id FROM index_entries LIMIT 1",
-        "UPDATE index_key_seq SET seq = 99",
-        "UPDATE index_key_seq SET seq = 1",
-        "UPDATE index_key_seq SET index_id = 'XXXXXXXXXXXXXXXXXXXXXX'",
+        // Per-key OCC rows (kept in memory since schema v7; a row found must still be right).
+        "INSERT INTO index_key_seq SELECT index_id, key, 99 FROM index_entries LIMIT 1",
+        "INSERT INTO index_key_seq SELECT index_id, key, 1 FROM index_entries LIMIT 1",
+        "INSERT INTO index_key_seq VALUES ('XXXXXXXXXXXXXXXXXXXXXX', x'00', 2)",
     ];
     for sql in cases {
         match tampered_or_none(dir.path(), sql) {

@@ -363,7 +363,10 @@ impl LedgerDb {
             reads: reads.to_vec(),
             ..Default::default()
         };
-        validate(&conn, &req)
+        let key_seqs = lock(&self.key_seqs);
+        validate(&conn, &req, &|e: &[u8], as_of| {
+            key_seqs.changed_after(e, as_of)
+        })
     }
 
     /// Validates `req.reads` against the current state and, if nothing moved, appends one
@@ -437,17 +440,30 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
             .map_err(|e| BatchFailure::Before(e.to_string()))?;
         // A batch of one needs no savepoint: if it fails, the transaction is rolled back.
         let alone = batch.len() == 1;
+        // Index keys changed by the batch's transactions so far: later ones of the batch see
+        // them before the ledger's record of key changes does.
+        let mut batch_keys: HashMap<Vec<u8>, u64> = HashMap::new();
         for p in &batch {
+            let changed = |e: &[u8], as_of: u64| {
+                batch_keys.get(e).is_some_and(|&seq| seq > as_of)
+                    || lock(&db.key_seqs).changed_after(e, as_of)
+            };
             let answer = if alone {
-                apply_commit(&tx, &p.req)
+                apply_commit(&tx, &p.req, &changed)
             } else {
                 (|| {
                     let sp = tx.savepoint()?;
-                    let done = apply_commit(&sp, &p.req)?;
+                    let done = apply_commit(&sp, &p.req, &changed)?;
                     sp.commit()?;
                     Ok(done)
                 })()
             };
+            let answer = answer.map(|(committed, keys)| {
+                for k in keys {
+                    batch_keys.insert(k, committed.sequence_no);
+                }
+                committed
+            });
             // A full disk or an I/O error may have rolled the whole SQLite transaction back
             // already: nothing after it may run outside the batch, so the batch ends here and
             // every transaction of it fails. Any other error undid only its own savepoint.
@@ -459,6 +475,16 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
             answers.push(answer);
         }
         if answers.iter().any(|a| a.is_ok()) {
+            // Recorded before the commit (should it fail, a recorded change can only cause
+            // a spurious conflict) and before the new tip is published.
+            let mut key_seqs = lock(&db.key_seqs);
+            let mut by_seq: Vec<(u64, Vec<u8>)> =
+                batch_keys.into_iter().map(|(k, seq)| (seq, k)).collect();
+            by_seq.sort_unstable_by_key(|(seq, _)| *seq);
+            for (seq, k) in by_seq {
+                key_seqs.record(seq, [k]);
+            }
+            drop(key_seqs);
             tx.commit()
                 .map_err(|e| BatchFailure::AtCommit(e.to_string()))?;
             stats.fsyncs.fetch_add(1, Relaxed);
@@ -532,12 +558,15 @@ fn is_storage_failure(e: &StorageError) -> bool {
 
 /// Validates one request inside the batch's transaction (seeing the batch's earlier
 /// commits) and applies it.
+/// Returns the block written and the index keys it changed (see [`super::key_seqs`]).
 fn apply_commit(
     tx: &Connection,
     req: &CommitRequest,
-) -> std::result::Result<Committed, CommitError> {
+    changed: &KeyChanged<'_>,
+) -> std::result::Result<(Committed, Vec<Vec<u8>>), CommitError> {
     let tip = tip(tx)?;
-    validate(tx, req)?;
+    validate(tx, req, changed)?;
+    let mut changed_keys = Vec::new();
     let seq = tip.last_seq + 1;
     let address = BlockAddress {
         strand_id: tip.strand_id.clone(),
@@ -632,11 +661,7 @@ fn apply_commit(
                 tx.prepare_cached("INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)")?.execute(params![index_id, k, w.doc_id])?;
             }
             for k in [old_key, new_key].into_iter().flatten() {
-                tx.prepare_cached(
-                    "INSERT INTO index_key_seq (index_id, key, seq) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (index_id, key) DO UPDATE SET seq = excluded.seq",
-                )?
-                .execute(params![index_id, k, seq as i64])?;
+                changed_keys.push(super::key_seqs::entry(index_id, &k));
             }
         }
         // The data's Ion encoding (for the documents row) and its Ion hash (for the
@@ -733,8 +758,11 @@ fn apply_commit(
         system_entry: None,
     };
     append_block(tx, &block, revision_hashes)?;
-    Ok(Committed { sequence_no: seq })
+    Ok((Committed { sequence_no: seq }, changed_keys))
 }
+
+/// Whether an index key (a [`super::key_seqs::entry`]) may have changed after a block.
+type KeyChanged<'a> = dyn Fn(&[u8], u64) -> bool + 'a;
 
 pub(super) fn tip(conn: &Connection) -> Result<Tip> {
     let strand_id: String = conn
@@ -806,7 +834,11 @@ fn table_indexes(tx: &Connection) -> Result<HashMap<String, Vec<(String, String)
     Ok(out)
 }
 
-fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), CommitError> {
+fn validate(
+    tx: &Connection,
+    req: &CommitRequest,
+    changed: &KeyChanged<'_>,
+) -> std::result::Result<(), CommitError> {
     let conflict = |what: String| Err(CommitError::Conflict(what));
     for read in &req.reads {
         match read {
@@ -835,16 +867,13 @@ fn validate(tx: &Connection, req: &CommitRequest) -> std::result::Result<(), Com
             } => {
                 // A dropped index's entries are gone: a lookup that raced with the drop
                 // may have found nothing, so the drop is a change too.
-                let (changed, exists): (Option<i64>, bool) = tx
-                    .prepare_cached(
-                        "SELECT (SELECT seq FROM index_key_seq WHERE index_id = ?1 AND key = ?2),
-                                EXISTS (SELECT 1 FROM indexes WHERE index_id = ?1)",
-                    )?
-                    .query_row(params![index_id, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let exists: bool = tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM indexes WHERE index_id = ?1)")?
+                    .query_row([index_id], |r| r.get(0))?;
                 if !exists {
                     return conflict(format!("index {index_id} was dropped"));
                 }
-                if changed.is_some_and(|m| m as u64 > *as_of) {
+                if changed(&super::key_seqs::entry(index_id, key), *as_of) {
                     return conflict(format!("index {index_id} changed"));
                 }
             }
@@ -1633,5 +1662,62 @@ mod group_commit_tests {
             db.validate(&looked_up),
             Err(CommitError::Conflict(_))
         ));
+    }
+
+    /// An index key changed after a lookup conflicts with it: within one group commit (the
+    /// later member sees the earlier one's change) and after it (commit and read-only
+    /// validation), while a lookup as of the change passes. Nothing is written to the file
+    /// for it (the writer keeps key changes in memory).
+    #[test]
+    fn a_key_changed_after_a_lookup_conflicts_within_and_after_a_batch() {
+        let name = LedgerName::parse("keys").unwrap();
+        let db = Arc::new(
+            LedgerDb::create(LedgerLocation::memory(), &name, "KeysStrand000000000001").unwrap(),
+        );
+        create_table_and_d(&db);
+        db.commit(CommitRequest {
+            transaction_id: "tx-index".into(),
+            commit_ms: 1_704_067_200_000,
+            new_indexes: vec![("IdxV".into(), "TableT".into(), "v".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let as_of = db.tip().unwrap().last_seq;
+        // E gets v = 0, the key the lookups below found empty of E.
+        let lookup = |as_of| {
+            vec![ReadCheck::IndexKey {
+                index_id: "IdxV".into(),
+                key: index_key(&Value::int(0)),
+                as_of,
+            }]
+        };
+        let held = db.conn();
+        let threads = queue_commits(
+            &db,
+            vec![write("E", 0, Vec::new()), write("F", 5, lookup(as_of))],
+        );
+        drop(held);
+        let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let e_seq = answers[0].as_ref().unwrap().sequence_no;
+        assert!(
+            matches!(answers[1], Err(CommitError::Conflict(_))),
+            "{:?}",
+            answers[1]
+        );
+        assert!(matches!(
+            db.commit(write("G", 5, lookup(as_of))),
+            Err(CommitError::Conflict(_))
+        ));
+        assert!(matches!(
+            db.validate(&lookup(as_of)),
+            Err(CommitError::Conflict(_))
+        ));
+        db.validate(&lookup(e_seq)).unwrap();
+        db.commit(write("G", 5, lookup(e_seq))).unwrap();
+        let rows: i64 = db
+            .conn()
+            .query_row("SELECT count(*) FROM index_key_seq", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
     }
 }

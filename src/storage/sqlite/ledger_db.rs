@@ -54,6 +54,8 @@ pub struct LedgerDb {
     /// The journal tip and the table catalog as last committed, replaced by whoever holds
     /// the write connection after changing them: statements read them from memory.
     pub(super) cache: RwLock<Arc<Cached>>,
+    /// Which block last changed each index key (OCC of index lookups), kept by the writer.
+    pub(super) key_seqs: Mutex<super::key_seqs::KeySeqs>,
     /// Set when the cache could not be read again after a write: until a refresh succeeds,
     /// the tip and the catalog are read from the file.
     stale: std::sync::atomic::AtomicBool,
@@ -256,8 +258,11 @@ impl LedgerDb {
     }
 
     fn with_connection(location: LedgerLocation, conn: Connection) -> Result<Self> {
-        let cache = RwLock::new(Arc::new(Cached::load(&conn)?));
+        let cached = Cached::load(&conn)?;
+        let key_seqs = Mutex::new(super::key_seqs::KeySeqs::new(cached.tip.last_seq));
+        let cache = RwLock::new(Arc::new(cached));
         Ok(LedgerDb {
+            key_seqs,
             location,
             conn: Mutex::new(conn),
             closed: Default::default(),

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod import;
 pub mod jobs;
 pub mod journal;
+pub(crate) mod key_seqs;
 pub mod ledger_db;
 pub mod rebuild;
 pub mod schema;

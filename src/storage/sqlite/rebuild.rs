@@ -759,7 +759,6 @@ impl<'h> Replayer<'h> {
                 &table_id,
                 version,
                 data,
-                seq,
                 &mut self.unknown_data,
             )
             .map_err(e)?;
@@ -934,7 +933,7 @@ fn write_new(old_path: &Path, new_path: &Path, name: &str) -> Result<Counts, Dam
 }
 
 /// One document revision's effect on the current state, as a commit applies it: the
-/// documents row, index entries and the per-key OCC sequence of every index of its table.
+/// documents row and the index entries of every index of its table.
 /// A revision whose data was redacted since leaves the document's data unknown until a
 /// later revision replaces it (only earlier revisions can be redacted).
 fn apply_write(
@@ -943,7 +942,6 @@ fn apply_write(
     table_id: &str,
     version: i64,
     data: Option<Option<&Value>>,
-    seq: u64,
     unknown_data: &mut HashSet<String>,
 ) -> rusqlite::Result<()> {
     let old: Option<Option<Value>> = tx
@@ -993,16 +991,6 @@ fn apply_write(
                 "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
                 params![index_id, k, doc_id],
             )?;
-        }
-        // The OCC sequence of a key is known only where both sides are.
-        if a.is_ok() && b.is_ok() {
-            for k in [a, b].into_iter().flatten().flatten() {
-                tx.execute(
-                    "INSERT INTO index_key_seq (index_id, key, seq) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (index_id, key) DO UPDATE SET seq = excluded.seq",
-                    params![index_id, k, seq as i64],
-                )?;
-            }
         }
     }
     match data {
