@@ -475,18 +475,18 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
             answers.push(answer);
         }
         if answers.iter().any(|a| a.is_ok()) {
-            // Recorded before the commit (should it fail, a recorded change can only cause
-            // a spurious conflict) and before the new tip is published.
-            let mut key_seqs = lock(&db.key_seqs);
+            // Key changes are recorded before the commit (a reader whose snapshot has the
+            // commit must find them) and before the new tip is published; taken back if the
+            // commit fails.
             let mut by_seq: Vec<(u64, Vec<u8>)> =
                 batch_keys.into_iter().map(|(k, seq)| (seq, k)).collect();
             by_seq.sort_unstable_by_key(|(seq, _)| *seq);
-            for (seq, k) in by_seq {
-                key_seqs.record(seq, [k]);
+            let recorded = lock(&db.key_seqs).record(by_seq);
+            if let Err(e) = tx.commit() {
+                lock(&db.key_seqs).take_back(recorded);
+                return Err(BatchFailure::AtCommit(e.to_string()));
             }
-            drop(key_seqs);
-            tx.commit()
-                .map_err(|e| BatchFailure::AtCommit(e.to_string()))?;
+            lock(&db.key_seqs).forget_oldest();
             stats.fsyncs.fetch_add(1, Relaxed);
         }
         Ok(())

@@ -53,22 +53,48 @@ impl KeySeqs {
         as_of < self.floor || self.last.get(entry).is_some_and(|&seq| seq > as_of)
     }
 
-    /// Records that block `seq` changed each key of `entries`.
-    pub(crate) fn record(&mut self, seq: u64, entries: impl IntoIterator<Item = Vec<u8>>) {
-        for e in entries {
-            self.last.insert(e.clone(), seq);
+    /// Records key changes `(block, key)` (in block order) made by a commit not yet made
+    /// durable; [`KeySeqs::take_back`] undoes them if that commit fails.
+    pub(crate) fn record(&mut self, changes: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Recorded {
+        let mut previous = Vec::new();
+        for (seq, e) in changes {
+            previous.push((e.clone(), self.last.insert(e.clone(), seq)));
             self.order.push_back((seq, e));
         }
-        if self.order.len() > REMEMBERED {
-            while self.order.len() > REMEMBERED / 2 {
-                let (seq, e) = self.order.pop_front().expect("longer than half");
-                if self.last.get(&e) == Some(&seq) {
-                    self.last.remove(&e);
-                }
-                self.floor = self.floor.max(seq);
-            }
+        Recorded { previous }
+    }
+
+    /// Undoes `recorded`, the last [`KeySeqs::record`] (its commit failed): a change that
+    /// never happened would refuse every retry of a lookup of its key until the tip passed it.
+    pub(crate) fn take_back(&mut self, recorded: Recorded) {
+        for (e, previous) in recorded.previous.into_iter().rev() {
+            self.order.pop_back();
+            match previous {
+                Some(seq) => self.last.insert(e, seq),
+                None => self.last.remove(&e),
+            };
         }
     }
+
+    /// Forgets the oldest half of the changes once more than [`REMEMBERED`] are held, raising
+    /// the floor past them. Called after a commit is durable, never between `record` and it.
+    pub(crate) fn forget_oldest(&mut self) {
+        if self.order.len() <= REMEMBERED {
+            return;
+        }
+        while self.order.len() > REMEMBERED / 2 {
+            let (seq, e) = self.order.pop_front().expect("longer than half");
+            if self.last.get(&e) == Some(&seq) {
+                self.last.remove(&e);
+            }
+            self.floor = self.floor.max(seq);
+        }
+    }
+}
+
+/// What one [`KeySeqs::record`] changed: each key with the block it had before.
+pub(crate) struct Recorded {
+    previous: Vec<(Vec<u8>, Option<u64>)>,
 }
 
 #[cfg(test)]
@@ -85,13 +111,21 @@ mod tests {
             k.changed_after(&a, 4),
             "before the ledger was opened: undecidable"
         );
-        k.record(7, [a.clone()]);
+        let r = k.record([(7, a.clone()), (7, b.clone())]);
+        k.take_back(r);
+        assert!(
+            !k.changed_after(&a, 6) && !k.changed_after(&b, 6),
+            "a failed commit's keys are taken back"
+        );
+        k.record([(7, a.clone())]);
+        k.forget_oldest();
         assert!(k.changed_after(&a, 6));
         assert!(!k.changed_after(&a, 7));
         assert!(!k.changed_after(&b, 6));
         // Forgetting raises the floor past every forgotten change.
         for seq in 8..8 + REMEMBERED as u64 + 1 {
-            k.record(seq, [entry("i2", &seq.to_be_bytes())]);
+            k.record([(seq, entry("i2", &seq.to_be_bytes()))]);
+            k.forget_oldest();
         }
         assert!(k.order.len() <= REMEMBERED / 2 + 1);
         assert!(k.last.len() <= REMEMBERED / 2 + 1);
