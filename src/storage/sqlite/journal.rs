@@ -1501,6 +1501,17 @@ mod group_commit_tests {
         db.commit(write("D", 0, Vec::new())).unwrap();
     }
 
+    /// Creates index IdxV on T's field v.
+    fn create_index_on_v(db: &LedgerDb) {
+        db.commit(CommitRequest {
+            transaction_id: "tx-index".into(),
+            commit_ms: 1_704_067_200_000,
+            new_indexes: vec![("IdxV".into(), "TableT".into(), "v".into())],
+            ..Default::default()
+        })
+        .unwrap();
+    }
+
     /// Starts one thread per request, each committing it, and returns once all of them
     /// wait in the queue in the given order (the caller holds the connection).
     fn queue_commits(
@@ -1634,13 +1645,7 @@ mod group_commit_tests {
         let db =
             LedgerDb::create(LedgerLocation::memory(), &name, "DropStrand000000000001").unwrap();
         create_table_and_d(&db);
-        db.commit(CommitRequest {
-            transaction_id: "tx-index".into(),
-            commit_ms: 1_704_067_200_000,
-            new_indexes: vec![("IdxV".into(), "TableT".into(), "v".into())],
-            ..Default::default()
-        })
-        .unwrap();
+        create_index_on_v(&db);
         let as_of = db.tip().unwrap().last_seq;
         db.commit(CommitRequest {
             transaction_id: "tx-drop".into(),
@@ -1675,13 +1680,7 @@ mod group_commit_tests {
             LedgerDb::create(LedgerLocation::memory(), &name, "KeysStrand000000000001").unwrap(),
         );
         create_table_and_d(&db);
-        db.commit(CommitRequest {
-            transaction_id: "tx-index".into(),
-            commit_ms: 1_704_067_200_000,
-            new_indexes: vec![("IdxV".into(), "TableT".into(), "v".into())],
-            ..Default::default()
-        })
-        .unwrap();
+        create_index_on_v(&db);
         let as_of = db.tip().unwrap().last_seq;
         // E gets v = 0, the key the lookups below found empty of E.
         let lookup = |as_of| {
