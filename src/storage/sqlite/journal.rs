@@ -363,9 +363,10 @@ impl LedgerDb {
             reads: reads.to_vec(),
             ..Default::default()
         };
-        let key_seqs = lock(&self.key_seqs);
+        // The key record is locked per check, never across this validation's SQL (the
+        // writer consults it too); a commit's keys are recorded before it is visible.
         validate(&conn, &req, &|e: &[u8], as_of| {
-            key_seqs.changed_after(e, as_of)
+            lock(&self.key_seqs).changed_after(e, as_of)
         })
     }
 
@@ -1067,15 +1068,14 @@ impl LedgerDb {
     }
 }
 
-/// A revision as `history()` and the committed view show it:
-/// `{blockAddress, hash, data | dataHash, metadata}` (a delete has neither data field).
 /// The last block a revision view read, decoded (history reads revisions in block order, so
 /// one entry serves a block's revisions together).
 type LastBlock = Option<(i64, Value)>;
 
-/// A `revisions` row (with a `redacted` column) as the revision views show it. A row that
-/// does not carry its data ([`DATA_IN_BLOCK`], or a redaction without its data hash) takes
-/// it from its block, at the row's position.
+/// A `revisions` row (with a `redacted` column) as `history()` and the committed view show
+/// it: `{blockAddress, hash, data | dataHash, metadata}` (a delete has neither data field).
+/// A row that does not carry its data ([`DATA_IN_BLOCK`], or a redaction without its data
+/// hash) takes it from its block, at the row's position.
 fn revision_view(
     conn: &Connection,
     strand: &str,

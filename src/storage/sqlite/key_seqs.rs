@@ -5,9 +5,9 @@
 //! a table written by every commit (63 bytes per document and a WAL page per commit); only the
 //! writer needs it, and only for changes a live transaction can have missed, so it lives here:
 //!
-//! - changes are recorded by the writer before the SQLite commit that makes them (a failed
-//!   commit leaves entries that can only cause a spurious conflict, never hide a real one), and
-//!   before the new tip is published, so a transaction that read at that tip finds them;
+//! - changes are recorded by the writer before the SQLite commit that makes them (so a reader
+//!   whose snapshot holds the commit finds them) and before the new tip is published (so a
+//!   transaction that read at that tip finds them); a commit that fails takes its changes back;
 //! - keys changed before the ledger was opened, or forgotten to bound memory, are covered by
 //!   `floor`: a check as of an earlier block cannot be decided and is refused as a conflict
 //!   (the driver retries the transaction). Transactions never outlive the process, so after
