@@ -453,8 +453,8 @@ fn a_json_export_imports_with_rehash_into_a_new_chain() {
     verify_ledger(target.path(), "imported").unwrap();
     let file = common::ledger_file(target.path(), "imported");
     for sql in [
-        "SELECT doc_id, table_id, version, data FROM documents",
-        "SELECT doc_id, version, table_id FROM revisions",
+        "SELECT d.doc_id, t.table_id, d.version, d.data FROM documents d JOIN tables t USING (table_no)",
+        "SELECT r.doc_id, r.version, t.table_id FROM revisions r JOIN tables t USING (table_no)",
         "SELECT doc_id, version FROM revisions WHERE redacted_seq IS NOT NULL",
         "SELECT name, status, version FROM tables",
         "SELECT field, status FROM indexes",

@@ -36,10 +36,10 @@ fn rebuild_regenerates_exactly_what_the_commits_wrote() {
         dir.path(),
         "DELETE FROM documents WHERE rowid IN (SELECT rowid FROM documents LIMIT 1);
          UPDATE documents SET version = version + 1;
-         INSERT INTO index_key_seq SELECT index_id, key, 1 FROM index_entries LIMIT 1;
+         INSERT INTO index_key_seq SELECT i.index_id, e.key, 1 FROM index_entries e JOIN indexes i USING (index_no) LIMIT 1;
          DELETE FROM index_entries;
          DELETE FROM merkle WHERE level > 0;
-         UPDATE revisions SET tx_time_ms = tx_time_ms + 1;
+         UPDATE revisions SET tx_time_ms = 1;
          UPDATE tables SET name = 'X' WHERE name = 'Empty';
          UPDATE blocks SET ts_ms = 0 WHERE seq = 1;",
     );

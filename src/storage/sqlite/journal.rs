@@ -70,22 +70,40 @@ pub(crate) fn index_documents(
     field: &str,
 ) -> Result<u64> {
     let docs: Vec<(String, Vec<u8>)> = {
-        let mut stmt = conn.prepare("SELECT doc_id, data FROM documents WHERE table_id = ?1")?;
+        let mut stmt = conn.prepare(
+            "SELECT doc_id, data FROM documents WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1)",
+        )?;
         let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
+    let index_no = index_no(conn, index_id)?;
     let mut entries = 0;
     for (doc_id, data) in docs {
         if let Some(v) = decode_doc(&data)?.field(field) {
             conn.execute(
-                "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
-                params![index_id, index_key(v), doc_id],
+                "INSERT OR IGNORE INTO index_entries (index_no, key, doc_id) VALUES (?1, ?2, ?3)",
+                params![index_no, index_key(v), doc_id],
             )?;
             entries += 1;
         }
     }
     Ok(entries)
 }
+
+/// The number that rows name index `index_id` by.
+pub(crate) fn index_no(conn: &Connection, index_id: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT index_no FROM indexes WHERE index_id = ?1")?
+        .query_row([index_id], |r| r.get::<_, Option<i64>>(0))
+        .optional()?
+        .flatten()
+        .ok_or_else(|| StorageError::Corrupt(format!("index {index_id} has no number")))
+}
+
+/// The SQL that numbers a new table: one more than the highest so far.
+pub(crate) const NEXT_TABLE_NO: &str = "(SELECT coalesce(max(table_no), 0) + 1 FROM tables)";
+/// The SQL that numbers a new index (a dropped index's number may be given again: its entries
+/// went with it).
+pub(crate) const NEXT_INDEX_NO: &str = "(SELECT coalesce(max(index_no), 0) + 1 FROM indexes)";
 
 fn decode_doc(bytes: &[u8]) -> Result<Value> {
     decode(bytes)
@@ -291,7 +309,10 @@ impl LedgerDb {
     pub fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         let conn = self.reader()?;
         let row = conn
-            .prepare_cached("SELECT table_id, version, data FROM documents WHERE doc_id = ?1")?
+            .prepare_cached(
+                "SELECT t.table_id, d.version, d.data FROM documents d
+                 JOIN tables t ON t.table_no = d.table_no WHERE d.doc_id = ?1",
+            )?
             .query_row([doc_id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -329,9 +350,10 @@ impl LedgerDb {
     pub fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT d.doc_id, d.table_id, d.version, d.data FROM index_entries e
+            "SELECT d.doc_id, t.table_id, d.version, d.data FROM index_entries e
              JOIN documents d ON d.doc_id = e.doc_id
-             WHERE e.index_id = ?1 AND e.key = ?2",
+             JOIN tables t ON t.table_no = d.table_no
+             WHERE e.index_no = (SELECT index_no FROM indexes WHERE index_id = ?1) AND e.key = ?2",
         )?;
         let rows = stmt.query_map(params![index_id, key], |r| {
             Ok((
@@ -579,7 +601,7 @@ fn apply_commit(
     // Each revision's hash, computed once, in block order.
     let mut revision_hashes = Vec::new();
     for (table_id, name) in &req.new_tables {
-        tx.prepare_cached("INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)")?.execute(params![table_id, name, seq as i64],
+        tx.prepare_cached(&format!("INSERT INTO tables (table_id, name, status, created_seq, modified_seq, table_no) VALUES (?1, ?2, 'ACTIVE', ?3, ?3, {NEXT_TABLE_NO})"))?.execute(params![table_id, name, seq as i64],
             )?;
         let rev = Revision {
             metadata: RevisionMetadata {
@@ -624,15 +646,15 @@ fn apply_commit(
         revisions.push(BlockRevision::System(hash));
     }
     for (index_id, table_id) in &req.dropped_indexes {
-        tx.prepare_cached("DELETE FROM index_entries WHERE index_id = ?1")?
-            .execute([index_id])?;
+        tx.prepare_cached("DELETE FROM index_entries WHERE index_no = ?1")?
+            .execute([index_no(tx, index_id)?])?;
         tx.prepare_cached("DELETE FROM indexes WHERE index_id = ?1")?
             .execute([index_id])?;
         tx.prepare_cached("UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1")?
             .execute(params![table_id, seq as i64])?;
     }
     for (index_id, table_id, field) in &req.new_indexes {
-        tx.prepare_cached("INSERT INTO indexes (index_id, table_id, field, status, created_seq) VALUES (?1, ?2, ?3, 'ONLINE', ?4)")?.execute(params![index_id, table_id, field, seq as i64],
+        tx.prepare_cached(&format!("INSERT INTO indexes (index_id, table_id, field, status, created_seq, index_no) VALUES (?1, ?2, ?3, 'ONLINE', ?4, {NEXT_INDEX_NO})"))?.execute(params![index_id, table_id, field, seq as i64],
             )?;
         // Build the index over the documents that already exist.
         index_documents(tx, index_id, table_id, field)?;
@@ -646,7 +668,7 @@ fn apply_commit(
             .query_row([&w.doc_id], |r| r.get(0))
             .optional()?;
         let old = old.map(|b| decode_doc(&b)).transpose()?;
-        for (index_id, field) in indexes.get(&w.table_id).into_iter().flatten() {
+        for (index_id, index_no, field) in indexes.get(&w.table_id).into_iter().flatten() {
             let old_key = old.as_ref().and_then(|d| d.field(field)).map(index_key);
             let new_key = w.data.as_ref().and_then(|d| d.field(field)).map(index_key);
             if old_key == new_key {
@@ -654,12 +676,12 @@ fn apply_commit(
             }
             if let Some(k) = &old_key {
                 tx.prepare_cached(
-                    "DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2 AND doc_id = ?3",
+                    "DELETE FROM index_entries WHERE index_no = ?1 AND key = ?2 AND doc_id = ?3",
                 )?
-                .execute(params![index_id, k, w.doc_id])?;
+                .execute(params![index_no, k, w.doc_id])?;
             }
             if let Some(k) = &new_key {
-                tx.prepare_cached("INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)")?.execute(params![index_id, k, w.doc_id])?;
+                tx.prepare_cached("INSERT OR IGNORE INTO index_entries (index_no, key, doc_id) VALUES (?1, ?2, ?3)")?.execute(params![index_no, k, w.doc_id])?;
             }
             for k in [old_key, new_key].into_iter().flatten() {
                 changed_keys.push(super::key_seqs::entry(index_id, &k));
@@ -669,10 +691,17 @@ fn apply_commit(
         // revision's hash in the block), each computed once.
         let encoded = w.data.as_ref().map(encode_one);
         let data_hash = w.data.as_ref().map(ion_hash);
+        let table_no: i64 = tx
+            .prepare_cached(
+                "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1 RETURNING table_no",
+            )?
+            .query_row(params![w.table_id, seq as i64], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| CommitError::Conflict(format!("table {} does not exist", w.table_id)))?;
         match &encoded {
             Some(data) => {
-                tx.prepare_cached("INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data")?.execute(params![w.doc_id, w.table_id, w.version as i64, data],
+                tx.prepare_cached("INSERT INTO documents (doc_id, table_no, version, data) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data")?.execute(params![w.doc_id, table_no, w.version as i64, data],
                     )?;
             }
             None => {
@@ -680,8 +709,6 @@ fn apply_commit(
                     .execute([&w.doc_id])?;
             }
         }
-        tx.prepare_cached("UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1")?
-            .execute(params![w.table_id, seq as i64])?;
         let rev = Revision {
             metadata: RevisionMetadata {
                 id: w.doc_id.clone(),
@@ -698,15 +725,14 @@ fn apply_commit(
             Some(h) => rev.hash_with_data_hash(h),
             None => rev.hash(),
         };
-        tx.prepare_cached("INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(params![
+        // The transaction's id and time are the block's: NULL (see the schema, v8).
+        tx.prepare_cached("INSERT INTO revisions (doc_id, version, table_no, seq, position, hash, data, data_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
                     w.doc_id,
                     w.version as i64,
-                    w.table_id,
+                    table_no,
                     seq as i64,
                     revisions.len() as i64,
-                    req.commit_ms,
-                    req.transaction_id,
                     rev_hash,
                     // The block holds the data; `documents` holds the current state.
                     encoded.as_ref().map(|_| DATA_IN_BLOCK),
@@ -818,19 +844,25 @@ pub(super) fn tables(conn: &Connection) -> Result<Vec<TableInfo>> {
     Ok(out)
 }
 
-fn table_indexes(tx: &Connection) -> Result<HashMap<String, Vec<(String, String)>>> {
-    let mut stmt = tx.prepare_cached("SELECT index_id, table_id, field FROM indexes")?;
+/// Each table's indexes: (index id, index number, field).
+type TableIndexes = HashMap<String, Vec<(String, i64, String)>>;
+
+fn table_indexes(tx: &Connection) -> Result<TableIndexes> {
+    let mut stmt = tx.prepare_cached("SELECT index_id, index_no, table_id, field FROM indexes")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
+            r.get::<_, i64>(1)?,
             r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
         ))
     })?;
-    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut out: TableIndexes = HashMap::new();
     for row in rows {
-        let (index_id, table_id, field) = row?;
-        out.entry(table_id).or_default().push((index_id, field));
+        let (index_id, index_no, table_id, field) = row?;
+        out.entry(table_id)
+            .or_default()
+            .push((index_id, index_no, field));
     }
     Ok(out)
 }
@@ -1181,11 +1213,15 @@ impl LedgerDb {
         let strand = tip(&conn)?.strand_id;
         // The current state is the latest revision's data: read from `documents`.
         let mut stmt = conn.prepare_cached(
-            "SELECT r.doc_id, r.version, r.seq, r.position, r.tx_time_ms, r.tx_id, r.hash,
+            "SELECT r.doc_id, r.version, r.seq, r.position,
+                    coalesce(r.tx_time_ms, b.ts_ms) AS tx_time_ms,
+                    coalesce(r.tx_id, b.tx_id) AS tx_id, r.hash,
                     d.data, r.data_hash, r.redacted_seq IS NOT NULL AS redacted
              FROM documents d
              JOIN revisions r ON r.doc_id = d.doc_id AND r.version = d.version
-             WHERE d.table_id = ?1 ORDER BY d.rowid",
+             LEFT JOIN blocks b ON b.seq = r.seq
+             WHERE d.table_no = (SELECT table_no FROM tables WHERE table_id = ?1)
+             ORDER BY d.rowid",
         )?;
         let mut last = None;
         let rows = stmt.query_map([table_id], |r| revision_view(&conn, &strand, r, &mut last))?;
@@ -1197,8 +1233,13 @@ impl LedgerDb {
         let conn = self.reader()?;
         let strand = tip(&conn)?.strand_id;
         let mut stmt = conn.prepare_cached(
-            "SELECT *, redacted_seq IS NOT NULL AS redacted
-             FROM revisions WHERE table_id = ?1 ORDER BY seq, position",
+            "SELECT r.doc_id, r.version, r.seq, r.position,
+                    coalesce(r.tx_time_ms, b.ts_ms) AS tx_time_ms,
+                    coalesce(r.tx_id, b.tx_id) AS tx_id, r.hash,
+                    r.data, r.data_hash, r.redacted_seq IS NOT NULL AS redacted
+             FROM revisions r LEFT JOIN blocks b ON b.seq = r.seq
+             WHERE r.table_no = (SELECT table_no FROM tables WHERE table_id = ?1)
+             ORDER BY r.seq, r.position",
         )?;
         let mut last = None;
         let rows = stmt.query_map([table_id], |r| revision_view(&conn, &strand, r, &mut last))?;
@@ -1210,9 +1251,10 @@ impl LedgerDb {
         let conn = self.reader()?;
         let found = conn
             .prepare_cached(
-                "SELECT table_id, version, data IS NOT NULL, redacted_seq IS NOT NULL,
+                "SELECT t.table_id, r.version, r.data IS NOT NULL, r.redacted_seq IS NOT NULL,
                         NOT EXISTS (SELECT 1 FROM revisions n WHERE n.doc_id = r.doc_id AND n.version > r.version)
-                 FROM revisions r WHERE doc_id = ?1 AND seq = ?2",
+                 FROM revisions r JOIN tables t ON t.table_no = r.table_no
+                 WHERE r.doc_id = ?1 AND r.seq = ?2",
             )?
             .query_row(params![doc_id, seq as i64], |r| {
                 Ok(RevisionRef {
@@ -1330,7 +1372,8 @@ fn scan_page(
 ) -> Result<std::collections::VecDeque<(i64, StoredDoc)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT rowid, doc_id, version, data FROM documents
-         WHERE table_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
+         WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1) AND rowid > ?2
+         ORDER BY rowid LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![table_id, after, SCAN_PAGE], |r| {
         Ok((

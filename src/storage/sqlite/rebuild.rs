@@ -29,7 +29,9 @@ use crate::names::LedgerName;
 use crate::partiql::ast::Statement;
 use crate::storage::index_key;
 use crate::storage::sqlite::catalog::{ledgers_dir, lock_data_dir};
-use crate::storage::sqlite::journal::{index_documents, node};
+use crate::storage::sqlite::journal::{
+    index_documents, index_no, node, NEXT_INDEX_NO, NEXT_TABLE_NO,
+};
 use crate::storage::sqlite::schema::{migrate, LEDGER_MIGRATIONS};
 use crate::storage::sqlite::stored::{decode_block, repack_block, DATA_IN_BLOCK};
 use crate::verify::{int_field as int, text_field as text, verify_file, Damage, Scope, Verified};
@@ -603,7 +605,7 @@ impl<'h> Replayer<'h> {
                 }
             };
             tx.execute(
-                "INSERT INTO tables (table_id, name, status, created_seq, modified_seq) VALUES (?1, ?2, 'ACTIVE', ?3, ?3)",
+                &format!("INSERT INTO tables (table_id, name, status, created_seq, modified_seq, table_no) VALUES (?1, ?2, 'ACTIVE', ?3, ?3, {NEXT_TABLE_NO})"),
                 params![id, tname, seq as i64],
             )
             .map_err(e)?;
@@ -669,7 +671,8 @@ impl<'h> Replayer<'h> {
                     None => self.dropped_index(tx, seq, index_id, table)?,
                 };
                 let index_id = &index_id;
-                tx.execute("DELETE FROM index_entries WHERE index_id = ?1", [index_id])
+                let index_no = index_no(tx, index_id).map_err(|x| at(x.to_string()))?;
+                tx.execute("DELETE FROM index_entries WHERE index_no = ?1", [index_no])
                     .map_err(e)?;
                 tx.execute("DELETE FROM indexes WHERE index_id = ?1", [index_id])
                     .map_err(e)?;
@@ -716,7 +719,7 @@ impl<'h> Replayer<'h> {
             };
             self.used_index_ids.insert(index_id.clone());
             tx.execute(
-                "INSERT INTO indexes (index_id, table_id, field, status, created_seq) VALUES (?1, ?2, ?3, 'ONLINE', ?4)",
+                &format!("INSERT INTO indexes (index_id, table_id, field, status, created_seq, index_no) VALUES (?1, ?2, ?3, 'ONLINE', ?4, {NEXT_INDEX_NO})"),
                 params![index_id, table_id, field, seq as i64],
             )
             .map_err(e)?;
@@ -753,28 +756,37 @@ impl<'h> Replayer<'h> {
                 (None, Some(_)) => Some(None),
                 (None, None) => None,
             };
-            apply_write(
-                tx,
-                &doc_id,
-                &table_id,
-                version,
-                data,
-                &mut self.unknown_data,
-            )
-            .map_err(e)?;
+            let table_no: i64 = tx
+                .prepare_cached(
+                    "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1 RETURNING table_no",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![table_id, seq as i64], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(e)?
+                .ok_or_else(|| {
+                    at(format!(
+                        "document {doc_id} is written to table {table_id}, which does not exist"
+                    ))
+                })?;
+            apply_write(tx, &doc_id, table_no, version, data, &mut self.unknown_data).map_err(e)?;
+            // As a commit stores it: the transaction's id and time only where they are not
+            // the block's (schema v8).
+            let rev_tx_id = text(meta, "txId").unwrap_or_default();
             tx.prepare_cached(
-                "INSERT INTO revisions (doc_id, version, table_id, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
+                "INSERT INTO revisions (doc_id, version, table_no, seq, position, tx_time_ms, tx_id, hash, data, data_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     doc_id,
                     version,
-                    table_id,
+                    table_no,
                     seq as i64,
                     position as i64,
-                    tx_ms,
-                    text(meta, "txId").unwrap_or_default(),
+                    (tx_ms != ms).then_some(tx_ms),
+                    (rev_tx_id != tx_id).then_some(&rev_tx_id),
                     rev_hash,
                     // As a commit stores it: the data stays in the block; a redacted
                     // revision keeps its data hash.
@@ -786,9 +798,6 @@ impl<'h> Replayer<'h> {
                 ])
             })
             .map_err(e)?;
-            tx.prepare_cached("UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1")
-                .and_then(|mut s| s.execute(params![table_id, seq as i64]))
-                .map_err(e)?;
         }
         if let Some(Data::List(items)) = block
             .field("redactionInfo")
@@ -939,7 +948,7 @@ fn write_new(old_path: &Path, new_path: &Path, name: &str) -> Result<Counts, Dam
 fn apply_write(
     tx: &Connection,
     doc_id: &str,
-    table_id: &str,
+    table_no: i64,
     version: i64,
     data: Option<Option<&Value>>,
     unknown_data: &mut HashSet<String>,
@@ -958,10 +967,12 @@ fn apply_write(
                 decode(&bytes).ok().and_then(|mut v| v.pop())
             }
         });
-    let indexes: Vec<(String, String)> = {
-        let mut stmt =
-            tx.prepare_cached("SELECT index_id, field FROM indexes WHERE table_id = ?1")?;
-        let rows = stmt.query_map([table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let indexes: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT i.index_no, i.field FROM indexes i
+             JOIN tables t ON t.table_id = i.table_id WHERE t.table_no = ?1",
+        )?;
+        let rows = stmt.query_map([table_no], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     // A key: `Ok(None)` no key, `Ok(Some)` a key, `Err` unknown (redacted data).
@@ -972,7 +983,7 @@ fn apply_write(
             Some(Some(v)) => Ok(v.field(field).map(index_key)),
         }
     };
-    for (index_id, field) in &indexes {
+    for (index_no, field) in &indexes {
         let (a, b) = (
             key(old.as_ref().map(|o| o.as_ref()), field),
             key(data, field),
@@ -982,14 +993,14 @@ fn apply_write(
         }
         if let Ok(Some(k)) = &a {
             tx.execute(
-                "DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2 AND doc_id = ?3",
-                params![index_id, k, doc_id],
+                "DELETE FROM index_entries WHERE index_no = ?1 AND key = ?2 AND doc_id = ?3",
+                params![index_no, k, doc_id],
             )?;
         }
         if let Ok(Some(k)) = &b {
             tx.execute(
-                "INSERT OR IGNORE INTO index_entries (index_id, key, doc_id) VALUES (?1, ?2, ?3)",
-                params![index_id, k, doc_id],
+                "INSERT OR IGNORE INTO index_entries (index_no, key, doc_id) VALUES (?1, ?2, ?3)",
+                params![index_no, k, doc_id],
             )?;
         }
     }
@@ -999,9 +1010,9 @@ fn apply_write(
             // later revision replaces it.
             let bytes = encode_one(d.unwrap_or(&Value::structure(Vec::<(String, Value)>::new())));
             tx.execute(
-                "INSERT INTO documents (doc_id, table_id, version, data) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO documents (doc_id, table_no, version, data) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data",
-                params![doc_id, table_id, version, bytes],
+                params![doc_id, table_no, version, bytes],
             )?;
             if d.is_none() {
                 unknown_data.insert(doc_id.to_string());

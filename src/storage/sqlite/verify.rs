@@ -616,7 +616,10 @@ impl Replay {
         let mut docs: HashMap<String, (String, Value)> = HashMap::new();
         {
             let mut stmt = tx
-                .prepare("SELECT doc_id, table_id, version, data FROM documents")
+                .prepare(
+                    "SELECT d.doc_id, coalesce(t.table_id, ''), d.version, d.data
+                     FROM documents d LEFT JOIN tables t ON t.table_no = d.table_no",
+                )
                 .map_err(sql)?;
             let mut rows = stmt.query([]).map_err(sql)?;
             while let Some(r) = rows.next().map_err(sql)? {
@@ -648,6 +651,18 @@ impl Replay {
                     format!("document {doc} is missing from the documents table"),
                 ));
             }
+        }
+        // Every table and index has the number that rows name it by.
+        let unnumbered: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM tables WHERE table_no IS NULL)
+                     OR EXISTS (SELECT 1 FROM indexes WHERE index_no IS NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if unnumbered {
+            return Err((None, "a table or index has no number".into()));
         }
         // Tables: each row's current version is a system revision of the journal, and the
         // journal holds exactly the system revisions of all tables' versions.
@@ -819,7 +834,10 @@ impl Replay {
         }
         {
             let mut stmt = tx
-                .prepare("SELECT index_id, key, doc_id FROM index_entries")
+                .prepare(
+                    "SELECT coalesce(i.index_id, ''), e.key, e.doc_id
+                     FROM index_entries e LEFT JOIN indexes i ON i.index_no = e.index_no",
+                )
                 .map_err(sql)?;
             let mut rows = stmt.query([]).map_err(sql)?;
             let mut found = 0usize;
@@ -980,8 +998,11 @@ fn check_revision_side_columns(
 ) -> Result<(), String> {
     let (row_table, row_seq, row_pos, row_ms, row_tx): (String, i64, i64, i64, String) = tx
         .query_row(
-            "SELECT table_id, seq, position, tx_time_ms, tx_id FROM revisions
-             WHERE doc_id = ?1 AND version = ?2",
+            "SELECT coalesce(t.table_id, ''), r.seq, r.position,
+                    coalesce(r.tx_time_ms, b.ts_ms), coalesce(r.tx_id, b.tx_id)
+             FROM revisions r LEFT JOIN tables t ON t.table_no = r.table_no
+                              LEFT JOIN blocks b ON b.seq = r.seq
+             WHERE r.doc_id = ?1 AND r.version = ?2",
             rusqlite::params![id, version],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
