@@ -250,6 +250,9 @@ fn derived_state_must_be_what_the_journal_implies() {
         "UPDATE revisions SET tx_id = 'XXXXXXXXXXXXXXXXXXXXXX' WHERE seq = 2",
         "UPDATE revisions SET tx_time_ms = 1 WHERE seq = 2",
         "UPDATE revisions SET tx_id = (SELECT tx_id FROM blocks WHERE seq = 1) WHERE seq = 2",
+        // ...or restating its block's (a commit leaves them NULL).
+        "UPDATE revisions SET tx_id = (SELECT b.tx_id FROM blocks b WHERE b.seq = revisions.seq) WHERE seq = 2",
+        "UPDATE revisions SET tx_time_ms = (SELECT b.ts_ms FROM blocks b WHERE b.seq = revisions.seq) WHERE seq = 2",
         "UPDATE revisions SET position = position + 1 WHERE seq = 2",
         "UPDATE revisions SET table_no = 99 WHERE seq = 2",
         "UPDATE revisions SET table_no = table_no + 1 WHERE seq = 2",

@@ -48,7 +48,7 @@ DERIVED = {
     "indexes": "index_id",
     "documents": "doc_id",
     "revisions": "doc_id, version",
-    "index_entries": "index_id, key, doc_id",
+    "index_entries": "index_no, key, doc_id",
     "index_key_seq": "index_id, key",
 }
 

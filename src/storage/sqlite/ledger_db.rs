@@ -221,7 +221,20 @@ impl LedgerDb {
                 conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 // A group commit's savepoints journal their pages in memory, not in a file.
                 conn.pragma_update(None, "temp_store", "MEMORY")?;
-                migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string())?;
+                migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string()).map_err(
+                    |e| match e {
+                        StorageError::SchemaTooNew { .. } => e,
+                        e => {
+                            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                            StorageError::Corrupt(format!(
+                                "ledger {stem} ({}) cannot be upgraded to this version's schema \
+                                 ({e}); `qldb-local rebuild --ledger {stem}` regenerates it from \
+                                 its journal",
+                                path.display()
+                            ))
+                        }
+                    },
+                )?;
                 super::journal::rebuild_index_keys(&mut conn)?;
                 // Ledgers created before the journal existed get their genesis block now.
                 let meta = |key: &str| -> Result<String> {

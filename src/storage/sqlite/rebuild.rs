@@ -317,6 +317,7 @@ impl Hints {
         let mut hints = Hints::default();
         for sql in [
             "SELECT table_id FROM tables",
+            // Files before schema v8 (since then rows name tables by number only).
             "SELECT DISTINCT table_id FROM documents",
             "SELECT DISTINCT table_id FROM revisions",
             "SELECT DISTINCT table_id FROM indexes",

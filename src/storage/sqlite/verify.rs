@@ -612,6 +612,18 @@ impl Replay {
                 ));
             }
         }
+        // Every table and index has the number that rows name it by.
+        let unnumbered: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM tables WHERE table_no IS NULL)
+                     OR EXISTS (SELECT 1 FROM indexes WHERE index_no IS NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if unnumbered {
+            return Err((None, "a table or index has no number".into()));
+        }
         // Documents: the latest revision of every live document, nothing else.
         let mut docs: HashMap<String, (String, Value)> = HashMap::new();
         {
@@ -651,18 +663,6 @@ impl Replay {
                     format!("document {doc} is missing from the documents table"),
                 ));
             }
-        }
-        // Every table and index has the number that rows name it by.
-        let unnumbered: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM tables WHERE table_no IS NULL)
-                     OR EXISTS (SELECT 1 FROM indexes WHERE index_no IS NULL)",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql)?;
-        if unnumbered {
-            return Err((None, "a table or index has no number".into()));
         }
         // Tables: each row's current version is a system revision of the journal, and the
         // journal holds exactly the system revisions of all tables' versions.
@@ -996,20 +996,45 @@ fn check_revision_side_columns(
     version: i64,
     table_id: &str,
 ) -> Result<(), String> {
-    let (row_table, row_seq, row_pos, row_ms, row_tx): (String, i64, i64, i64, String) = tx
+    #[allow(clippy::type_complexity)]
+    let (row_table, row_seq, row_pos, row_ms, row_tx, restated): (
+        String,
+        i64,
+        i64,
+        i64,
+        String,
+        bool,
+    ) = tx
         .query_row(
             "SELECT coalesce(t.table_id, ''), r.seq, r.position,
-                    coalesce(r.tx_time_ms, b.ts_ms), coalesce(r.tx_id, b.tx_id)
+                    coalesce(r.tx_time_ms, b.ts_ms), coalesce(r.tx_id, b.tx_id),
+                    r.tx_time_ms IS b.ts_ms OR r.tx_id IS b.tx_id
              FROM revisions r LEFT JOIN tables t ON t.table_no = r.table_no
                               LEFT JOIN blocks b ON b.seq = r.seq
              WHERE r.doc_id = ?1 AND r.version = ?2",
             rusqlite::params![id, version],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
         .map_err(|e| format!("revision {id} version {version}: {e}"))?;
     let wrong = |what: &str| {
         format!("the revisions table's {what} of revision {id} version {version} differs from the block")
     };
+    // A commit leaves the block's transaction id and time out of the row (NULL): a row that
+    // states them is not what a commit or a rebuild writes.
+    if restated {
+        return Err(format!(
+            "the revisions row of revision {id} version {version} restates its block's transaction id or time"
+        ));
+    }
     if row_table != table_id {
         return Err(wrong("table_id"));
     }
