@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Measures qldb-local's time from process start to a ready /health, and its binary size.
+"""Measures qldb-local's time from process start to a ready /health, its resident memory
+once started and idle (VmRSS, Linux), and its binary size.
 
     cargo build --release && python3 benches/startup.py [--runs 20] [--ledgers 0]
 
@@ -25,6 +26,18 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def vm_rss_kib(pid):
+    """The process's resident set size in KiB (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def start(binary, data_dir, port, extra=()):
@@ -63,15 +76,22 @@ def main():
         p.terminate()
         p.wait()
     times = []
+    rss = []
     for _ in range(args.runs):
         p, ms = start(args.binary, data_dir, port, ["--max-ledgers", str(max(args.ledgers, 5))])
         times.append(ms)
+        # Idle: served one /health, then left alone for a moment.
+        time.sleep(0.2)
+        rss.append(vm_rss_kib(p.pid))
         p.terminate()
         p.wait()
     size = os.path.getsize(args.binary)
     print(f"ledgers in data dir: {args.ledgers}")
     print(f"start -> ready /health over {args.runs} runs: median {statistics.median(times):.1f} ms, "
           f"min {min(times):.1f} ms, max {max(times):.1f} ms")
+    if all(r is not None for r in rss):
+        print(f"idle resident memory (VmRSS) over {args.runs} runs: median "
+              f"{statistics.median(rss) / 1024:.1f} MiB, max {max(rss) / 1024:.1f} MiB")
     print(f"binary size: {size} bytes ({size / 1048576:.1f} MiB)")
 
 

@@ -3,6 +3,11 @@
 use clap::{Parser, Subcommand};
 use qldb_local::config::Config;
 
+/// mimalloc instead of the system allocator: requests allocate and free many small buffers
+/// across threads, and glibc's malloc was ~14 % of the server's CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "qldb-local",
