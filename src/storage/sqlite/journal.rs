@@ -395,30 +395,54 @@ impl LedgerDb {
     /// Validates `req.reads` against the current state and, if nothing moved, appends one
     /// block with the transaction's revisions and applies its writes — durably.
     ///
-    /// Group commit: the request waits in the ledger's queue for the connection; whoever
-    /// takes the connection first commits every waiting request, in arrival order, in one
-    /// SQLite transaction (each in its own savepoint, so a conflict or error undoes only
-    /// that one) with one fsync, and each is answered only after that commit. A request
-    /// that a batch took finds its answer when it gets the connection.
+    /// Group commit: the request joins the ledger's queue. If no batch is being committed,
+    /// it leads one: it takes the write connection and commits every queued request, in
+    /// arrival order, in one SQLite transaction (each in its own savepoint, so a conflict or
+    /// error undoes only that one) with one fsync; each is answered only after that commit.
+    /// Otherwise it waits for the running batch to end (never for the connection: an
+    /// answered request returns at once instead of queueing behind the next batch), then
+    /// finds its answer or, if it came too late for that batch, leads the next.
     pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
         let slot: Slot = Default::default();
         lock(&self.pending).push(Pending {
             req,
             slot: slot.clone(),
         });
-        let mut conn = self.lock_writer();
-        if let Some(done) = lock(&slot).take() {
-            return done;
+        loop {
+            if let Some(done) = lock(&slot).take() {
+                return done;
+            }
+            let mut leader = lock(&self.leader);
+            if leader.active {
+                let batch = leader.batches;
+                while leader.batches == batch {
+                    leader = self
+                        .batch_done
+                        .wait(leader)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                continue;
+            }
+            leader.active = true;
+            drop(leader);
+            // Ends the leadership even if the batch panics, so that waiters move on.
+            let lead = Leadership(self);
+            let mut conn = self.lock_writer();
+            let batch = std::mem::take(&mut *lock(&self.pending));
+            let taken_earlier = batch.is_empty();
+            if !taken_earlier {
+                commit_batch(self, &mut conn, batch);
+            }
+            drop(conn);
+            drop(lead);
+            // Nothing was queued, yet this request is unanswered: the batch that took it
+            // did not finish (it panicked).
+            if taken_earlier && lock(&slot).is_none() {
+                return Err(CommitError::Storage(StorageError::Corrupt(
+                    "the group commit that held this transaction did not finish".into(),
+                )));
+            }
         }
-        let batch = std::mem::take(&mut *lock(&self.pending));
-        commit_batch(self, &mut conn, batch);
-        drop(conn);
-        let answer = lock(&slot).take();
-        answer.unwrap_or_else(|| {
-            Err(CommitError::Storage(StorageError::Corrupt(
-                "the group commit that held this transaction did not finish".into(),
-            )))
-        })
     }
 
     /// (transactions committed, SQLite commits made for them) since the ledger was opened.
@@ -428,6 +452,26 @@ impl LedgerDb {
             self.commit_stats.transactions.load(Relaxed),
             self.commit_stats.fsyncs.load(Relaxed),
         )
+    }
+}
+
+/// Who commits: whether a batch is being committed, and how many have ended.
+#[derive(Default)]
+pub(crate) struct Leader {
+    active: bool,
+    batches: u64,
+}
+
+/// The leadership of one batch; its end (drop) wakes the requests waiting for it.
+struct Leadership<'a>(&'a LedgerDb);
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        let mut leader = lock(&self.0.leader);
+        leader.active = false;
+        leader.batches += 1;
+        drop(leader);
+        self.0.batch_done.notify_all();
     }
 }
 

@@ -44,9 +44,12 @@ pub struct LedgerDb {
     /// Set once its files are removed: no read connection is opened by that path again
     /// (it may name a new ledger's file by then).
     removed: std::sync::atomic::AtomicBool,
-    /// Commits waiting for the connection; whoever takes it next commits them all in one
-    /// SQLite transaction (group commit, [`LedgerDb::commit`]).
+    /// Commits waiting for a batch; the next batch's leader commits them all in one SQLite
+    /// transaction (group commit, [`LedgerDb::commit`]).
     pub(super) pending: Mutex<Vec<super::journal::Pending>>,
+    /// Whether a group commit is running; waiters for its end wait on `batch_done`.
+    pub(super) leader: Mutex<super::journal::Leader>,
+    pub(super) batch_done: std::sync::Condvar,
     /// Transactions committed and SQLite commits (fsyncs) made for them.
     pub(super) commit_stats: super::journal::CommitStats,
     /// Idle read-only connections of a file ledger (WAL lets them read beside the writer).
@@ -281,6 +284,8 @@ impl LedgerDb {
             closed: Default::default(),
             removed: Default::default(),
             pending: Default::default(),
+            leader: Default::default(),
+            batch_done: Default::default(),
             commit_stats: Default::default(),
             readers: Default::default(),
             cache,
