@@ -31,7 +31,13 @@ pub const MAX_DEPTH: usize = 100;
 
 // ---------------------------------------------------------------- primitive encoders
 
-pub(crate) fn write_var_uint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn write_var_uint(out: &mut Vec<u8>, v: u64) {
+    let (groups, first) = var_uint_bytes(v);
+    out.extend_from_slice(&groups[first..]);
+}
+
+/// The VarUInt of `v`: its bytes are `groups[first..]`.
+fn var_uint_bytes(mut v: u64) -> ([u8; 10], usize) {
     let mut tmp = [0u8; 10];
     let mut i = tmp.len();
     loop {
@@ -43,7 +49,7 @@ pub(crate) fn write_var_uint(out: &mut Vec<u8>, mut v: u64) {
         }
     }
     tmp[tmp.len() - 1] |= 0x80;
-    out.extend_from_slice(&tmp[i..]);
+    (tmp, i)
 }
 
 /// VarInt: sign in bit 6 of the first byte (which carries 6 data bits), 7 data bits in
@@ -51,16 +57,25 @@ pub(crate) fn write_var_uint(out: &mut Vec<u8>, mut v: u64) {
 pub(crate) fn write_var_int(out: &mut Vec<u8>, v: i64) {
     let negative = v < 0;
     let mut m = v.unsigned_abs();
-    let mut low_groups = Vec::new();
+    // Groups from the last byte backwards: 7 bits each, then the first byte's 6.
+    let mut tmp = [0u8; 11];
+    let mut i = tmp.len();
     while m >= 0x40 {
-        low_groups.push((m & 0x7F) as u8);
+        i -= 1;
+        tmp[i] = (m & 0x7F) as u8;
         m >>= 7;
     }
-    let mut bytes = vec![m as u8 | if negative { 0x40 } else { 0 }];
-    bytes.extend(low_groups.into_iter().rev());
-    let last = bytes.len() - 1;
-    bytes[last] |= 0x80;
-    out.extend_from_slice(&bytes);
+    i -= 1;
+    tmp[i] = m as u8 | if negative { 0x40 } else { 0 };
+    tmp[tmp.len() - 1] |= 0x80;
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// A UInt body of a u64: big-endian, minimal, empty for zero.
+fn write_uint_u64(out: &mut Vec<u8>, v: u64) {
+    let bytes = v.to_be_bytes();
+    let skip = (v.leading_zeros() / 8) as usize;
+    out.extend_from_slice(&bytes[skip..]);
 }
 
 /// UInt body: big-endian magnitude, minimal, empty for zero.
@@ -109,29 +124,33 @@ pub(crate) fn decimal_body(d: &Decimal) -> Vec<u8> {
 
 pub(crate) fn timestamp_body(t: &Timestamp) -> Vec<u8> {
     let mut out = Vec::new();
+    write_timestamp_body(&mut out, t);
+    out
+}
+
+fn write_timestamp_body(out: &mut Vec<u8>, t: &Timestamp) {
     match t.offset_minutes {
-        Some(m) => write_var_int(&mut out, m as i64),
+        Some(m) => write_var_int(out, m as i64),
         None => out.push(0xC0),
     }
-    write_var_uint(&mut out, t.year as u64);
+    write_var_uint(out, t.year as u64);
     if t.precision >= Precision::Month {
-        write_var_uint(&mut out, t.month as u64);
+        write_var_uint(out, t.month as u64);
     }
     if t.precision >= Precision::Day {
-        write_var_uint(&mut out, t.day as u64);
+        write_var_uint(out, t.day as u64);
     }
     if t.precision >= Precision::Minute {
-        write_var_uint(&mut out, t.hour as u64);
-        write_var_uint(&mut out, t.minute as u64);
+        write_var_uint(out, t.hour as u64);
+        write_var_uint(out, t.minute as u64);
     }
     if t.precision >= Precision::Second {
-        write_var_uint(&mut out, t.second as u64);
+        write_var_uint(out, t.second as u64);
         if let Some((coefficient, exponent)) = &t.fraction {
-            write_var_int(&mut out, *exponent);
+            write_var_int(out, *exponent);
             out.extend(int_bytes(false, coefficient));
         }
     }
-    out
 }
 
 // ---------------------------------------------------------------- writer
@@ -218,73 +237,116 @@ impl SymbolTable {
     }
 }
 
-fn write_header(out: &mut Vec<u8>, code: u8, len: usize) {
+/// Puts the type descriptor (and length) of type `code` before the body that was written
+/// at `out[start..]`. Bodies are written in place and their header inserted after, so that
+/// nested containers need no buffer of their own.
+fn insert_header(out: &mut Vec<u8>, start: usize, code: u8) {
+    let len = out.len() - start;
     if len < 14 {
-        out.push(code << 4 | len as u8);
-    } else {
-        out.push(code << 4 | 14);
-        write_var_uint(out, len as u64);
+        out.insert(start, code << 4 | len as u8);
+        return;
     }
+    let (groups, first) = var_uint_bytes(len as u64);
+    let mut header = [0u8; 11];
+    header[0] = code << 4 | 14;
+    let n = groups.len() - first;
+    header[1..=n].copy_from_slice(&groups[first..]);
+    out.splice(start..start, header[..=n].iter().copied());
 }
 
 fn write_value(out: &mut Vec<u8>, v: &Value, symbols: &SymbolTable) {
     if v.annotations.is_empty() {
         return write_data(out, &v.data, symbols);
     }
-    let mut annots = Vec::new();
+    let start = out.len();
     for a in &v.annotations {
-        write_var_uint(&mut annots, symbols.sid(a));
+        write_var_uint(out, symbols.sid(a));
     }
-    let mut inner = Vec::new();
-    write_data(&mut inner, &v.data, symbols);
-    let mut annot_len = Vec::new();
-    write_var_uint(&mut annot_len, annots.len() as u64);
-    write_header(out, 0xE, annot_len.len() + annots.len() + inner.len());
-    out.extend(annot_len);
-    out.extend(annots);
-    out.extend(inner);
+    // annot_length (a VarUInt) goes before the annotations' symbols.
+    let (groups, first) = var_uint_bytes((out.len() - start) as u64);
+    out.splice(start..start, groups[first..].iter().copied());
+    write_data(out, &v.data, symbols);
+    insert_header(out, start, 0xE);
 }
 
 fn write_data(out: &mut Vec<u8>, d: &Data, symbols: &SymbolTable) {
-    let body = |out: &mut Vec<u8>, code: u8, bytes: &[u8]| {
-        write_header(out, code, bytes.len());
-        out.extend_from_slice(bytes);
-    };
-    match d {
-        Data::Null(t) => out.push(t.binary_code() << 4 | 0x0F),
-        Data::Bool(b) => out.push(0x10 | *b as u8),
+    use num_traits::ToPrimitive;
+    let start = out.len();
+    let code = match d {
+        Data::Null(t) => {
+            out.push(t.binary_code() << 4 | 0x0F);
+            return;
+        }
+        Data::Bool(b) => {
+            out.push(0x10 | *b as u8);
+            return;
+        }
         Data::Int(i) => {
-            let code = if i.sign() == Sign::Minus { 0x3 } else { 0x2 };
-            body(out, code, &uint_bytes(i.magnitude()));
-        }
-        Data::Float(f) => body(out, 0x4, &float_body(*f)),
-        Data::Decimal(dec) => body(out, 0x5, &decimal_body(dec)),
-        Data::Timestamp(t) => body(out, 0x6, &timestamp_body(t)),
-        Data::Symbol(s) => {
-            let sid = symbols.sid(s);
-            body(out, 0x7, &uint_bytes(&BigUint::from(sid)));
-        }
-        Data::String(s) => body(out, 0x8, s.as_bytes()),
-        Data::Clob(b) => body(out, 0x9, b),
-        Data::Blob(b) => body(out, 0xA, b),
-        Data::List(items) | Data::SExp(items) => {
-            let mut inner = Vec::new();
-            for i in items {
-                write_value(&mut inner, i, symbols);
+            match i.magnitude().to_u64() {
+                Some(m) => write_uint_u64(out, m),
+                None => out.extend_from_slice(&uint_bytes(i.magnitude())),
             }
-            let code = if matches!(d, Data::List(_)) { 0xB } else { 0xC };
-            body(out, code, &inner);
+            if i.sign() == Sign::Minus {
+                0x3
+            } else {
+                0x2
+            }
+        }
+        Data::Float(f) => {
+            if !(*f == 0.0 && f.is_sign_positive()) {
+                let bits = if f.is_nan() {
+                    0x7FF8_0000_0000_0000u64
+                } else {
+                    f.to_bits()
+                };
+                out.extend_from_slice(&bits.to_be_bytes());
+            }
+            0x4
+        }
+        Data::Decimal(dec) => {
+            out.extend_from_slice(&decimal_body(dec));
+            0x5
+        }
+        Data::Timestamp(t) => {
+            write_timestamp_body(out, t);
+            0x6
+        }
+        Data::Symbol(s) => {
+            write_uint_u64(out, symbols.sid(s));
+            0x7
+        }
+        Data::String(s) => {
+            out.extend_from_slice(s.as_bytes());
+            0x8
+        }
+        Data::Clob(b) => {
+            out.extend_from_slice(b);
+            0x9
+        }
+        Data::Blob(b) => {
+            out.extend_from_slice(b);
+            0xA
+        }
+        Data::List(items) | Data::SExp(items) => {
+            for i in items {
+                write_value(out, i, symbols);
+            }
+            if matches!(d, Data::List(_)) {
+                0xB
+            } else {
+                0xC
+            }
         }
         Data::Struct(fields) => {
-            let mut inner = Vec::new();
             for (k, v) in fields {
-                write_var_uint(&mut inner, symbols.sid(k));
-                write_value(&mut inner, v, symbols);
+                write_var_uint(out, symbols.sid(k));
+                write_value(out, v, symbols);
             }
             // L=1 would mean "sorted struct"; a 1-byte body cannot occur (a field is ≥ 2 bytes).
-            body(out, 0xD, &inner);
+            0xD
         }
-    }
+    };
+    insert_header(out, start, code);
 }
 
 // ---------------------------------------------------------------- reader
