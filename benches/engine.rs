@@ -17,6 +17,11 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// The allocator the server runs with (src/main.rs), so that the engine is measured as it
+/// serves; raw SQLite in the same process gets it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -66,7 +66,13 @@ fn serialize_data(d: &Data, out: &mut Vec<u8>) {
             } else {
                 0x20
             };
-            scalar(tq, &uint_bytes(i.magnitude()), out)
+            match num_traits::ToPrimitive::to_u64(i.magnitude()) {
+                Some(m) => {
+                    let bytes = m.to_be_bytes();
+                    scalar(tq, &bytes[(m.leading_zeros() / 8) as usize..], out)
+                }
+                None => scalar(tq, &uint_bytes(i.magnitude()), out),
+            }
         }
         Data::Float(f) => scalar(0x40, &float_body(*f), out),
         Data::Decimal(dec) => scalar(0x50, &decimal_body(dec), out),
@@ -88,10 +94,12 @@ fn serialize_data(d: &Data, out: &mut Vec<u8>) {
             out.push(END);
         }
         Data::Struct(fields) => {
+            // One buffer serves every field's serialization in turn.
+            let mut s = Vec::with_capacity(64);
             let mut hashes: Vec<[u8; 32]> = fields
                 .iter()
                 .map(|(name, value)| {
-                    let mut s = Vec::new();
+                    s.clear();
                     symbol(name.as_deref(), &mut s);
                     serialize(value, &mut s);
                     Sha256::digest(&s).into()
