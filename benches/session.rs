@@ -233,7 +233,9 @@ async fn main() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
 
+    let me = std::process::id();
     let cpu_before = srv.cpu_time();
+    let clients_before = process_cpu_time(me);
     let (c, t) = (client.clone(), tokens.clone());
     let mut ins = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
@@ -241,7 +243,9 @@ async fn main() {
     })
     .await;
     let cpu_ins = srv.cpu_time() - cpu_before;
+    let clients_ins = process_cpu_time(me) - clients_before;
     let cpu_before = srv.cpu_time();
+    let clients_before = process_cpu_time(me);
     let (c, t) = (client.clone(), tokens.clone());
     let mut sel = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
@@ -249,6 +253,7 @@ async fn main() {
     })
     .await;
     let cpu_sel = srv.cpu_time() - cpu_before;
+    let clients_sel = process_cpu_time(me) - clients_before;
 
     // Mixed: half the clients insert while the other half read, at the same time. What the
     // read connections are for: a read should not wait behind a commit's fsync.
@@ -288,6 +293,20 @@ async fn main() {
         per_tx(cpu_sel, &sel),
         cpu_sel.as_secs_f64()
     );
+    // The clients share the machine: their CPU per transaction plus the server's is what a
+    // transaction costs the machine, so cores / (both) bounds the throughput.
+    for (what, cpu, stats, server) in [
+        ("INSERT", clients_ins, &ins, cpu_ins),
+        ("SELECT", clients_sel, &sel, cpu_sel),
+    ] {
+        let (c, s) = (per_tx(cpu, stats), per_tx(server, stats));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        println!(
+            "clients' (SDK) CPU per {what} transaction: {c:.0} µs; with the server's, the \
+             cores allow at most {:.0} tx/s",
+            cores * 1e6 / (c + s)
+        );
+    }
     println!("ratio INSERT qldb-local / raw SQLite: {:.3}", qi / ri);
     println!("ratio SELECT qldb-local / raw SQLite: {:.3}", qs / rs);
 }

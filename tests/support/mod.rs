@@ -25,19 +25,24 @@ impl Server {
     /// The server's CPU time so far (user + system), from /proc (Linux; zero elsewhere).
     #[allow(dead_code)] // used by benches/session.rs, not by every test that includes this
     pub fn cpu_time(&self) -> std::time::Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses): utime is the 14th
-        // field of the line, stime the 15th, in clock ticks.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-        // USER_HZ is 100 on every Linux architecture this runs on.
-        std::time::Duration::from_millis(ticks * 10)
+        process_cpu_time(self.child.id())
     }
+}
+
+/// A process's CPU time so far (user + system), from /proc (Linux; zero elsewhere).
+#[allow(dead_code)] // used by benches/session.rs, not by every test that includes this
+pub fn process_cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 14th
+    // field of the line, stime the 15th, in clock ticks.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    std::time::Duration::from_millis(ticks * 10)
 }
 
 impl Drop for Server {
