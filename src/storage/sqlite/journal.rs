@@ -409,10 +409,21 @@ impl LedgerDb {
             slot: slot.clone(),
         });
         loop {
-            if let Some(done) = lock(&slot).take() {
-                return done;
-            }
+            // The answer is checked under the leader lock: a batch fills its answers before
+            // its end is recorded there, so an answered request never leads or waits again.
             let mut leader = lock(&self.leader);
+            {
+                let mut answer = lock(&slot);
+                if let Some(done) = answer.result.take() {
+                    return done;
+                }
+                // Taken by a batch that ended without answering it: that batch panicked.
+                if answer.taken && !leader.active {
+                    return Err(CommitError::Storage(StorageError::Corrupt(
+                        "the group commit that held this transaction did not finish".into(),
+                    )));
+                }
+            }
             if leader.active {
                 let batch = leader.batches;
                 while leader.batches == batch {
@@ -429,19 +440,14 @@ impl LedgerDb {
             let lead = Leadership(self);
             let mut conn = self.lock_writer();
             let batch = std::mem::take(&mut *lock(&self.pending));
-            let taken_earlier = batch.is_empty();
-            if !taken_earlier {
+            for p in &batch {
+                lock(&p.slot).taken = true;
+            }
+            if !batch.is_empty() {
                 commit_batch(self, &mut conn, batch);
             }
             drop(conn);
             drop(lead);
-            // Nothing was queued, yet this request is unanswered: the batch that took it
-            // did not finish (it panicked).
-            if taken_earlier && lock(&slot).is_none() {
-                return Err(CommitError::Storage(StorageError::Corrupt(
-                    "the group commit that held this transaction did not finish".into(),
-                )));
-            }
         }
     }
 
@@ -476,7 +482,14 @@ impl Drop for Leadership<'_> {
 }
 
 /// A commit's answer, filled by the batch that commits it.
-type Slot = std::sync::Arc<std::sync::Mutex<Option<std::result::Result<Committed, CommitError>>>>;
+type Slot = std::sync::Arc<std::sync::Mutex<Answer>>;
+
+/// Whether a batch took the request, and its result once that batch has committed.
+#[derive(Default)]
+pub(crate) struct Answer {
+    taken: bool,
+    result: Option<std::result::Result<Committed, CommitError>>,
+}
 
 /// A commit waiting for the ledger's connection.
 pub(crate) struct Pending {
@@ -573,7 +586,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
                 db.refresh_cache(conn, catalog);
             }
             for (p, a) in batch.iter().zip(answers) {
-                *lock(&p.slot) = Some(a);
+                lock(&p.slot).result = Some(a);
             }
         }
         // The batch's SQLite transaction did not commit (it was rolled back when `tx` was
@@ -594,7 +607,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
             };
             tracing::error!(error = %why, transactions = batch.len(), "a group commit failed");
             for p in &batch {
-                *lock(&p.slot) = Some(Err(CommitError::Storage(StorageError::CommitFailed(
+                lock(&p.slot).result = Some(Err(CommitError::Storage(StorageError::CommitFailed(
                     why.clone(),
                 ))));
             }
