@@ -201,3 +201,34 @@ fn the_command_line_rebuilds_and_reports() {
         .unwrap();
     assert!(out.status.success());
 }
+
+/// An index created and dropped in one transaction leaves both statements in its block and
+/// nothing in the catalog; a rebuild replays the block to the same state.
+#[test]
+fn an_index_created_and_dropped_in_one_transaction_rebuilds() {
+    let l = common::ledger();
+    let token = l.sessions.start_session("j").unwrap();
+    let mut tx = common::Tx::begin(&l, &token);
+    tx.run("CREATE TABLE T", &[]).unwrap();
+    tx.run("INSERT INTO T VALUE {'x': 1}", &[]).unwrap();
+    tx.commit().unwrap();
+    let mut tx = common::Tx::begin(&l, &token);
+    tx.run("CREATE INDEX ON T (x)", &[]).unwrap();
+    let ids = tx
+        .run(
+            "SELECT VALUE i.indexId FROM information_schema.user_tables AS t, t.indexes AS i WHERE t.name = 'T'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = qldb_local::ion::text::to_text_one(&ids[0]);
+    tx.run(&format!("DROP INDEX {id} ON T WITH (purge = true)"), &[])
+        .unwrap();
+    tx.commit().unwrap();
+    let dir = l.close();
+    let digest = verify_ledger(dir.path(), "j").unwrap();
+    let before = common::dump(&file(dir.path()));
+    let r = rebuild(dir.path(), "j").unwrap();
+    assert_eq!(r.verified, digest);
+    assert_eq!(common::dump(&file(dir.path())), before);
+}
