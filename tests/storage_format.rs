@@ -217,6 +217,14 @@ fn a_v7_file_migrates_to_numbered_rows_with_nothing_lost() {
         0
     );
     to_v7(&file);
+    // Not damage: verify says an earlier version wrote it and the server upgrades it.
+    let err = verify_ledger(dir.path(), "j").unwrap_err();
+    assert!(
+        err.message
+            .contains("written by an earlier qldb-local (schema v7"),
+        "{}",
+        err.message
+    );
     assert!(
         count(
             &file,
@@ -232,6 +240,19 @@ fn a_v7_file_migrates_to_numbered_rows_with_nothing_lost() {
     // Opening it migrates it: the same rows as a file written by this version, the same
     // views, and it verifies.
     assert_eq!(views(dir.path()), views_before);
+    assert_eq!(common::dump(&file), before);
+    verify_ledger(dir.path(), "j").unwrap();
+}
+
+/// `qldb-local rebuild` (what a failed upgrade's error recommends) reads a v7 file's journal
+/// and writes the file this version would have written.
+#[test]
+fn a_v7_file_rebuilds_into_the_current_form() {
+    let dir = common::rich_ledger();
+    let file = common::ledger_file(dir.path(), "j");
+    let before = common::dump(&file);
+    to_v7(&file);
+    qldb_local::rebuild::rebuild(dir.path(), "j").unwrap();
     assert_eq!(common::dump(&file), before);
     verify_ledger(dir.path(), "j").unwrap();
 }

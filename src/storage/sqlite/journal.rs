@@ -136,6 +136,7 @@ pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::R
         })
         .as_ref()
         .map_err(|e| format!("cannot make the reference schema: {e}"))?;
+    not_older(conn)?;
     let found = schema_of(conn).map_err(sql)?;
     if found != *reference {
         let missing: Vec<&str> = reference
@@ -238,6 +239,22 @@ pub(crate) fn open_check(conn: &Connection, ledger_name: &str) -> std::result::R
     }
     merkle::root(tip as u64 + 1, |level, idx| node(conn, level, idx))
         .map_err(|_| "its digest tree is incomplete".to_string())?;
+    Ok(())
+}
+
+/// A file an earlier version wrote is not damaged (opening it upgrades it): says so instead
+/// of reporting how its schema differs.
+pub(crate) fn not_older(conn: &Connection) -> std::result::Result<(), String> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let current = crate::storage::sqlite::schema::LEDGER_MIGRATIONS.len() as i64;
+    if version < current {
+        return Err(format!(
+            "it was written by an earlier qldb-local (schema v{version}; this version's is \
+             v{current}); the server upgrades it when it next opens it"
+        ));
+    }
     Ok(())
 }
 

@@ -113,6 +113,11 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
     let tx = conn
         .transaction()
         .map_err(|e| damage(None, e.to_string()))?;
+    // The derived tables are read in this version's schema; the journal alone (what rebuild
+    // reads, also from a file an upgrade could not migrate) is read in any.
+    if full {
+        crate::storage::sqlite::journal::not_older(&tx).map_err(|why| damage(None, why))?;
+    }
     let sql = |e: rusqlite::Error| damage(None, format!("cannot read: {e}"));
     let strand: String = tx
         .query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {
