@@ -71,11 +71,19 @@ pub(crate) fn write_var_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&tmp[i..]);
 }
 
-/// A UInt body of a u64: big-endian, minimal, empty for zero.
-fn write_uint_u64(out: &mut Vec<u8>, v: u64) {
+/// The UInt body of `v` (big-endian, minimal, empty for zero), passed to `f`.
+fn with_u64_body<T>(v: u64, f: impl FnOnce(&[u8]) -> T) -> T {
     let bytes = v.to_be_bytes();
-    let skip = (v.leading_zeros() / 8) as usize;
-    out.extend_from_slice(&bytes[skip..]);
+    f(&bytes[(v.leading_zeros() / 8) as usize..])
+}
+
+/// As [`uint_bytes`], passed to `f`, and without a buffer when the magnitude fits in a u64.
+pub(crate) fn with_uint_body<T>(m: &BigUint, f: impl FnOnce(&[u8]) -> T) -> T {
+    use num_traits::ToPrimitive;
+    match m.to_u64() {
+        Some(v) => with_u64_body(v, f),
+        None => f(&uint_bytes(m)),
+    }
 }
 
 /// UInt body: big-endian magnitude, minimal, empty for zero.
@@ -270,7 +278,6 @@ fn write_value(out: &mut Vec<u8>, v: &Value, symbols: &SymbolTable) {
 }
 
 fn write_data(out: &mut Vec<u8>, d: &Data, symbols: &SymbolTable) {
-    use num_traits::ToPrimitive;
     let start = out.len();
     let code = match d {
         Data::Null(t) => {
@@ -282,10 +289,7 @@ fn write_data(out: &mut Vec<u8>, d: &Data, symbols: &SymbolTable) {
             return;
         }
         Data::Int(i) => {
-            match i.magnitude().to_u64() {
-                Some(m) => write_uint_u64(out, m),
-                None => out.extend_from_slice(&uint_bytes(i.magnitude())),
-            }
+            with_uint_body(i.magnitude(), |b| out.extend_from_slice(b));
             if i.sign() == Sign::Minus {
                 0x3
             } else {
@@ -312,7 +316,7 @@ fn write_data(out: &mut Vec<u8>, d: &Data, symbols: &SymbolTable) {
             0x6
         }
         Data::Symbol(s) => {
-            write_uint_u64(out, symbols.sid(s));
+            with_u64_body(symbols.sid(s), |b| out.extend_from_slice(b));
             0x7
         }
         Data::String(s) => {

@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::binary::{decimal_body, float_body, timestamp_body, uint_bytes};
+use super::binary::{decimal_body, float_body, timestamp_body, with_uint_body};
 use super::{Data, Value};
 
 const BEGIN: u8 = 0x0B;
@@ -66,13 +66,7 @@ fn serialize_data(d: &Data, out: &mut Vec<u8>) {
             } else {
                 0x20
             };
-            match num_traits::ToPrimitive::to_u64(i.magnitude()) {
-                Some(m) => {
-                    let bytes = m.to_be_bytes();
-                    scalar(tq, &bytes[(m.leading_zeros() / 8) as usize..], out)
-                }
-                None => scalar(tq, &uint_bytes(i.magnitude()), out),
-            }
+            with_uint_body(i.magnitude(), |b| scalar(tq, b, out))
         }
         Data::Float(f) => scalar(0x40, &float_body(*f), out),
         Data::Decimal(dec) => scalar(0x50, &decimal_body(dec), out),

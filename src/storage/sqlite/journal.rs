@@ -508,7 +508,7 @@ pub(crate) struct Answer {
     result: Option<std::result::Result<Committed, CommitError>>,
 }
 
-/// A commit waiting for the ledger's connection.
+/// A commit waiting for a batch to take it.
 pub(crate) struct Pending {
     req: CommitRequest,
     slot: Slot,
