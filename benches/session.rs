@@ -12,6 +12,13 @@
 //! WAL, the same synchronous setting). Prints transactions/s, p50/p99 latency and the
 //! ratio to raw SQLite, and the server process's own CPU time per transaction of each phase
 //! (from /proc). Figures go to docs/performance.md.
+//!
+//! Last, the same INSERT transactions run against the HTTP floor: this bench binary started
+//! again as `--serve-floor`, an axum server on the same stack as qldb-local (axum, hyper,
+//! a multi-threaded tokio runtime, mimalloc) that parses each SendCommand body and answers
+//! it with a fixed reply of the right shape, with no SigV4, session or storage work. Its CPU
+//! per transaction is what the HTTP stack alone costs for three requests, the part of the
+//! server's figure no engine work can remove.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -22,6 +29,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_qldbsession::Client;
 use support::*;
+
+/// The allocator qldb-local uses, so the floor server below runs on the same stack.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     clients: usize,
@@ -198,8 +209,76 @@ async fn select_tx(c: &Client, token: &str, key: String) {
     s.commit(&tx, d.bytes()).await.unwrap();
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+/// The floor server's one handler: decodes the SendCommand body and gives the fixed reply
+/// each command needs for the SDK to go on (the commit echoes the client's digest, as a
+/// real commit returns the same value).
+async fn floor_reply(body: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let req: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return (axum::http::StatusCode::BAD_REQUEST, "not JSON").into_response(),
+    };
+    let reply = if req.get("StartSession").is_some() {
+        serde_json::json!({"StartSession": {"SessionToken": "floor-session-token"}})
+    } else if req.get("StartTransaction").is_some() {
+        serde_json::json!({"StartTransaction": {"TransactionId": "FloorTransactionId0001"}})
+    } else if req.get("ExecuteStatement").is_some() {
+        serde_json::json!({"ExecuteStatement": {"FirstPage": {"Values": []},
+            "ConsumedIOs": {"ReadIOs": 0, "WriteIOs": 1}, "TimingInformation": {"ProcessingTimeMilliseconds": 0}}})
+    } else if let Some(c) = req.get("CommitTransaction") {
+        serde_json::json!({"CommitTransaction": {"TransactionId": c["TransactionId"],
+            "CommitDigest": c["CommitDigest"]}})
+    } else {
+        serde_json::json!({"EndSession": {}})
+    };
+    (
+        [("content-type", "application/x-amz-json-1.0")],
+        serde_json::to_vec(&reply).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `--serve-floor`: serves [`floor_reply`] on a loopback port, printed as the first line.
+fn serve_floor() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        let app = axum::Router::new().route("/", axum::routing::post(floor_reply));
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+/// Starts this binary again as the floor server; returns the child and its endpoint.
+fn start_floor() -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--serve-floor")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, format!("http://127.0.0.1:{}", line.trim()))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--serve-floor") {
+        return serve_floor();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     let a = args();
     let durability = if a.relaxed { "relaxed" } else { "full" };
     let srv = start(&[
@@ -274,10 +353,26 @@ async fn main() {
             .await
             .unwrap();
 
+    // The HTTP floor: the same INSERT transactions against canned answers.
+    let (mut floor, floor_endpoint) = start_floor();
+    let floor_client = Arc::new(support::client(&floor_endpoint));
+    let floor_token = Arc::new(session(&floor_client, "bench").await.token);
+    let cpu_before = process_cpu_time(floor.id());
+    let (c, t) = (floor_client.clone(), floor_token.clone());
+    let mut floor_ins = run_clients(a.clients, a.seconds, move |ci, i| {
+        let (c, t) = (c.clone(), t.clone());
+        async move { insert_tx(&c, &t, format!("f-{ci}-{i}"), i).await }
+    })
+    .await;
+    let cpu_floor = process_cpu_time(floor.id()) - cpu_before;
+    let _ = floor.kill();
+    let _ = floor.wait();
+
     let qi = ins.report("qldb-local INSERT transaction (HTTP, SDK)");
     let qs = sel.report("qldb-local indexed point SELECT transaction");
     mixed_ins.report(&format!("mixed: {half} clients INSERT"));
     mixed_sel.report(&format!("mixed: {half} clients SELECT at the same time"));
+    floor_ins.report("HTTP floor: INSERT-shaped, canned answers");
     let ri = raw_ins.report("raw rusqlite single-row INSERT transaction");
     let rs = raw_sel.report("raw rusqlite indexed point SELECT");
     let per_tx = |cpu: Duration, stats: &Stats| {
@@ -292,6 +387,12 @@ async fn main() {
         "server CPU per SELECT transaction: {:.0} µs ({:.2} s of CPU in the phase)",
         per_tx(cpu_sel, &sel),
         cpu_sel.as_secs_f64()
+    );
+    println!(
+        "HTTP floor's CPU per transaction (3 requests, no SigV4, no session or storage work): \
+         {:.0} µs ({:.2} s of CPU in the phase)",
+        per_tx(cpu_floor, &floor_ins),
+        cpu_floor.as_secs_f64()
     );
     // The clients share the machine: their CPU per transaction plus the server's is what a
     // transaction costs the machine, so cores / (both) bounds the throughput.
