@@ -58,6 +58,8 @@
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
 //! - [`iam`]: principals, credentials files and IAM policy evaluation (STANDARD mode).
 //! - [`tls`]: the HTTPS side of the listener (`--tls`).
+//! - [`shell`]: `qldb-local shell`, a PartiQL prompt that is a client of the session API
+//!   through the official Rust SDK (imports only [`ion`] and [`journal`]'s commit digest).
 //! - [`config`]: every setting, its flag and environment variable (a leaf: [`server`]
 //!   turns it into each layer's settings).
 
@@ -74,6 +76,7 @@ pub mod names;
 pub mod partiql;
 pub mod server;
 pub mod session;
+pub mod shell;
 pub mod storage;
 pub mod tls;
 

@@ -95,11 +95,74 @@ enum Command {
         #[arg(long, env = "QLDB_LOCAL_LISTEN", default_value = qldb_local::config::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
     },
+    /// An interactive PartiQL prompt on a ledger, over the session API of any qldb-local:
+    /// each statement committed on its own, or `start transaction` … `commit`/`abort`;
+    /// statements end with ';'. With piped input it runs the script and exits non-zero at
+    /// the first error.
+    Shell(Box<ShellArgs>),
+}
+
+#[derive(clap::Args)]
+struct ShellArgs {
+    /// The ledger to work on.
+    #[arg(long)]
+    ledger: String,
+    /// The server's endpoint.
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL_QLDB_SESSION",
+        default_value = "http://127.0.0.1:8901"
+    )]
+    endpoint: String,
+    /// The region to sign requests for.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// The access key id to sign with (qldb-local's default credentials are test:test).
+    #[arg(
+        long,
+        env = "AWS_ACCESS_KEY_ID",
+        default_value = "test",
+        hide_env_values = true
+    )]
+    access_key_id: String,
+    /// The secret access key to sign with.
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "test",
+        hide_env_values = true
+    )]
+    secret_access_key: String,
+    /// A session token, for temporary credentials.
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    session_token: Option<String>,
+    /// How results are printed (`\format ion|table` switches inside the shell).
+    #[arg(long, value_enum, default_value_t = qldb_local::shell::Format::Ion)]
+    format: qldb_local::shell::Format,
+    /// The history file of the interactive prompt [default: ~/.qldb-local/shell_history].
+    #[arg(long, env = "QLDB_LOCAL_SHELL_HISTORY")]
+    history: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Shell(a) => {
+            let history = a.history.or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| std::path::PathBuf::from(h).join(".qldb-local/shell_history"))
+            });
+            qldb_local::shell::run(qldb_local::shell::ShellConfig {
+                ledger: a.ledger,
+                endpoint: a.endpoint,
+                region: a.region,
+                access_key: a.access_key_id,
+                secret_key: a.secret_access_key,
+                session_token: a.session_token,
+                format: a.format,
+                history,
+            })
+        }
         Command::Verify {
             data_dir,
             ledger,
