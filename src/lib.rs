@@ -58,6 +58,7 @@
 //! - [`names`]: validated names and ids, Coral-style constraint messages.
 //! - [`iam`]: principals, credentials files and IAM policy evaluation (STANDARD mode).
 //! - [`tls`]: the HTTPS side of the listener (`--tls`).
+//! - [`progress`]: progress bars and lines of long command-line work (a leaf).
 //! - [`shell`]: `qldb-local shell`, a PartiQL prompt that is a client of the session API
 //!   through the official Rust SDK (imports only [`ion`] and [`journal`]'s commit digest).
 //! - [`config`]: every setting, its flag and environment variable (a leaf: [`server`]
@@ -74,6 +75,7 @@ pub mod jobs;
 pub mod journal;
 pub mod names;
 pub mod partiql;
+pub mod progress;
 pub mod server;
 pub mod session;
 pub mod shell;

@@ -179,7 +179,13 @@ fn main() -> std::process::ExitCode {
             }
         }
         Command::Rebuild { data_dir, ledger } => {
-            match qldb_local::rebuild::rebuild(&data_dir, &ledger) {
+            let mut progress = qldb_local::progress::Progress::stderr();
+            let rebuilt =
+                qldb_local::rebuild::rebuild_reporting(&data_dir, &ledger, &mut |step, d, t| {
+                    progress.update(&format!("rebuild {ledger}: {step}"), d, t, "blocks")
+                });
+            progress.clear();
+            match rebuilt {
                 Ok(r) => {
                     use base64::Engine as _;
                     println!(

@@ -34,7 +34,9 @@ use crate::storage::sqlite::journal::{
 };
 use crate::storage::sqlite::schema::{migrate, LEDGER_MIGRATIONS};
 use crate::storage::sqlite::stored::{decode_block, repack_block, DATA_IN_BLOCK};
-use crate::verify::{int_field as int, text_field as text, verify_file, Damage, Scope, Verified};
+use crate::verify::{
+    int_field as int, text_field as text, verify_file_reporting, Damage, Scope, Verified,
+};
 
 /// What a rebuild did.
 #[derive(Debug)]
@@ -61,6 +63,16 @@ fn fail(ledger: &str, block: Option<u64>, message: impl Into<String>) -> Damage 
 
 /// Rebuilds ledger `name` of `data_dir` (no server may be running on the data dir).
 pub fn rebuild(data_dir: &Path, name: &str) -> Result<Rebuilt, Damage> {
+    rebuild_reporting(data_dir, name, &mut |_, _, _| {})
+}
+
+/// [`rebuild`], calling `report(step, blocks done, blocks)` through its three passes over
+/// the journal: "checking the journal", "replaying the journal", "verifying the result".
+pub fn rebuild_reporting(
+    data_dir: &Path,
+    name: &str,
+    report: &mut dyn FnMut(&str, u64, u64),
+) -> Result<Rebuilt, Damage> {
     let err = |m: String| fail(name, None, m);
     LedgerName::parse(name).map_err(|v| err(format!("not a ledger name: {}", v.0)))?;
     crate::verify::ledger_names(data_dir, Some(name))?;
@@ -79,7 +91,10 @@ pub fn rebuild(data_dir: &Path, name: &str) -> Result<Rebuilt, Damage> {
             .and_then(|()| conn.pragma_update(None, "journal_mode", "DELETE"))
             .map_err(|e| err(format!("cannot fold the WAL of {}: {e}", path.display())))?;
     }
-    let journal = verify_file(&path, name, Scope::Journal).map_err(|d| Damage {
+    let journal = verify_file_reporting(&path, name, Scope::Journal, &mut |d, t| {
+        report("checking the journal", d, t)
+    })
+    .map_err(|d| Damage {
         message: format!(
             "the journal itself is damaged, so it cannot be rebuilt from: {}",
             d.message
@@ -115,8 +130,13 @@ pub fn rebuild(data_dir: &Path, name: &str) -> Result<Rebuilt, Damage> {
         uuid::Uuid::new_v4().simple()
     ));
     let built = (|| {
-        let counts = write_new(&path, &tmp, name)?;
-        let verified = verify_file(&tmp, name, Scope::Everything).map_err(|d| Damage {
+        let counts = write_new(&path, &tmp, name, &mut |d, t| {
+            report("replaying the journal", d, t)
+        })?;
+        let verified = verify_file_reporting(&tmp, name, Scope::Everything, &mut |d, t| {
+            report("verifying the result", d, t)
+        })
+        .map_err(|d| Damage {
             message: format!("the rebuilt file does not verify: {}", d.message),
             ..d
         })?;
@@ -890,7 +910,12 @@ impl<'h> Replayer<'h> {
     }
 }
 
-fn write_new(old_path: &Path, new_path: &Path, name: &str) -> Result<Counts, Damage> {
+fn write_new(
+    old_path: &Path,
+    new_path: &Path,
+    name: &str,
+    report: &mut dyn FnMut(u64, u64),
+) -> Result<Counts, Damage> {
     let sqlerr = |block: Option<u64>| {
         move |e: rusqlite::Error| fail(name, block, format!("cannot write: {e}"))
     };
@@ -924,8 +949,10 @@ fn write_new(old_path: &Path, new_path: &Path, name: &str) -> Result<Counts, Dam
     let mut conn = create_file(new_path, name, &strand, imported_through)?;
     let tx = conn.transaction().map_err(sqlerr(None))?;
     let mut replayer = Replayer::new(name, &hints, imported_through);
-    for (seq, hash, ion, block, parsed) in &decoded {
+    let total = decoded.len() as u64;
+    for (i, (seq, hash, ion, block, parsed)) in decoded.iter().enumerate() {
         replayer.apply(&tx, *seq, hash, ion, block, parsed)?;
+        report(i as u64 + 1, total);
     }
     let counts = replayer.finish(&tx)?;
     tx.commit().map_err(sqlerr(None))?;

@@ -86,9 +86,18 @@ pub fn verify_data_dir(data_dir: &Path) -> Result<Vec<Verified>, Damage> {
 
 /// Verifies one ledger file: its journal and every table derived from it.
 pub fn verify_ledger(data_dir: &Path, name: &str) -> Result<Verified, Damage> {
+    verify_ledger_reporting(data_dir, name, &mut |_, _| {})
+}
+
+/// [`verify_ledger`], calling `report(blocks checked, blocks)` as the journal is read.
+pub fn verify_ledger_reporting(
+    data_dir: &Path,
+    name: &str,
+    report: &mut dyn FnMut(u64, u64),
+) -> Result<Verified, Damage> {
     let path =
         crate::storage::sqlite::catalog::ledgers_dir(data_dir).join(format!("{name}.sqlite"));
-    verify_file(&path, name, Scope::Everything)
+    verify_file_reporting(&path, name, Scope::Everything, report)
 }
 
 /// What [`verify_file`] checks.
@@ -102,6 +111,16 @@ pub enum Scope {
 
 /// Verifies the ledger file at `path`, which must belong to ledger `name`.
 pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Damage> {
+    verify_file_reporting(path, name, scope, &mut |_, _| {})
+}
+
+/// [`verify_file`], calling `report(blocks checked, blocks)` as the journal is read.
+pub fn verify_file_reporting(
+    path: &Path,
+    name: &str,
+    scope: Scope,
+    report: &mut dyn FnMut(u64, u64),
+) -> Result<Verified, Damage> {
     let full = scope == Scope::Everything;
     let damage = |block: Option<u64>, message: String| Damage {
         ledger: name.to_string(),
@@ -165,6 +184,9 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
             rows_per_block.insert(r.get(0).map_err(sql)?, r.get(1).map_err(sql)?);
         }
     }
+    let total: i64 = tx
+        .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+        .map_err(sql)?;
     let mut stmt = tx
         .prepare("SELECT seq, block_hash, ion FROM blocks ORDER BY seq")
         .map_err(sql)?;
@@ -239,6 +261,7 @@ pub fn verify_file(path: &Path, name: &str, scope: Scope) -> Result<Verified, Da
         leaves.push(block_hash);
         replay.blocks.push(BlockFacts { tx_id, statements });
         expected_seq += 1;
+        report(expected_seq, total as u64);
     }
     if leaves.is_empty() {
         return Err(damage(None, "the journal has no blocks".into()));
@@ -1138,8 +1161,14 @@ pub fn run(
     saved: Option<(String, String)>,
 ) -> Result<(), Damage> {
     use base64::Engine as _;
+    let mut progress = crate::progress::Progress::stderr();
     for name in ledger_names(data_dir, only)? {
-        let v = verify_ledger(data_dir, &name)?;
+        let what = format!("verify {name}");
+        let v = verify_ledger_reporting(data_dir, &name, &mut |done, total| {
+            progress.update(&what, done, total, "blocks")
+        });
+        progress.clear();
+        let v = v?;
         println!(
             "ok {}: {} blocks, digest {} at sequenceNo {}",
             v.ledger,
