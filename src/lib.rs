@@ -36,7 +36,8 @@
 //!
 //! ## Module map (arrows point down only)
 //!
-//! - [`http`]: routing, SigV4, AWS error framing, restJson1 and awsJson1_0.
+//! - [`http`]: routing, SigV4, AWS error framing, restJson1 and awsJson1_0; it also serves
+//!   the web console's static files (`src/console/`, a client of those same APIs).
 //! - [`api`]: serde shapes of the service models in `api-models/`.
 //! - [`control`]: ledgers, states, tags, ARNs; GetDigest/GetBlock/GetRevision.
 //! - [`server`]: the composition root: turns [`config`] into each layer's settings, picks

@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod authz;
+mod console;
 mod control;
 pub mod errors;
 mod session;
@@ -43,6 +44,9 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .route("/", post(session::dispatch))
         .merge(
             control::routes().route_layer(middleware::from_fn_with_state(
@@ -188,7 +192,8 @@ async fn buffer_and_authenticate(
             .into_response();
         }
     };
-    let exempt = parts.method == Method::GET && parts.uri.path() == "/health";
+    let exempt = (parts.method == Method::GET && parts.uri.path() == "/health")
+        || console::is_console(&parts.method, parts.uri.path());
     if !exempt {
         let target = parts
             .uri
