@@ -548,7 +548,14 @@ impl Shell {
             }
             r?
         } else {
-            let mut tx = self.start_transaction()?;
+            let had_session = self.token.is_some();
+            let mut tx = match self.start_transaction() {
+                Ok(tx) => tx,
+                // An expired session (the server forgot it while the user was away) costs
+                // nothing here: no statement ran, so a new session takes over, as drivers do.
+                Err(_) if had_session && self.token.is_none() => self.start_transaction()?,
+                Err(f) => return Err(f),
+            };
             let r = self.execute(&mut tx, statement);
             match r {
                 Ok(outcome) => {

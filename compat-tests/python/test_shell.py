@@ -253,3 +253,36 @@ def test_interactive_exit_aborts_an_open_transaction(server, tmp_path):
     finally:
         t.close()
     assert vins(server, ledger) == []
+
+
+def test_an_expired_session_is_replaced_between_statements_but_not_inside_a_transaction(tmp_path):
+    """A server whose sessions live 1.5 s: an auto-committed statement after that starts a new
+    session unnoticed; an open transaction that outlived its session is reported as lost."""
+    from qldb_harness import Server
+
+    s = Server(extra_args=["--session-lifetime-ms", "1500"]).start()
+    try:
+        ledger = create_ledger(s)
+        assert run_script(s, ledger, "CREATE TABLE Car;", tmp_path).returncode == 0
+        t = Terminal(shell_cmd(s, ledger), shell_env(tmp_path))
+        try:
+            t.read_until(r"qldb> ")
+            t.type("INSERT INTO Car {'vin': 'A1'};", r"1 document.*qldb> ")
+            time.sleep(2)  # the session expires (not a timing assertion: any wait > 1.5 s)
+            tail = t.type("INSERT INTO Car {'vin': 'B2'};", r"qldb> ")
+            assert "1 document" in tail and "Error" not in tail, tail
+            t.type("begin", r"qldb \*> ")
+            time.sleep(2)
+            tail = t.type("INSERT INTO Car {'vin': 'C3'};", r"qldb> ")
+            assert "InvalidSessionException" in tail, tail
+            assert "the open transaction is gone" in tail, tail
+            # The prompt no longer claims a transaction, and the next statement works.
+            tail = t.type("INSERT INTO Car {'vin': 'D4'};", r"qldb> ")
+            assert "1 document" in tail and "Error" not in tail, tail
+            os.write(t.master, b"quit\r")
+            assert t.proc.wait(timeout=20) == 0
+        finally:
+            t.close()
+        assert vins(s, ledger) == ["A1", "B2", "D4"]
+    finally:
+        s.close()
