@@ -252,6 +252,16 @@ fn serve_floor() {
     });
 }
 
+/// A child process killed when this goes out of scope (a panic included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts this binary again as the floor server; returns the child and its endpoint.
 fn start_floor() -> (std::process::Child, String) {
     use std::io::BufRead;
@@ -354,19 +364,19 @@ async fn bench() {
             .unwrap();
 
     // The HTTP floor: the same INSERT transactions against canned answers.
-    let (mut floor, floor_endpoint) = start_floor();
+    let (floor, floor_endpoint) = start_floor();
+    let floor = KillOnDrop(floor);
     let floor_client = Arc::new(support::client(&floor_endpoint));
     let floor_token = Arc::new(session(&floor_client, "bench").await.token);
-    let cpu_before = process_cpu_time(floor.id());
+    let cpu_before = process_cpu_time(floor.0.id());
     let (c, t) = (floor_client.clone(), floor_token.clone());
     let mut floor_ins = run_clients(a.clients, a.seconds, move |ci, i| {
         let (c, t) = (c.clone(), t.clone());
         async move { insert_tx(&c, &t, format!("f-{ci}-{i}"), i).await }
     })
     .await;
-    let cpu_floor = process_cpu_time(floor.id()) - cpu_before;
-    let _ = floor.kill();
-    let _ = floor.wait();
+    let cpu_floor = process_cpu_time(floor.0.id()) - cpu_before;
+    drop(floor);
 
     let qi = ins.report("qldb-local INSERT transaction (HTTP, SDK)");
     let qs = sel.report("qldb-local indexed point SELECT transaction");

@@ -98,6 +98,13 @@ fn client(cfg: &ShellConfig) -> Client {
         .http_client(http)
         // A shell reports every error at once; the user decides what to retry.
         .retry_config(aws_sdk_qldbsession::config::retry::RetryConfig::disabled())
+        // A server that stops answering fails the statement instead of hanging a script.
+        .timeout_config(
+            aws_sdk_qldbsession::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .operation_timeout(std::time::Duration::from_secs(120))
+                .build(),
+        )
         .build();
     Client::from_conf(conf)
 }
@@ -165,6 +172,14 @@ unless a transaction is open.
 
 After each statement: the documents returned, the read I/Os and the server's time.";
 
+/// What handling an input came to.
+#[derive(Debug, PartialEq)]
+enum Flow {
+    Done,
+    Failed,
+    Quit,
+}
+
 /// Why an input failed: what to print, and whether the session is gone.
 struct Failure {
     message: String,
@@ -218,6 +233,10 @@ where
     matches!(e, SdkError::ServiceError(s) if s.err().code() == Some("InvalidSessionException"))
 }
 
+/// QLDB's limit on a statement's length (the server refuses longer ones before it counts
+/// them in the transaction's digest).
+const MAX_STATEMENT_CHARS: usize = 100_000;
+
 /// What a statement returned.
 struct Outcome {
     values: Vec<Value>,
@@ -264,8 +283,12 @@ impl Shell {
                         let _ = editor.add_history_entry(entry);
                     }
                     for input in inputs {
-                        if !self.handle(input, true) {
-                            break 'read;
+                        match self.handle(input) {
+                            Flow::Done => {}
+                            // The rest of the line is not run: the user decides after an
+                            // error (`begin; bad; good; commit;` must not commit half).
+                            Flow::Failed => break,
+                            Flow::Quit => break 'read,
                         }
                     }
                 }
@@ -293,13 +316,10 @@ impl Shell {
         let mut lines = Lines::default();
         let run = |shell: &mut Self, inputs: Vec<Input>| -> Option<bool> {
             for input in inputs {
-                match input {
-                    Input::Quit => return Some(true),
-                    input => {
-                        if !shell.handle(input, false) {
-                            return Some(false);
-                        }
-                    }
+                match shell.handle(input) {
+                    Flow::Done => {}
+                    Flow::Failed => return Some(false),
+                    Flow::Quit => return Some(true),
                 }
             }
             None
@@ -337,11 +357,10 @@ impl Shell {
         true
     }
 
-    /// Handles one input. Interactively, false means quit; in a script, false means an
-    /// error stopped it.
-    fn handle(&mut self, input: Input, interactive: bool) -> bool {
+    /// Handles one input; an error is printed.
+    fn handle(&mut self, input: Input) -> Flow {
         let result = match input {
-            Input::Quit => return false,
+            Input::Quit => return Flow::Quit,
             Input::Help => {
                 println!("{HELP}");
                 Ok(())
@@ -357,11 +376,11 @@ impl Shell {
             Input::Statement(s) => self.statement(&s),
         };
         match result {
-            Ok(()) => true,
+            Ok(()) => Flow::Done,
             Err(f) => {
                 eprintln!("Error: {}", f.message);
                 let _ = std::io::stderr().flush();
-                interactive
+                Flow::Failed
             }
         }
     }
@@ -524,11 +543,17 @@ impl Shell {
             Err(e) => {
                 // Whatever the server kept of the transaction goes, so the next one starts
                 // clean.
+                let answered = matches!(e, SdkError::ServiceError(_));
                 let _ = self.abort();
-                Err(Failure::new(format!(
-                    "{} (the transaction was not committed)",
-                    describe(&e)
-                )))
+                Err(Failure::new(if answered {
+                    format!("{} (the transaction was not committed)", describe(&e))
+                } else {
+                    format!(
+                        "{} (the commit got no answer: whether the transaction was committed \
+                         is unknown; look before running it again)",
+                        describe(&e)
+                    )
+                }))
             }
         }
     }
@@ -576,6 +601,17 @@ impl Shell {
 
     fn execute(&mut self, tx: &mut Tx, statement: &str) -> Result<Outcome, Failure> {
         let token = self.session()?;
+        // The server folds a statement into its digest when it takes the request, even one
+        // that then fails (a syntax error); a request refused before that (too large) or
+        // lost on the way must leave the digest as it was, or the commit could never match.
+        let chars = statement.chars().count();
+        if chars > MAX_STATEMENT_CHARS {
+            // Refused before the server folds it: not sent, so the transaction stays whole.
+            return Err(Failure::new(format!(
+                "the statement has {chars} characters; QLDB allows at most {MAX_STATEMENT_CHARS}"
+            )));
+        }
+        let before = tx.digest.clone();
         tx.digest.add_statement(statement, &[]);
         let request = ExecuteStatementRequest::builder()
             .transaction_id(&tx.id)
@@ -592,7 +628,14 @@ impl Shell {
         let r = match r {
             Ok(r) => r,
             Err(e) if session_gone(&e) => return Err(self.lost_session(describe(&e))),
-            Err(e) => return Err(Failure::new(describe(&e))),
+            Err(e) => {
+                let taken = matches!(&e, SdkError::ServiceError(s)
+                    if s.err().code() != Some("RequestEntityTooLargeException"));
+                if !taken {
+                    tx.digest = before;
+                }
+                return Err(Failure::new(describe(&e)));
+            }
         };
         let result = r
             .execute_statement()
@@ -855,7 +898,7 @@ impl Lines {
             if !matches!(command, Input::Statement(_)) {
                 return (vec![command], Some(line.trim().to_string()));
             }
-            if strip_comments(line).trim().is_empty() {
+            if blank(line) {
                 return (Vec::new(), None);
             }
         }
@@ -868,11 +911,7 @@ impl Lines {
         let entry = self.pending[..self.pending.len() - rest.len()]
             .trim()
             .to_string();
-        self.pending = if strip_comments(&rest).trim().is_empty() {
-            String::new()
-        } else {
-            rest
-        };
+        self.pending = if blank(&rest) { String::new() } else { rest };
         (
             statements.iter().map(|s| classify(s)).collect(),
             Some(entry),
@@ -882,7 +921,7 @@ impl Lines {
     /// The input's end: a last statement may omit its `;`.
     fn finish(self) -> Option<Input> {
         let rest = self.pending.trim();
-        (!strip_comments(rest).trim().is_empty()).then(|| classify(rest))
+        (!blank(rest)).then(|| classify(rest))
     }
 }
 
@@ -934,6 +973,49 @@ pub fn split_statements(input: &str) -> (Vec<String>, String) {
     }
     let rest = input.get(start..).unwrap_or("").to_string();
     (statements, rest)
+}
+
+/// Whether text holds nothing but whitespace and finished comments (an open `/*` or quote
+/// is the start of something that continues on the next line).
+fn blank(s: &str) -> bool {
+    strip_comments(s).trim().is_empty() && !unfinished(s)
+}
+
+/// Whether text ends inside a quote or a `/* */` comment.
+fn unfinished(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                if i >= b.len() {
+                    return true;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                if i >= b.len() {
+                    return true;
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The text without `--` and `/* */` comments (outside quotes): to tell a statement from
@@ -1027,6 +1109,19 @@ mod tests {
         assert_eq!(l.push("commit;").0, vec![Input::Commit]);
         assert_eq!(l.push("SELECT 3").0, vec![]);
         assert_eq!(l.finish(), Some(Input::Statement("SELECT 3".into())));
+        // A block comment over lines, with a ';' inside, is not a statement.
+        let mut l = Lines::default();
+        assert_eq!(l.push("/*").0, vec![]);
+        assert!(l.pending());
+        assert_eq!(l.push(" * setup; run once").0, vec![]);
+        assert_eq!(l.push(" */").0, vec![]);
+        assert_eq!(
+            l.push("SELECT 1;").0,
+            vec![Input::Statement(
+                "/*\n * setup; run once\n */\nSELECT 1".into()
+            )]
+        );
+        assert!(!l.pending());
     }
 
     #[test]

@@ -8,6 +8,7 @@ sees the server's signature error with wrong credentials. Screenshots of the mai
 QLDB_CONSOLE_SCREENSHOTS (default: target/console-screenshots/) for a person to look at.
 """
 
+import base64
 import os
 import pathlib
 import shutil
@@ -85,8 +86,10 @@ def run_editor(browser, text, one_tx=False):
 
 
 def results_done(browser, count, timeout=20):
+    """Waits for the run to end (Run enabled again) and `count` results or errors."""
     WebDriverWait(browser, timeout).until(lambda d: len(d.find_elements(
-        By.CSS_SELECTOR, "#results [data-test=result], #results [data-test=error]")) >= count)
+        By.CSS_SELECTOR, "#results [data-test=result], #results [data-test=error]")) >= count
+        and d.find_element(By.ID, "run").is_enabled())
     return browser.find_elements(By.CSS_SELECTOR, "#results [data-test=result]")
 
 
@@ -105,6 +108,9 @@ def test_console_end_to_end(server, browser):
     tab(browser, "query")
     wait(browser, "#editor")
     run_editor(browser, "CREATE TABLE Car;\nCREATE INDEX ON Car (vin);")
+    assert len(results_done(browser, 2)) == 2
+    # A dropped table must not break the document history below.
+    run_editor(browser, "CREATE TABLE Gone;\nDROP TABLE Gone;")
     assert len(results_done(browser, 2)) == 2
     run_editor(browser, "INSERT INTO Car {'vin': 'A1', 'owner': 'Ana', 'year': 2020};\n"
                         "INSERT INTO Car {'vin': 'B2', 'owner': 'Bo', 'tags': ['x', 'y']};", one_tx=True)
@@ -141,8 +147,10 @@ def test_console_end_to_end(server, browser):
     assert start == text.index("vin =") + len("vin ="), (start, text)
     # A failed statement in one transaction commits nothing.
     run_editor(browser, "INSERT INTO Car {'vin': 'C3'};\nINSERT INTO NoSuchTable {'a': 1};", one_tx=True)
-    results_done(browser, 2)
-    assert "not committed" in browser.find_element(By.ID, "results").text
+    # Only the error: results are shown once committed, and nothing was.
+    assert results_done(browser, 1) == []
+    text = browser.find_element(By.ID, "results").text
+    assert "not committed" in text and "No such table: NoSuchTable" in text, text
     run_editor(browser, "SELECT VALUE vin FROM Car WHERE vin = 'C3'")
     (result,) = results_done(browser, 1)
     assert "0 documents" in result.text
@@ -188,6 +196,25 @@ def test_console_end_to_end(server, browser):
     assert browser.find_elements(By.CSS_SELECTOR, "[data-test=proof-path] code.mismatch")
     shot(browser, "07-tampered")
     browser.find_element(By.ID, "tamper").click()
+    # A digest saved earlier: the current one, as a user would have kept it, then a wrong one.
+    browser.find_element(By.CSS_SELECTOR, "#verify-form button").click()
+    verdict = wait(browser, "[data-test=verdict]", "Verified")
+    tip = verdict.text.split(" digest at ")[1].rstrip(".")
+    digest_hex = browser.find_elements(By.CSS_SELECTOR, "[data-test=proof-path] code")[-1].text
+    saved = base64.b64encode(bytes.fromhex(digest_hex)).decode()
+    browser.find_element(By.ID, "verify-digest").send_keys(saved)
+    browser.find_element(By.ID, "verify-tip").send_keys(tip)
+    browser.find_element(By.CSS_SELECTOR, "#verify-form button").click()
+    wait(browser, "[data-test=verdict]", "fold to the saved digest")
+    wrong = bytearray(bytes.fromhex(digest_hex))
+    wrong[5] ^= 0x10
+    field = browser.find_element(By.ID, "verify-digest")
+    field.clear()
+    field.send_keys(base64.b64encode(bytes(wrong)).decode())
+    browser.find_element(By.CSS_SELECTOR, "#verify-form button").click()
+    wait(browser, "[data-test=verdict]", "FAILED")
+    field.clear()
+    browser.find_element(By.ID, "verify-tip").clear()
 
     # Wrong credentials: the server's signature error, as any client sees it.
     secret = browser.find_element(By.ID, "secret-key")

@@ -93,7 +93,7 @@ async function createLedger(ev) {
 }
 
 async function deleteLedger(name) {
-  if (!confirm(`Delete ledger ${name} and everything in it?`)) return;
+  if (!confirm(`Delete ledger ${name} and everything in it? (Its deletion protection, if on, is turned off first.)`)) return;
   const msg = $("#ledger-message");
   try {
     await aws().deleteLedger(name);
@@ -243,14 +243,14 @@ async function runEditor() {
     }
     out.append(el("div", { class: "error", "data-test": "error" }, `${where}${e.code ? `${e.code}: ` : ""}${e.message}`));
   };
+  const run = $("#run");
+  run.disabled = true;
   try {
     if (oneTx) {
-      let current = null;
       try {
         await session().transaction(statements.map((s) => s.text), (i, r) => show(statements[i], r));
       } catch (e) {
-        current = statements[out.querySelectorAll("[data-test=result]").length];
-        fail(current, e);
+        fail(statements[e.statementIndex], e);
         out.append(el("div", { class: "dim" }, "The transaction was not committed."));
       }
     } else {
@@ -264,7 +264,8 @@ async function runEditor() {
       }
     }
   } finally {
-    refreshTables();
+    await refreshTables();
+    run.disabled = false;
   }
 }
 
@@ -333,13 +334,19 @@ async function loadHistory(ev) {
   const id = $("#history-doc").value.trim();
   try {
     if (!state.ledger) throw new Error("choose a ledger first");
+    // Every table, dropped ones too, by id: history('<table id>') finds a dropped table's
+    // revisions, and a re-created table of the same name is another table.
     const tables = [];
-    await session().transaction(["SELECT VALUE name FROM information_schema.user_tables"],
-      (_, r) => { for (const b of r.values) tables.push(...decodeBinary(fromBase64(b)).map((v) => v.v)); });
+    await session().transaction(["SELECT tableId, name FROM information_schema.user_tables"],
+      (_, r) => {
+        for (const b of r.values) {
+          for (const v of decodeBinary(fromBase64(b))) tables.push([field(v, "tableId").v, field(v, "name").v]);
+        }
+      });
     const revisions = [];
     const quotedId = id.replace(/'/g, "''");
-    await session().transaction(tables.map((t) => `SELECT * FROM history("${t.replace(/"/g, '""')}") AS h WHERE h.metadata.id = '${quotedId}'`),
-      (i, r) => { for (const b of r.values) for (const v of decodeBinary(fromBase64(b))) revisions.push([tables[i], v]); });
+    await session().transaction(tables.map(([tableId]) => `SELECT * FROM history('${tableId}') AS h WHERE h.metadata.id = '${quotedId}'`),
+      (i, r) => { for (const b of r.values) for (const v of decodeBinary(fromBase64(b))) revisions.push([tables[i][1], v]); });
     if (!revisions.length) { out.replaceChildren(el("p", {}, `No document ${id} in ${state.ledger}.`)); return; }
     out.replaceChildren(el("ol", { class: "timeline", "data-test": "timeline" }, ...revisions.map(([table, v]) => {
       const meta = field(v, "metadata");
@@ -365,9 +372,21 @@ async function verifyRevision(ev) {
     if (!state.ledger) throw new Error("choose a ledger first");
     const documentId = $("#verify-doc").value.trim();
     const blockAddress = $("#verify-block").value.trim();
-    const digestR = await aws().getDigest(state.ledger);
-    const digest = fromBase64(digestR.Digest);
-    const tipAddress = digestR.DigestTipAddress.IonText;
+    // A digest saved earlier (from GetDigest, here or elsewhere) makes the check independent
+    // of what the server says now; without one, the ledger's current digest is fetched.
+    const savedDigest = $("#verify-digest").value.trim();
+    const savedTip = $("#verify-tip").value.trim();
+    let digest;
+    let tipAddress;
+    if (savedDigest || savedTip) {
+      if (!savedDigest || !savedTip) throw new Error("a saved digest needs its digest tip address too");
+      digest = fromBase64(savedDigest);
+      tipAddress = savedTip;
+    } else {
+      const digestR = await aws().getDigest(state.ledger);
+      digest = fromBase64(digestR.Digest);
+      tipAddress = digestR.DigestTipAddress.IonText;
+    }
     const r = await aws().getRevision(state.ledger, blockAddress, documentId, tipAddress);
     const revision = parseText(r.Revision.IonText)[0];
     const proof = parseText(r.Proof.IonText)[0].v.map((h) => h.v);
@@ -385,7 +404,7 @@ async function verifyRevision(ev) {
     const ok = hex(h) === hex(digest);
     out.replaceChildren(
       el("div", { class: ok ? "ok" : "error", "data-test": "verdict" }, ok
-        ? `Verified: the revision's hash and ${proof.length} proof hashes fold to the ledger's digest at ${tipAddress}.`
+        ? `Verified: the revision's hash and ${proof.length} proof hashes fold to the ${savedDigest ? "saved" : "ledger's current"} digest at ${tipAddress}.`
         : "Verification FAILED: the proof does not lead to the ledger's digest."),
       el("ol", { class: "proof-path", "data-test": "proof-path" },
         ...steps.map(([what, x]) => el("li", {}, `${what} → `, el("code", {}, hex(x)))),
@@ -403,7 +422,9 @@ window.addEventListener("DOMContentLoaded", () => {
   $("#ledger").addEventListener("change", (ev) => { chooseLedger(ev.target.value); showTab("query"); });
   $("#create-ledger").addEventListener("submit", createLedger);
   $("#run").addEventListener("click", runEditor);
-  $("#editor").addEventListener("keydown", (ev) => { if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) runEditor(); });
+  $("#editor").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && !$("#run").disabled) runEditor();
+  });
   $("#view").addEventListener("change", switchView);
   $("#block-prev").addEventListener("click", () => loadBlock(Number($("#block-seq").value) - 1));
   $("#block-next").addEventListener("click", () => loadBlock(Number($("#block-seq").value) + 1));

@@ -7,6 +7,9 @@ import { hex, sha256, ionHashString, dot, toBase64 } from "./ion.js";
 
 const enc = new TextEncoder();
 
+// RFC 3986 percent-encoding (encodeURIComponent leaves !'()* as they are).
+const rfc3986 = (s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
 async function hmac(key, data) {
   const k = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   return new Uint8Array(await crypto.subtle.sign("HMAC", k, enc.encode(data)));
@@ -37,8 +40,15 @@ export class Aws {
     if (body !== undefined && !headers["content-type"]) headers["content-type"] = "application/json";
     const names = Object.keys(headers).map((h) => h.toLowerCase()).sort();
     const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
-    const canonicalPath = path.split("/").map((seg) => encodeURIComponent(decodeURIComponent(seg))).join("/");
-    const canonical = [method, canonicalPath, "", ...names.map((n) => `${n}:${String(lower[n]).trim()}`), "",
+    // The canonical URI encodes each segment of the path as sent (itself encoded) once more
+    // (SigV4 for every service but S3); the query is sorted and encoded (RFC 3986).
+    const [rawPath, rawQuery = ""] = path.split("?");
+    const canonicalPath = rawPath.split("/").map(rfc3986).join("/");
+    const canonicalQuery = rawQuery.split("&").filter(Boolean)
+      .map((kv) => kv.split("=").map((x) => rfc3986(decodeURIComponent(x))))
+      .sort(([a, x], [b, y]) => (a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0))
+      .map(([k, v = ""]) => `${k}=${v}`).join("&");
+    const canonical = [method, canonicalPath, canonicalQuery, ...names.map((n) => `${n}:${String(lower[n]).trim()}`), "",
       names.join(";"), hex(await sha256(enc.encode(payload)))].join("\n");
     const scope = `${day}/${this.region}/qldb/aws4_request`;
     const toSign = ["AWS4-HMAC-SHA256", amzDate, scope, hex(await sha256(enc.encode(canonical)))].join("\n");
@@ -66,17 +76,35 @@ export class Aws {
   }
 
   // ---- control plane
-  listLedgers() { return this.request("GET", "/ledgers"); }
+  // Every ledger, following NextToken.
+  async listLedgers() {
+    const ledgers = [];
+    let token = null;
+    do {
+      const r = await this.request("GET", token ? `/ledgers?next_token=${encodeURIComponent(token)}` : "/ledgers");
+      ledgers.push(...(r.Ledgers || []));
+      token = r.NextToken;
+    } while (token);
+    return { Ledgers: ledgers };
+  }
   createLedger(name) {
     return this.request("POST", "/ledgers", { Name: name, PermissionsMode: "ALLOW_ALL", DeletionProtection: false });
   }
   describeLedger(name) { return this.request("GET", `/ledgers/${encodeURIComponent(name)}`); }
+  // Deletes a ledger; one with deletion protection has it turned off first, and back on
+  // if the delete then fails.
   async deleteLedger(name) {
-    const d = await this.describeLedger(name);
-    if (d.DeletionProtection) {
-      await this.request("PATCH", `/ledgers/${encodeURIComponent(name)}`, { DeletionProtection: false });
+    const path = `/ledgers/${encodeURIComponent(name)}`;
+    const protectedLedger = (await this.describeLedger(name)).DeletionProtection;
+    if (protectedLedger) await this.request("PATCH", path, { DeletionProtection: false });
+    try {
+      return await this.request("DELETE", path);
+    } catch (e) {
+      if (protectedLedger) {
+        try { await this.request("PATCH", path, { DeletionProtection: true }); } catch { /* reported below */ }
+      }
+      throw e;
     }
-    return this.request("DELETE", `/ledgers/${encodeURIComponent(name)}`);
   }
   getDigest(name) { return this.request("POST", `/ledgers/${encodeURIComponent(name)}/digest`, {}); }
   getBlock(name, blockAddress, tipAddress) {
@@ -114,6 +142,13 @@ export class Session {
     return this.token;
   }
 
+  // A session runs one transaction at a time: each waits for the one before it to end.
+  transaction(statements, onResult) {
+    const run = (this.queue || Promise.resolve()).then(() => this.runTransaction(statements, onResult));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
   async cmd(body) {
     const SessionToken = await this.start();
     try {
@@ -131,11 +166,13 @@ export class Session {
     }
   }
 
-  // Runs `statements` (texts) in one transaction; calls onResult(i, {values (base64 Ion
-  // binary), readIOs, timeMs}) for each; commits if all succeed, aborts otherwise.
-  async transaction(statements, onResult) {
+  // Runs `statements` (texts) in one transaction; commits if all succeed, then calls
+  // onResult(i, {values (base64 Ion binary), readIOs, timeMs}) for each; aborts otherwise,
+  // and the error says which statement failed (e.statementIndex).
+  async runTransaction(statements, onResult) {
     const tx = (await this.cmd({ StartTransaction: {} })).StartTransaction.TransactionId;
     let digest = await ionHashString(tx);
+    const results = [];
     try {
       for (let i = 0; i < statements.length; i++) {
         digest = await dot(digest, await ionHashString(statements[i]));
@@ -152,10 +189,13 @@ export class Session {
           timeMs += f.TimingInformation?.ProcessingTimeMilliseconds ?? 0;
           page = f.Page;
         }
-        await onResult(i, { values, readIOs, timeMs });
+        results.push({ values, readIOs, timeMs });
       }
       await this.cmd({ CommitTransaction: { TransactionId: tx, CommitDigest: toBase64(digest) } });
+      // Results are shown once they are committed.
+      for (let i = 0; i < results.length; i++) await onResult(i, results[i]);
     } catch (e) {
+      if (e.statementIndex === undefined) e.statementIndex = results.length;
       if (this.token) {
         try { await this.cmd({ AbortTransaction: {} }); } catch { /* already ended */ }
       }

@@ -365,7 +365,12 @@ function bareValue(p, inSexp) {
   if (w.startsWith("null.")) return { t: "null", v: w.slice(5) };
   if (w === "+inf" || w === "-inf") return { t: "float", v: w === "+inf" ? Infinity : -Infinity };
   if (/^\d{4}(-\d\d(-\d\d)?)?T/.test(w) || /^\d{4}-\d\d-\d\d$/.test(w)) return { t: "timestamp", v: w };
-  if (/[eE]/.test(w) && !/^-?0[xX]/.test(w)) return { t: "float", v: Number(w.replace(/_/g, "")) };
+  const radix = /^(-?)0([xXbB])([0-9a-fA-F_]+)$/.exec(w);
+  if (radix) {
+    const n = BigInt(`0${radix[2].toLowerCase()}${radix[3].replace(/_/g, "")}`);
+    return { t: "int", v: radix[1] ? -n : n };
+  }
+  if (/[eE]/.test(w)) return { t: "float", v: Number(w.replace(/_/g, "")) };
   if (/[.dD]/.test(w)) return { t: "decimal", v: w };
   return { t: "int", v: BigInt(w.replace(/_/g, "")) };
 }
@@ -389,7 +394,8 @@ const KEYWORDS = new Set(["null", "true", "false", "nan"]);
 
 function symbolOut(s) {
   if (s === null) return "$0";
-  return IDENT.test(s) && !KEYWORDS.has(s) ? s : `'${escape(s, "'")}'`;
+  // $12 unquoted would read back as symbol id 12.
+  return IDENT.test(s) && !KEYWORDS.has(s) && !/^\$\d+$/.test(s) ? s : `'${escape(s, "'")}'`;
 }
 
 function escape(s, q) {
@@ -418,6 +424,7 @@ export function toText(v, indent = null, depth = 0) {
     case "float": {
       if (Number.isNaN(v.v)) return `${pre}nan`;
       if (!Number.isFinite(v.v)) return `${pre}${v.v > 0 ? "+inf" : "-inf"}`;
+      if (Object.is(v.v, -0)) return `${pre}-0e0`;
       const s = v.v.toExponential();
       return pre + s.replace(/e\+?/, "e");
     }
@@ -425,7 +432,15 @@ export function toText(v, indent = null, depth = 0) {
     case "symbol": return pre + symbolOut(v.v);
     case "string": return `${pre}"${escape(v.v, '"')}"`;
     case "blob": return `${pre}{{${toBase64(v.v)}}}`;
-    case "clob": return `${pre}{{"${escape(String.fromCharCode(...v.v), '"')}"}}`;
+    case "clob": {
+      // Each byte as itself when printable ASCII, else \xHH (a clob holds bytes, not text).
+      let body = "";
+      for (const b of v.v) {
+        const c = String.fromCharCode(b);
+        body += b === 0x22 || b === 0x5c ? `\\${c}` : b >= 0x20 && b < 0x7f ? c : `\\x${b.toString(16).padStart(2, "0")}`;
+      }
+      return `${pre}{{"${body}"}}`;
+    }
     case "list": case "sexp": {
       const [o, c] = v.t === "list" ? ["[", "]"] : ["(", ")"];
       if (!v.v.length) return pre + o + c;
