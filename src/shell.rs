@@ -13,9 +13,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Instant;
 
 use aws_sdk_qldbsession::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_qldbsession::operation::send_command::builders::SendCommandFluentBuilder;
+use aws_sdk_qldbsession::operation::send_command::{SendCommandError, SendCommandOutput};
 use aws_sdk_qldbsession::types::{
-    CommitTransactionRequest, EndSessionRequest, ExecuteStatementRequest, FetchPageRequest, Page,
-    StartSessionRequest, StartTransactionRequest, ValueHolder,
+    AbortTransactionRequest, CommitTransactionRequest, EndSessionRequest, ExecuteStatementRequest,
+    FetchPageRequest, Page, StartSessionRequest, StartTransactionRequest, ValueHolder,
 };
 use aws_sdk_qldbsession::Client;
 
@@ -192,6 +194,10 @@ impl Failure {
         }
     }
 }
+
+/// What a failed SendCommand gives (boxed: the SDK's error is large).
+type SendError =
+    Box<SdkError<SendCommandError, aws_smithy_runtime_api::client::orchestrator::HttpResponse>>;
 
 /// An SDK error as one line: the service's error code and message, or why the request did
 /// not get an answer.
@@ -412,6 +418,27 @@ impl Shell {
         Ok(token)
     }
 
+    /// Sends one command on the session `token`.
+    fn send(
+        &self,
+        token: &str,
+        command: impl FnOnce(SendCommandFluentBuilder) -> SendCommandFluentBuilder,
+    ) -> Result<SendCommandOutput, SendError> {
+        self.rt
+            .block_on(command(self.client.send_command().session_token(token)).send())
+            .map_err(Box::new)
+    }
+
+    /// A failed command as one message; a session the server no longer knows is forgotten
+    /// here too.
+    fn failure(&mut self, e: &SendError) -> Failure {
+        if session_gone(&**e) {
+            self.lost_session(describe(&**e))
+        } else {
+            Failure::new(describe(&**e))
+        }
+    }
+
     /// Forgets a session the server no longer knows, and any transaction in it.
     fn lost_session(&mut self, what: String) -> Failure {
         self.token = None;
@@ -427,18 +454,11 @@ impl Shell {
 
     fn start_transaction(&mut self) -> Result<Tx, Failure> {
         let token = self.session()?;
-        let r = self.rt.block_on(
-            self.client
-                .send_command()
-                .session_token(&token)
-                .start_transaction(StartTransactionRequest::builder().build())
-                .send(),
-        );
-        let r = match r {
-            Ok(r) => r,
-            Err(e) if session_gone(&e) => return Err(self.lost_session(describe(&e))),
-            Err(e) => return Err(Failure::new(describe(&e))),
-        };
+        let r = self
+            .send(&token, |c| {
+                c.start_transaction(StartTransactionRequest::builder().build())
+            })
+            .map_err(|e| self.failure(&e))?;
         let id = r
             .start_transaction()
             .and_then(|t| t.transaction_id())
@@ -493,13 +513,9 @@ impl Shell {
 
     fn end_session(&mut self) {
         if let Some(token) = self.token.take() {
-            let _ = self.rt.block_on(
-                self.client
-                    .send_command()
-                    .session_token(&token)
-                    .end_session(EndSessionRequest::builder().build())
-                    .send(),
-            );
+            let _ = self.send(&token, |c| {
+                c.end_session(EndSessionRequest::builder().build())
+            });
         }
     }
 
@@ -507,20 +523,11 @@ impl Shell {
         let Some(token) = self.token.clone() else {
             return Ok(());
         };
-        let r = self.rt.block_on(
-            self.client
-                .send_command()
-                .session_token(&token)
-                .abort_transaction(
-                    aws_sdk_qldbsession::types::AbortTransactionRequest::builder().build(),
-                )
-                .send(),
-        );
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if session_gone(&e) => Err(self.lost_session(describe(&e))),
-            Err(e) => Err(Failure::new(describe(&e))),
-        }
+        self.send(&token, |c| {
+            c.abort_transaction(AbortTransactionRequest::builder().build())
+        })
+        .map(|_| ())
+        .map_err(|e| self.failure(&e))
     }
 
     fn commit(&mut self, tx: &Tx) -> Result<(), Failure> {
@@ -530,28 +537,21 @@ impl Shell {
             .commit_digest(aws_smithy_types::Blob::new(tx.digest.bytes().to_vec()))
             .build()
             .map_err(|e| Failure::new(e.to_string()))?;
-        let r = self.rt.block_on(
-            self.client
-                .send_command()
-                .session_token(&token)
-                .commit_transaction(request)
-                .send(),
-        );
-        match r {
+        match self.send(&token, |c| c.commit_transaction(request)) {
             Ok(_) => Ok(()),
-            Err(e) if session_gone(&e) => Err(self.lost_session(describe(&e))),
+            Err(e) if session_gone(&*e) => Err(self.failure(&e)),
             Err(e) => {
                 // Whatever the server kept of the transaction goes, so the next one starts
                 // clean.
-                let answered = matches!(e, SdkError::ServiceError(_));
+                let answered = matches!(*e, SdkError::ServiceError(_));
                 let _ = self.abort();
                 Err(Failure::new(if answered {
-                    format!("{} (the transaction was not committed)", describe(&e))
+                    format!("{} (the transaction was not committed)", describe(&*e))
                 } else {
                     format!(
                         "{} (the commit got no answer: whether the transaction was committed \
                          is unknown; look before running it again)",
-                        describe(&e)
+                        describe(&*e)
                     )
                 }))
             }
@@ -618,23 +618,16 @@ impl Shell {
             .statement(statement)
             .build()
             .map_err(|e| Failure::new(e.to_string()))?;
-        let r = self.rt.block_on(
-            self.client
-                .send_command()
-                .session_token(&token)
-                .execute_statement(request)
-                .send(),
-        );
-        let r = match r {
+        let r = match self.send(&token, |c| c.execute_statement(request)) {
             Ok(r) => r,
-            Err(e) if session_gone(&e) => return Err(self.lost_session(describe(&e))),
+            Err(e) if session_gone(&*e) => return Err(self.failure(&e)),
             Err(e) => {
-                let taken = matches!(&e, SdkError::ServiceError(s)
+                let taken = matches!(&*e, SdkError::ServiceError(s)
                     if s.err().code() != Some("RequestEntityTooLargeException"));
                 if !taken {
                     tx.digest = before;
                 }
-                return Err(Failure::new(describe(&e)));
+                return Err(Failure::new(describe(&*e)));
             }
         };
         let result = r
@@ -654,18 +647,9 @@ impl Shell {
                 .next_page_token(page_token)
                 .build()
                 .map_err(|e| Failure::new(e.to_string()))?;
-            let r = self.rt.block_on(
-                self.client
-                    .send_command()
-                    .session_token(&token)
-                    .fetch_page(request)
-                    .send(),
-            );
-            let r = match r {
-                Ok(r) => r,
-                Err(e) if session_gone(&e) => return Err(self.lost_session(describe(&e))),
-                Err(e) => return Err(Failure::new(describe(&e))),
-            };
+            let r = self
+                .send(&token, |c| c.fetch_page(request))
+                .map_err(|e| self.failure(&e))?;
             let page = r
                 .fetch_page()
                 .ok_or_else(|| Failure::new("FetchPage returned no result"))?;
@@ -925,18 +909,35 @@ impl Lines {
     }
 }
 
-/// Splits text into the statements that a `;` ends (outside strings, quoted names, Ion
-/// literals and comments); returns them trimmed, and the text after the last `;`.
-pub fn split_statements(input: &str) -> (Vec<String>, String) {
-    let mut statements = Vec::new();
-    let mut start = 0;
-    let b = input.as_bytes();
-    let mut i = 0;
+/// What a pass over statement text finds, outside strings, quoted names and Ion literals.
+struct Scan {
+    /// Byte offsets of the `;` that end statements.
+    semicolons: Vec<usize>,
+    /// The text without its `--` and `/* */` comments.
+    code: String,
+    /// The text ends inside a quote or a `/* */` comment.
+    open: bool,
+}
+
+/// One pass over statement text: quotes (`'…'`, `"…"`, with doubled quotes inside, and
+/// backtick Ion literals), comments and the `;` between them.
+fn scan(s: &str) -> Scan {
+    let b = s.as_bytes();
+    let mut out = Scan {
+        semicolons: Vec::new(),
+        code: String::new(),
+        open: false,
+    };
+    let (mut i, mut from) = (0, 0);
     while i < b.len() {
         match b[i] {
             q @ (b'\'' | b'"' | b'`') => {
                 i += 1;
-                while i < b.len() {
+                loop {
+                    if i >= b.len() {
+                        out.open = true;
+                        break;
+                    }
                     if b[i] == q {
                         // '' and "" inside a string or name are an escaped quote.
                         if q != b'`' && b.get(i + 1) == Some(&q) {
@@ -949,92 +950,7 @@ pub fn split_statements(input: &str) -> (Vec<String>, String) {
                 }
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b';' => {
-                let s = input[start..i].trim();
-                if !strip_comments(s).trim().is_empty() {
-                    statements.push(s.to_string());
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    let rest = input.get(start..).unwrap_or("").to_string();
-    (statements, rest)
-}
-
-/// Whether text holds nothing but whitespace and finished comments (an open `/*` or quote
-/// is the start of something that continues on the next line).
-fn blank(s: &str) -> bool {
-    strip_comments(s).trim().is_empty() && !unfinished(s)
-}
-
-/// Whether text ends inside a quote or a `/* */` comment.
-fn unfinished(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += 1;
-                }
-                if i >= b.len() {
-                    return true;
-                }
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                if i >= b.len() {
-                    return true;
-                }
-                i += 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    false
-}
-
-/// The text without `--` and `/* */` comments (outside quotes): to tell a statement from
-/// a comment.
-fn strip_comments(s: &str) -> String {
-    let mut out = String::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut from = 0;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += 1;
-                }
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                out.push_str(&s[from..i]);
+                out.code.push_str(&s[from..i]);
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }
@@ -1042,21 +958,47 @@ fn strip_comments(s: &str) -> String {
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                out.push_str(&s[from..i]);
+                out.code.push_str(&s[from..i]);
                 i += 2;
                 while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
                     i += 1;
+                }
+                if i >= b.len() {
+                    out.open = true;
                 }
                 i = (i + 2).min(b.len());
                 from = i;
                 continue;
             }
+            b';' => out.semicolons.push(i),
             _ => {}
         }
         i += 1;
     }
-    out.push_str(s.get(from..).unwrap_or(""));
+    out.code.push_str(s.get(from..).unwrap_or(""));
     out
+}
+
+/// Splits text into the statements that a `;` ends (outside strings, quoted names, Ion
+/// literals and comments); returns them trimmed, and the text after the last `;`.
+pub fn split_statements(input: &str) -> (Vec<String>, String) {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    for end in scan(input).semicolons {
+        let s = input[start..end].trim();
+        if !blank(s) {
+            statements.push(s.to_string());
+        }
+        start = end + 1;
+    }
+    (statements, input[start..].to_string())
+}
+
+/// Whether text holds nothing but whitespace and finished comments (an open `/*` or quote
+/// is the start of something that continues on the next line).
+fn blank(s: &str) -> bool {
+    let scan = scan(s);
+    scan.code.trim().is_empty() && !scan.open
 }
 
 #[cfg(test)]
