@@ -139,6 +139,7 @@ enum Input {
     Help,
     Quit,
     Format(Format),
+    ShowTables,
     Statement(String),
 }
 
@@ -150,11 +151,17 @@ fn classify(text: &str) -> Input {
         .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["start", "transaction"] | ["begin"] | ["begin", "transaction"] => Input::Begin,
-        ["commit"] | ["commit", "transaction"] => Input::Commit,
-        ["abort"] | ["abort", "transaction"] | ["rollback"] => Input::Abort,
-        ["help"] | ["\\help"] | ["\\?"] => Input::Help,
-        ["quit"] | ["exit"] | ["\\q"] | ["\\quit"] => Input::Quit,
+        // As in the QLDB shell, its commands also work with a backslash.
+        ["start", "transaction"]
+        | ["\\start", "transaction"]
+        | ["begin"]
+        | ["\\begin"]
+        | ["begin", "transaction"] => Input::Begin,
+        ["commit"] | ["\\commit"] | ["commit", "transaction"] => Input::Commit,
+        ["abort"] | ["\\abort"] | ["abort", "transaction"] | ["rollback"] => Input::Abort,
+        ["help"] | ["?"] | ["\\help"] | ["\\?"] => Input::Help,
+        ["\\show", "tables"] => Input::ShowTables,
+        ["quit"] | ["exit"] | ["\\q"] | ["\\quit"] | ["\\exit"] => Input::Quit,
         ["\\format", "ion"] | ["\\set", "format", "ion"] => Input::Format(Format::Ion),
         ["\\format", "table"] | ["\\set", "format", "table"] => Input::Format(Format::Table),
         _ => Input::Statement(text.trim().to_string()),
@@ -169,6 +176,7 @@ unless a transaction is open.
   commit                         commit the open transaction
   abort                          abort the open transaction
   \\format ion | \\format table    how results are printed
+  \\show tables                   the ledger's active tables
   help                           this text
   quit (or exit, Ctrl-D)         leave (an open transaction is aborted)
 
@@ -371,6 +379,7 @@ impl Shell {
                 println!("{HELP}");
                 Ok(())
             }
+            Input::ShowTables => self.show_tables(),
             Input::Format(f) => {
                 self.format = f;
                 println!("results are printed as {}", format_name(f));
@@ -558,10 +567,38 @@ impl Shell {
         }
     }
 
+    /// `\show tables`: the active tables, one `- Name` line each (in the open transaction,
+    /// if there is one).
+    fn show_tables(&mut self) -> Result<(), Failure> {
+        const QUERY: &str =
+            "SELECT VALUE name FROM information_schema.user_tables WHERE status = 'ACTIVE'";
+        let outcome = self.run(QUERY)?;
+        let mut names: Vec<String> = outcome
+            .values
+            .iter()
+            .map(|v| match &v.data {
+                Data::String(s) => s.clone(),
+                _ => text::to_text_one(v),
+            })
+            .collect();
+        names.sort();
+        for n in names {
+            println!("- {n}");
+        }
+        Ok(())
+    }
+
     /// Runs one statement: in the open transaction, or in one of its own that is committed
     /// when the statement succeeds.
     fn statement(&mut self, statement: &str) -> Result<(), Failure> {
         let started = Instant::now();
+        let outcome = self.run(statement)?;
+        self.print(&outcome, started.elapsed().as_millis());
+        Ok(())
+    }
+
+    /// [`Self::statement`] without the printing.
+    fn run(&mut self, statement: &str) -> Result<Outcome, Failure> {
         let outcome = if let Some(mut tx) = self.tx.take() {
             self.tx_running = true;
             let r = self.execute(&mut tx, statement);
@@ -595,8 +632,7 @@ impl Shell {
                 }
             }
         };
-        self.print(&outcome, started.elapsed().as_millis());
-        Ok(())
+        Ok(outcome)
     }
 
     fn execute(&mut self, tx: &mut Tx, statement: &str) -> Result<Outcome, Failure> {
@@ -679,7 +715,8 @@ impl Shell {
         let n = outcome.values.len();
         let _ = writeln!(
             out,
-            "{n} document{} (read I/Os: {}, server time: {} ms, total time: {} ms)",
+            // The QLDB shell's own statistics line, word for word.
+            "{n} document{} in bag (read-ios: {}, server-time: {}ms, total-time: {}ms)",
             if n == 1 { "" } else { "s" },
             outcome.read_ios,
             outcome.server_ms,

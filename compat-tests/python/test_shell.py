@@ -62,9 +62,10 @@ SELECT * FROM Car WHERE vin = 'B2'
     assert "transaction started" in out and "transaction committed" in out
     # The SELECT's one document, spread over lines, then the statistics line.
     assert '{\n  vin: "B2",\n  n: 2,\n  o: {\n    x: [\n      1,\n      {y:2}\n    ]\n  }\n}\n' in out
-    assert re.search(r"^2 documents \(read I/Os: 0, server time: \d+ ms, total time: \d+ ms\)$",
+    # The QLDB shell's statistics line, word for word.
+    assert re.search(r"^2 documents in bag \(read-ios: 0, server-time: \d+ms, total-time: \d+ms\)$",
                      out, re.M), out
-    assert re.search(r"^1 document \(read I/Os: \d+, server time", out, re.M)
+    assert re.search(r"^1 document in bag \(read-ios: \d+, server-time", out, re.M)
     assert vins(server, ledger) == ["A;1", "B2", "C3"]
     d = make_driver(server, ledger)
     try:
@@ -218,7 +219,7 @@ def test_interactive_prompt_transactions_errors_and_history(server, tmp_path):
     t = Terminal(shell_cmd(server, ledger), shell_env(tmp_path))
     try:
         t.read_until(r"qldb> ")
-        t.type("CREATE TABLE Car;", r"1 document \(read I/Os.*\n.*qldb> ")
+        t.type("CREATE TABLE Car;", r"1 document in bag \(read-ios.*\n.*qldb> ")
         t.type("start transaction", r"transaction started.*\n.*qldb \*> ")
         # A statement over two lines: the continuation prompt, then the result.
         t.type("INSERT INTO Car", r"-> ")
@@ -230,6 +231,8 @@ def test_interactive_prompt_transactions_errors_and_history(server, tmp_path):
         t.type("\\format table", r"printed as a table")
         t.type("SELECT vin FROM Car;", r'"A1".*1 document.*qldb> ')
         t.type("help", r"start transaction.*qldb> ")
+        tail = t.type("\\show tables", r"qldb> ")
+        assert "- Car" in tail, tail
         os.write(t.master, b"quit\r")
         assert t.proc.wait(timeout=20) == 0
     finally:
