@@ -783,24 +783,14 @@ fn write_pretty(out: &mut String, v: &Value, depth: usize) {
             if !fields.is_empty() && (depth == 0 || nested(fields.iter().map(|f| &f.1))) =>
         {
             for a in &v.annotations {
-                let bare = Value {
-                    annotations: vec![a.clone()],
-                    data: Data::Null(crate::ion::IonType::Null),
-                };
-                let t = text::to_text_one(&bare);
-                out.push_str(t.trim_end_matches("null"));
+                text::write_symbol(out, a.as_deref());
+                out.push_str("::");
             }
             out.push_str("{\n");
             for (i, (name, value)) in fields.iter().enumerate() {
                 indent(out, depth + 1);
-                let key = Value::from(Data::Struct(vec![(
-                    name.clone(),
-                    Value::from(Data::Null(crate::ion::IonType::Null)),
-                )]));
-                let key = text::to_text_one(&key);
-                // "{name:null}" → "name:"
-                out.push_str(key[1..key.len() - 5].trim_end());
-                out.push(' ');
+                text::write_symbol(out, name.as_deref());
+                out.push_str(": ");
                 write_pretty(out, value, depth + 1);
                 if i + 1 < fields.len() {
                     out.push(',');

@@ -204,7 +204,8 @@ fn is_identifier(s: &str) -> bool {
         && !(s.starts_with('$') && s.len() > 1 && s[1..].bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn write_symbol(out: &mut String, s: Option<&str>) {
+/// Writes a symbol (a field name, an annotation): bare when it can be, else quoted.
+pub(crate) fn write_symbol(out: &mut String, s: Option<&str>) {
     match s {
         None => out.push_str("$0"),
         Some(s) if is_identifier(s) => out.push_str(s),
