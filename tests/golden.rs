@@ -37,6 +37,10 @@ struct Case {
     /// `save: NAME`: the text of the result's first value (a struct's first field) becomes
     /// `$NAME` in later statements and parameters — for fresh ids such as a tableId.
     save: Option<String>,
+    /// `plan:` lines: the statement's plan, line by line (indentation kept).
+    plan: Vec<String>,
+    /// `reads:` lines: the transaction's read set after the statement, in any order.
+    reads: Option<Vec<String>>,
 }
 
 fn exception(e: &SessionError) -> &'static str {
@@ -76,6 +80,8 @@ fn parse(path: &Path, src: &str) -> Vec<Case> {
                 setup: true,
                 pending: None,
                 save: None,
+                plan: vec![],
+                reads: None,
             });
         } else if let Some(stmt) = trimmed.strip_prefix("> ") {
             cases.push(Case {
@@ -86,12 +92,21 @@ fn parse(path: &Path, src: &str) -> Vec<Case> {
                 setup: false,
                 pending: None,
                 save: None,
+                plan: vec![],
+                reads: None,
             });
         } else {
             let case = last.unwrap_or_else(|| panic!("{}: no statement before '{line}'", at(n)));
             if let Some(more) = trimmed.strip_prefix("| ") {
                 case.statement.push('\n');
                 case.statement.push_str(more);
+            } else if let Some(p) = trimmed.strip_prefix("plan:") {
+                case.plan.push(p.strip_prefix(' ').unwrap_or(p).to_string());
+            } else if let Some(r) = trimmed.strip_prefix("reads:") {
+                let reads = case.reads.get_or_insert_with(Vec::new);
+                if r.trim() != "(none)" {
+                    reads.push(r.trim().to_string());
+                }
             } else if let Some(name) = trimmed.strip_prefix("save:") {
                 case.save = Some(name.trim().into());
             } else if let Some(why) = trimmed.strip_prefix("pending:") {
@@ -193,7 +208,34 @@ fn run_file(path: &Path, out: &mut Outcome) {
         let params: Vec<String> = case.params.iter().map(|p| substitute(&saved, p)).collect();
         let params: Vec<&str> = params.iter().map(String::as_str).collect();
         let mut t = Tx::begin(&l, &s);
+        let mut plan_problem = None;
+        if !case.plan.is_empty() {
+            let plan = l.sessions.explain(&s, &t.id, &statement);
+            let want: Vec<String> = case.plan.iter().map(|p| substitute(&saved, p)).collect();
+            if plan.as_ref().ok() != Some(&want) {
+                plan_problem = Some(format!(
+                    "want plan\n    {}\n  got plan\n    {}",
+                    want.join("\n    "),
+                    match &plan {
+                        Ok(lines) => lines.join("\n    "),
+                        Err(e) => e.to_string(),
+                    }
+                ));
+            }
+        }
         let got = t.run(&statement, &params).and_then(|rows| {
+            if let Some(want) = &case.reads {
+                let mut want = want.clone();
+                want.sort();
+                let reads = l.sessions.read_set(&s, &t.id)?;
+                if reads != want {
+                    plan_problem = Some(format!(
+                        "want read set\n    {}\n  got read set\n    {}",
+                        want.join("\n    "),
+                        reads.join("\n    ")
+                    ));
+                }
+            }
             t.commit()?;
             Ok(rows)
         });
@@ -249,6 +291,10 @@ fn run_file(path: &Path, out: &mut Outcome) {
             (Expect::Ordered(want), Ok(rows)) => (rows.len() != want.len()
                 || !rows.iter().zip(want).all(|(g, w)| same(g, w)))
             .then(|| format!("want in order {}\n  got  {}", show(want), show(rows))),
+        };
+        let problem = match (problem, plan_problem) {
+            (Some(p), Some(q)) => Some(format!("{p}\n  {q}")),
+            (p, q) => p.or(q),
         };
         match (problem, &case.pending) {
             (Some(p), None) => out.failures.push(format!("{at}\n  {p}")),

@@ -2,9 +2,15 @@
 //! ledger (committed state overlaid with its own writes), which also records what was read
 //! for OCC. Plans index and id lookups for equality predicates; everything else scans.
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use super::ast::*;
 use super::ops::{self, PV};
+use super::plan::{self, source_alias, Access, Join, Keys, Plan};
 use crate::ion::{Data, Value};
+
+pub(super) use super::plan::is_user_tables;
 
 /// A table as the transaction sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,13 +99,24 @@ pub fn execute_with_globals(
             .collect(),
         scopes: Vec::new(),
     };
+    let catalog = txn.tables()?;
+    let names: Vec<String> = globals.vars.iter().map(|(k, _)| k.clone()).collect();
+    let plan = Rc::new(plan::plan(stmt, &catalog, &names));
     let mut ex = Executor {
         params,
         txn,
         globals,
         examined: 0,
+        catalog,
+        plan,
+        subquery_rows: HashMap::new(),
     };
     ex.statement(stmt)
+}
+
+/// The plan of a statement in the transaction, as text: how each FROM source is read.
+pub fn explain(stmt: &Statement, txn: &mut dyn TxnView) -> R<Vec<String>> {
+    Ok(plan::plan(stmt, &txn.tables()?, &[]).lines)
 }
 
 /// The most FROM bindings (documents, collection elements, join combinations) one
@@ -117,6 +134,11 @@ struct Executor<'a> {
     /// FROM bindings examined so far, against [`MAX_ROWS_EXAMINED`].
     examined: u64,
     globals: Env,
+    /// The transaction's tables when the statement started: the statement's one catalog.
+    catalog: Vec<TableMeta>,
+    plan: Rc<Plan>,
+    /// The rows of each uncorrelated subquery run so far, with the read IOs of its run.
+    subquery_rows: HashMap<usize, (Vec<Value>, u64)>,
 }
 
 /// The rows of a one-table FROM that satisfy WHERE: the table, its alias, each document
@@ -184,9 +206,9 @@ impl Executor<'_> {
     }
 
     fn table_at(&mut self, name: &str, pos: Option<(usize, usize)>) -> R<TableMeta> {
-        let tables = self.txn.tables()?;
-        match (tables.into_iter().find(|t| t.active && t.name == name), pos) {
-            (Some(t), _) => Ok(t),
+        let found = self.catalog.iter().find(|t| t.active && t.name == name);
+        match (found, pos) {
+            (Some(t), _) => Ok(t.clone()),
             (None, None) => err(format!("No such table: {name}")),
             (None, Some((line, column))) => err(format!(
                 "No such table: {name} at line {line}, column {column}"
@@ -404,155 +426,66 @@ impl Executor<'_> {
 
     // ---------------------------------------------------------------- FROM and WHERE
 
-    /// The rows of a one-table source, using an id or index lookup when WHERE allows.
-    /// The documents of a table source: by id or through an index when a conjunct of
-    /// `where_` pins the id or an indexed field to values known before the table is read
-    /// (constants, parameters, or variables of `env` — the rows of earlier join sources),
-    /// else a scan.
-    fn source_rows(
-        &mut self,
-        t: &TableMeta,
-        alias: &str,
-        by: Option<&str>,
-        where_: Option<&Expr>,
-        env: &Env,
-    ) -> R<Vec<Doc>> {
-        if let Some(w) = where_ {
-            let conjuncts = conjuncts(w);
-            if let Some(by) = by {
-                for c in &conjuncts {
-                    if let Some(key) = self.equality_on(
-                        c,
-                        |e| matches!(e, Expr::Var { name, .. } if name == by),
-                        alias,
-                        env,
-                    )? {
-                        let Some(id) = key.into_iter().next() else {
-                            continue;
-                        };
-                        return Ok(match &id.data {
-                            Data::String(s) => self.txn.by_id(t, s)?.into_iter().collect(),
-                            _ => Vec::new(),
-                        });
-                    }
-                }
-            }
-            for (index_id, field) in t.indexes.clone() {
-                for c in &conjuncts {
-                    let on_field = |e: &Expr| is_field_of(e, alias, &field);
-                    if let Some(keys) = self.equality_on(c, on_field, alias, env)? {
-                        let mut docs: Vec<Doc> = Vec::new();
-                        for k in keys {
-                            for d in self.txn.by_index(t, &index_id, &k)? {
+    /// The documents of a table source, read as the plan says: by id or through an index
+    /// (the keys evaluated in `env`, where the rows of earlier sources are bound), else a scan.
+    fn table_docs(&mut self, src: &FromSource, t: &TableMeta, env: &Env) -> R<Vec<Doc>> {
+        let plan = Rc::clone(&self.plan);
+        let access = plan.source(src).and_then(|p| p.access.as_ref());
+        match access {
+            Some(Access::ById(keys)) => match self.key_values(keys, env)? {
+                Some(ids) => {
+                    let mut docs: Vec<Doc> = Vec::new();
+                    for id in ids {
+                        if let Data::String(id) = &id.data {
+                            if let Some(d) = self.txn.by_id(t, id)? {
                                 if !docs.iter().any(|x| x.id == d.id) {
                                     docs.push(d);
                                 }
                             }
                         }
-                        return Ok(docs);
                     }
+                    Ok(docs)
                 }
-            }
+                None => self.txn.scan(t),
+            },
+            Some(Access::Index { index_id, keys, .. }) => match self.key_values(keys, env)? {
+                Some(keys) => {
+                    let mut docs: Vec<Doc> = Vec::new();
+                    for k in keys {
+                        for d in self.txn.by_index(t, index_id, &k)? {
+                            if !docs.iter().any(|x| x.id == d.id) {
+                                docs.push(d);
+                            }
+                        }
+                    }
+                    Ok(docs)
+                }
+                None => self.txn.scan(t),
+            },
+            Some(Access::Scan) | None => self.txn.scan(t),
         }
-        self.txn.scan(t)
     }
 
-    /// For `target = k` or `target IN (k, …)`, the values of the keys `k`, when they are
-    /// known without reading the source `alias`: constants, parameters, or expressions over
-    /// variables bound in `env`.
-    fn equality_on(
-        &mut self,
-        e: &Expr,
-        target: impl Fn(&Expr) -> bool,
-        alias: &str,
-        env: &Env,
-    ) -> R<Option<Vec<Value>>> {
-        let known = |x: &Expr| is_constant(x) || key_expr_in(x, env, alias);
-        match e {
-            Expr::Binary {
-                op: BinaryOp::Eq,
-                left,
-                right,
-            } => {
-                let key = if target(left) && known(right) {
-                    right
-                } else if target(right) && known(left) {
-                    left
-                } else {
-                    return Ok(None);
-                };
-                match self.eval(key, env)? {
-                    PV::V(v) if !matches!(v.data, Data::Null(_)) => Ok(Some(vec![v])),
-                    _ => Ok(Some(Vec::new())),
-                }
-            }
-            Expr::In {
-                expr,
-                list,
-                negated: false,
-            } if target(expr) && known(list) => match self.eval(list, env)? {
+    /// The values of an access path's keys in `env` (null and MISSING match nothing);
+    /// `None` when an IN list is not a list (the table is scanned instead).
+    fn key_values(&mut self, keys: &Keys, env: &Env) -> R<Option<Vec<Value>>> {
+        let not_null = |v: &Value| !matches!(v.data, Data::Null(_));
+        Ok(match keys {
+            Keys::Eq(e) => match self.eval(e, env)? {
+                PV::V(v) if not_null(&v) => Some(vec![v]),
+                _ => Some(Vec::new()),
+            },
+            Keys::In(e) => match self.eval(e, env)? {
                 PV::V(Value {
                     data: Data::List(items) | Data::SExp(items),
                     ..
-                }) => Ok(Some(
-                    items
-                        .into_iter()
-                        .filter(|v| !matches!(v.data, Data::Null(_)))
-                        .collect(),
-                )),
-                _ => Ok(None),
+                }) => Some(items.into_iter().filter(not_null).collect()),
+                _ => None,
             },
-            _ => Ok(None),
-        }
+        })
     }
 
-    /// Whether a table source joined after others can be read by id or index per row of
-    /// the earlier sources: a conjunct of `plan` pins its BY id or an indexed field to an
-    /// expression over their variables.
-    fn keyed_by_earlier(
-        &mut self,
-        src: &FromSource,
-        plan: Option<&Expr>,
-        earlier: &Env,
-    ) -> R<bool> {
-        let (Some(plan), Expr::Var { name, .. }) = (plan, &src.expr) else {
-            return Ok(false);
-        };
-        if earlier.get(name).is_some() || name.starts_with("_ql_committed_") {
-            return Ok(false);
-        }
-        let Some(t) = self
-            .txn
-            .tables()?
-            .into_iter()
-            .find(|t| t.active && &t.name == name)
-        else {
-            return Ok(false);
-        };
-        let alias = src.alias.as_deref().unwrap_or(name);
-        let pinned = |e: &Expr| match e {
-            Expr::Var { name, .. } => src.by.as_deref() == Some(name.as_str()),
-            e => t.indexes.iter().any(|(_, f)| is_field_of(e, alias, f)),
-        };
-        Ok(conjuncts(plan).into_iter().any(|c| match c {
-            Expr::Binary {
-                op: BinaryOp::Eq,
-                left,
-                right,
-            } => {
-                (pinned(left) && key_expr_in(right, earlier, alias))
-                    || (pinned(right) && key_expr_in(left, earlier, alias))
-            }
-            Expr::In {
-                expr,
-                list,
-                negated: false,
-            } => pinned(expr) && key_expr_in(list, earlier, alias),
-            _ => false,
-        }))
-    }
-
-    /// Binds each row of a one-table FROM and keeps those where WHERE is true.
+    /// Binds each document of a one-table FROM and keeps those where `where_` is true.
     fn matching(&mut self, src: &FromSource, where_: Option<&Expr>, env: &Env) -> R<Matches> {
         let (name, _) = match &src.expr {
             Expr::Var {
@@ -566,7 +499,7 @@ impl Executor<'_> {
         };
         let t = self.source_table(src, &name)?;
         let alias = src.alias.clone().unwrap_or_else(|| name.clone());
-        let docs = self.source_rows(&t, &alias, src.by.as_deref(), where_, env)?;
+        let docs = self.table_docs(src, &t, env)?;
         let mut out = Vec::new();
         for d in docs {
             let mut e = bind(env, &alias, d.data.clone());
@@ -581,10 +514,9 @@ impl Executor<'_> {
         Ok((t, alias, out))
     }
 
-    /// The bindings of a FROM clause with joins (inner only), before WHERE. `plan` is the
-    /// WHERE clause, used only to pick id and index lookups for table sources.
-    fn bind_from(&mut self, from: &FromClause, plan: Option<&Expr>, env: &Env) -> R<Vec<Env>> {
-        self.bind_from_where(from, plan, None, env)
+    /// The bindings of a FROM clause with joins (inner only), before WHERE.
+    fn bind_from(&mut self, from: &FromClause, env: &Env) -> R<Vec<Env>> {
+        self.bind_from_where(from, None, env)
     }
 
     /// [`Self::bind_from`], keeping only the complete bindings for which `keep` (the WHERE
@@ -592,13 +524,12 @@ impl Executor<'_> {
     fn bind_from_where(
         &mut self,
         from: &FromClause,
-        plan: Option<&Expr>,
         keep: Option<&Expr>,
         env: &Env,
     ) -> R<Vec<Env>> {
         match from {
             FromClause::Source(src) => {
-                let rows = self.source_envs(src, plan, env)?;
+                let rows = self.source_envs(src, env)?;
                 self.examine(rows.len())?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
@@ -611,37 +542,18 @@ impl Executor<'_> {
             FromClause::Join {
                 left, right, on, ..
             } => {
-                let lefts = self.bind_from(left, plan, env)?;
-                // The right source is planned with the ON condition as well as WHERE, so an
-                // equality on one of its indexed fields reads it per left row, by index.
-                let joined;
-                let right_plan = match (on.as_ref(), plan) {
-                    (Some(o), Some(w)) => {
-                        joined = Expr::Binary {
-                            op: BinaryOp::And,
-                            left: Box::new(o.clone()),
-                            right: Box::new(w.clone()),
-                        };
-                        Some(&joined)
-                    }
-                    (Some(o), None) => Some(o),
-                    (None, w) => w,
-                };
-                // A source that does not refer to earlier variables is computed once, unless
-                // it can be looked up per left row.
-                let independent = match &**right {
+                let lefts = self.bind_from(left, env)?;
+                // The plan says whether the right side is read per left row (keyed by it,
+                // or a collection in it) or once for all of them.
+                let once = match &**right {
                     FromClause::Source(src) => {
-                        !refers_to(&src.expr, env, &lefts)
-                            && !match lefts.first() {
-                                Some(l) => self.keyed_by_earlier(src, right_plan, l)?,
-                                None => false,
-                            }
+                        self.plan.source(src).is_some_and(|p| p.join == Join::Once)
                     }
                     FromClause::Join { .. } => true,
                 };
-                let shared = if independent && !lefts.is_empty() {
+                let shared = if once && !lefts.is_empty() {
                     let before = self.txn.read_ios();
-                    let rows = self.bind_from(right, plan, &Env::default())?;
+                    let rows = self.bind_from(right, &Env::default())?;
                     // QLDB's nested loop read the inner side once per outer row: the
                     // Node.js and .NET drivers' tests assert those read IOs.
                     let once = self.txn.read_ios().saturating_sub(before);
@@ -658,7 +570,7 @@ impl Executor<'_> {
                             self.examine(rows.len())?;
                             rows.iter().map(|r| merge(l, r)).collect()
                         }
-                        None => self.bind_from(right, right_plan, l)?,
+                        None => self.bind_from(right, l)?,
                     };
                     for r in rights {
                         if self.keeps(on.as_ref(), &r)? && self.keeps(keep, &r)? {
@@ -691,17 +603,16 @@ impl Executor<'_> {
 
     /// Binds one FROM source: a table, a system view, or a collection — possibly nested in
     /// an earlier variable (`r.Owners.SecondaryOwners AS o AT i`).
-    fn source_envs(&mut self, src: &FromSource, plan: Option<&Expr>, env: &Env) -> R<Vec<Env>> {
+    fn source_envs(&mut self, src: &FromSource, env: &Env) -> R<Vec<Env>> {
+        let alias = source_alias(src);
         if is_user_tables(&src.expr) {
-            let alias = src.alias.clone().unwrap_or_else(|| "user_tables".into());
             let items: Vec<Value> = self.txn.tables()?.iter().map(user_tables_row).collect();
             return Ok(items.into_iter().map(|v| bind(env, &alias, v)).collect());
         }
         if let Expr::Var { name, .. } = &src.expr {
             if env.get(name).is_none() && !name.starts_with("_ql_committed_") {
                 let t = self.source_table(src, name)?;
-                let alias = src.alias.clone().unwrap_or_else(|| name.clone());
-                let docs = self.source_rows(&t, &alias, src.by.as_deref(), plan, env)?;
+                let docs = self.table_docs(src, &t, env)?;
                 return Ok(docs
                     .into_iter()
                     .map(|d| {
@@ -714,14 +625,6 @@ impl Executor<'_> {
                     .collect());
             }
         }
-        let alias = src.alias.clone().unwrap_or_else(|| match &src.expr {
-            Expr::Var { name, .. } => name.clone(),
-            Expr::Path { steps, .. } => match steps.last() {
-                Some(PathStep::Field { name, .. }) => name.clone(),
-                _ => "_1".into(),
-            },
-            _ => "_1".into(),
-        });
         let items = match self.system_view(src, env)? {
             Some(rows) => rows,
             None => match self.eval(&src.expr, env)? {
@@ -795,7 +698,7 @@ impl Executor<'_> {
                 // A system view, or a literal collection such as << 0 >>.
                 _ => {
                     let mut out = Vec::new();
-                    for e in self.source_envs(src, s.where_.as_ref(), env)? {
+                    for e in self.source_envs(src, env)? {
                         if self.keeps(s.where_.as_ref(), &e)? {
                             out.push(e);
                         }
@@ -803,9 +706,7 @@ impl Executor<'_> {
                     out
                 }
             },
-            FromClause::Join { .. } => {
-                self.bind_from_where(&s.from, s.where_.as_ref(), s.where_.as_ref(), env)?
-            }
+            FromClause::Join { .. } => self.bind_from_where(&s.from, s.where_.as_ref(), env)?,
         };
         if let Projection::Items(items) = &s.projection {
             if items
@@ -1024,14 +925,14 @@ impl Executor<'_> {
 
     fn dml(&mut self, dml: &Dml) -> R<Vec<Value>> {
         let nested = &dml.from[1..];
-        // With nested FROM items the WHERE clause may name their aliases: look the
-        // documents up without it and filter each binding below.
-        let plan = if nested.is_empty() {
+        // With nested FROM items the WHERE clause may name their aliases: each binding is
+        // checked below (the documents are found by the conjuncts that name none).
+        let filter = if nested.is_empty() {
             dml.where_.as_ref()
         } else {
             None
         };
-        let (t, alias, rows) = self.matching(&dml.from[0], plan, &Env::default())?;
+        let (t, alias, rows) = self.matching(&dml.from[0], filter, &Env::default())?;
         let mut out = Vec::new();
         for (doc, env) in rows {
             let mut bindings = vec![(env, vec![(alias.clone(), Vec::new())])];
@@ -1436,8 +1337,27 @@ impl Executor<'_> {
                 super::funcs::cast(v, to).map_err(ExecError::Statement)?
             }
             // A nested SELECT is a bag of its rows; it sees the outer bindings (correlated).
-            Expr::Subquery(select) => PV::V(Value::list(self.select(select, env)?)),
+            Expr::Subquery(select) => PV::V(Value::list(self.subquery(select, env)?)),
         })
+    }
+
+    /// The rows of a subquery. One that reads no outer row runs once per statement; each
+    /// later use is charged the read IOs of that run again, as QLDB ran it per use.
+    fn subquery(&mut self, select: &Select, env: &Env) -> R<Vec<Value>> {
+        if !self.plan.once(select) {
+            return self.select(select, env);
+        }
+        let key = select as *const Select as usize;
+        if let Some((rows, ios)) = self.subquery_rows.get(&key) {
+            let (rows, ios) = (rows.clone(), *ios);
+            self.txn.charge_read_ios(ios);
+            return Ok(rows);
+        }
+        let before = self.txn.read_ios();
+        let rows = self.select(select, env)?;
+        let ios = self.txn.read_ios().saturating_sub(before);
+        self.subquery_rows.insert(key, (rows.clone(), ios));
+        Ok(rows)
     }
 
     fn var(&mut self, name: &str, env: &Env) -> PV {
@@ -1613,21 +1533,6 @@ fn merge(left: &Env, right: &Env) -> Env {
     e
 }
 
-/// Whether a FROM expression refers to a variable bound by the rows on its left.
-fn refers_to(e: &Expr, env: &Env, lefts: &[Env]) -> bool {
-    let root = match e {
-        Expr::Path { root, .. } => &**root,
-        other => other,
-    };
-    match root {
-        Expr::Var { name, .. } => {
-            env.get(name).is_some() || lefts.first().is_some_and(|l| l.get(name).is_some())
-        }
-        Expr::Call { .. } | Expr::Lit(_) | Expr::Bag(_) | Expr::List(_) => false,
-        _ => true,
-    }
-}
-
 /// SQL LIKE: `%` any run, `_` any one character, `escape` makes the next one literal.
 fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
     #[derive(Clone, Copy, PartialEq)]
@@ -1753,74 +1658,6 @@ fn type_name(v: &Value) -> &'static str {
         Data::SExp(_) => "SEXP",
         Data::Struct(_) => "STRUCT",
     }
-}
-
-fn conjuncts(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::Binary {
-            op: BinaryOp::And,
-            left,
-            right,
-        } => {
-            let mut v = conjuncts(left);
-            v.extend(conjuncts(right));
-            v
-        }
-        other => vec![other],
-    }
-}
-
-/// Whether an expression reads no row variables (literals and parameters only).
-/// A key expression known before `alias` is read: a path into variables bound in `env`
-/// (not `alias` itself), literals, parameters, and arithmetic, lists and unary operators over them.
-fn key_expr_in(e: &Expr, env: &Env, alias: &str) -> bool {
-    match e {
-        Expr::Lit(_) | Expr::Param(_) => true,
-        Expr::Var { name, .. } => name != alias && env.get(name).is_some(),
-        Expr::Path { root, steps } => {
-            key_expr_in(root, env, alias)
-                && steps.iter().all(|s| match s {
-                    PathStep::Field { .. } => true,
-                    PathStep::Index(i) => key_expr_in(i, env, alias),
-                    _ => false,
-                })
-        }
-        Expr::Unary { expr, .. } => key_expr_in(expr, env, alias),
-        Expr::Binary { op, left, right } if !matches!(op, BinaryOp::And | BinaryOp::Or) => {
-            key_expr_in(left, env, alias) && key_expr_in(right, env, alias)
-        }
-        Expr::List(items) | Expr::Bag(items) => items.iter().all(|i| key_expr_in(i, env, alias)),
-        _ => false,
-    }
-}
-
-fn is_constant(e: &Expr) -> bool {
-    match e {
-        Expr::Lit(_) | Expr::Param(_) => true,
-        Expr::List(items) | Expr::Bag(items) => items.iter().all(is_constant),
-        Expr::Unary { expr, .. } => is_constant(expr),
-        _ => false,
-    }
-}
-
-/// `alias.field` or a bare `field` (implicit scope).
-fn is_field_of(e: &Expr, alias: &str, field: &str) -> bool {
-    match e {
-        Expr::Path { root, steps } => {
-            matches!(&**root, Expr::Var { name, .. } if name == alias)
-                && matches!(steps.as_slice(), [PathStep::Field { name, .. }] if name == field)
-        }
-        Expr::Var {
-            name, at: false, ..
-        } => name == field && name != alias,
-        _ => false,
-    }
-}
-
-pub(super) fn is_user_tables(e: &Expr) -> bool {
-    matches!(e, Expr::Path { root, steps }
-        if matches!(&**root, Expr::Var { name, .. } if name == "information_schema")
-        && matches!(steps.as_slice(), [PathStep::Field { name, .. }] if name == "user_tables"))
 }
 
 fn user_tables_row(t: &TableMeta) -> Value {

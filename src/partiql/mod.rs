@@ -8,6 +8,7 @@ pub mod lexer;
 pub mod ops;
 pub mod parser;
 pub mod permissions;
+pub mod plan;
 
 pub use parser::{parse_statement, parse_syntax};
 

@@ -470,6 +470,26 @@ impl Sessions {
         })
     }
 
+    /// The plan of `statement` in the open transaction, as text: how each FROM source of
+    /// it and of its subqueries is read. Nothing runs; for tests and diagnostics.
+    pub fn explain(&self, token: &str, txid: &str, statement: &str) -> R<Vec<String>> {
+        self.with_session(token, |s| {
+            let ledger = s.ledger.clone();
+            let txn = self.open_txn(s, txid)?;
+            txn.explain(&*ledger, &self.cfg, statement)
+        })
+    }
+
+    /// The open transaction's read set so far (what its commit re-checks), a sorted line
+    /// per read: `table T`, `key T.field = value`, `document of T`, `catalog`.
+    pub fn read_set(&self, token: &str, txid: &str) -> R<Vec<String>> {
+        self.with_session(token, |s| {
+            let ledger = s.ledger.clone();
+            let txn = self.open_txn(s, txid)?;
+            txn.describe_reads(&*ledger)
+        })
+    }
+
     pub fn commit(&self, token: &str, txid: &str, digest: &[u8]) -> R<Usage> {
         self.with_session(token, |s| {
             let ledger = s.ledger.clone();

@@ -1,6 +1,6 @@
 //! One transaction: its digest, statements, write overlay, read set and result pages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use rand::RngCore;
@@ -42,7 +42,10 @@ pub struct Txn {
     pub started_ms: i64,
     pub digest: CommitDigest,
     statements: Vec<StatementInfo>,
+    /// The read set, each document, index key, table and the catalog once (the first read).
     reads: Vec<ReadCheck>,
+    /// What `reads` holds, without versions and tips ([`read_key`]).
+    read_keys: HashSet<ReadCheck>,
     /// Written documents in first-write order.
     pub writes: Vec<(String, PendingWrite)>,
     new_tables: Vec<(String, String)>,
@@ -65,6 +68,7 @@ impl Txn {
             started_ms,
             statements: Vec::new(),
             reads: Vec::new(),
+            read_keys: HashSet::new(),
             writes: Vec::new(),
             new_tables: Vec::new(),
             new_indexes: Vec::new(),
@@ -163,12 +167,86 @@ impl Txn {
                     self.redaction = redaction;
                 }
                 self.reads.truncate(reads_before);
+                self.read_keys = self.reads.iter().map(read_key).collect();
                 match e {
                     e @ ExecError::Internal(_) => Err(SessionError::Internal(e.to_string())),
                     ExecError::Statement(msg) => Err(SessionError::BadRequest(msg)),
                 }
             }
         }
+    }
+
+    /// The plan of a statement in this transaction (see [`exec::explain`]).
+    pub fn explain(
+        &mut self,
+        ledger: &dyn LedgerStore,
+        cfg: &SessionConfig,
+        statement: &str,
+    ) -> R<Vec<String>> {
+        let parsed =
+            parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
+        let no_tags = |_: &[(String, String)]| Ok(Tags::new());
+        let mut ctx = Ctx {
+            ledger,
+            cfg,
+            check_tags: &no_tags,
+            index: self.statements.len() as u32,
+            txn: self,
+            now: 0,
+            read_ios: 0,
+            write_ios: 0,
+        };
+        exec::explain(&parsed, &mut ctx).map_err(|e| SessionError::Internal(e.to_string()))
+    }
+
+    /// The read set, a sorted line per read (see `Sessions::read_set`).
+    pub fn describe_reads(&mut self, ledger: &dyn LedgerStore) -> R<Vec<String>> {
+        let internal = |e: crate::storage::StorageError| SessionError::Internal(e.to_string());
+        let tables = ledger.tables().map_err(internal)?;
+        let table_name = |id: &str| {
+            tables
+                .iter()
+                .find(|t| t.table_id == id)
+                .map(|t| t.name.clone())
+                .or_else(|| {
+                    self.new_tables
+                        .iter()
+                        .find(|(t, _)| t == id)
+                        .map(|(_, n)| n.clone())
+                })
+                .unwrap_or_else(|| id.to_string())
+        };
+        let mut out = Vec::new();
+        for r in &self.reads {
+            out.push(match r {
+                ReadCheck::Table { table_id, .. } => format!("table {}", table_name(table_id)),
+                ReadCheck::Catalog { .. } => "catalog".into(),
+                ReadCheck::IndexKey { index_id, key, .. } => {
+                    let (table, field) = tables
+                        .iter()
+                        .find_map(|t| {
+                            t.indexes
+                                .iter()
+                                .find(|i| &i.index_id == index_id)
+                                .map(|i| (t.name.clone(), i.field.clone()))
+                        })
+                        .unwrap_or_else(|| (index_id.clone(), String::new()));
+                    let value = crate::ion::binary::decode(key)
+                        .ok()
+                        .and_then(|mut v| v.pop())
+                        .map_or_else(|| "?".into(), |v| crate::ion::text::to_text_one(&v));
+                    format!("key {table}.{field} = {value}")
+                }
+                ReadCheck::Doc { doc_id, .. } => {
+                    match ledger.document(doc_id).map_err(internal)? {
+                        Some(d) => format!("document of {}", table_name(&d.table_id)),
+                        None => "document (none)".into(),
+                    }
+                }
+            });
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The first page of `results`; the rest wait under a fresh page token.
@@ -205,10 +283,17 @@ impl Txn {
         let mut writes = Vec::new();
         for (doc_id, w) in self.writes {
             if let Some(v) = w.base_version {
-                reads.push(ReadCheck::Doc {
+                let read = ReadCheck::Doc {
                     doc_id: doc_id.clone(),
-                    version: Some(v),
-                });
+                    version: None,
+                };
+                // A document read before it was written is checked once, at the version read.
+                if !self.read_keys.contains(&read) {
+                    reads.push(ReadCheck::Doc {
+                        doc_id: doc_id.clone(),
+                        version: Some(v),
+                    });
+                }
             }
             writes.push(DocWrite {
                 doc_id,
@@ -233,11 +318,39 @@ impl Txn {
         }
     }
 
+    /// Adds a read to the read set unless the same document, index key, table or catalog
+    /// is there: the first read, made against the same or an older state, is the stricter.
+    fn record(&mut self, check: ReadCheck) {
+        if self.read_keys.insert(read_key(&check)) {
+            self.reads.push(check);
+        }
+    }
+
     fn pending(&self, doc_id: &str) -> Option<&PendingWrite> {
         self.writes
             .iter()
             .find(|(id, _)| id == doc_id)
             .map(|(_, w)| w)
+    }
+}
+
+/// What a read is about, without the version or tip it was made at.
+fn read_key(check: &ReadCheck) -> ReadCheck {
+    match check {
+        ReadCheck::Doc { doc_id, .. } => ReadCheck::Doc {
+            doc_id: doc_id.clone(),
+            version: None,
+        },
+        ReadCheck::Table { table_id, .. } => ReadCheck::Table {
+            table_id: table_id.clone(),
+            as_of: 0,
+        },
+        ReadCheck::IndexKey { index_id, key, .. } => ReadCheck::IndexKey {
+            index_id: index_id.clone(),
+            key: key.clone(),
+            as_of: 0,
+        },
+        ReadCheck::Catalog { .. } => ReadCheck::Catalog { as_of: 0 },
     }
 }
 
@@ -418,7 +531,7 @@ impl TxnView for Ctx<'_> {
     fn scan(&mut self, table: &TableMeta) -> Result<Vec<Doc>, ExecError> {
         let committed = if self.committed_table(&table.table_id) {
             let as_of = self.tip_seq()?;
-            self.txn.reads.push(ReadCheck::Table {
+            self.txn.record(ReadCheck::Table {
                 table_id: table.table_id.clone(),
                 as_of,
             });
@@ -441,7 +554,7 @@ impl TxnView for Ctx<'_> {
             .map_err(internal)?
             .filter(|d| d.table_id == table.table_id);
         if self.txn.pending(doc_id).is_none() {
-            self.txn.reads.push(ReadCheck::Doc {
+            self.txn.record(ReadCheck::Doc {
                 doc_id: doc_id.to_string(),
                 version: committed.as_ref().map(|d| d.version),
             });
@@ -477,7 +590,7 @@ impl TxnView for Ctx<'_> {
         }
         let k = index_key(key);
         let as_of = self.tip_seq()?;
-        self.txn.reads.push(ReadCheck::IndexKey {
+        self.txn.record(ReadCheck::IndexKey {
             index_id: index_id.to_string(),
             key: k.clone(),
             as_of,
@@ -485,7 +598,7 @@ impl TxnView for Ctx<'_> {
         let committed = self.ledger.index_lookup(index_id, &k).map_err(internal)?;
         for d in &committed {
             if self.txn.pending(&d.doc_id).is_none() {
-                self.txn.reads.push(ReadCheck::Doc {
+                self.txn.record(ReadCheck::Doc {
                     doc_id: d.doc_id.clone(),
                     version: Some(d.version),
                 });
@@ -572,7 +685,7 @@ impl TxnView for Ctx<'_> {
             )));
         }
         let as_of = self.tip_seq()?;
-        self.txn.reads.push(ReadCheck::Catalog { as_of });
+        self.txn.record(ReadCheck::Catalog { as_of });
         self.txn.table_status.push((table_id.to_string(), active));
         self.write_ios += 1;
         Ok(())
@@ -580,7 +693,7 @@ impl TxnView for Ctx<'_> {
 
     fn drop_index(&mut self, table: &TableMeta, index_id: &str) -> Result<(), ExecError> {
         let as_of = self.tip_seq()?;
-        self.txn.reads.push(ReadCheck::Catalog { as_of });
+        self.txn.record(ReadCheck::Catalog { as_of });
         let before = self.txn.new_indexes.len();
         self.txn.new_indexes.retain(|(id, _, _)| id != index_id);
         if self.txn.new_indexes.len() == before {
@@ -620,7 +733,7 @@ impl TxnView for Ctx<'_> {
 
     fn committed_view(&mut self, table: &TableMeta) -> Result<Vec<Value>, ExecError> {
         let as_of = self.tip_seq()?;
-        self.txn.reads.push(ReadCheck::Table {
+        self.txn.record(ReadCheck::Table {
             table_id: table.table_id.clone(),
             as_of,
         });
@@ -634,7 +747,7 @@ impl TxnView for Ctx<'_> {
 
     fn history(&mut self, table: &TableMeta) -> Result<Vec<Value>, ExecError> {
         let as_of = self.tip_seq()?;
-        self.txn.reads.push(ReadCheck::Table {
+        self.txn.record(ReadCheck::Table {
             table_id: table.table_id.clone(),
             as_of,
         });

@@ -34,7 +34,7 @@ pub struct StoredDoc {
 }
 
 /// Something a transaction read, re-checked at commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ReadCheck {
     /// A document by id, with the version seen (`None`: it did not exist).
     Doc {
