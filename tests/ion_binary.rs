@@ -189,6 +189,8 @@ fn hostile_bytes_are_errors_not_panics() {
             }
         }
         let _ = decode(&b);
+        // The scans' field probe reads the same bytes without panicking.
+        let _ = qldb_local::ion::binary::field_may_equal_string(&b, "name", "x");
     }
     for junk in [
         &[][..],
@@ -209,4 +211,65 @@ fn hostile_bytes_are_errors_not_panics() {
         deep.extend([0xBE, 0x8F]);
     }
     assert!(decode(&deep).is_err());
+}
+
+/// The field probe that lets a scan skip documents a filter rejects says "no" only when a
+/// full decode agrees: the document's first field of that name is absent, a null, or a
+/// string of other text.
+#[test]
+fn the_field_probe_rejects_only_what_a_full_decode_rejects() {
+    use qldb_local::ion::binary::{decode, encode_one, field_may_equal_string};
+    use qldb_local::ion::text::from_text_one;
+    let docs = [
+        "{Owner: \"owner-1\", VIN: \"V1\", Year: 2001}",
+        "{VIN: \"V2\", Owner: \"owner-2\"}",
+        "{VIN: \"V3\"}",
+        "{Owner: null, VIN: \"V4\"}",
+        "{Owner: null.string}",
+        "{Owner: 'owner-1'}",
+        "{Owner: a::\"owner-1\"}",
+        "{Owner: [\"owner-1\"], Other: {Owner: \"owner-1\"}}",
+        "{Owner: \"owner-2\", Owner: \"owner-1\"}",
+        "{name: \"owner-1\", symbols: \"x\"}",
+        "{Owner: \"\", VIN: true, Year: 1.5e0, Note: {a: [1, 2, {b: null}]}}",
+        "{Owner: \"ówner-1\", Long: \"a string longer than thirteen bytes, to use a VarUInt length\"}",
+        "{}",
+        "null.struct",
+    ];
+    for text in docs {
+        let v = from_text_one(text).unwrap();
+        let bytes = encode_one(&v);
+        let decoded = decode(&bytes).unwrap().remove(0);
+        for field in ["Owner", "VIN", "name", "symbols", "Missing", "Long"] {
+            for want in ["owner-1", "owner-2", "V1", "", "x", "ówner-1"] {
+                let equal = matches!(
+                    decoded.field(field).map(|f| (&f.annotations, &f.data)),
+                    Some((a, Data::String(s))) if a.is_empty() && s == want
+                );
+                let maybe = field_may_equal_string(&bytes, field, want);
+                assert!(
+                    maybe || !equal,
+                    "{text}: the probe rejected {field} = {want:?}, which holds"
+                );
+                // Plain strings and absent fields are decided exactly.
+                let plain = match decoded.field(field) {
+                    None => true,
+                    Some(f) => {
+                        f.annotations.is_empty()
+                            && matches!(f.data, Data::String(_) | Data::Null(_))
+                    }
+                };
+                if plain {
+                    assert_eq!(maybe, equal, "{text}: {field} = {want:?}");
+                }
+            }
+        }
+    }
+    // Streams it does not read plainly answer "maybe".
+    assert!(field_may_equal_string(b"not ion", "Owner", "x"));
+    assert!(field_may_equal_string(
+        &[0xE0, 0x01, 0x00, 0xEA, 0xD3],
+        "Owner",
+        "x"
+    ));
 }

@@ -365,7 +365,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, IonError> {
     let mut r = Reader {
         buf: bytes,
         pos: 0,
-        symbols: SYSTEM_SYMBOLS.iter().map(|s| Some(s.to_string())).collect(),
+        local: Vec::new(),
     };
     let mut out = Vec::new();
     while r.pos < r.buf.len() {
@@ -376,8 +376,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, IonError> {
         }
         let end = r.buf.len();
         if let Some(v) = r.value(end, 0)? {
-            if r.is_symbol_table(&v) {
-                r.install_symbol_table(&v);
+            if is_symbol_table(&v) {
+                r.install_symbol_table(v);
             } else {
                 out.push(v);
             }
@@ -389,8 +389,9 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, IonError> {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    /// Index = SID − 1; `None` = a slot with unknown text.
-    symbols: Vec<Option<String>>,
+    /// The local symbols: index = SID − 1 − the system symbols; `None` = a slot with
+    /// unknown text. (The system symbols are [`SYSTEM_SYMBOLS`], never copied.)
+    local: Vec<Option<String>>,
 }
 
 fn err(msg: &str) -> IonError {
@@ -399,7 +400,7 @@ fn err(msg: &str) -> IonError {
 
 impl Reader<'_> {
     fn reset_symbols(&mut self) {
-        self.symbols = SYSTEM_SYMBOLS.iter().map(|s| Some(s.to_string())).collect();
+        self.local.clear();
     }
 
     fn byte(&mut self, end: usize) -> Result<u8, IonError> {
@@ -463,7 +464,11 @@ impl Reader<'_> {
         if sid == 0 {
             return Ok(None);
         }
-        match self.symbols.get((sid - 1) as usize) {
+        let i = (sid - 1) as usize;
+        if let Some(system) = SYSTEM_SYMBOLS.get(i) {
+            return Ok(Some(system.to_string()));
+        }
+        match self.local.get(i - SYSTEM_SYMBOLS.len()) {
             Some(t) => Ok(t.clone()),
             None => Err(err(&format!("symbol id ${sid} is not in the symbol table"))),
         }
@@ -712,13 +717,8 @@ impl Reader<'_> {
         Ok(ts)
     }
 
-    fn is_symbol_table(&self, v: &Value) -> bool {
-        matches!(v.data, Data::Struct(_))
-            && v.annotations.first() == Some(&Some("$ion_symbol_table".to_string()))
-    }
-
-    fn install_symbol_table(&mut self, v: &Value) {
-        let Data::Struct(fields) = &v.data else {
+    fn install_symbol_table(&mut self, v: Value) {
+        let Data::Struct(fields) = v.data else {
             return;
         };
         let mut append = false;
@@ -738,10 +738,10 @@ impl Reader<'_> {
                     _ => {}
                 },
                 Some("symbols") => {
-                    if let Data::List(items) = &value.data {
+                    if let Data::List(items) = value.data {
                         for item in items {
-                            new_symbols.push(match &item.data {
-                                Data::String(s) => Some(s.clone()),
+                            new_symbols.push(match item.data {
+                                Data::String(s) => Some(s),
                                 _ => None,
                             });
                         }
@@ -754,9 +754,197 @@ impl Reader<'_> {
             self.reset_symbols();
         }
         // Appended tables cannot grow the unknown slots past the cap either.
-        let room = super::text::MAX_IMPORTED_SYMBOLS.saturating_sub(self.symbols.len());
+        let held = SYSTEM_SYMBOLS.len() + self.local.len();
+        let room = super::text::MAX_IMPORTED_SYMBOLS.saturating_sub(held);
         let imported = usize::try_from(imported).unwrap_or(usize::MAX).min(room);
-        self.symbols.extend(std::iter::repeat_n(None, imported));
-        self.symbols.extend(new_symbols);
+        self.local.extend(std::iter::repeat_n(None, imported));
+        self.local.extend(new_symbols);
+    }
+}
+
+/// A top-level `$ion_symbol_table::{…}`.
+fn is_symbol_table(v: &Value) -> bool {
+    matches!(v.data, Data::Struct(_))
+        && v.annotations.first().and_then(|a| a.as_deref()) == Some("$ion_symbol_table")
+}
+
+// ---------------------------------------------------------------- field probe
+
+/// For an Ion binary stream holding one top-level struct (a stored document) after its
+/// local symbol table: whether the struct's first field named `name` may equal the string
+/// `text` under PartiQL's `=`, read without decoding the document. `false` only when the
+/// field is surely absent, a null, or an unannotated string of other text; whatever the
+/// probe does not read plainly (imports, annotations, other types, a malformed stream)
+/// answers `true`, leaving the answer to a full decode.
+pub fn field_may_equal_string(bytes: &[u8], name: &str, text: &str) -> bool {
+    probe(bytes, name, text).unwrap_or(true)
+}
+
+/// [`field_may_equal_string`]; `None`: cannot tell.
+fn probe(bytes: &[u8], name: &str, text: &str) -> Option<bool> {
+    let mut p = Probe { buf: bytes, pos: 0 };
+    if !bytes.starts_with(&IVM) {
+        return None;
+    }
+    p.pos = 4;
+    let system = SYSTEM_SYMBOLS.iter().position(|s| *s == name);
+    let mut target: Option<u64> = system.map(|i| i as u64 + 1);
+    while p.pos < bytes.len() {
+        let td = p.byte()?;
+        let (code, low) = (td >> 4, td & 0x0F);
+        match code {
+            // A NOP pad.
+            0x0 if low != 15 => {
+                let len = p.length(low)?;
+                p.skip(len)?;
+            }
+            // The local symbol table, `$ion_symbol_table::{symbols: [...]}`.
+            0xE => {
+                let len = p.length(low)?;
+                let end = p.pos.checked_add(len)?;
+                let annot_len = p.var_uint()? as usize;
+                let annot_end = p.pos.checked_add(annot_len)?;
+                if p.var_uint()? != 3 || p.pos != annot_end {
+                    return None;
+                }
+                let td = p.byte()?;
+                if td >> 4 != 0xD || td & 0x0F == 15 {
+                    return None;
+                }
+                let len = p.length(td & 0x0F)?;
+                let struct_end = p.pos.checked_add(len)?;
+                if struct_end != end {
+                    return None;
+                }
+                if system.is_none() {
+                    target = None;
+                }
+                while p.pos < struct_end {
+                    let field = p.var_uint()?;
+                    let td = p.byte()?;
+                    let len = p.value_len(td)?;
+                    let value_end = p.pos.checked_add(len)?;
+                    match (field, td >> 4) {
+                        // symbols: a list of strings, SIDs from 10 on.
+                        (7, 0xB) if td & 0x0F != 15 => {
+                            let mut sid = SYSTEM_SYMBOLS.len() as u64;
+                            while p.pos < value_end {
+                                let td = p.byte()?;
+                                sid += 1;
+                                let len = p.value_len(td)?;
+                                let s = p.take(len)?;
+                                if td >> 4 == 0x8 && td & 0x0F != 15 && s == name.as_bytes() {
+                                    if system.is_some() || target.is_some() {
+                                        // The name twice: a field may use either SID.
+                                        return None;
+                                    }
+                                    target = Some(sid);
+                                }
+                            }
+                        }
+                        // imports (shared or appended tables): not read here.
+                        (6, _) => return None,
+                        _ => p.skip(len)?,
+                    }
+                    if p.pos != value_end {
+                        return None;
+                    }
+                }
+            }
+            // The document.
+            0xD => {
+                if low == 15 {
+                    return Some(false);
+                }
+                let len = if low == 1 {
+                    p.var_uint()? as usize
+                } else {
+                    p.length(low)?
+                };
+                let end = p.pos.checked_add(len)?;
+                if end != bytes.len() {
+                    return None;
+                }
+                let Some(target) = target else {
+                    return Some(false);
+                };
+                while p.pos < end {
+                    let field = p.var_uint()?;
+                    let td = p.byte()?;
+                    let (code, low) = (td >> 4, td & 0x0F);
+                    if field == target && code != 0x0 {
+                        return Some(match code {
+                            0x8 if low == 15 => false,
+                            0x8 => {
+                                let len = p.length(low)?;
+                                p.take(len)? == text.as_bytes()
+                            }
+                            // A null of any type is never equal; other types may be.
+                            _ if low == 15 && code != 0xE => false,
+                            _ => return None,
+                        });
+                    }
+                    let len = p.value_len(td)?;
+                    p.skip(len)?;
+                }
+                return Some(false);
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A cursor over Ion binary for [`probe`]: every read checked, `None` past the end.
+struct Probe<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Probe<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn var_uint(&mut self) -> Option<u64> {
+        let mut v: u64 = 0;
+        for _ in 0..10 {
+            let b = self.byte()?;
+            v = v.checked_mul(128)? | (b & 0x7F) as u64;
+            if b & 0x80 != 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn length(&mut self, low: u8) -> Option<usize> {
+        if low == 14 {
+            usize::try_from(self.var_uint()?).ok()
+        } else {
+            Some(low as usize)
+        }
+    }
+
+    /// The length of the body after the type descriptor `td` (and its length field).
+    fn value_len(&mut self, td: u8) -> Option<usize> {
+        match (td >> 4, td & 0x0F) {
+            (0x1, _) | (_, 15) => Some(0),
+            (0xD, 1) => usize::try_from(self.var_uint()?).ok(),
+            (_, low) => self.length(low),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
     }
 }

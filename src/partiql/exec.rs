@@ -47,10 +47,37 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
     Err(ExecError::Statement(msg.into()))
 }
 
+/// Where a paged table scan is ([`TxnView::scan_page`]); start from the default.
+#[derive(Clone, Debug, Default)]
+pub struct ScanCursor {
+    /// The position of the last committed document read; `None` before the first page.
+    pub after: Option<i64>,
+    /// Every committed document was read (the transaction's own inserts come last).
+    pub committed_done: bool,
+    pub done: bool,
+}
+
 /// The transaction a statement runs in.
 pub trait TxnView {
     fn tables(&mut self) -> R<Vec<TableMeta>>;
     fn scan(&mut self, table: &TableMeta) -> R<Vec<Doc>>;
+    /// The next page of a table scan from `cursor`, in the order of [`TxnView::scan`];
+    /// `None` after the last. `probes` (field, string) say the caller keeps only documents
+    /// whose top-level field equals the string: the view may leave out documents that
+    /// surely do not (the caller checks the rest). By default the whole table is one page.
+    fn scan_page(
+        &mut self,
+        table: &TableMeta,
+        cursor: &mut ScanCursor,
+        probes: &[(String, String)],
+    ) -> R<Option<Vec<Doc>>> {
+        let _ = probes;
+        if cursor.done {
+            return Ok(None);
+        }
+        cursor.done = true;
+        self.scan(table).map(Some)
+    }
     fn by_id(&mut self, table: &TableMeta, doc_id: &str) -> R<Option<Doc>>;
     fn by_index(&mut self, table: &TableMeta, index_id: &str, key: &Value) -> R<Vec<Doc>>;
     fn insert(&mut self, table: &TableMeta, data: Value) -> R<String>;
@@ -124,8 +151,8 @@ pub fn explain(stmt: &Statement, txn: &mut dyn TxnView) -> R<Vec<String>> {
 /// running unbounded (a 5-way self-join of 30 documents is 24 million).
 pub const MAX_ROWS_EXAMINED: u64 = 1_000_000;
 
-/// The most joined rows one FROM clause may hold at once (each holds its variables'
-/// values): a 4-way self-join of 30 documents (810,000 rows) took 1.7 GB.
+/// The most rows a SELECT with a join may hold in its result (a 4-way self-join of 30
+/// documents, 810,000 rows, took 1.7 GB when joins held their rows); aggregates hold none.
 pub const MAX_JOIN_ROWS: usize = 100_000;
 
 struct Executor<'a> {
@@ -516,33 +543,46 @@ impl Executor<'_> {
 
     /// The bindings of a FROM clause with joins (inner only), before WHERE.
     fn bind_from(&mut self, from: &FromClause, env: &Env) -> R<Vec<Env>> {
-        self.bind_from_where(from, None, env)
+        let mut rows = Vec::new();
+        self.each_row(from, None, env, &mut |_, r| {
+            rows.push(r);
+            Ok(())
+        })?;
+        Ok(rows)
     }
 
-    /// [`Self::bind_from`], keeping only the complete bindings for which `keep` (the WHERE
-    /// clause) holds, so that a join never holds its whole cross product at once.
-    fn bind_from_where(
+    /// Hands each binding of a FROM clause for which `keep` (the WHERE clause) holds to
+    /// `sink` as it is made: a join holds its left side's current row and the rows of a
+    /// right side read once, never its product.
+    fn each_row(
         &mut self,
         from: &FromClause,
         keep: Option<&Expr>,
         env: &Env,
-    ) -> R<Vec<Env>> {
+        sink: &mut dyn FnMut(&mut Self, Env) -> R<()>,
+    ) -> R<()> {
         match from {
             FromClause::Source(src) => {
-                let rows = self.source_envs(src, env)?;
-                self.examine(rows.len())?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    if self.keeps(keep, &r)? {
-                        out.push(r);
+                let mut each = |ex: &mut Self, r: Env| {
+                    ex.examine(1)?;
+                    if ex.keeps(keep, &r)? {
+                        sink(ex, r)?;
+                    }
+                    Ok(())
+                };
+                match self.table_source(src, env)? {
+                    Some(t) => self.each_table_row(src, &t, env, &[], &mut each),
+                    None => {
+                        for r in self.source_envs(src, env)? {
+                            each(self, r)?;
+                        }
+                        Ok(())
                     }
                 }
-                Ok(out)
             }
             FromClause::Join {
                 left, right, on, ..
             } => {
-                let lefts = self.bind_from(left, env)?;
                 // The plan says whether the right side is read per left row (keyed by it,
                 // or a collection in it) or once for all of them.
                 let once = match &**right {
@@ -551,40 +591,38 @@ impl Executor<'_> {
                     }
                     FromClause::Join { .. } => true,
                 };
-                let shared = if once && !lefts.is_empty() {
-                    let before = self.txn.read_ios();
-                    let rows = self.bind_from(right, &Env::default())?;
-                    // QLDB's nested loop read the inner side once per outer row: the
-                    // Node.js and .NET drivers' tests assert those read IOs.
-                    let once = self.txn.read_ios().saturating_sub(before);
-                    self.txn
-                        .charge_read_ios(once.saturating_mul(lefts.len() as u64 - 1));
-                    Some(rows)
-                } else {
-                    None
-                };
-                let mut out = Vec::new();
-                for l in &lefts {
-                    let rights = match &shared {
-                        Some(rows) => {
-                            self.examine(rows.len())?;
-                            rows.iter().map(|r| merge(l, r)).collect()
+                let mut shared: Option<(Vec<Env>, u64)> = None;
+                self.each_row(left, None, env, &mut |ex, l| {
+                    let rights = if once {
+                        match &shared {
+                            Some((rows, ios)) => {
+                                // QLDB's nested loop read the inner side once per outer
+                                // row: the Node.js and .NET drivers' tests assert those
+                                // read IOs.
+                                ex.txn.charge_read_ios(*ios);
+                                ex.examine(rows.len())?;
+                                rows.iter().map(|r| merge(&l, r)).collect()
+                            }
+                            None => {
+                                let before = ex.txn.read_ios();
+                                let rows = ex.bind_from(right, &Env::default())?;
+                                let ios = ex.txn.read_ios().saturating_sub(before);
+                                ex.examine(rows.len())?;
+                                let merged = rows.iter().map(|r| merge(&l, r)).collect();
+                                shared = Some((rows, ios));
+                                merged
+                            }
                         }
-                        None => self.bind_from(right, l)?,
+                    } else {
+                        ex.bind_from(right, &l)?
                     };
                     for r in rights {
-                        if self.keeps(on.as_ref(), &r)? && self.keeps(keep, &r)? {
-                            if out.len() == MAX_JOIN_ROWS {
-                                return err(format!(
-                                    "Statement exceeds the limit of {MAX_JOIN_ROWS} joined rows held at once; \
-                                     narrow the join with WHERE or ON conditions"
-                                ));
-                            }
-                            out.push(r);
+                        if ex.keeps(on.as_ref(), &r)? && ex.keeps(keep, &r)? {
+                            sink(ex, r)?;
                         }
                     }
-                }
-                Ok(out)
+                    Ok(())
+                })
             }
         }
     }
@@ -601,6 +639,19 @@ impl Executor<'_> {
         Ok(())
     }
 
+    /// The table a FROM source reads, unless it is a view, a collection or a variable in
+    /// scope (an outer query's alias).
+    fn table_source(&mut self, src: &FromSource, env: &Env) -> R<Option<TableMeta>> {
+        match &src.expr {
+            Expr::Var { name, .. }
+                if env.get(name).is_none() && !name.starts_with("_ql_committed_") =>
+            {
+                self.source_table(src, name).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Binds one FROM source: a table, a system view, or a collection — possibly nested in
     /// an earlier variable (`r.Owners.SecondaryOwners AS o AT i`).
     fn source_envs(&mut self, src: &FromSource, env: &Env) -> R<Vec<Env>> {
@@ -609,21 +660,13 @@ impl Executor<'_> {
             let items: Vec<Value> = self.txn.tables()?.iter().map(user_tables_row).collect();
             return Ok(items.into_iter().map(|v| bind(env, &alias, v)).collect());
         }
-        if let Expr::Var { name, .. } = &src.expr {
-            if env.get(name).is_none() && !name.starts_with("_ql_committed_") {
-                let t = self.source_table(src, name)?;
-                let docs = self.table_docs(src, &t, env)?;
-                return Ok(docs
-                    .into_iter()
-                    .map(|d| {
-                        let mut e = bind(env, &alias, d.data);
-                        if let Some(by) = &src.by {
-                            e.vars.push((by.clone(), PV::V(Value::string(d.id))));
-                        }
-                        e
-                    })
-                    .collect());
-            }
+        if let Some(t) = self.table_source(src, env)? {
+            let mut rows = Vec::new();
+            self.each_table_row(src, &t, env, &[], &mut |_, e| {
+                rows.push(e);
+                Ok(())
+            })?;
+            return Ok(rows);
         }
         let items = match self.system_view(src, env)? {
             Some(rows) => rows,
@@ -678,123 +721,263 @@ impl Executor<'_> {
     // ---------------------------------------------------------------- SELECT
 
     fn select(&mut self, s: &Select, env: &Env) -> R<Vec<Value>> {
-        let rows: Vec<Env> = match &s.from {
+        let aggregates = match &s.projection {
+            Projection::Items(items)
+                if items.iter().any(
+                    |i| matches!(i, ProjectItem::Expr { expr, .. } if has_aggregate(expr)),
+                ) =>
+            {
+                Some(items)
+            }
+            _ => None,
+        };
+        let mut out = Output {
+            rows: Vec::new(),
+            aggregates: match aggregates {
+                Some(items) => Some(self.aggregates(items)?),
+                None => None,
+            },
+        };
+        let sources = from_sources(&s.from);
+        match &s.from {
             FromClause::Source(src) if is_user_tables(&src.expr) => {
-                let alias = src.alias.clone().unwrap_or_else(|| "user_tables".into());
+                let alias = source_alias(src);
                 let items = self.txn.tables()?.iter().map(user_tables_row).collect();
-                self.filter_rows(items, &alias, s.where_.as_ref(), env)?
+                for e in self.filter_rows(items, &alias, s.where_.as_ref(), env)? {
+                    self.emit(s, &sources, &e, env, &mut out)?;
+                }
             }
             FromClause::Source(src) => match &src.expr {
                 // A table, unless the name is a variable in scope (an outer query's alias).
                 Expr::Var { name, .. }
                     if !name.starts_with("_ql_committed_") && env.get(name).is_none() =>
                 {
-                    self.matching(src, s.where_.as_ref(), env)?
-                        .2
-                        .into_iter()
-                        .map(|(_, e)| e)
-                        .collect()
+                    self.stream_table(s, src, name, &sources, env, &mut out)?;
                 }
                 // A system view, or a literal collection such as << 0 >>.
                 _ => {
-                    let mut out = Vec::new();
                     for e in self.source_envs(src, env)? {
                         if self.keeps(s.where_.as_ref(), &e)? {
-                            out.push(e);
+                            self.emit(s, &sources, &e, env, &mut out)?;
                         }
                     }
-                    out
                 }
             },
-            FromClause::Join { .. } => self.bind_from_where(&s.from, s.where_.as_ref(), env)?,
-        };
-        if let Projection::Items(items) = &s.projection {
-            if items
-                .iter()
-                .any(|i| matches!(i, ProjectItem::Expr { expr, .. } if has_aggregate(expr)))
-            {
-                return Ok(vec![self.aggregate(items, &rows, env)?]);
+            FromClause::Join { .. } => {
+                self.each_row(&s.from, s.where_.as_ref(), env, &mut |ex, e| {
+                    if out.rows.len() == MAX_JOIN_ROWS {
+                        return err(format!(
+                            "Statement exceeds the limit of {MAX_JOIN_ROWS} joined rows held at once; \
+                             narrow the join with WHERE or ON conditions"
+                        ));
+                    }
+                    ex.emit(s, &sources, &e, env, &mut out)
+                })?;
             }
         }
-        let sources = from_sources(&s.from);
+        match (aggregates, out.aggregates) {
+            (Some(items), Some(accs)) => Ok(vec![self.aggregate(items, accs, env)?]),
+            _ => Ok(out.rows),
+        }
+    }
+
+    /// The rows of a one-table SELECT, each filtered and projected (or aggregated) as it is
+    /// read: a scan holds one page of documents at a time, never the table.
+    fn stream_table(
+        &mut self,
+        s: &Select,
+        src: &FromSource,
+        name: &str,
+        sources: &[&FromSource],
+        env: &Env,
+        out: &mut Output,
+    ) -> R<()> {
+        let t = self.source_table(src, name)?;
+        let probes = match &s.where_ {
+            Some(w) => self.probes(w, &source_alias(src), env)?,
+            None => Vec::new(),
+        };
+        self.each_table_row(src, &t, env, &probes, &mut |ex, e| {
+            if ex.keeps(s.where_.as_ref(), &e)? {
+                ex.emit(s, sources, &e, env, out)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The conjuncts of WHERE that a scan can test on a stored document before decoding
+    /// it: `alias.field = 'string'` (a literal or a parameter), as (field, string).
+    fn probes(&mut self, where_: &Expr, alias: &str, env: &Env) -> R<Vec<(String, String)>> {
         let mut out = Vec::new();
-        for e in &rows {
-            match &s.projection {
-                Projection::Star => {
-                    // Each FROM variable's fields; a non-struct value is field `_n`
-                    // (its 1-based position among the variables). Then its AT and BY
-                    // variables as fields of their own name, as Kotlin's rewrite of `*`
-                    // does (`SELECT * FROM t BY id` has `id`).
-                    // Only this query's own FROM variables: an outer query's (in a
-                    // correlated subquery) are not part of its rows.
-                    let mut fields = Vec::new();
-                    for (i, scope) in e.scopes.iter().skip(env.scopes.len()).enumerate() {
-                        match e.get(scope) {
-                            Some(PV::V(Value {
-                                data: Data::Struct(f),
-                                ..
-                            })) => fields.extend(f.iter().cloned()),
-                            Some(PV::V(v)) => fields.push((Some(format!("_{}", i + 1)), v.clone())),
-                            _ => {}
-                        }
-                        let extra = sources.get(i).map(|s| [s.at.as_ref(), s.by.as_ref()]);
-                        for name in extra.into_iter().flatten().flatten() {
-                            if let Some(PV::V(v)) = e.get(name) {
-                                fields.push((Some(name.clone()), v.clone()));
-                            }
-                        }
+        for c in plan::conjuncts(where_) {
+            let Expr::Binary {
+                op: BinaryOp::Eq,
+                left,
+                right,
+            } = c
+            else {
+                continue;
+            };
+            let field_of = |e: &Expr| match e {
+                Expr::Path { root, steps } => match (&**root, steps.as_slice()) {
+                    (Expr::Var { name, .. }, [PathStep::Field { name: field, .. }])
+                        if name == alias =>
+                    {
+                        Some(field.clone())
                     }
-                    out.push(Data::Struct(fields).into());
-                }
-                Projection::Value(x) => {
-                    if let PV::V(v) = self.eval(x, e)? {
-                        out.push(v);
-                    }
-                }
-                Projection::Items(items) => {
-                    let mut fields = Vec::new();
-                    for (i, item) in items.iter().enumerate() {
-                        match item {
-                            ProjectItem::Expr { expr, alias } => {
-                                let name = alias.clone().unwrap_or_else(|| implicit_name(expr, i));
-                                if let PV::V(v) = self.eval(expr, e)? {
-                                    fields.push((Some(name), v));
-                                }
-                            }
-                            ProjectItem::All(x) => {
-                                if let PV::V(Value {
-                                    data: Data::Struct(f),
-                                    ..
-                                }) = self.eval(x, e)?
-                                {
-                                    fields.extend(f);
-                                }
-                            }
-                        }
-                    }
-                    out.push(Data::Struct(fields).into());
+                    _ => None,
+                },
+                _ => None,
+            };
+            let (field, other) = match (field_of(left), field_of(right)) {
+                (Some(f), _) => (f, right),
+                (_, Some(f)) => (f, left),
+                _ => continue,
+            };
+            if !matches!(**other, Expr::Lit(_) | Expr::Param(_)) {
+                continue;
+            }
+            if let PV::V(Value {
+                annotations,
+                data: Data::String(text),
+            }) = self.eval(other, env)?
+            {
+                if annotations.is_empty() {
+                    out.push((field, text));
                 }
             }
         }
         Ok(out)
     }
 
+    /// Binds each document of a table source (with its BY variable) as it is read: a scan
+    /// a page at a time (leaving out what `probes` rule out), a lookup all at once.
+    fn each_table_row(
+        &mut self,
+        src: &FromSource,
+        t: &TableMeta,
+        env: &Env,
+        probes: &[(String, String)],
+        f: &mut dyn FnMut(&mut Self, Env) -> R<()>,
+    ) -> R<()> {
+        let alias = source_alias(src);
+        let bind_doc = |d: Doc| {
+            let mut e = bind(env, &alias, d.data);
+            if let Some(by) = &src.by {
+                e.vars.push((by.clone(), PV::V(Value::string(d.id))));
+            }
+            e
+        };
+        let scan = matches!(
+            self.plan.source(src).and_then(|p| p.access.as_ref()),
+            Some(Access::Scan) | None
+        );
+        if !scan {
+            for d in self.table_docs(src, t, env)? {
+                f(self, bind_doc(d))?;
+            }
+            return Ok(());
+        }
+        let mut cursor = ScanCursor::default();
+        while let Some(page) = self.txn.scan_page(t, &mut cursor, probes)? {
+            for d in page {
+                f(self, bind_doc(d))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a row that passed WHERE to the output: projected, or into the aggregates.
+    fn emit(
+        &mut self,
+        s: &Select,
+        sources: &[&FromSource],
+        e: &Env,
+        env: &Env,
+        out: &mut Output,
+    ) -> R<()> {
+        if let Some(accs) = &mut out.aggregates {
+            for acc in accs.iter_mut() {
+                let v = match &acc.arg {
+                    None => PV::V(Value::int(1)),
+                    Some(a) => self.eval(a, e)?,
+                };
+                acc.add(v)?;
+            }
+            return Ok(());
+        }
+        let out = &mut out.rows;
+        match &s.projection {
+            Projection::Star => {
+                // Each FROM variable's fields; a non-struct value is field `_n`
+                // (its 1-based position among the variables). Then its AT and BY
+                // variables as fields of their own name, as Kotlin's rewrite of `*`
+                // does (`SELECT * FROM t BY id` has `id`).
+                // Only this query's own FROM variables: an outer query's (in a
+                // correlated subquery) are not part of its rows.
+                let mut fields = Vec::new();
+                for (i, scope) in e.scopes.iter().skip(env.scopes.len()).enumerate() {
+                    match e.get(scope) {
+                        Some(PV::V(Value {
+                            data: Data::Struct(f),
+                            ..
+                        })) => fields.extend(f.iter().cloned()),
+                        Some(PV::V(v)) => fields.push((Some(format!("_{}", i + 1)), v.clone())),
+                        _ => {}
+                    }
+                    let extra = sources.get(i).map(|s| [s.at.as_ref(), s.by.as_ref()]);
+                    for name in extra.into_iter().flatten().flatten() {
+                        if let Some(PV::V(v)) = e.get(name) {
+                            fields.push((Some(name.clone()), v.clone()));
+                        }
+                    }
+                }
+                out.push(Data::Struct(fields).into());
+            }
+            Projection::Value(x) => {
+                if let PV::V(v) = self.eval(x, e)? {
+                    out.push(v);
+                }
+            }
+            Projection::Items(items) => {
+                let mut fields = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        ProjectItem::Expr { expr, alias } => {
+                            let name = alias.clone().unwrap_or_else(|| implicit_name(expr, i));
+                            if let PV::V(v) = self.eval(expr, e)? {
+                                fields.push((Some(name), v));
+                            }
+                        }
+                        ProjectItem::All(x) => {
+                            if let PV::V(Value {
+                                data: Data::Struct(f),
+                                ..
+                            }) = self.eval(x, e)?
+                            {
+                                fields.extend(f);
+                            }
+                        }
+                    }
+                }
+                out.push(Data::Struct(fields).into());
+            }
+        }
+        Ok(())
+    }
+
     /// A select list with aggregates (no GROUP BY): one row. Each item is an expression over
     /// aggregates (`AVG(v * 2) + SUM(v)`), evaluated in the enclosing scope (`env`).
-    fn aggregate(&mut self, items: &[ProjectItem], rows: &[Env], env: &Env) -> R<Value> {
+    fn aggregate(&mut self, items: &[ProjectItem], accs: Vec<Aggregate>, env: &Env) -> R<Value> {
+        let mut values = accs.into_iter().map(Aggregate::finish);
         let mut fields = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let ProjectItem::Expr { expr, alias } = item else {
-                return err(
-                    "Without GROUP BY, a select list with an aggregate may hold only aggregates",
-                );
+                unreachable!("checked by aggregates()");
             };
-            if !has_aggregate(expr) {
-                return err(
-                    "Without GROUP BY, a select list with an aggregate may hold only aggregates",
-                );
-            }
-            let folded = self.fold_aggregates(expr, rows)?;
+            let folded = fold_aggregates(expr, &mut |_, _, _| {
+                values.next().unwrap_or_else(|| Ok(Value::null()))
+            })?;
             if uses_var(&folded, &|name| env.get(name).is_none()) {
                 return err(
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
@@ -808,117 +991,37 @@ impl Executor<'_> {
         Ok(Data::Struct(fields).into())
     }
 
-    /// `e` with each aggregate call replaced by its value over `rows`.
-    fn fold_aggregates(&mut self, e: &Expr, rows: &[Env]) -> R<Expr> {
-        Ok(match e {
-            Expr::Call { name, args, star } if is_aggregate(e) => {
-                Expr::Lit(self.aggregate_value(name, args, *star, rows)?)
+    /// The aggregate calls of a select list, in order, each ready for rows.
+    fn aggregates(&mut self, items: &[ProjectItem]) -> R<Vec<Aggregate>> {
+        let mut accs = Vec::new();
+        for item in items {
+            let ProjectItem::Expr { expr, .. } = item else {
+                return err(
+                    "Without GROUP BY, a select list with an aggregate may hold only aggregates",
+                );
+            };
+            if !has_aggregate(expr) {
+                return err(
+                    "Without GROUP BY, a select list with an aggregate may hold only aggregates",
+                );
             }
-            Expr::Unary { op, expr } => Expr::Unary {
-                op: *op,
-                expr: Box::new(self.fold_aggregates(expr, rows)?),
-            },
-            Expr::Binary { op, left, right } => Expr::Binary {
-                op: *op,
-                left: Box::new(self.fold_aggregates(left, rows)?),
-                right: Box::new(self.fold_aggregates(right, rows)?),
-            },
-            Expr::Cast { expr, to } => Expr::Cast {
-                expr: Box::new(self.fold_aggregates(expr, rows)?),
-                to: to.clone(),
-            },
-            Expr::Call { name, args, star } => Expr::Call {
-                name: name.clone(),
-                args: args
-                    .iter()
-                    .map(|a| self.fold_aggregates(a, rows))
-                    .collect::<R<_>>()?,
-                star: *star,
-            },
-            Expr::List(items) => Expr::List(
-                items
-                    .iter()
-                    .map(|a| self.fold_aggregates(a, rows))
-                    .collect::<R<_>>()?,
-            ),
-            Expr::Bag(items) => Expr::Bag(
-                items
-                    .iter()
-                    .map(|a| self.fold_aggregates(a, rows))
-                    .collect::<R<_>>()?,
-            ),
-            Expr::Struct(fields) => Expr::Struct(
-                fields
-                    .iter()
-                    .map(|(k, v)| Ok((k.clone(), self.fold_aggregates(v, rows)?)))
-                    .collect::<R<_>>()?,
-            ),
-            other => other.clone(),
-        })
-    }
-
-    /// COUNT, SUM, AVG, MIN or MAX over the rows; NULL and MISSING inputs are skipped.
-    fn aggregate_value(&mut self, name: &str, args: &[Expr], star: bool, rows: &[Env]) -> R<Value> {
-        if !star && args.len() != 1 {
-            return err(format!(
-                "{}() takes exactly one argument",
-                name.to_uppercase()
-            ));
+            fold_aggregates(expr, &mut |name, args, star| {
+                if !star && args.len() != 1 {
+                    return err(format!(
+                        "{}() takes exactly one argument",
+                        name.to_uppercase()
+                    ));
+                }
+                accs.push(Aggregate {
+                    name: name.to_string(),
+                    arg: (!star).then(|| args[0].clone()),
+                    count: 0,
+                    acc: None,
+                });
+                Ok(Value::null())
+            })?;
         }
-        let mut values = Vec::new();
-        for e in rows {
-            if star {
-                values.push(Value::int(1));
-            } else if let Some(a) = args.first() {
-                if let PV::V(v) = self.eval(a, e)? {
-                    if !matches!(v.data, Data::Null(_)) {
-                        values.push(v);
-                    }
-                }
-            }
-        }
-        Ok(match name {
-            "count" => Value::int(values.len() as i64),
-            "sum" | "avg" => {
-                if values.is_empty() {
-                    Value::null()
-                } else {
-                    let mut acc = Value::int(0);
-                    for v in &values {
-                        acc = ops::arith('+', &acc, v).map_err(ExecError::Statement)?;
-                    }
-                    if name == "avg" {
-                        let n =
-                            Data::Decimal(crate::ion::Decimal::new(values.len().into(), 0)).into();
-                        let acc_dec = match acc.data {
-                            Data::Int(i) => Data::Decimal(crate::ion::Decimal::new(i, 0)).into(),
-                            _ => acc,
-                        };
-                        ops::arith('/', &acc_dec, &n).map_err(ExecError::Statement)?
-                    } else {
-                        acc
-                    }
-                }
-            }
-            _ => {
-                let mut best: Option<Value> = None;
-                for v in values {
-                    best = match best {
-                        None => Some(v),
-                        Some(b) => {
-                            let ord = ops::compare(&v, &b);
-                            let better = if name == "min" {
-                                ord == Some(std::cmp::Ordering::Less)
-                            } else {
-                                ord == Some(std::cmp::Ordering::Greater)
-                            };
-                            Some(if better { v } else { b })
-                        }
-                    };
-                }
-                best.unwrap_or_else(Value::null)
-            }
-        })
+        Ok(accs)
     }
 
     // ---------------------------------------------------------------- DML
@@ -1126,6 +1229,22 @@ impl Executor<'_> {
                 }
             },
             Expr::Var { name, .. } => self.var(name, env),
+            // `alias.a.b`: walked by reference, so only the value reached is copied.
+            Expr::Path { root, steps }
+                if matches!(&**root, Expr::Var { .. })
+                    && steps.iter().all(|s| matches!(s, PathStep::Field { .. })) =>
+            {
+                let Expr::Var { name, .. } = &**root else {
+                    unreachable!("matched above")
+                };
+                let mut cur = self.var_ref(name, env);
+                for step in steps {
+                    if let PathStep::Field { name, .. } = step {
+                        cur = cur.and_then(|v| v.field(name));
+                    }
+                }
+                cur.cloned().map_or(PV::Missing, PV::V)
+            }
             Expr::Path { root, steps } => {
                 // After a wildcard (`[*]`, `.*`) the path ranges over many values and
                 // yields them as a bag; before, it is one value.
@@ -1360,19 +1479,26 @@ impl Executor<'_> {
         Ok(rows)
     }
 
-    fn var(&mut self, name: &str, env: &Env) -> PV {
+    /// [`Self::var`] by reference (`None`: MISSING).
+    fn var_ref<'e>(&self, name: &str, env: &'e Env) -> Option<&'e Value> {
         if let Some(v) = env.get(name) {
-            return v.clone();
+            return match v {
+                PV::V(v) => Some(v),
+                PV::Missing => None,
+            };
         }
-        // Implicit scoping: a name that is not a variable is a field of the FROM source.
-        for scope in env.scopes.iter().rev() {
-            if let Some(PV::V(v)) = env.get(scope) {
-                if let Some(f) = v.field(name) {
-                    return PV::V(f.clone());
-                }
-            }
-        }
-        PV::Missing
+        env.scopes
+            .iter()
+            .rev()
+            .find_map(|scope| match env.get(scope) {
+                Some(PV::V(v)) => v.field(name),
+                _ => None,
+            })
+    }
+
+    /// A variable's value, else (implicit scoping) a field of a FROM source.
+    fn var(&mut self, name: &str, env: &Env) -> PV {
+        self.var_ref(name, env).cloned().map_or(PV::Missing, PV::V)
     }
 
     fn binary(&mut self, op: BinaryOp, left: &Expr, right: &Expr, env: &Env) -> R<PV> {
@@ -1898,4 +2024,117 @@ fn remove_path(data: &mut Value, steps: &[Key]) {
         }
         _ => {}
     }
+}
+
+/// What a SELECT has produced so far: its projected rows, or its aggregates' state.
+struct Output {
+    rows: Vec<Value>,
+    aggregates: Option<Vec<Aggregate>>,
+}
+
+/// One aggregate call (COUNT, SUM, AVG, MIN, MAX) over the rows so far; NULL and MISSING
+/// inputs are skipped.
+struct Aggregate {
+    name: String,
+    /// `None` for `COUNT(*)`.
+    arg: Option<Expr>,
+    /// Inputs counted.
+    count: u64,
+    /// The sum (SUM, AVG) or the best value (MIN, MAX) so far.
+    acc: Option<Value>,
+}
+
+impl Aggregate {
+    fn add(&mut self, v: PV) -> R<()> {
+        let PV::V(v) = v else { return Ok(()) };
+        if matches!(v.data, Data::Null(_)) {
+            return Ok(());
+        }
+        self.count += 1;
+        self.acc = match (self.name.as_str(), self.acc.take()) {
+            ("count", _) => None,
+            ("sum" | "avg", None) => {
+                Some(ops::arith('+', &Value::int(0), &v).map_err(ExecError::Statement)?)
+            }
+            ("sum" | "avg", Some(acc)) => {
+                Some(ops::arith('+', &acc, &v).map_err(ExecError::Statement)?)
+            }
+            (_, None) => Some(v),
+            (name, Some(best)) => {
+                let ord = ops::compare(&v, &best);
+                let better = if name == "min" {
+                    ord == Some(std::cmp::Ordering::Less)
+                } else {
+                    ord == Some(std::cmp::Ordering::Greater)
+                };
+                Some(if better { v } else { best })
+            }
+        };
+        Ok(())
+    }
+
+    fn finish(self) -> R<Value> {
+        Ok(match (self.name.as_str(), self.acc) {
+            ("count", _) => Value::int(self.count as i64),
+            ("avg", Some(acc)) => {
+                let n = Data::Decimal(crate::ion::Decimal::new(self.count.into(), 0)).into();
+                let acc = match acc.data {
+                    Data::Int(i) => Data::Decimal(crate::ion::Decimal::new(i, 0)).into(),
+                    _ => acc,
+                };
+                ops::arith('/', &acc, &n).map_err(ExecError::Statement)?
+            }
+            (_, acc) => acc.unwrap_or_else(Value::null),
+        })
+    }
+}
+
+/// What an aggregate call (name, arguments, `*`) is replaced by.
+type AggregateValue<'a> = dyn FnMut(&str, &[Expr], bool) -> R<Value> + 'a;
+
+/// `e` with each aggregate call replaced by what `f` gives for it, left to right.
+fn fold_aggregates(e: &Expr, f: &mut AggregateValue<'_>) -> R<Expr> {
+    Ok(match e {
+        Expr::Call { name, args, star } if is_aggregate(e) => Expr::Lit(f(name, args, *star)?),
+        Expr::Unary { op, expr } => Expr::Unary {
+            op: *op,
+            expr: Box::new(fold_aggregates(expr, f)?),
+        },
+        Expr::Binary { op, left, right } => Expr::Binary {
+            op: *op,
+            left: Box::new(fold_aggregates(left, f)?),
+            right: Box::new(fold_aggregates(right, f)?),
+        },
+        Expr::Cast { expr, to } => Expr::Cast {
+            expr: Box::new(fold_aggregates(expr, f)?),
+            to: to.clone(),
+        },
+        Expr::Call { name, args, star } => Expr::Call {
+            name: name.clone(),
+            args: args
+                .iter()
+                .map(|a| fold_aggregates(a, f))
+                .collect::<R<_>>()?,
+            star: *star,
+        },
+        Expr::List(items) => Expr::List(
+            items
+                .iter()
+                .map(|a| fold_aggregates(a, f))
+                .collect::<R<_>>()?,
+        ),
+        Expr::Bag(items) => Expr::Bag(
+            items
+                .iter()
+                .map(|a| fold_aggregates(a, f))
+                .collect::<R<_>>()?,
+        ),
+        Expr::Struct(fields) => Expr::Struct(
+            fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), fold_aggregates(v, f)?)))
+                .collect::<R<_>>()?,
+        ),
+        other => other.clone(),
+    })
 }

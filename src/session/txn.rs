@@ -7,16 +7,16 @@ use rand::RngCore;
 
 use super::{Page, SessionConfig, SessionError, Usage, R};
 use crate::api::qldb::Tags;
-use crate::ion::binary::encode_one;
+use crate::ion::binary::{encode_one, field_may_equal_string};
 use crate::ion::Value;
 use crate::journal::block::StatementInfo;
 use crate::journal::hash::{CommitDigest, Hash};
 use crate::names::new_unique_id;
 use crate::partiql::ast::Statement;
-use crate::partiql::exec::{self, Doc, ExecError, TableMeta, TxnView};
+use crate::partiql::exec::{self, Doc, ExecError, ScanCursor, TableMeta, TxnView};
 use crate::partiql::parse_statement;
-use crate::storage::LedgerStore;
 use crate::storage::{index_key, CommitRequest, DocWrite, ReadCheck, RevisionRef, StoredDoc};
+use crate::storage::{LedgerStore, SCAN_START};
 
 /// Asks whether the caller may do `qldb:<action>` on `<ledger ARN>/<resource suffix>`.
 pub type Permit<'a> = dyn Fn(&str, &str) -> bool + 'a;
@@ -334,6 +334,9 @@ impl Txn {
     }
 }
 
+/// Documents per page of a table scan: what a statement holds of a table at once.
+const SCAN_PAGE: usize = 512;
+
 /// What a read is about, without the version or tip it was made at.
 fn read_key(check: &ReadCheck) -> ReadCheck {
     match check {
@@ -382,8 +385,26 @@ impl Ctx<'_> {
         !self.txn.new_tables.iter().any(|(id, _)| id == table_id)
     }
 
-    /// Applies this transaction's writes to committed documents of a table.
+    /// Applies this transaction's writes to committed documents of a table, and adds the
+    /// documents it inserted.
     fn overlay(&self, table_id: &str, committed: Vec<StoredDoc>) -> Vec<Doc> {
+        let mut out = self.overlay_committed(committed);
+        for (id, w) in &self.txn.writes {
+            if w.table_id == table_id && w.base_version.is_none() {
+                if let Some(data) = &w.data {
+                    out.push(Doc {
+                        id: id.clone(),
+                        version: 0,
+                        data: data.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies this transaction's updates and deletes to committed documents.
+    fn overlay_committed(&self, committed: impl IntoIterator<Item = StoredDoc>) -> Vec<Doc> {
         let mut out: Vec<Doc> = Vec::new();
         for d in committed {
             match self.txn.pending(&d.doc_id) {
@@ -401,17 +422,6 @@ impl Ctx<'_> {
                     version: d.version,
                     data: d.data,
                 }),
-            }
-        }
-        for (id, w) in &self.txn.writes {
-            if w.table_id == table_id && w.base_version.is_none() {
-                if let Some(data) = &w.data {
-                    out.push(Doc {
-                        id: id.clone(),
-                        version: 0,
-                        data: data.clone(),
-                    });
-                }
             }
         }
         out
@@ -529,22 +539,58 @@ impl TxnView for Ctx<'_> {
     }
 
     fn scan(&mut self, table: &TableMeta) -> Result<Vec<Doc>, ExecError> {
-        let committed = if self.committed_table(&table.table_id) {
-            let as_of = self.tip_seq()?;
-            self.txn.record(ReadCheck::Table {
-                table_id: table.table_id.clone(),
-                as_of,
-            });
-            // Materialized until the executor streams (the plan-stage issue).
-            self.ledger
-                .scan(&table.table_id)
-                .and_then(|docs| docs.collect())
-                .map_err(internal)?
-        } else {
-            Vec::new()
+        let mut cursor = ScanCursor::default();
+        let mut docs = Vec::new();
+        while let Some(page) = self.scan_page(table, &mut cursor, &[])? {
+            docs.extend(page);
+        }
+        Ok(docs)
+    }
+
+    fn scan_page(
+        &mut self,
+        table: &TableMeta,
+        cursor: &mut ScanCursor,
+        probes: &[(String, String)],
+    ) -> Result<Option<Vec<Doc>>, ExecError> {
+        if cursor.done {
+            return Ok(None);
+        }
+        if cursor.committed_done || !self.committed_table(&table.table_id) {
+            // This transaction's own inserts come after the committed documents.
+            cursor.done = true;
+            return Ok(Some(self.overlay(&table.table_id, Vec::new())));
+        }
+        let after = match cursor.after {
+            Some(after) => after,
+            None => {
+                // Checked at commit: any change to the table after the scan began.
+                let as_of = self.tip_seq()?;
+                self.txn.record(ReadCheck::Table {
+                    table_id: table.table_id.clone(),
+                    as_of,
+                });
+                SCAN_START
+            }
         };
-        self.read_ios += committed.len() as u64;
-        Ok(self.overlay(&table.table_id, committed))
+        // A document this transaction wrote is judged by what it wrote, not by what is stored.
+        let txn = &*self.txn;
+        let keep = |doc_id: &str, stored: &[u8]| {
+            txn.pending(doc_id).is_some()
+                || probes
+                    .iter()
+                    .all(|(field, text)| field_may_equal_string(stored, field, text))
+        };
+        let keep: Option<crate::storage::KeepDoc<'_>> =
+            if probes.is_empty() { None } else { Some(&keep) };
+        let page = self
+            .ledger
+            .scan_page(&table.table_id, after, SCAN_PAGE, keep)
+            .map_err(internal)?;
+        cursor.committed_done = page.read < SCAN_PAGE;
+        cursor.after = Some(page.last);
+        self.read_ios += page.read as u64;
+        Ok(Some(self.overlay_committed(page.docs)))
     }
 
     fn by_id(&mut self, table: &TableMeta, doc_id: &str) -> Result<Option<Doc>, ExecError> {

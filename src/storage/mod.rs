@@ -29,7 +29,7 @@ use crate::names::LedgerName;
 
 pub use model::{
     index_key, CommitError, CommitRequest, Committed, DocWrite, ExportRecord, IndexInfo,
-    LedgerRecord, ReadCheck, RevisionRef, StoredDoc, StreamRecord, TableInfo, Tip,
+    LedgerRecord, ReadCheck, RevisionRef, ScanPage, StoredDoc, StreamRecord, TableInfo, Tip,
 };
 
 /// Errors of the storage layer.
@@ -76,6 +76,13 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 /// connection of its ledger until it ends or is dropped (an in-memory SQLite ledger's only
 /// one): call nothing else on the same ledger while it is alive.
 pub type DocIter<'a> = Box<dyn Iterator<Item = Result<StoredDoc>> + 'a>;
+
+/// Decides from a stored document (its id and Ion binary) whether a scan keeps it
+/// ([`LedgerStore::scan_page`]).
+pub type KeepDoc<'a> = &'a dyn Fn(&str, &[u8]) -> bool;
+
+/// The position before a table's first document, for [`LedgerStore::scan_page`].
+pub const SCAN_START: i64 = i64::MIN;
 
 /// Where ledgers and the catalog live: opens and creates them.
 pub trait Backend: Send + Sync {
@@ -183,6 +190,19 @@ pub trait LedgerStore: Send + Sync {
     /// The live documents of a table, in the order they were first inserted, from one
     /// snapshot (see [`DocIter`] for what a caller may not do meanwhile).
     fn scan(&self, table_id: &str) -> Result<DocIter<'_>>;
+    /// Reads up to `limit` live documents of a table that come after position `after` in
+    /// the order they were first inserted ([`SCAN_START`]: from the first). Each page is a
+    /// read of its own, so a caller may read anything between pages; a commit between two
+    /// pages may show in the later one (a transaction's table read, as of the tip before
+    /// its first page, then fails its commit). `keep` (document id, the document's Ion
+    /// binary) may leave documents out of the page before they are decoded.
+    fn scan_page(
+        &self,
+        table_id: &str,
+        after: i64,
+        limit: usize,
+        keep: Option<KeepDoc<'_>>,
+    ) -> Result<ScanPage>;
     /// The live documents whose indexed field has the canonical key `key` ([`index_key`]).
     fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;
     /// The committed view of a table: the latest revision of every live document.

@@ -33,6 +33,17 @@ pub struct StoredDoc {
     pub data: Value,
 }
 
+/// A page of a table scan ([`super::LedgerStore::scan_page`]).
+#[derive(Clone, Debug, Default)]
+pub struct ScanPage {
+    /// The documents read and kept.
+    pub docs: Vec<StoredDoc>,
+    /// How many documents were read, kept or not: fewer than asked for ends the scan.
+    pub read: usize,
+    /// The position of the last document read (the next page starts after it).
+    pub last: i64,
+}
+
 /// Something a transaction read, re-checked at commit.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ReadCheck {

@@ -103,13 +103,17 @@ impl<'a> Tx<'a> {
             .iter()
             .map(|v| Param::Binary(binary::encode_one(v)))
             .collect();
-        let (page, _) = self
+        let (mut page, _) = self
             .l
             .sessions
             .execute_statement(&self.token, &self.id, stmt, wire)?;
-        assert!(page.next_page_token.is_none());
-        Ok(page
-            .values
+        // Every page of the result, as a driver reads them.
+        let mut values = std::mem::take(&mut page.values);
+        while let Some(next) = page.next_page_token.take() {
+            (page, _) = self.l.sessions.fetch_page(&self.token, &self.id, &next)?;
+            values.append(&mut page.values);
+        }
+        Ok(values
             .iter()
             .map(|b| binary::decode(b).unwrap().remove(0))
             .collect())

@@ -22,7 +22,7 @@ use crate::journal::hash::Hash;
 use crate::journal::merkle;
 use crate::storage::{
     index_key, CommitError, CommitRequest, Committed, IndexInfo, ReadCheck, Result, RevisionRef,
-    StorageError, StoredDoc, TableInfo, Tip,
+    ScanPage, StorageError, StoredDoc, TableInfo, Tip,
 };
 
 impl From<rusqlite::Error> for CommitError {
@@ -362,6 +362,48 @@ impl LedgerDb {
             page: std::collections::VecDeque::new(),
             done: false,
         }
+    }
+
+    /// Up to `limit` live documents of a table after rowid `after`, in one read; those
+    /// `keep` rejects are not decoded.
+    pub fn scan_page(
+        &self,
+        table_id: &str,
+        after: i64,
+        limit: usize,
+        keep: Option<crate::storage::KeepDoc<'_>>,
+    ) -> Result<ScanPage> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT rowid, doc_id, version, data FROM documents
+             WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1) AND rowid > ?2
+             ORDER BY rowid LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![table_id, after, limit])?;
+        let mut page = ScanPage {
+            last: after,
+            ..ScanPage::default()
+        };
+        while let Some(r) = rows.next()? {
+            page.read += 1;
+            page.last = r.get(0)?;
+            let corrupt = |e: rusqlite::types::FromSqlError| {
+                StorageError::Corrupt(format!("a documents row of table {table_id}: {e}"))
+            };
+            let doc_id = r.get_ref(1)?.as_str().map_err(corrupt)?;
+            let data = r.get_ref(3)?.as_blob().map_err(corrupt)?;
+            if keep.is_some_and(|keep| !keep(doc_id, data)) {
+                continue;
+            }
+            page.docs.push(StoredDoc {
+                doc_id: doc_id.to_string(),
+                table_id: table_id.to_string(),
+                version: r.get::<_, i64>(2)? as u64,
+                data: decode_doc(data)?,
+            });
+        }
+        Ok(page)
     }
 
     pub fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
@@ -1428,7 +1470,7 @@ impl Scan<'_> {
             Some(c) => c,
             None => self.conn.insert(self.db.reader()?),
         };
-        self.page = scan_page(conn, &self.table_id, self.after)?;
+        self.page = scan_page(conn, &self.table_id, self.after, SCAN_PAGE)?;
         self.done = (self.page.len() as i64) < SCAN_PAGE;
         if self.done {
             // Let the connection go as soon as the last page is read.
@@ -1438,18 +1480,19 @@ impl Scan<'_> {
     }
 }
 
-/// Up to [`SCAN_PAGE`] live documents of a table after rowid `after`: (rowid, document).
+/// Up to `limit` live documents of a table after rowid `after`: (rowid, document).
 fn scan_page(
     conn: &Connection,
     table_id: &str,
     after: i64,
+    limit: i64,
 ) -> Result<std::collections::VecDeque<(i64, StoredDoc)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT rowid, doc_id, version, data FROM documents
          WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1) AND rowid > ?2
          ORDER BY rowid LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![table_id, after, SCAN_PAGE], |r| {
+    let rows = stmt.query_map(params![table_id, after, limit], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,

@@ -23,8 +23,8 @@ pub use ledger_db::{LedgerDb, LedgerLocation};
 
 use super::{
     Backend, CatalogStore, CommitError, CommitRequest, Committed, DocIter, ExportRecord,
-    LedgerRecord, LedgerStore, ReadCheck, Result, RevisionRef, StoredDoc, StreamRecord, TableInfo,
-    Tip,
+    LedgerRecord, LedgerStore, ReadCheck, Result, RevisionRef, ScanPage, StoredDoc, StreamRecord,
+    TableInfo, Tip,
 };
 use crate::ion::Value;
 use crate::journal::hash::Hash;
@@ -227,6 +227,15 @@ impl LedgerStore for LedgerDb {
     }
     fn scan(&self, table_id: &str) -> Result<DocIter<'_>> {
         Ok(Box::new(LedgerDb::scan(self, table_id)))
+    }
+    fn scan_page(
+        &self,
+        table_id: &str,
+        after: i64,
+        limit: usize,
+        keep: Option<crate::storage::KeepDoc<'_>>,
+    ) -> Result<ScanPage> {
+        LedgerDb::scan_page(self, table_id, after, limit, keep)
     }
     fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
         LedgerDb::index_lookup(self, index_id, key)
