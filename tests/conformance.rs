@@ -142,7 +142,7 @@ const NOT_QLDB: &[&str] = &[
 struct Globals;
 
 fn no_table<T>() -> Result<T, ExecError> {
-    Err(ExecError::Statement(
+    Err(ExecError::Runtime(
         "no tables in the conformance environment".into(),
     ))
 }

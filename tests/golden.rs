@@ -43,15 +43,9 @@ struct Case {
     reads: Option<Vec<String>>,
 }
 
+/// The exception a client sees: the session API's own mapping.
 fn exception(e: &SessionError) -> &'static str {
-    match e {
-        SessionError::BadRequest(_) => "BadRequestException",
-        SessionError::InvalidSession(_) => "InvalidSessionException",
-        SessionError::OccConflict(_) => "OccConflictException",
-        SessionError::LimitExceeded(_) => "LimitExceededException",
-        SessionError::AccessDenied(_) => "AccessDeniedException",
-        SessionError::Internal(_) => "InternalFailure",
-    }
+    e.code()
 }
 
 /// Parses one script. Lines:

@@ -34,16 +34,13 @@ const COMMANDS: [&str; 7] = [
 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
-        let (status, code) = match &e {
-            SessionError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
-            SessionError::InvalidSession(_) => (StatusCode::BAD_REQUEST, "InvalidSessionException"),
-            SessionError::OccConflict(_) => (StatusCode::BAD_REQUEST, "OccConflictException"),
-            SessionError::LimitExceeded(_) => (StatusCode::BAD_REQUEST, "LimitExceededException"),
-            // 400, as QLDB answered a missing qldb:SendCommand (aws-sdk-js#3081).
-            SessionError::AccessDenied(_) => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
-            SessionError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure"),
+        // Every failure is a 400 but an internal one (AccessDenied too, as QLDB answered a
+        // missing qldb:SendCommand: aws-sdk-js#3081).
+        let status = match &e {
+            SessionError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, code, e.to_string()).in_protocol(Protocol::AwsJson)
+        ApiError::new(status, e.code(), e.to_string()).in_protocol(Protocol::AwsJson)
     }
 }
 

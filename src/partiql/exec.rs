@@ -30,21 +30,50 @@ pub struct Doc {
     pub data: Value,
 }
 
-/// Why a statement failed.
+/// Why a statement failed. Every kind but [`ExecError::Internal`] is the statement's fault;
+/// [`ExecError::code`] is the one mapping to the session API's error codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecError {
-    /// The statement's fault: a BadRequestException with this message.
+    /// It means nothing against the catalog or the dialect: an unknown table, index or
+    /// procedure, a clause qldb-local does not support, an aggregate out of place.
     #[error("{0}")]
-    Statement(String),
-    /// The server's (a storage failure): an InternalFailure.
+    Semantic(String),
+    /// The data made it fail: a type error, an invalid value, a missing parameter.
+    #[error("{0}")]
+    Runtime(String),
+    /// It went past a limit: rows examined, rows held, document or transaction size.
+    #[error("{0}")]
+    Limit(String),
+    /// The server's fault (a storage failure), with what failed.
     #[error("internal: {0}")]
     Internal(String),
 }
 
+impl ExecError {
+    /// The session API's error code for it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExecError::Internal(_) => "InternalFailure",
+            _ => "BadRequestException",
+        }
+    }
+}
+
 pub type R<T> = Result<T, ExecError>;
 
+/// A runtime error (the data's).
 fn err<T>(msg: impl Into<String>) -> R<T> {
-    Err(ExecError::Statement(msg.into()))
+    Err(ExecError::Runtime(msg.into()))
+}
+
+/// A semantic error (the statement means nothing here).
+fn semantic<T>(msg: impl Into<String>) -> R<T> {
+    Err(ExecError::Semantic(msg.into()))
+}
+
+/// A limit reached.
+fn limit<T>(msg: impl Into<String>) -> R<T> {
+    Err(ExecError::Limit(msg.into()))
 }
 
 /// Where a paged table scan is ([`TxnView::scan_page`]); start from the default.
@@ -236,8 +265,8 @@ impl Executor<'_> {
         let found = self.catalog.iter().find(|t| t.active && t.name == name);
         match (found, pos) {
             (Some(t), _) => Ok(t.clone()),
-            (None, None) => err(format!("No such table: {name}")),
-            (None, Some((line, column))) => err(format!(
+            (None, None) => semantic(format!("No such table: {name}")),
+            (None, Some((line, column))) => semantic(format!(
                 "No such table: {name} at line {line}, column {column}"
             )),
         }
@@ -309,7 +338,7 @@ impl Executor<'_> {
             Statement::UndropTable { table_id } => {
                 let tables = self.txn.tables()?;
                 let Some(t) = tables.iter().find(|t| &t.table_id == table_id) else {
-                    return err(format!("No such table id: {table_id}"));
+                    return semantic(format!("No such table id: {table_id}"));
                 };
                 if t.active {
                     return err(format!("Table {table_id} ({}) is already active", t.name));
@@ -326,7 +355,7 @@ impl Executor<'_> {
             Statement::DropIndex { index_id, table } => {
                 let t = self.table(table)?;
                 if !t.indexes.iter().any(|(id, _)| id == index_id) {
-                    return err(format!("Table {table} has no index {index_id}"));
+                    return semantic(format!("Table {table} has no index {index_id}"));
                 }
                 self.txn.drop_index(&t, index_id)?;
                 Ok(vec![row("tableId", &t.table_id)])
@@ -336,10 +365,10 @@ impl Executor<'_> {
 
     fn exec(&mut self, procedure: &str, args: &[Expr]) -> R<Vec<Value>> {
         if !procedure.eq_ignore_ascii_case("redact_revision") {
-            return err(format!("Unknown stored procedure {procedure}"));
+            return semantic(format!("Unknown stored procedure {procedure}"));
         }
         let [address, table_id, doc_id] = args else {
-            return err("REDACT_REVISION takes a block address, a table id and a document id");
+            return semantic("REDACT_REVISION takes a block address, a table id and a document id");
         };
         let env = Env::default();
         let address = match self.eval(address, &env)? {
@@ -407,9 +436,9 @@ impl Executor<'_> {
                         ..
                     }) => match self.txn.tables()?.into_iter().find(|t| &t.table_id == id) {
                         Some(t) => t,
-                        None => return err(format!("No table with id {id}")),
+                        None => return semantic(format!("No table with id {id}")),
                     },
-                    _ => return err("history() takes a table name or a table id string"),
+                    _ => return semantic("history() takes a table name or a table id string"),
                 };
                 let mut bounds = Vec::new();
                 for a in &args[1..] {
@@ -445,7 +474,7 @@ impl Executor<'_> {
                 if matches!(&**root, Expr::Var { name, .. } if name == "information_schema")
                     && !is_user_tables(&src.expr) =>
             {
-                err("information_schema has only the view user_tables")
+                semantic("information_schema has only the view user_tables")
             }
             _ => Ok(None),
         }
@@ -521,7 +550,9 @@ impl Executor<'_> {
                 at: false,
             } => (name.clone(), *quoted),
             _ => {
-                return err("Only a table name is supported as this FROM source by qldb-local yet")
+                return semantic(
+                    "Only a table name is supported as this FROM source by qldb-local yet",
+                )
             }
         };
         let t = self.source_table(src, &name)?;
@@ -631,7 +662,7 @@ impl Executor<'_> {
     fn examine(&mut self, n: usize) -> R<()> {
         self.examined = self.examined.saturating_add(n as u64);
         if self.examined > MAX_ROWS_EXAMINED {
-            return err(format!(
+            return limit(format!(
                 "Statement exceeds the limit of {MAX_ROWS_EXAMINED} rows examined; \
                  narrow it with WHERE or ON conditions"
             ));
@@ -766,7 +797,7 @@ impl Executor<'_> {
             FromClause::Join { .. } => {
                 self.each_row(&s.from, s.where_.as_ref(), env, &mut |ex, e| {
                     if out.rows.len() == MAX_JOIN_ROWS {
-                        return err(format!(
+                        return limit(format!(
                             "Statement exceeds the limit of {MAX_JOIN_ROWS} joined rows held at once; \
                              narrow the join with WHERE or ON conditions"
                         ));
@@ -979,7 +1010,7 @@ impl Executor<'_> {
                 values.next().unwrap_or_else(|| Ok(Value::null()))
             })?;
             if uses_var(&folded, &|name| env.get(name).is_none()) {
-                return err(
+                return semantic(
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
                 );
             }
@@ -996,12 +1027,12 @@ impl Executor<'_> {
         let mut accs = Vec::new();
         for item in items {
             let ProjectItem::Expr { expr, .. } = item else {
-                return err(
+                return semantic(
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
                 );
             };
             if !has_aggregate(expr) {
-                return err(
+                return semantic(
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
                 );
             }
@@ -1137,7 +1168,7 @@ impl Executor<'_> {
         bindings: Vec<DmlBinding>,
     ) -> R<Vec<DmlBinding>> {
         let name = item.alias.clone().ok_or_else(|| {
-            ExecError::Statement("A nested FROM item needs an alias (AS name)".into())
+            ExecError::Semantic("A nested FROM item needs an alias (AS name)".into())
         })?;
         let mut out = Vec::new();
         for (env, paths) in bindings {
@@ -1184,7 +1215,7 @@ impl Executor<'_> {
             other => (other, &[]),
         };
         let Expr::Var { name, .. } = root else {
-            return err("A DML target must be a path into the document");
+            return semantic("A DML target must be a path into the document");
         };
         let mut keys = match paths.iter().rev().find(|(a, _)| a == name) {
             Some((_, base)) => base.clone(),
@@ -1207,7 +1238,7 @@ impl Executor<'_> {
                     },
                     PV::Missing => err("A path index is MISSING"),
                 },
-                _ => err("Wildcards cannot be assigned to"),
+                _ => semantic("Wildcards cannot be assigned to"),
             })
             .collect()
     }
@@ -1346,9 +1377,7 @@ impl Executor<'_> {
                         _ => return err("NOT needs a boolean"),
                     },
                     (_, PV::V(v)) if matches!(v.data, Data::Null(_)) => PV::null(),
-                    (UnaryOp::Neg, PV::V(v)) => {
-                        PV::V(ops::negate(&v).map_err(ExecError::Statement)?)
-                    }
+                    (UnaryOp::Neg, PV::V(v)) => PV::V(ops::negate(&v).map_err(ExecError::Runtime)?),
                     (UnaryOp::Plus, PV::V(v)) => PV::V(v),
                 }
             }
@@ -1453,7 +1482,7 @@ impl Executor<'_> {
             Expr::Keyword(k) => PV::V(Value::symbol(k.clone())),
             Expr::Cast { expr, to } => {
                 let v = self.eval(expr, env)?;
-                super::funcs::cast(v, to).map_err(ExecError::Statement)?
+                super::funcs::cast(v, to).map_err(ExecError::Runtime)?
             }
             // A nested SELECT is a bag of its rows; it sees the outer bindings (correlated).
             Expr::Subquery(select) => PV::V(Value::list(self.subquery(select, env)?)),
@@ -1547,7 +1576,7 @@ impl Executor<'_> {
                             BinaryOp::Div => '/',
                             _ => '%',
                         };
-                        PV::V(ops::arith(c, &a, &b).map_err(ExecError::Statement)?)
+                        PV::V(ops::arith(c, &a, &b).map_err(ExecError::Runtime)?)
                     }
                 }
             }
@@ -1560,7 +1589,7 @@ impl Executor<'_> {
             vals.push(self.eval(a, env)?);
         }
         if let Some(r) = super::funcs::call(name, &vals) {
-            return r.map_err(ExecError::Statement);
+            return r.map_err(ExecError::Runtime);
         }
         let text = |v: &PV| match v {
             PV::V(Value {
@@ -1620,15 +1649,15 @@ impl Executor<'_> {
                 }
             }
             ("count" | "sum" | "avg" | "min" | "max", _) => {
-                return err("Aggregate functions are allowed only in the select list")
+                return semantic("Aggregate functions are allowed only in the select list")
             }
             ("history", _) => {
-                return err(
+                return semantic(
                     "history() can only be a FROM source: FROM history(Table [, start [, end]])",
                 )
             }
             _ => {
-                return err(format!(
+                return semantic(format!(
                     "{}() was called with the wrong number or kind of arguments",
                     name.to_uppercase()
                 ))
@@ -2054,10 +2083,10 @@ impl Aggregate {
         self.acc = match (self.name.as_str(), self.acc.take()) {
             ("count", _) => None,
             ("sum" | "avg", None) => {
-                Some(ops::arith('+', &Value::int(0), &v).map_err(ExecError::Statement)?)
+                Some(ops::arith('+', &Value::int(0), &v).map_err(ExecError::Runtime)?)
             }
             ("sum" | "avg", Some(acc)) => {
-                Some(ops::arith('+', &acc, &v).map_err(ExecError::Statement)?)
+                Some(ops::arith('+', &acc, &v).map_err(ExecError::Runtime)?)
             }
             (_, None) => Some(v),
             (name, Some(best)) => {
@@ -2082,7 +2111,7 @@ impl Aggregate {
                     Data::Int(i) => Data::Decimal(crate::ion::Decimal::new(i, 0)).into(),
                     _ => acc,
                 };
-                ops::arith('/', &acc, &n).map_err(ExecError::Statement)?
+                ops::arith('/', &acc, &n).map_err(ExecError::Runtime)?
             }
             (_, acc) => acc.unwrap_or_else(Value::null),
         })

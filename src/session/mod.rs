@@ -74,6 +74,30 @@ pub enum SessionError {
     Internal(String),
 }
 
+impl SessionError {
+    /// The session API's error code: what the HTTP edge answers and the tests expect.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SessionError::BadRequest(_) => "BadRequestException",
+            SessionError::InvalidSession(_) => "InvalidSessionException",
+            SessionError::OccConflict(_) => "OccConflictException",
+            SessionError::LimitExceeded(_) => "LimitExceededException",
+            SessionError::AccessDenied(_) => "AccessDeniedException",
+            SessionError::Internal(_) => "InternalFailure",
+        }
+    }
+}
+
+/// A statement's failure as the session API reports it ([`ExecError::code`]).
+impl From<crate::partiql::exec::ExecError> for SessionError {
+    fn from(e: crate::partiql::exec::ExecError) -> Self {
+        match e {
+            crate::partiql::exec::ExecError::Internal(_) => SessionError::Internal(e.to_string()),
+            e => SessionError::BadRequest(e.to_string()),
+        }
+    }
+}
+
 type R<T> = Result<T, SessionError>;
 
 fn bad<T>(msg: impl Into<String>) -> R<T> {

@@ -168,10 +168,7 @@ impl Txn {
                 }
                 self.reads.truncate(reads_before);
                 self.read_keys = self.reads.iter().map(read_key).collect();
-                match e {
-                    e @ ExecError::Internal(_) => Err(SessionError::Internal(e.to_string())),
-                    ExecError::Statement(msg) => Err(SessionError::BadRequest(msg)),
-                }
+                Err(e.into())
             }
         }
     }
@@ -436,7 +433,7 @@ impl Ctx<'_> {
     ) -> Result<(), ExecError> {
         let bytes = data.as_ref().map_or(0, |d| encode_one(d).len());
         if bytes > self.cfg.max_document_bytes {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Limit(format!(
                 "Document size {bytes} bytes exceeds the limit of {} bytes",
                 self.cfg.max_document_bytes
             )));
@@ -452,7 +449,7 @@ impl Ctx<'_> {
             }
             None => {
                 if self.txn.writes.len() >= self.cfg.max_documents_per_transaction {
-                    return Err(ExecError::Statement(format!(
+                    return Err(ExecError::Limit(format!(
                         "Transaction exceeds the limit of {} documents written",
                         self.cfg.max_documents_per_transaction
                     )));
@@ -476,7 +473,7 @@ impl Ctx<'_> {
             .retain(|(_, w)| !(w.base_version.is_none() && w.data.is_none()));
         let total: usize = self.txn.writes.iter().map(|(_, w)| w.bytes).sum();
         if total > self.cfg.max_transaction_bytes {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Limit(format!(
                 "Transaction size exceeds the limit of {} bytes",
                 self.cfg.max_transaction_bytes
             )));
@@ -696,20 +693,20 @@ impl TxnView for Ctx<'_> {
         let tags = if tags.is_empty() {
             None
         } else {
-            Some((self.check_tags)(tags).map_err(ExecError::Statement)?)
+            Some((self.check_tags)(tags).map_err(ExecError::Semantic)?)
         };
         let tables = self.tables()?;
         if tables.iter().any(|t| t.active && t.name == name) {
-            return Err(ExecError::Statement(format!("Table {name} already exists")));
+            return Err(ExecError::Semantic(format!("Table {name} already exists")));
         }
         let active = tables.iter().filter(|t| t.active).count();
         if active >= self.cfg.max_active_tables {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Limit(format!(
                 "Exceeded tables limit: Ledger has {active} active tables, and cannot create another."
             )));
         }
         if tables.len() >= self.cfg.max_total_tables {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Limit(format!(
                 "Exceeded tables limit: Ledger has {} total tables, and cannot create another.",
                 tables.len()
             )));
@@ -726,7 +723,7 @@ impl TxnView for Ctx<'_> {
     fn set_table_active(&mut self, table_id: &str, active: bool) -> Result<(), ExecError> {
         let live = self.tables()?.iter().filter(|t| t.active).count();
         if active && live >= self.cfg.max_active_tables {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Limit(format!(
                 "Exceeded tables limit: Ledger has {live} active tables, and cannot undrop another."
             )));
         }
@@ -753,18 +750,18 @@ impl TxnView for Ctx<'_> {
 
     fn create_index(&mut self, table: &TableMeta, field: &str) -> Result<String, ExecError> {
         if field.is_empty() || field.chars().count() > 128 {
-            return Err(ExecError::Statement(
+            return Err(ExecError::Runtime(
                 "An index field name must have 1 to 128 characters".into(),
             ));
         }
         if table.indexes.iter().any(|(_, f)| f == field) {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Semantic(format!(
                 "Table {} already has an index on {field}",
                 table.name
             )));
         }
         if table.indexes.len() >= self.cfg.max_indexes_per_table {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Limit(format!(
                 "Exceeded the limit of {} indexes on table {}",
                 self.cfg.max_indexes_per_table, table.name
             )));
@@ -810,36 +807,36 @@ impl TxnView for Ctx<'_> {
         doc_id: &str,
     ) -> Result<u64, ExecError> {
         if self.txn.redaction.is_some() {
-            return Err(ExecError::Statement(
+            return Err(ExecError::Runtime(
                 "Only one revision can be redacted per transaction".into(),
             ));
         }
         let tip = self.ledger.tip().map_err(internal)?;
         if strand_id != tip.strand_id || seq > tip.last_seq {
-            return Err(ExecError::Statement(
+            return Err(ExecError::Runtime(
                 "The provided block address is not valid.".into(),
             ));
         }
         let found = self.ledger.revision_at(seq, doc_id).map_err(internal)?;
         let Some(r) = found.filter(|r| r.table_id == table_id) else {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Runtime(format!(
                 "No revision of document {doc_id} in table {table_id} was committed in block {seq}"
             )));
         };
         if r.redacted {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Runtime(format!(
                 "Revision {} of document {doc_id} is already redacted",
                 r.version
             )));
         }
         if !r.has_data {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Runtime(format!(
                 "Revision {} of document {doc_id} has no data to redact",
                 r.version
             )));
         }
         if r.is_latest {
-            return Err(ExecError::Statement(format!(
+            return Err(ExecError::Runtime(format!(
                 "Revision {} is the latest revision of document {doc_id}; only earlier revisions can be redacted",
                 r.version
             )));
