@@ -273,3 +273,40 @@ fn the_field_probe_rejects_only_what_a_full_decode_rejects() {
         "x"
     ));
 }
+
+/// Symbol tables other writers might produce, which the probe does not read itself: a pad
+/// or an annotated string in `symbols`, two `symbols` fields. It must not answer "no" where
+/// the full reader finds the field.
+#[test]
+fn the_field_probe_leaves_unusual_symbol_tables_to_the_reader() {
+    use qldb_local::ion::binary::{decode, field_may_equal_string};
+    let doc = [0xD3, 0x8A, 0x81, b'x']; // {$10: "x"}
+    let lst = |body: &[u8]| {
+        // $ion_symbol_table::{ <body> }
+        let mut st = vec![0xD0 | body.len() as u8];
+        st.extend_from_slice(body);
+        let mut w = vec![0xE0 | (st.len() + 2) as u8, 0x81, 0x83];
+        w.extend(st);
+        w
+    };
+    let cases: [Vec<u8>; 3] = [
+        // symbols: [<pad>, "name"]: the reader skips the pad, so $10 is name.
+        lst(&[0x87, 0xB6, 0x00, 0x84, b'n', b'a', b'm', b'e']),
+        // symbols: [a::"name"] with `a` unknown is not plain; leave it to the reader.
+        lst(&[0x87, 0xB7, 0xE6, 0x81, 0x84, 0x84, b'n', b'a', b'm', b'e']),
+        // symbols: ["q"], symbols: ["name"]: the reader appends, $11 is name.
+        lst(&[
+            0x87, 0xB2, 0x81, b'q', 0x87, 0xB5, 0x84, b'n', b'a', b'm', b'e',
+        ]),
+    ];
+    for (i, table) in cases.iter().enumerate() {
+        let mut bytes = IVM.to_vec();
+        bytes.extend(table);
+        bytes.extend(doc);
+        let decoded = decode(&bytes);
+        assert!(
+            field_may_equal_string(&bytes, "name", "x"),
+            "case {i}: the probe said no; the reader read {decoded:?}"
+        );
+    }
+}

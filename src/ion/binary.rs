@@ -819,21 +819,28 @@ fn probe(bytes: &[u8], name: &str, text: &str) -> Option<bool> {
                 if system.is_none() {
                     target = None;
                 }
+                let mut symbols_seen = false;
                 while p.pos < struct_end {
                     let field = p.var_uint()?;
                     let td = p.byte()?;
                     let len = p.value_len(td)?;
                     let value_end = p.pos.checked_add(len)?;
                     match (field, td >> 4) {
-                        // symbols: a list of strings, SIDs from 10 on.
-                        (7, 0xB) if td & 0x0F != 15 => {
+                        // symbols: a list of plain strings, SIDs from 10 on. Anything else
+                        // in it (a pad, an annotation, a null, another type) or a second
+                        // symbols field is left to the full reader.
+                        (7, 0xB) if td & 0x0F != 15 && !symbols_seen => {
+                            symbols_seen = true;
                             let mut sid = SYSTEM_SYMBOLS.len() as u64;
                             while p.pos < value_end {
                                 let td = p.byte()?;
+                                if td >> 4 != 0x8 || td & 0x0F == 15 {
+                                    return None;
+                                }
                                 sid += 1;
                                 let len = p.value_len(td)?;
                                 let s = p.take(len)?;
-                                if td >> 4 == 0x8 && td & 0x0F != 15 && s == name.as_bytes() {
+                                if s == name.as_bytes() {
                                     if system.is_some() || target.is_some() {
                                         // The name twice: a field may use either SID.
                                         return None;
@@ -842,9 +849,11 @@ fn probe(bytes: &[u8], name: &str, text: &str) -> Option<bool> {
                                 }
                             }
                         }
-                        // imports (shared or appended tables): not read here.
-                        (6, _) => return None,
-                        _ => p.skip(len)?,
+                        // The other system fields (name, version, max_id) do not change the
+                        // symbols; imports, a second symbols field or a field named by a
+                        // local SID are not read here.
+                        (4 | 5 | 8, _) => p.skip(len)?,
+                        _ => return None,
                     }
                     if p.pos != value_end {
                         return None;

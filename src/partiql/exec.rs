@@ -636,7 +636,9 @@ impl Executor<'_> {
                             }
                             None => {
                                 let before = ex.txn.read_ios();
-                                let rows = ex.bind_from(right, &Env::default())?;
+                                // Independent of the left rows: only the globals are bound.
+                                let globals = ex.globals.clone();
+                                let rows = ex.bind_from(right, &globals)?;
                                 let ios = ex.txn.read_ios().saturating_sub(before);
                                 ex.examine(rows.len())?;
                                 let merged = rows.iter().map(|r| merge(&l, r)).collect();

@@ -171,12 +171,14 @@ impl Planner<'_> {
                         if refers_to(&src.expr, &earlier) || keyed {
                             self.source(src, &right_conj, &earlier, Join::PerRow, false, depth)
                         } else {
-                            self.source(src, conj, &[], Join::Once, false, depth)
+                            let globals = self.globals;
+                            self.source(src, conj, globals, Join::Once, false, depth)
                         }
                     }
                     FromClause::Join { .. } => {
                         self.line(depth, "(read once)".into());
-                        self.from(right, conj, &[], false, depth + 1)
+                        let globals = self.globals;
+                        self.from(right, conj, globals, false, depth + 1)
                     }
                 };
                 names.extend(right_names);
@@ -296,7 +298,9 @@ impl Planner<'_> {
             collect_subqueries(e, &mut found);
         }
         for s in found {
-            let once = !correlated(s, outer, self.globals);
+            // `outer` is the globals followed by the enclosing queries' own names.
+            let locals = outer.get(self.globals.len()..).unwrap_or_default();
+            let once = !correlated(s, locals, self.globals);
             if once {
                 self.plan.once.insert(addr(s));
             }
@@ -331,7 +335,7 @@ fn choose(
         }
     }
     for (index_id, field) in &t.indexes {
-        let on_field = |e: &Expr| is_field_of(e, alias, field, bare);
+        let on_field = |e: &Expr| is_field_of(e, alias, field, bare, bound);
         if let Some(keys) = conj
             .iter()
             .find_map(|c| equality(c, on_field, alias, bound))
@@ -443,8 +447,9 @@ fn is_constant(e: &Expr) -> bool {
     }
 }
 
-/// `alias.field`, or (with `bare`) a bare `field` (implicit scope).
-fn is_field_of(e: &Expr, alias: &str, field: &str, bare: bool) -> bool {
+/// `alias.field`, or (with `bare`) a bare `field` (implicit scope) that is not a variable
+/// bound around the source.
+fn is_field_of(e: &Expr, alias: &str, field: &str, bare: bool, bound: &[String]) -> bool {
     match e {
         Expr::Path { root, steps } => {
             matches!(&**root, Expr::Var { name, .. } if name == alias)
@@ -452,7 +457,7 @@ fn is_field_of(e: &Expr, alias: &str, field: &str, bare: bool) -> bool {
         }
         Expr::Var {
             name, at: false, ..
-        } => bare && name == field && name != alias,
+        } => bare && name == field && name != alias && !bound.contains(name),
         _ => false,
     }
 }
@@ -463,17 +468,12 @@ pub fn is_user_tables(e: &Expr) -> bool {
         && matches!(steps.as_slice(), [PathStep::Field { name, .. }] if name == "user_tables"))
 }
 
-/// Whether a FROM expression reads a variable of `bound` (a collection of an earlier row),
-/// or is an expression that may.
+/// Whether a FROM expression reads a variable of `bound` (a collection of an earlier row,
+/// or a list built from one), or is a query that may.
 fn refers_to(e: &Expr, bound: &[String]) -> bool {
-    let root = match e {
-        Expr::Path { root, .. } => &**root,
-        other => other,
-    };
-    match root {
-        Expr::Var { name, .. } => bound.contains(name),
-        Expr::Call { .. } | Expr::Lit(_) | Expr::Bag(_) | Expr::List(_) => false,
-        _ => true,
+    match e {
+        Expr::Subquery(_) => true,
+        e => uses_name(e, bound),
     }
 }
 
@@ -570,24 +570,29 @@ fn select_exprs<'a>(s: &'a Select, out: &mut Vec<&'a Expr>) {
     out.extend(s.where_.iter());
 }
 
-/// Whether a subquery may read a variable bound outside it, other than a global: a name
-/// it uses and does not bind that is bound outside, or that is not a table it reads (an
-/// unqualified name may be a field of an outer row).
-fn correlated(s: &Select, outer: &[String], globals: &[String]) -> bool {
+/// Whether a subquery may read a variable bound outside it: a name it uses and does not
+/// bind that an enclosing query binds (`locals`, even one that shadows a global), or that
+/// is neither a global nor a table it reads (an unqualified name may be a field of an
+/// outer row).
+fn correlated(s: &Select, locals: &[String], globals: &[String]) -> bool {
     free_names(s)
         .iter()
-        .any(|(name, table_ref)| !globals.contains(name) && (outer.contains(name) || !table_ref))
+        .any(|(name, table_ref)| locals.contains(name) || (!table_ref && !globals.contains(name)))
 }
 
-/// The names a SELECT uses and does not bind (its sources' aliases, AT and BY variables),
-/// nested queries' included: (name, whether used as a FROM source, i.e. maybe a table).
+/// The names a SELECT uses and does not bind, nested queries' included: (name, whether used
+/// as a bare FROM source, i.e. maybe a table). A source's expression sees only the names
+/// bound by the sources before it; ON, the projection and WHERE see them all.
 fn free_names(s: &Select) -> Vec<(String, bool)> {
-    fn sources<'a>(from: &'a FromClause, out: &mut Vec<&'a FromSource>) {
+    fn sources<'a>(from: &'a FromClause, out: &mut Vec<&'a FromSource>, ons: &mut Vec<&'a Expr>) {
         match from {
             FromClause::Source(s) => out.push(s),
-            FromClause::Join { left, right, .. } => {
-                sources(left, out);
-                sources(right, out);
+            FromClause::Join {
+                left, right, on, ..
+            } => {
+                sources(left, out, ons);
+                sources(right, out, ons);
+                ons.extend(on.iter());
             }
         }
     }
@@ -602,29 +607,43 @@ fn free_names(s: &Select) -> Vec<(String, bool)> {
             }
         }
     }
-    let mut srcs = Vec::new();
-    sources(&s.from, &mut srcs);
-    let mut bound = HashSet::new();
-    let mut uses: Vec<(String, bool)> = Vec::new();
+    let (mut srcs, mut ons) = (Vec::new(), Vec::new());
+    sources(&s.from, &mut srcs, &mut ons);
+    let mut bound: HashSet<String> = HashSet::new();
+    let mut out: Vec<(String, bool)> = Vec::new();
     for src in &srcs {
+        let mut uses = Vec::new();
+        match &src.expr {
+            Expr::Var { name, .. } => uses.push((name.clone(), true)),
+            e => walk(e, &mut uses),
+        }
+        out.extend(uses.into_iter().filter(|(n, _)| !bound.contains(n)));
         bound.insert(source_alias(src));
         bound.extend(src.at.iter().cloned());
         bound.extend(src.by.iter().cloned());
     }
-    let mut exprs = Vec::new();
-    select_exprs(s, &mut exprs);
-    for e in exprs {
-        match e {
-            // A FROM source's bare name: a table, unless a variable of that name is bound.
-            Expr::Var { name, .. } if srcs.iter().any(|src| std::ptr::eq(&src.expr, e)) => {
-                uses.push((name.clone(), true))
+    let mut uses = Vec::new();
+    for e in ons {
+        walk(e, &mut uses);
+    }
+    match &s.projection {
+        Projection::Star => {}
+        Projection::Value(e) => walk(e, &mut uses),
+        Projection::Items(items) => {
+            for i in items {
+                match i {
+                    ProjectItem::Expr { expr, .. } | ProjectItem::All(expr) => {
+                        walk(expr, &mut uses)
+                    }
+                }
             }
-            e => walk(e, &mut uses),
         }
     }
-    // A bare source name stays a use even when it is also the source's default alias.
-    uses.retain(|(name, table_ref)| *table_ref || !bound.contains(name));
-    uses
+    if let Some(w) = &s.where_ {
+        walk(w, &mut uses);
+    }
+    out.extend(uses.into_iter().filter(|(n, _)| !bound.contains(n)));
+    out
 }
 
 fn show_access(table: &str, a: &Access) -> String {

@@ -16,7 +16,7 @@ use crate::partiql::ast::Statement;
 use crate::partiql::exec::{self, Doc, ExecError, ScanCursor, TableMeta, TxnView};
 use crate::partiql::parse_statement;
 use crate::storage::{index_key, CommitRequest, DocWrite, ReadCheck, RevisionRef, StoredDoc};
-use crate::storage::{LedgerStore, SCAN_START};
+use crate::storage::{LedgerStore, Snapshot, SCAN_START};
 
 /// Asks whether the caller may do `qldb:<action>` on `<ledger ARN>/<resource suffix>`.
 pub type Permit<'a> = dyn Fn(&str, &str) -> bool + 'a;
@@ -117,6 +117,8 @@ impl Txn {
         let index = self.statements.len() as u32;
         let mut ctx = Ctx {
             ledger,
+            snap: None,
+            stmt_tip: None,
             cfg,
             check_tags,
             txn: self,
@@ -141,12 +143,15 @@ impl Txn {
                 }
             }
         }
-        match exec::execute(&parsed, params, &mut ctx) {
+        let result = exec::execute(&parsed, params, &mut ctx);
+        let usage = Usage {
+            read_ios: ctx.read_ios,
+            write_ios: ctx.write_ios,
+        };
+        // Ends the statement's read snapshot.
+        drop(ctx);
+        match result {
             Ok(rows) => {
-                let usage = Usage {
-                    read_ios: ctx.read_ios,
-                    write_ios: ctx.write_ios,
-                };
                 self.statements.push(StatementInfo {
                     statement: statement.to_string(),
                     start_time_ms: started,
@@ -185,6 +190,8 @@ impl Txn {
         let no_tags = |_: &[(String, String)]| Ok(Tags::new());
         let mut ctx = Ctx {
             ledger,
+            snap: None,
+            stmt_tip: None,
             cfg,
             check_tags: &no_tags,
             index: self.statements.len() as u32,
@@ -360,6 +367,10 @@ pub type TagCheck<'a> = dyn Fn(&[(String, String)]) -> Result<Tags, String> + 'a
 
 struct Ctx<'a> {
     ledger: &'a dyn LedgerStore,
+    /// The statement's read snapshot (file ledgers), opened by its first read.
+    snap: Option<Box<dyn Snapshot + 'a>>,
+    /// The journal tip read before the statement's first read ([`Ctx::tip_seq`]).
+    stmt_tip: Option<u64>,
     cfg: &'a SessionConfig,
     check_tags: &'a TagCheck<'a>,
     txn: &'a mut Txn,
@@ -374,8 +385,17 @@ fn internal(e: impl std::fmt::Display) -> ExecError {
 }
 
 impl Ctx<'_> {
-    fn tip_seq(&self) -> Result<u64, ExecError> {
-        Ok(self.ledger.tip().map_err(internal)?.last_seq)
+    /// The journal tip when the statement's reads began; the first call also opens the
+    /// statement's snapshot, after reading the tip, so that the tip recorded with a read is
+    /// never newer than what the read saw (OCC checks stay conservative).
+    fn tip_seq(&mut self) -> Result<u64, ExecError> {
+        if let Some(tip) = self.stmt_tip {
+            return Ok(tip);
+        }
+        let tip = self.ledger.tip().map_err(internal)?.last_seq;
+        self.snap = self.ledger.snapshot().map_err(internal)?;
+        self.stmt_tip = Some(tip);
+        Ok(tip)
     }
 
     fn committed_table(&self, table_id: &str) -> bool {
@@ -580,10 +600,13 @@ impl TxnView for Ctx<'_> {
         };
         let keep: Option<crate::storage::KeepDoc<'_>> =
             if probes.is_empty() { None } else { Some(&keep) };
-        let page = self
-            .ledger
-            .scan_page(&table.table_id, after, SCAN_PAGE, keep)
-            .map_err(internal)?;
+        let page = match &self.snap {
+            Some(snap) => snap.scan_page(&table.table_id, after, SCAN_PAGE, keep),
+            None => self
+                .ledger
+                .scan_page(&table.table_id, after, SCAN_PAGE, keep),
+        }
+        .map_err(internal)?;
         cursor.committed_done = page.read < SCAN_PAGE;
         cursor.after = Some(page.last);
         self.read_ios += page.read as u64;
@@ -591,11 +614,13 @@ impl TxnView for Ctx<'_> {
     }
 
     fn by_id(&mut self, table: &TableMeta, doc_id: &str) -> Result<Option<Doc>, ExecError> {
-        let committed = self
-            .ledger
-            .document(doc_id)
-            .map_err(internal)?
-            .filter(|d| d.table_id == table.table_id);
+        self.tip_seq()?;
+        let committed = match &self.snap {
+            Some(snap) => snap.document(doc_id),
+            None => self.ledger.document(doc_id),
+        }
+        .map_err(internal)?
+        .filter(|d| d.table_id == table.table_id);
         if self.txn.pending(doc_id).is_none() {
             self.txn.record(ReadCheck::Doc {
                 doc_id: doc_id.to_string(),
@@ -638,7 +663,11 @@ impl TxnView for Ctx<'_> {
             key: k.clone(),
             as_of,
         });
-        let committed = self.ledger.index_lookup(index_id, &k).map_err(internal)?;
+        let committed = match &self.snap {
+            Some(snap) => snap.index_lookup(index_id, &k),
+            None => self.ledger.index_lookup(index_id, &k),
+        }
+        .map_err(internal)?;
         for d in &committed {
             if self.txn.pending(&d.doc_id).is_none() {
                 self.txn.record(ReadCheck::Doc {

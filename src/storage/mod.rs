@@ -77,6 +77,22 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 /// one): call nothing else on the same ledger while it is alive.
 pub type DocIter<'a> = Box<dyn Iterator<Item = Result<StoredDoc>> + 'a>;
 
+/// Reads from one snapshot of a ledger's committed state: every read through it sees the
+/// same commits, whatever commits meanwhile. Held for one statement at most (it keeps the
+/// journal's older state readable while it lives).
+pub trait Snapshot {
+    fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
+    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;
+    /// [`LedgerStore::scan_page`] within the snapshot.
+    fn scan_page(
+        &self,
+        table_id: &str,
+        after: i64,
+        limit: usize,
+        keep: Option<KeepDoc<'_>>,
+    ) -> Result<ScanPage>;
+}
+
 /// Decides from a stored document (its id and Ion binary) whether a scan keeps it
 /// ([`LedgerStore::scan_page`]).
 pub type KeepDoc<'a> = &'a dyn Fn(&str, &[u8]) -> bool;
@@ -203,6 +219,10 @@ pub trait LedgerStore: Send + Sync {
         limit: usize,
         keep: Option<KeepDoc<'_>>,
     ) -> Result<ScanPage>;
+    /// A snapshot for a statement's reads, when the backend can hold one beside its
+    /// writer (`None`: each read is a snapshot of its own). Read the tip first: a snapshot
+    /// shows that tip's state or a later one.
+    fn snapshot(&self) -> Result<Option<Box<dyn Snapshot + '_>>>;
     /// The live documents whose indexed field has the canonical key `key` ([`index_key`]).
     fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;
     /// The committed view of a table: the latest revision of every live document.

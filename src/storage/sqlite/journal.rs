@@ -324,29 +324,7 @@ impl LedgerDb {
     }
 
     pub fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
-        let conn = self.reader()?;
-        let row = conn
-            .prepare_cached(
-                "SELECT t.table_id, d.version, d.data FROM documents d
-                 JOIN tables t ON t.table_no = d.table_no WHERE d.doc_id = ?1",
-            )?
-            .query_row([doc_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .optional()?;
-        row.map(|(table_id, version, data)| {
-            Ok(StoredDoc {
-                doc_id: doc_id.to_string(),
-                table_id,
-                version: version as u64,
-                data: decode_doc(&data)?,
-            })
-        })
-        .transpose()
+        document_on(&*self.reader()?, doc_id)
     }
 
     /// The live documents of a table in insertion order, read in pages of [`SCAN_PAGE`]
@@ -373,66 +351,11 @@ impl LedgerDb {
         limit: usize,
         keep: Option<crate::storage::KeepDoc<'_>>,
     ) -> Result<ScanPage> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT rowid, doc_id, version, data FROM documents
-             WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1) AND rowid > ?2
-             ORDER BY rowid LIMIT ?3",
-        )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![table_id, after, limit])?;
-        let mut page = ScanPage {
-            last: after,
-            ..ScanPage::default()
-        };
-        while let Some(r) = rows.next()? {
-            page.read += 1;
-            page.last = r.get(0)?;
-            let corrupt = |e: rusqlite::types::FromSqlError| {
-                StorageError::Corrupt(format!("a documents row of table {table_id}: {e}"))
-            };
-            let doc_id = r.get_ref(1)?.as_str().map_err(corrupt)?;
-            let data = r.get_ref(3)?.as_blob().map_err(corrupt)?;
-            if keep.is_some_and(|keep| !keep(doc_id, data)) {
-                continue;
-            }
-            page.docs.push(StoredDoc {
-                doc_id: doc_id.to_string(),
-                table_id: table_id.to_string(),
-                version: r.get::<_, i64>(2)? as u64,
-                data: decode_doc(data)?,
-            });
-        }
-        Ok(page)
+        scan_page_on(&*self.reader()?, table_id, after, limit, keep)
     }
 
     pub fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT d.doc_id, t.table_id, d.version, d.data FROM index_entries e
-             JOIN documents d ON d.doc_id = e.doc_id
-             JOIN tables t ON t.table_no = d.table_no
-             WHERE e.index_no = (SELECT index_no FROM indexes WHERE index_id = ?1) AND e.key = ?2",
-        )?;
-        let rows = stmt.query_map(params![index_id, key], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (doc_id, table_id, version, data) = row?;
-            out.push(StoredDoc {
-                doc_id,
-                table_id,
-                version: version as u64,
-                data: decode_doc(&data)?,
-            });
-        }
-        Ok(out)
+        index_lookup_on(&*self.reader()?, index_id, key)
     }
 
     /// Validates the reads of a read-only transaction (no block is written) against the
@@ -1447,6 +1370,106 @@ fn apply_redaction(
         .execute(params![r.doc_id, r.version as i64, h])?;
     }
     Ok(())
+}
+
+/// A live document by id, read on `conn`.
+pub(super) fn document_on(conn: &Connection, doc_id: &str) -> Result<Option<StoredDoc>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT t.table_id, d.version, d.data FROM documents d
+             JOIN tables t ON t.table_no = d.table_no WHERE d.doc_id = ?1",
+        )?
+        .query_row([doc_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(table_id, version, data)| {
+        Ok(StoredDoc {
+            doc_id: doc_id.to_string(),
+            table_id,
+            version: version as u64,
+            data: decode_doc(&data)?,
+        })
+    })
+    .transpose()
+}
+
+/// Up to `limit` live documents of a table after rowid `after`, read on `conn`; those
+/// `keep` rejects are not decoded.
+pub(super) fn scan_page_on(
+    conn: &Connection,
+    table_id: &str,
+    after: i64,
+    limit: usize,
+    keep: Option<crate::storage::KeepDoc<'_>>,
+) -> Result<ScanPage> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT rowid, doc_id, version, data FROM documents
+         WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1) AND rowid > ?2
+         ORDER BY rowid LIMIT ?3",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(params![table_id, after, limit])?;
+    let mut page = ScanPage {
+        last: after,
+        ..ScanPage::default()
+    };
+    while let Some(r) = rows.next()? {
+        page.read += 1;
+        page.last = r.get(0)?;
+        let corrupt = |e: rusqlite::types::FromSqlError| {
+            StorageError::Corrupt(format!("a documents row of table {table_id}: {e}"))
+        };
+        let doc_id = r.get_ref(1)?.as_str().map_err(corrupt)?;
+        let data = r.get_ref(3)?.as_blob().map_err(corrupt)?;
+        if keep.is_some_and(|keep| !keep(doc_id, data)) {
+            continue;
+        }
+        page.docs.push(StoredDoc {
+            doc_id: doc_id.to_string(),
+            table_id: table_id.to_string(),
+            version: r.get::<_, i64>(2)? as u64,
+            data: decode_doc(data)?,
+        });
+    }
+    Ok(page)
+}
+
+/// The live documents under one key of an index, read on `conn`.
+pub(super) fn index_lookup_on(
+    conn: &Connection,
+    index_id: &str,
+    key: &[u8],
+) -> Result<Vec<StoredDoc>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.doc_id, t.table_id, d.version, d.data FROM index_entries e
+         JOIN documents d ON d.doc_id = e.doc_id
+         JOIN tables t ON t.table_no = d.table_no
+         WHERE e.index_no = (SELECT index_no FROM indexes WHERE index_id = ?1) AND e.key = ?2",
+    )?;
+    let rows = stmt.query_map(params![index_id, key], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (doc_id, table_id, version, data) = row?;
+        out.push(StoredDoc {
+            doc_id,
+            table_id,
+            version: version as u64,
+            data: decode_doc(&data)?,
+        });
+    }
+    Ok(out)
 }
 
 /// Documents per page of a table scan.

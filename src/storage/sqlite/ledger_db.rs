@@ -375,6 +375,15 @@ impl LedgerDb {
     }
 
     /// A connection for reads (see [`ReadConn`]).
+    /// A read transaction to hold for several reads (one statement's), for a file ledger;
+    /// `None` for an in-memory ledger, whose one connection is the writer's.
+    pub fn snapshot_conn(&self) -> Result<Option<ReadConn<'_>>> {
+        match &self.location {
+            LedgerLocation::Memory(_) => Ok(None),
+            LedgerLocation::File(_) => self.reader().map(Some),
+        }
+    }
+
     pub fn reader(&self) -> Result<ReadConn<'_>> {
         match &self.location {
             LedgerLocation::Memory(_) => Ok(ReadConn::Main(self.lock_writer())),

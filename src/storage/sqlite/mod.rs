@@ -23,8 +23,8 @@ pub use ledger_db::{LedgerDb, LedgerLocation};
 
 use super::{
     Backend, CatalogStore, CommitError, CommitRequest, Committed, DocIter, ExportRecord,
-    LedgerRecord, LedgerStore, ReadCheck, Result, RevisionRef, ScanPage, StoredDoc, StreamRecord,
-    TableInfo, Tip,
+    LedgerRecord, LedgerStore, ReadCheck, Result, RevisionRef, ScanPage, Snapshot, StoredDoc,
+    StreamRecord, TableInfo, Tip,
 };
 use crate::ion::Value;
 use crate::journal::hash::Hash;
@@ -215,6 +215,27 @@ impl CatalogStore for Catalog {
     }
 }
 
+/// One read transaction of a file ledger ([`LedgerStore::snapshot`]).
+struct SqliteSnapshot<'a>(ledger_db::ReadConn<'a>);
+
+impl Snapshot for SqliteSnapshot<'_> {
+    fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
+        journal::document_on(&self.0, doc_id)
+    }
+    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
+        journal::index_lookup_on(&self.0, index_id, key)
+    }
+    fn scan_page(
+        &self,
+        table_id: &str,
+        after: i64,
+        limit: usize,
+        keep: Option<crate::storage::KeepDoc<'_>>,
+    ) -> Result<ScanPage> {
+        journal::scan_page_on(&self.0, table_id, after, limit, keep)
+    }
+}
+
 impl LedgerStore for LedgerDb {
     fn tip(&self) -> Result<Tip> {
         LedgerDb::tip(self)
@@ -236,6 +257,11 @@ impl LedgerStore for LedgerDb {
         keep: Option<crate::storage::KeepDoc<'_>>,
     ) -> Result<ScanPage> {
         LedgerDb::scan_page(self, table_id, after, limit, keep)
+    }
+    fn snapshot(&self) -> Result<Option<Box<dyn Snapshot + '_>>> {
+        Ok(self
+            .snapshot_conn()?
+            .map(|conn| Box::new(SqliteSnapshot(conn)) as Box<dyn Snapshot>))
     }
     fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
         LedgerDb::index_lookup(self, index_id, key)
