@@ -12,6 +12,7 @@ use qldb_local::names::LedgerName;
 use qldb_local::storage::sqlite::SqliteBackend;
 use qldb_local::storage::{
     index_key, Backend, CommitError, CommitRequest, DocWrite, LedgerRecord, LedgerStore, ReadCheck,
+    SCAN_START,
 };
 
 const T: &str = "TableT0000000000000001";
@@ -204,6 +205,48 @@ fn contract(backend: &dyn Backend) -> Arc<dyn LedgerStore> {
     let (committed, fsyncs) = db.commit_counts();
     assert_eq!(committed, 2);
     assert!(fsyncs >= 1 && fsyncs <= committed);
+
+    // Paged scans: the same order, page by page; `keep` leaves documents out (still read).
+    let (mut after, mut paged, mut kept, mut read) = (SCAN_START, Vec::new(), Vec::new(), 0);
+    loop {
+        let page = db.scan_page(T, after, 500, None).unwrap();
+        paged.extend(page.docs.iter().map(|d| d.doc_id.clone()));
+        let keep = |id: &str, _: &[u8]| id.ends_with('7');
+        let filtered = db.scan_page(T, after, 500, Some(&keep)).unwrap();
+        assert_eq!((filtered.read, filtered.last), (page.read, page.last));
+        kept.extend(filtered.docs.iter().map(|d| d.doc_id.clone()));
+        read += page.read;
+        after = page.last;
+        if page.read < 500 {
+            break;
+        }
+    }
+    assert_eq!(paged, want, "paged scan order");
+    assert_eq!(read, want.len());
+    let sevens: Vec<String> = want.iter().filter(|d| d.ends_with('7')).cloned().collect();
+    assert_eq!(kept, sevens);
+
+    // A snapshot, where the backend holds one, keeps showing the state it first read.
+    if let Some(snap) = db.snapshot().unwrap() {
+        assert_eq!(snap.document(&doc(700)).unwrap().unwrap().version, 1);
+        commit(
+            db.as_ref(),
+            3,
+            CommitRequest {
+                writes: vec![write(700, 2, Some(body(700, "c")))],
+                ..Default::default()
+            },
+        );
+        assert_eq!(snap.document(&doc(700)).unwrap().unwrap().version, 1);
+        assert_eq!(
+            snap.index_lookup(I, &index_key(&Value::string("c")))
+                .unwrap()
+                .len(),
+            0
+        );
+        drop(snap);
+        assert_eq!(db.document(&doc(700)).unwrap().unwrap().version, 2);
+    }
     db
 }
 
