@@ -163,6 +163,7 @@ pub fn execute_with_globals(
         txn,
         globals,
         examined: 0,
+        work: 0,
         catalog,
         plan,
         subquery_rows: HashMap::new(),
@@ -180,6 +181,15 @@ pub fn explain(stmt: &Statement, txn: &mut dyn TxnView) -> R<Vec<String>> {
 /// running unbounded (a 5-way self-join of 30 documents is 24 million).
 pub const MAX_ROWS_EXAMINED: u64 = 1_000_000;
 
+/// The most evaluation work one statement may do beyond binding rows, in units of one LIKE
+/// matching step; an IN list element costs [`IN_ELEMENT_WORK`]. Each side of the budget is a
+/// second or two here. A 30,000-element IN list over a million documents, or a pattern like
+/// `%aaaa…b` over long strings, would otherwise run for minutes.
+pub const MAX_WORK: u64 = 500_000_000;
+
+/// The work of one IN list element: built and compared per row.
+const IN_ELEMENT_WORK: u64 = 20;
+
 /// The most rows a SELECT with a join may hold in its result (a 4-way self-join of 30
 /// documents, 810,000 rows, took 1.7 GB when joins held their rows); aggregates hold none.
 pub const MAX_JOIN_ROWS: usize = 100_000;
@@ -189,6 +199,8 @@ struct Executor<'a> {
     txn: &'a mut dyn TxnView,
     /// FROM bindings examined so far, against [`MAX_ROWS_EXAMINED`].
     examined: u64,
+    /// Evaluation work so far, against [`MAX_WORK`].
+    work: u64,
     globals: Env,
     /// The transaction's tables when the statement started: the statement's one catalog.
     catalog: Vec<TableMeta>,
@@ -658,6 +670,20 @@ impl Executor<'_> {
                 })
             }
         }
+    }
+
+    /// Counts `n` more units of evaluation work (IN list elements compared, LIKE matching
+    /// steps) against the statement's budget.
+    fn work(&mut self, n: u64) -> R<()> {
+        self.work = self.work.saturating_add(n);
+        if self.work > MAX_WORK {
+            return limit(format!(
+                "Statement exceeds the limit of {MAX_WORK} units of work (IN list elements \
+                 compared, LIKE matching steps); narrow it with WHERE conditions, shorter \
+                 lists or simpler patterns"
+            ));
+        }
+        Ok(())
     }
 
     /// Counts `n` more FROM bindings against the statement's budget.
@@ -1399,6 +1425,7 @@ impl Executor<'_> {
                     PV::Missing => return Ok(PV::Missing),
                     PV::V(v) => vec![v],
                 };
+                self.work(IN_ELEMENT_WORK.saturating_mul(items.len() as u64))?;
                 let mut result = PV::bool(false);
                 for i in items {
                     match ops::eq(&x, &PV::V(i)) {
@@ -1477,7 +1504,10 @@ impl Executor<'_> {
                         Some(Some(e)) if e.chars().count() == 1 => e.chars().next(),
                         Some(_) => return err("The LIKE escape must be a single character"),
                     };
-                    not_if(PV::bool(like(&t, &pat, esc_char)), *negated)
+                    let left = MAX_WORK.saturating_sub(self.work);
+                    let (matched, steps) = like(&t, &pat, esc_char, left);
+                    self.work(steps)?;
+                    not_if(PV::bool(matched), *negated)
                 }
             }
             Expr::Call { name, args, .. } => self.call(name, args, env)?,
@@ -1691,7 +1721,8 @@ fn merge(left: &Env, right: &Env) -> Env {
 }
 
 /// SQL LIKE: `%` any run, `_` any one character, `escape` makes the next one literal.
-fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
+/// Also returns the steps taken; gives up (false) after `max_steps`.
+fn like(text: &str, pattern: &str, escape: Option<char>, max_steps: u64) -> (bool, u64) {
     #[derive(Clone, Copy, PartialEq)]
     enum P {
         Any,
@@ -1712,7 +1743,12 @@ fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
     // Iterative matching with backtracking to the last `%` (linear in practice).
     let (mut ti, mut pi) = (0usize, 0usize);
     let (mut star, mut mark) = (None, 0usize);
+    let mut steps: u64 = (pat.len() + t.len()) as u64;
     while ti < t.len() {
+        steps += 1;
+        if steps > max_steps {
+            return (false, steps);
+        }
         match pat.get(pi) {
             Some(P::One) => {
                 ti += 1;
@@ -1733,11 +1769,11 @@ fn like(text: &str, pattern: &str, escape: Option<char>) -> bool {
                     mark += 1;
                     ti = mark;
                 }
-                None => return false,
+                None => return (false, steps),
             },
         }
     }
-    pat[pi..].iter().all(|p| *p == P::Any)
+    (pat[pi..].iter().all(|p| *p == P::Any), steps)
 }
 
 /// `env` plus one FROM variable whose fields unqualified names may refer to.
