@@ -14,6 +14,10 @@
 //! and the ledger file's bytes per document, with each SQLite table's and index's share
 //! (SQLite's `dbstat`). Figures go to docs/performance.md.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{arg, vehicle};
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -25,15 +29,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Runs `work` on `clients` threads for `seconds`; returns the operations done.
 fn run(clients: u64, seconds: u64, work: impl Fn(u64, u64) + Send + Sync + 'static) -> u64 {
@@ -137,16 +132,6 @@ fn main() {
     if docs > 0 {
         footprint(docs);
     }
-}
-
-/// A ~100-byte document (109 bytes of Ion text) with a unique VIN.
-fn vehicle(k: u64) -> String {
-    format!(
-        "{{VIN: \"1N4AL11D75C{k:07}\", Make: \"Toyota\", Model: \"Camry\", Year: {}, \
-         Color: \"Blue\", Owner: \"owner-{:06}\"}}",
-        1990 + k % 30,
-        k % 100_000
-    )
 }
 
 /// Loads `docs` ~100-byte documents with one index and prints the ledger file's bytes per

@@ -9,6 +9,10 @@
 //! write and replay), the final full verification and the move into place. Figures go to
 //! docs/performance.md.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::arg;
+
 #[path = "../tests/export_fixture/mod.rs"]
 mod export_fixture;
 
@@ -16,15 +20,6 @@ use std::time::Instant;
 
 use export_fixture::{synthetic, write_export, Format};
 use qldb_local::import::{import, ImportOptions};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     let mut total = 0;

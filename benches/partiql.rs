@@ -15,6 +15,10 @@
 //!
 //! Figures go to docs/performance.md.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{arg, vehicle};
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -24,25 +28,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 use qldb_local::session::Param;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A ~100-byte document (109 bytes of Ion text) with a unique VIN.
-fn vehicle(k: u64) -> String {
-    format!(
-        "{{VIN: \"1N4AL11D75C{k:07}\", Make: \"Toyota\", Model: \"Camry\", Year: {}, \
-         Color: \"Blue\", Owner: \"owner-{:06}\"}}",
-        1990 + k % 30,
-        k % 100_000
-    )
-}
 
 /// Linux's resident-memory figures of this process, in MiB: (current, peak since reset).
 fn rss() -> (f64, f64) {
@@ -97,12 +82,38 @@ fn timed(l: &common::Ledger, token: &str, stmt: &str, params: &[&str]) -> (usize
     (rows, took)
 }
 
-/// The fastest of `n` runs: (rows, seconds).
-fn best(n: u64, mut run: impl FnMut() -> (usize, f64)) -> (usize, f64) {
-    (0..n)
+/// A statement's fastest of several runs, and the process's memory around them.
+struct Measured {
+    rows: usize,
+    seconds: f64,
+    rss_before: f64,
+    rss_peak: f64,
+}
+
+impl Measured {
+    fn memory(&self) -> String {
+        format!(
+            "RSS {:.1} MiB before, peak {:.1} MiB",
+            self.rss_before, self.rss_peak
+        )
+    }
+}
+
+/// Runs `run` (rows, seconds) `n` times; keeps the fastest, and the peak resident memory
+/// over all of them.
+fn measure(n: u64, mut run: impl FnMut() -> (usize, f64)) -> Measured {
+    reset_peak();
+    let rss_before = rss().0;
+    let (rows, seconds) = (0..n)
         .map(|_| run())
         .min_by(|a, b| a.1.total_cmp(&b.1))
-        .expect("at least one run")
+        .expect("at least one run");
+    Measured {
+        rows,
+        seconds,
+        rss_before,
+        rss_peak: rss().1,
+    }
 }
 
 fn main() {
@@ -161,43 +172,28 @@ fn main() {
         pct(0.99)
     );
 
-    // A full scan with a filter on a field without an index (docs / 100,000 rows match).
+    // A full scan with a filter on a field without an index (docs / 100,000 rows match),
+    // then one the byte probe cannot test (a comparison on an int): every document decoded.
     println!("phase: scan");
-    reset_peak();
-    let before = rss().0;
-    let (rows, took) = best(repeat, || {
-        timed(
-            &l,
-            &token,
+    for (what, stmt) in [
+        (
+            "full scan with a non-indexed filter",
             "SELECT VALUE v.VIN FROM Vehicle AS v WHERE v.Owner = 'owner-000042'",
-            &[],
-        )
-    });
-    let (_, peak) = rss();
-    println!(
-        "full scan with a non-indexed filter: {docs} documents in {:.2} s = {:.0} documents/s ({rows} rows); RSS {before:.1} MiB before, peak {peak:.1} MiB",
-        took,
-        docs as f64 / took
-    );
-
-    // The same scan with a filter the byte probe cannot test (a comparison on an int):
-    // every document is decoded.
-    reset_peak();
-    let before = rss().0;
-    let (rows, took) = best(repeat, || {
-        timed(
-            &l,
-            &token,
+        ),
+        (
+            "full scan, every document decoded",
             "SELECT VALUE v.VIN FROM Vehicle AS v WHERE v.Year > 2030",
-            &[],
-        )
-    });
-    let (_, peak) = rss();
-    println!(
-        "full scan, every document decoded: {docs} documents in {:.2} s = {:.0} documents/s ({rows} rows); RSS {before:.1} MiB before, peak {peak:.1} MiB",
-        took,
-        docs as f64 / took
-    );
+        ),
+    ] {
+        let m = measure(repeat, || timed(&l, &token, stmt, &[]));
+        println!(
+            "{what}: {docs} documents in {:.2} s = {:.0} documents/s ({} rows); {}",
+            m.seconds,
+            docs as f64 / m.seconds,
+            m.rows,
+            m.memory()
+        );
+    }
 
     // An indexed join of two tables.
     println!("phase: join");
@@ -215,9 +211,7 @@ fn main() {
         "load: two tables of {join} documents in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    reset_peak();
-    let before = rss().0;
-    let (rows, took) = best(repeat, || {
+    let m = measure(repeat, || {
         timed(
             &l,
             &token,
@@ -225,10 +219,11 @@ fn main() {
             &[],
         )
     });
-    let (_, peak) = rss();
     println!(
-        "indexed join: {rows} joined rows in {:.2} s = {:.0} rows/s; RSS {before:.1} MiB before, peak {peak:.1} MiB",
-        took,
-        rows as f64 / took
+        "indexed join: {} joined rows in {:.2} s = {:.0} rows/s; {}",
+        m.rows,
+        m.seconds,
+        m.rows as f64 / m.seconds,
+        m.memory()
     );
 }

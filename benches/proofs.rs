@@ -7,6 +7,10 @@
 //! times the three operations through the control plane — the server's work without HTTP.
 //! Figures go to docs/performance.md.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::arg;
+
 use std::time::{Duration, Instant};
 
 use qldb_local::api::qldb::{
@@ -20,15 +24,6 @@ use qldb_local::journal::hash::statement_digest;
 use qldb_local::names::new_unique_id;
 use qldb_local::storage::{CommitRequest, DocWrite};
 use rand::Rng;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn report(name: &str, mut t: Vec<Duration>) {
     t.sort_unstable();
