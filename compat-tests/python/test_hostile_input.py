@@ -2,6 +2,7 @@
 nothing committed is lost. Through the pinned boto3/pyqldb and raw sockets."""
 
 import socket
+import threading
 
 import pytest
 from botocore.exceptions import ClientError
@@ -10,23 +11,33 @@ from qldb_session_helpers import RawSession, create_ledger, make_driver, run, se
 
 
 def raw_http(server, request: bytes) -> bytes:
+    """Sends `request` and returns what the server answered. The answer is read while the
+    request is still being sent: a server that answers early (413) and closes may reset the
+    connection when more of the body arrives, and a reset can discard an answer not yet
+    read."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        chunks = []
+
+        def read():
+            while True:
+                try:
+                    b = s.recv(65536)
+                except OSError:
+                    break
+                if not b:
+                    break
+                chunks.append(b)
+
+        reader = threading.Thread(target=read)
+        reader.start()
         try:
             s.sendall(request)
             s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            # The server may answer (413) and close before a body over the limit is all
-            # sent; its answer is still there to read.
+        except OSError:
+            # Closed (or reset) by the server before the whole body was sent; its answer
+            # is what the reader has.
             pass
-        chunks = []
-        while True:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            chunks.append(b)
+        reader.join(timeout=15)
     return b"".join(chunks)
 
 
