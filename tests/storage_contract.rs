@@ -46,11 +46,17 @@ fn commit(db: &dyn LedgerStore, n: u64, req: CommitRequest) -> u64 {
     db.commit(req).unwrap().sequence_no
 }
 
+/// The table's document ids, scanned 500 at a time.
 fn ids(db: &dyn LedgerStore) -> Vec<String> {
-    db.scan(T)
-        .unwrap()
-        .map(|d| d.unwrap().doc_id)
-        .collect::<Vec<_>>()
+    let (mut after, mut out) = (SCAN_START, Vec::new());
+    loop {
+        let page = db.scan_page(T, after, 500, None).unwrap();
+        out.extend(page.docs.into_iter().map(|d| d.doc_id));
+        after = page.last;
+        if page.read < 500 {
+            return out;
+        }
+    }
 }
 
 fn record(name: &str) -> LedgerRecord {

@@ -72,11 +72,6 @@ impl StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// Documents one at a time (a table scan), read lazily in pages. The iterator may hold a
-/// connection of its ledger until it ends or is dropped (an in-memory SQLite ledger's only
-/// one): call nothing else on the same ledger while it is alive.
-pub type DocIter<'a> = Box<dyn Iterator<Item = Result<StoredDoc>> + 'a>;
-
 /// Reads from one snapshot of a ledger's committed state: every read through it sees the
 /// same commits, whatever commits meanwhile. Held for one statement at most (it keeps the
 /// journal's older state readable while it lives).
@@ -203,9 +198,6 @@ pub trait LedgerStore: Send + Sync {
     fn tables(&self) -> Result<Vec<TableInfo>>;
     /// A live document by id.
     fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
-    /// The live documents of a table, in the order they were first inserted, from one
-    /// snapshot (see [`DocIter`] for what a caller may not do meanwhile).
-    fn scan(&self, table_id: &str) -> Result<DocIter<'_>>;
     /// Reads up to `limit` live documents of a table that come after position `after` in
     /// the order they were first inserted ([`SCAN_START`]: from the first). Each page is a
     /// read of its own, so a caller may read anything between pages; a commit between two

@@ -327,21 +327,6 @@ impl LedgerDb {
         document_on(&*self.reader()?, doc_id)
     }
 
-    /// The live documents of a table in insertion order, read in pages of [`SCAN_PAGE`]
-    /// inside one read transaction (one snapshot). The scan holds that read connection —
-    /// for an in-memory ledger, the ledger's one connection — until it ends or is
-    /// dropped: read nothing else of the same ledger while iterating.
-    pub fn scan(&self, table_id: &str) -> Scan<'_> {
-        Scan {
-            db: self,
-            conn: None,
-            table_id: table_id.to_string(),
-            after: i64::MIN,
-            page: std::collections::VecDeque::new(),
-            done: false,
-        }
-    }
-
     /// Up to `limit` live documents of a table after rowid `after`, in one read; those
     /// `keep` rejects are not decoded.
     pub fn scan_page(
@@ -1470,91 +1455,6 @@ pub(super) fn index_lookup_on(
         });
     }
     Ok(out)
-}
-
-/// Documents per page of a table scan.
-pub const SCAN_PAGE: i64 = 512;
-
-/// A table scan ([`LedgerDb::scan`]).
-pub struct Scan<'a> {
-    db: &'a LedgerDb,
-    /// The read transaction of the whole scan, from its first page on.
-    conn: Option<super::ledger_db::ReadConn<'a>>,
-    table_id: String,
-    /// The rowid of the last document yielded.
-    after: i64,
-    page: std::collections::VecDeque<(i64, StoredDoc)>,
-    done: bool,
-}
-
-impl Scan<'_> {
-    fn next_page(&mut self) -> Result<()> {
-        let conn = match &self.conn {
-            Some(c) => c,
-            None => self.conn.insert(self.db.reader()?),
-        };
-        self.page = scan_page(conn, &self.table_id, self.after, SCAN_PAGE)?;
-        self.done = (self.page.len() as i64) < SCAN_PAGE;
-        if self.done {
-            // Let the connection go as soon as the last page is read.
-            self.conn = None;
-        }
-        Ok(())
-    }
-}
-
-/// Up to `limit` live documents of a table after rowid `after`: (rowid, document).
-fn scan_page(
-    conn: &Connection,
-    table_id: &str,
-    after: i64,
-    limit: i64,
-) -> Result<std::collections::VecDeque<(i64, StoredDoc)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT rowid, doc_id, version, data FROM documents
-         WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1) AND rowid > ?2
-         ORDER BY rowid LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![table_id, after, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Vec<u8>>(3)?,
-        ))
-    })?;
-    let mut page = std::collections::VecDeque::new();
-    for row in rows {
-        let (rowid, doc_id, version, data) = row?;
-        page.push_back((
-            rowid,
-            StoredDoc {
-                doc_id,
-                table_id: table_id.to_string(),
-                version: version as u64,
-                data: decode_doc(&data)?,
-            },
-        ));
-    }
-    Ok(page)
-}
-
-impl Iterator for Scan<'_> {
-    type Item = Result<StoredDoc>;
-
-    fn next(&mut self) -> Option<Result<StoredDoc>> {
-        if self.page.is_empty() && !self.done {
-            if let Err(e) = self.next_page() {
-                self.done = true;
-                self.page.clear();
-                self.conn = None;
-                return Some(Err(e));
-            }
-        }
-        let (rowid, doc) = self.page.pop_front()?;
-        self.after = rowid;
-        Some(Ok(doc))
-    }
 }
 
 #[cfg(test)]

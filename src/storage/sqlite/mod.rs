@@ -22,9 +22,9 @@ pub use catalog::Catalog;
 pub use ledger_db::{LedgerDb, LedgerLocation};
 
 use super::{
-    Backend, CatalogStore, CommitError, CommitRequest, Committed, DocIter, ExportRecord,
-    LedgerRecord, LedgerStore, ReadCheck, Result, RevisionRef, ScanPage, Snapshot, StoredDoc,
-    StreamRecord, TableInfo, Tip,
+    Backend, CatalogStore, CommitError, CommitRequest, Committed, ExportRecord, LedgerRecord,
+    LedgerStore, ReadCheck, Result, RevisionRef, ScanPage, Snapshot, StoredDoc, StreamRecord,
+    TableInfo, Tip,
 };
 use crate::ion::Value;
 use crate::journal::hash::Hash;
@@ -245,9 +245,6 @@ impl LedgerStore for LedgerDb {
     }
     fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         LedgerDb::document(self, doc_id)
-    }
-    fn scan(&self, table_id: &str) -> Result<DocIter<'_>> {
-        Ok(Box::new(LedgerDb::scan(self, table_id)))
     }
     fn scan_page(
         &self,
