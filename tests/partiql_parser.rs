@@ -123,9 +123,17 @@ fn shapes_of_key_statements() {
             projection: Projection::Items(items),
             ..
         }) => {
-            assert!(
-                matches!(&items[0], ProjectItem::Expr { expr: Expr::Call { name, star: true, .. }, alias: None } if name == "count")
-            );
+            assert!(matches!(
+                &items[0],
+                ProjectItem::Expr {
+                    expr: Expr::Call {
+                        func: Func::Count,
+                        star: true,
+                        ..
+                    },
+                    alias: None
+                }
+            ));
         }
         other => panic!("{other:?}"),
     }

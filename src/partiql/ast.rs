@@ -1,5 +1,6 @@
 //! The syntax tree of a QLDB PartiQL statement.
 
+pub use super::funcs::Func;
 use crate::ion::Value;
 
 /// A whole statement.
@@ -201,7 +202,7 @@ pub enum Expr {
     /// Function call; `COUNT(*)` has `star`. Keyword arguments (EXTRACT's part, TRIM's
     /// specification, DATE_ADD's unit, CAST's type) are passed as `Expr::Keyword`.
     Call {
-        name: String,
+        func: Func,
         args: Vec<Expr>,
         star: bool,
     },

@@ -438,9 +438,11 @@ impl Executor<'_> {
                 let t = self.source_table(src, &name["_ql_committed_".len()..])?;
                 Ok(Some(self.txn.committed_view(&t)?))
             }
-            Expr::Call { name, args, .. }
-                if name == "history" && !args.is_empty() && args.len() <= 3 =>
-            {
+            Expr::Call {
+                func: Func::History,
+                args,
+                ..
+            } if !args.is_empty() && args.len() <= 3 => {
                 let t = match &args[0] {
                     Expr::Var { name, .. } => self.source_table(src, name)?,
                     Expr::Lit(Value {
@@ -1064,15 +1066,15 @@ impl Executor<'_> {
                     "Without GROUP BY, a select list with an aggregate may hold only aggregates",
                 );
             }
-            fold_aggregates(expr, &mut |name, args, star| {
+            fold_aggregates(expr, &mut |func, args, star| {
                 if !star && args.len() != 1 {
                     return err(format!(
                         "{}() takes exactly one argument",
-                        name.to_uppercase()
+                        func.name().to_uppercase()
                     ));
                 }
                 accs.push(Aggregate {
-                    name: name.to_string(),
+                    func,
                     arg: (!star).then(|| args[0].clone()),
                     count: 0,
                     acc: None,
@@ -1510,7 +1512,7 @@ impl Executor<'_> {
                     not_if(PV::bool(matched), *negated)
                 }
             }
-            Expr::Call { name, args, .. } => self.call(name, args, env)?,
+            Expr::Call { func, args, .. } => self.call(*func, args, env)?,
             Expr::Keyword(k) => PV::V(Value::symbol(k.clone())),
             Expr::Cast { expr, to } => {
                 let v = self.eval(expr, env)?;
@@ -1615,86 +1617,12 @@ impl Executor<'_> {
         })
     }
 
-    fn call(&mut self, name: &str, args: &[Expr], env: &Env) -> R<PV> {
-        let mut vals = Vec::new();
+    fn call(&mut self, func: Func, args: &[Expr], env: &Env) -> R<PV> {
+        let mut vals = Vec::with_capacity(args.len());
         for a in args {
             vals.push(self.eval(a, env)?);
         }
-        if let Some(r) = super::funcs::call(name, &vals) {
-            return r.map_err(ExecError::Runtime);
-        }
-        let text = |v: &PV| match v {
-            PV::V(Value {
-                data: Data::String(s) | Data::Symbol(Some(s)),
-                ..
-            }) => Some(s.clone()),
-            _ => None,
-        };
-        Ok(match (name, vals.as_slice()) {
-            ("utcnow", []) => PV::V(
-                Data::Timestamp(crate::ion::Timestamp::from_millis_utc(self.txn.now_ms())).into(),
-            ),
-            ("txid", []) => PV::V(Value::string(self.txn.transaction_id())),
-            ("lower" | "upper" | "char_length" | "character_length", [v]) => match (text(v), v) {
-                (Some(s), _) => match name {
-                    "lower" => PV::V(Value::string(s.to_lowercase())),
-                    "upper" => PV::V(Value::string(s.to_uppercase())),
-                    _ => PV::V(Value::int(s.chars().count() as i64)),
-                },
-                (None, v) if v.is_absent() => PV::null(),
-                _ => return err(format!("{} needs a string", name.to_uppercase())),
-            },
-            ("size", [v]) => match v {
-                PV::Missing => PV::Missing,
-                PV::V(Value {
-                    data: Data::List(i) | Data::SExp(i),
-                    ..
-                }) => PV::V(Value::int(i.len() as i64)),
-                PV::V(Value {
-                    data: Data::Struct(f),
-                    ..
-                }) => PV::V(Value::int(f.len() as i64)),
-                v if v.is_absent() => PV::null(),
-                _ => return err("SIZE needs a collection"),
-            },
-            ("exists", [v]) => PV::bool(match v {
-                PV::V(Value {
-                    data: Data::List(i) | Data::SExp(i),
-                    ..
-                }) => !i.is_empty(),
-                PV::V(Value {
-                    data: Data::Struct(f),
-                    ..
-                }) => !f.is_empty(),
-                _ => return err("EXISTS needs a collection (a list, bag, s-expression or struct)"),
-            }),
-            ("coalesce", vals) if !vals.is_empty() => vals
-                .iter()
-                .find(|v| !v.is_absent())
-                .cloned()
-                .unwrap_or(PV::null()),
-            ("nullif", [a, b]) => {
-                if ops::eq(a, b).truth() == Some(true) {
-                    PV::null()
-                } else {
-                    a.clone()
-                }
-            }
-            ("count" | "sum" | "avg" | "min" | "max", _) => {
-                return semantic("Aggregate functions are allowed only in the select list")
-            }
-            ("history", _) => {
-                return semantic(
-                    "history() can only be a FROM source: FROM history(Table [, start [, end]])",
-                )
-            }
-            _ => {
-                return semantic(format!(
-                    "{}() was called with the wrong number or kind of arguments",
-                    name.to_uppercase()
-                ))
-            }
-        })
+        super::funcs::call(func, &vals, &*self.txn)
     }
 }
 
@@ -1961,7 +1889,7 @@ fn has_aggregate(e: &Expr) -> bool {
 }
 
 fn is_aggregate(e: &Expr) -> bool {
-    matches!(e, Expr::Call { name, .. } if matches!(name.as_str(), "count" | "sum" | "avg" | "min" | "max"))
+    matches!(e, Expr::Call { func, .. } if func.is_aggregate())
 }
 
 fn implicit_name(e: &Expr, i: usize) -> String {
@@ -2102,7 +2030,7 @@ struct Output {
 /// One aggregate call (COUNT, SUM, AVG, MIN, MAX) over the rows so far; NULL and MISSING
 /// inputs are skipped.
 struct Aggregate {
-    name: String,
+    func: Func,
     /// `None` for `COUNT(*)`.
     arg: Option<Expr>,
     /// Inputs counted.
@@ -2118,18 +2046,18 @@ impl Aggregate {
             return Ok(());
         }
         self.count += 1;
-        self.acc = match (self.name.as_str(), self.acc.take()) {
-            ("count", _) => None,
-            ("sum" | "avg", None) => {
+        self.acc = match (self.func, self.acc.take()) {
+            (Func::Count, _) => None,
+            (Func::Sum | Func::Avg, None) => {
                 Some(ops::arith('+', &Value::int(0), &v).map_err(ExecError::Runtime)?)
             }
-            ("sum" | "avg", Some(acc)) => {
+            (Func::Sum | Func::Avg, Some(acc)) => {
                 Some(ops::arith('+', &acc, &v).map_err(ExecError::Runtime)?)
             }
             (_, None) => Some(v),
-            (name, Some(best)) => {
+            (func, Some(best)) => {
                 let ord = ops::compare(&v, &best);
-                let better = if name == "min" {
+                let better = if func == Func::Min {
                     ord == Some(std::cmp::Ordering::Less)
                 } else {
                     ord == Some(std::cmp::Ordering::Greater)
@@ -2141,9 +2069,9 @@ impl Aggregate {
     }
 
     fn finish(self) -> R<Value> {
-        Ok(match (self.name.as_str(), self.acc) {
-            ("count", _) => Value::int(self.count as i64),
-            ("avg", Some(acc)) => {
+        Ok(match (self.func, self.acc) {
+            (Func::Count, _) => Value::int(self.count as i64),
+            (Func::Avg, Some(acc)) => {
                 let n = Data::Decimal(crate::ion::Decimal::new(self.count.into(), 0)).into();
                 let acc = match acc.data {
                     Data::Int(i) => Data::Decimal(crate::ion::Decimal::new(i, 0)).into(),
@@ -2156,13 +2084,13 @@ impl Aggregate {
     }
 }
 
-/// What an aggregate call (name, arguments, `*`) is replaced by.
-type AggregateValue<'a> = dyn FnMut(&str, &[Expr], bool) -> R<Value> + 'a;
+/// What an aggregate call (function, arguments, `*`) is replaced by.
+type AggregateValue<'a> = dyn FnMut(Func, &[Expr], bool) -> R<Value> + 'a;
 
 /// `e` with each aggregate call replaced by what `f` gives for it, left to right.
 fn fold_aggregates(e: &Expr, f: &mut AggregateValue<'_>) -> R<Expr> {
     Ok(match e {
-        Expr::Call { name, args, star } if is_aggregate(e) => Expr::Lit(f(name, args, *star)?),
+        Expr::Call { func, args, star } if is_aggregate(e) => Expr::Lit(f(*func, args, *star)?),
         Expr::Unary { op, expr } => Expr::Unary {
             op: *op,
             expr: Box::new(fold_aggregates(expr, f)?),
@@ -2176,8 +2104,8 @@ fn fold_aggregates(e: &Expr, f: &mut AggregateValue<'_>) -> R<Expr> {
             expr: Box::new(fold_aggregates(expr, f)?),
             to: to.clone(),
         },
-        Expr::Call { name, args, star } => Expr::Call {
-            name: name.clone(),
+        Expr::Call { func, args, star } => Expr::Call {
+            func: *func,
             args: args
                 .iter()
                 .map(|a| fold_aggregates(a, f))

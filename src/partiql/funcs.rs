@@ -1,15 +1,121 @@
-//! The scalar built-ins of QLDB's dialect beyond the trivial ones: CAST, the date functions
-//! (DATE_ADD, DATE_DIFF, EXTRACT, TO_STRING, TO_TIMESTAMP) and the string functions
-//! (SUBSTRING, TRIM). Semantics follow partiql-dialect.md §2 (Kotlin PartiQL's behaviour,
-//! which QLDB ran): any NULL or MISSING argument gives NULL unless noted.
+//! QLDB's built-in functions (partiql-dialect.md §2), each in one place: its name and arity
+//! ([`Func`], which the parser checks calls against) and its evaluation ([`call`]). CAST
+//! ([`cast`]) and the aggregates' accumulation (in the executor) are the exceptions: CAST
+//! is its own expression, and COUNT, SUM, AVG, MIN and MAX fold rows, not arguments.
+//! Semantics follow Kotlin PartiQL's behaviour, which QLDB ran: any NULL or MISSING
+//! argument gives NULL unless noted.
 
 use num_bigint::{BigInt, BigUint};
 use num_traits::{ToPrimitive, Zero};
 
-use super::ops::PV;
+use super::exec::{ExecError, TxnView};
+use super::ops::{self, PV};
 use crate::ion::{text, Data, Decimal, Precision, Timestamp, Value};
 
 pub type F<T> = Result<T, String>;
+
+/// A built-in function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Func {
+    Avg,
+    CharLength,
+    CharacterLength,
+    Coalesce,
+    Count,
+    DateAdd,
+    DateDiff,
+    Exists,
+    Extract,
+    History,
+    Lower,
+    Max,
+    Min,
+    Nullif,
+    Size,
+    Substring,
+    Sum,
+    ToString,
+    ToTimestamp,
+    Trim,
+    Txid,
+    Upper,
+    Utcnow,
+}
+
+/// Each function's name and its fewest and most arguments. EXTRACT, TRIM and SUBSTRING
+/// have their own syntax, which fixes their arguments.
+const FUNCS: &[(Func, &str, usize, usize)] = &[
+    (Func::Avg, "avg", 1, 1),
+    (Func::CharLength, "char_length", 1, 1),
+    (Func::CharacterLength, "character_length", 1, 1),
+    (Func::Coalesce, "coalesce", 1, usize::MAX),
+    (Func::Count, "count", 1, 1),
+    (Func::DateAdd, "date_add", 3, 3),
+    (Func::DateDiff, "date_diff", 3, 3),
+    (Func::Exists, "exists", 1, 1),
+    (Func::Extract, "extract", 2, 2),
+    (Func::History, "history", 1, 3),
+    (Func::Lower, "lower", 1, 1),
+    (Func::Max, "max", 1, 1),
+    (Func::Min, "min", 1, 1),
+    (Func::Nullif, "nullif", 2, 2),
+    (Func::Size, "size", 1, 1),
+    (Func::Substring, "substring", 2, 3),
+    (Func::Sum, "sum", 1, 1),
+    (Func::ToString, "to_string", 2, 2),
+    (Func::ToTimestamp, "to_timestamp", 1, 2),
+    (Func::Trim, "trim", 2, 3),
+    (Func::Txid, "txid", 0, 0),
+    (Func::Upper, "upper", 1, 1),
+    (Func::Utcnow, "utcnow", 0, 0),
+];
+
+impl Func {
+    /// The function of a lower-case name.
+    pub fn named(lower: &str) -> Option<Func> {
+        FUNCS
+            .iter()
+            .find(|(_, n, ..)| *n == lower)
+            .map(|(f, ..)| *f)
+    }
+
+    fn entry(self) -> &'static (Func, &'static str, usize, usize) {
+        FUNCS
+            .iter()
+            .find(|(f, ..)| *f == self)
+            .expect("every function has an entry")
+    }
+
+    /// Its name, lower case.
+    pub fn name(self) -> &'static str {
+        self.entry().1
+    }
+
+    /// Its fewest and most arguments.
+    pub fn arity(self) -> (usize, usize) {
+        let &(_, _, min, max) = self.entry();
+        (min, max)
+    }
+
+    /// COUNT, SUM, AVG, MIN and MAX: allowed only in a select list, over the rows.
+    pub fn is_aggregate(self) -> bool {
+        matches!(
+            self,
+            Func::Count | Func::Sum | Func::Avg | Func::Min | Func::Max
+        )
+    }
+
+    /// DATE_ADD and DATE_DIFF take a date part (`year`, `month`, …) first.
+    pub fn takes_date_part(self) -> bool {
+        matches!(self, Func::DateAdd | Func::DateDiff)
+    }
+}
+
+impl std::fmt::Display for Func {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The text of a string or symbol.
 fn text_of(v: &Value) -> Option<&str> {
@@ -26,17 +132,91 @@ fn int_of(v: &Value) -> Option<i64> {
     }
 }
 
-/// Evaluates a built-in this module owns; `None` if `name` is not one of them.
-pub fn call(name: &str, args: &[PV]) -> Option<F<PV>> {
-    let known = matches!(
-        name,
-        "date_add" | "date_diff" | "extract" | "to_string" | "to_timestamp" | "substring" | "trim"
-    );
-    if !known {
-        return None;
+/// Evaluates a call of `f` on its evaluated arguments, in the transaction `txn` (UTCNOW,
+/// TXID). Aggregates and HISTORY are not values here: they are refused.
+pub fn call(f: Func, args: &[PV], txn: &dyn TxnView) -> Result<PV, ExecError> {
+    let runtime = ExecError::Runtime;
+    let upper = || f.name().to_uppercase();
+    match (f, args) {
+        (Func::Utcnow, []) => {
+            return Ok(PV::V(
+                Data::Timestamp(Timestamp::from_millis_utc(txn.now_ms())).into(),
+            ))
+        }
+        (Func::Txid, []) => return Ok(PV::V(Value::string(txn.transaction_id()))),
+        (Func::Lower | Func::Upper | Func::CharLength | Func::CharacterLength, [v]) => {
+            return match v {
+                PV::V(s) if text_of(s).is_some() => {
+                    let s = text_of(s).unwrap_or_default();
+                    Ok(PV::V(match f {
+                        Func::Lower => Value::string(s.to_lowercase()),
+                        Func::Upper => Value::string(s.to_uppercase()),
+                        _ => Value::int(s.chars().count() as i64),
+                    }))
+                }
+                v if v.is_absent() => Ok(PV::null()),
+                _ => Err(runtime(format!("{} needs a string", upper()))),
+            }
+        }
+        (Func::Size, [v]) => {
+            return match v {
+                PV::Missing => Ok(PV::Missing),
+                PV::V(Value {
+                    data: Data::List(i) | Data::SExp(i),
+                    ..
+                }) => Ok(PV::V(Value::int(i.len() as i64))),
+                PV::V(Value {
+                    data: Data::Struct(f),
+                    ..
+                }) => Ok(PV::V(Value::int(f.len() as i64))),
+                v if v.is_absent() => Ok(PV::null()),
+                _ => Err(runtime("SIZE needs a collection".into())),
+            }
+        }
+        (Func::Exists, [v]) => {
+            return match v {
+                PV::V(Value {
+                    data: Data::List(i) | Data::SExp(i),
+                    ..
+                }) => Ok(PV::bool(!i.is_empty())),
+                PV::V(Value {
+                    data: Data::Struct(f),
+                    ..
+                }) => Ok(PV::bool(!f.is_empty())),
+                _ => Err(runtime(
+                    "EXISTS needs a collection (a list, bag, s-expression or struct)".into(),
+                )),
+            }
+        }
+        (Func::Coalesce, vals) if !vals.is_empty() => {
+            return Ok(vals
+                .iter()
+                .find(|v| !v.is_absent())
+                .cloned()
+                .unwrap_or(PV::null()))
+        }
+        (Func::Nullif, [a, b]) => {
+            return Ok(if ops::eq(a, b).truth() == Some(true) {
+                PV::null()
+            } else {
+                a.clone()
+            })
+        }
+        (f, _) if f.is_aggregate() => {
+            return Err(ExecError::Semantic(
+                "Aggregate functions are allowed only in the select list".into(),
+            ))
+        }
+        (Func::History, _) => {
+            return Err(ExecError::Semantic(
+                "history() can only be a FROM source: FROM history(Table [, start [, end]])".into(),
+            ))
+        }
+        _ => {}
     }
+    // The date and string functions: NULL or MISSING in, NULL out.
     if args.iter().any(PV::is_absent) {
-        return Some(Ok(PV::null()));
+        return Ok(PV::null());
     }
     let vals: Vec<&Value> = args
         .iter()
@@ -45,22 +225,26 @@ pub fn call(name: &str, args: &[PV]) -> Option<F<PV>> {
             PV::Missing => None,
         })
         .collect();
-    Some(match (name, vals.as_slice()) {
-        ("date_add", [part, n, t]) => date_add(part, n, t).map(PV::V),
-        ("date_diff", [part, a, b]) => date_diff(part, a, b).map(PV::V),
-        ("extract", [part, t]) => extract(part, t).map(PV::V),
-        ("to_string", [t, fmt]) => to_string(t, fmt).map(PV::V),
-        ("to_timestamp", [s]) => to_timestamp(s, None).map(PV::V),
-        ("to_timestamp", [s, fmt]) => to_timestamp(s, Some(fmt)).map(PV::V),
-        ("substring", [s, start]) => substring(s, start, None).map(PV::V),
-        ("substring", [s, start, len]) => substring(s, start, Some(len)).map(PV::V),
-        ("trim", [spec, s]) => trim(spec, s, None).map(PV::V),
-        ("trim", [spec, s, chars]) => trim(spec, s, Some(chars)).map(PV::V),
-        _ => Err(format!(
-            "{}() was called with the wrong number of arguments",
-            name.to_uppercase()
-        )),
-    })
+    match (f, vals.as_slice()) {
+        (Func::DateAdd, [part, n, t]) => date_add(part, n, t),
+        (Func::DateDiff, [part, a, b]) => date_diff(part, a, b),
+        (Func::Extract, [part, t]) => extract(part, t),
+        (Func::ToString, [t, fmt]) => to_string(t, fmt),
+        (Func::ToTimestamp, [s]) => to_timestamp(s, None),
+        (Func::ToTimestamp, [s, fmt]) => to_timestamp(s, Some(fmt)),
+        (Func::Substring, [s, start]) => substring(s, start, None),
+        (Func::Substring, [s, start, len]) => substring(s, start, Some(len)),
+        (Func::Trim, [spec, s]) => trim(spec, s, None),
+        (Func::Trim, [spec, s, chars]) => trim(spec, s, Some(chars)),
+        _ => {
+            return Err(ExecError::Semantic(format!(
+                "{}() was called with the wrong number or kind of arguments",
+                upper()
+            )))
+        }
+    }
+    .map(PV::V)
+    .map_err(runtime)
 }
 
 // ---------------------------------------------------------------- strings
@@ -872,6 +1056,23 @@ pub fn cast(v: PV, to: &str) -> F<PV> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_function_is_found_by_its_name_once() {
+        for &(f, name, min, max) in FUNCS {
+            assert_eq!(Func::named(name), Some(f));
+            assert_eq!(f.name(), name);
+            assert_eq!(f.arity(), (min, max));
+            assert!(min <= max, "{name}");
+            assert_eq!(FUNCS.iter().filter(|e| e.0 == f).count(), 1, "{name}");
+        }
+        assert_eq!(Func::named("no_such_function"), None);
+        assert_eq!(
+            Func::named("COUNT"),
+            None,
+            "callers look names up in lower case"
+        );
+    }
 
     fn ion(s: &str) -> Value {
         text::from_text_one(s).unwrap()

@@ -1320,6 +1320,7 @@ impl Parser<'_> {
             _ => {}
         }
         if is_call {
+            let func = Func::named(&lower);
             let at = self.offset();
             self.advance();
             self.advance();
@@ -1329,13 +1330,13 @@ impl Parser<'_> {
                 star = true;
             } else if !matches!(self.peek(), Tok::Punct(")")) {
                 // `SUM(ALL x)`: ALL is SQL's default set quantifier (DISTINCT is refused).
-                if matches!(lower.as_str(), "count" | "sum" | "avg" | "min" | "max")
+                if func.is_some_and(Func::is_aggregate)
                     && self.is_kw("all")
                     && !matches!(self.peek_at(1), Tok::Punct(")") | Tok::Punct(","))
                 {
                     self.advance();
                 }
-                let date_fn = matches!(lower.as_str(), "date_add" | "date_diff");
+                let date_fn = func.is_some_and(Func::takes_date_part);
                 loop {
                     if date_fn && args.is_empty() {
                         args.push(self.date_part()?);
@@ -1356,12 +1357,13 @@ impl Parser<'_> {
             }
             self.expect_punct(")")?;
             if self.semantic.is_none() {
-                self.semantic = self.check_call(at, &word, &lower, args.len(), star).err();
+                self.semantic = self.check_call(at, &word, func, args.len(), star).err();
             }
-            return Ok(Expr::Call {
-                name: lower,
-                args,
-                star,
+            return Ok(match func {
+                Some(func) => Expr::Call { func, args, star },
+                // Refused by the semantic check; the rest of the statement is still parsed
+                // for syntax errors, which win.
+                None => Expr::Missing,
             });
         }
         if is_reserved(&word) {
@@ -1378,17 +1380,18 @@ impl Parser<'_> {
     }
 
     /// QLDB's functions (spec §2) and their arities, checked before the statement runs.
-    fn check_call(&self, at: usize, word: &str, lower: &str, n: usize, star: bool) -> R<()> {
+    fn check_call(&self, at: usize, word: &str, func: Option<Func>, n: usize, star: bool) -> R<()> {
         let semantic = |msg: String| {
             let mut e = error(self.text, at, msg);
             e.semantic = true;
             e
         };
-        let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(f, ..)| *f == lower) else {
+        let Some(func) = func else {
             return Err(semantic(format!("No such function: {word}")));
         };
-        let upper = lower.to_ascii_uppercase();
-        if star && lower != "count" {
+        let (min, max) = func.arity();
+        let upper = func.name().to_ascii_uppercase();
+        if star && func != Func::Count {
             return Err(semantic(format!(
                 "{upper}(*) is not allowed; only COUNT(*)"
             )));
@@ -1468,7 +1471,7 @@ impl Parser<'_> {
         let from = self.expr()?;
         self.expect_punct(")")?;
         Ok(Expr::Call {
-            name: "extract".into(),
+            func: Func::Extract,
             args: vec![part, from],
             star: false,
         })
@@ -1500,7 +1503,7 @@ impl Parser<'_> {
         }
         self.expect_punct(")")?;
         Ok(Expr::Call {
-            name: "trim".into(),
+            func: Func::Trim,
             args,
             star: false,
         })
@@ -1523,39 +1526,12 @@ impl Parser<'_> {
         }
         self.expect_punct(")")?;
         Ok(Expr::Call {
-            name: "substring".into(),
+            func: Func::Substring,
             args,
             star: false,
         })
     }
 }
-
-/// The functions of the generic call syntax: (name, fewest and most arguments). CAST,
-/// EXTRACT, TRIM and SUBSTRING have their own syntax and checks.
-const FUNCTIONS: &[(&str, usize, usize)] = &[
-    ("avg", 1, 1),
-    ("char_length", 1, 1),
-    ("character_length", 1, 1),
-    ("coalesce", 1, usize::MAX),
-    ("count", 1, 1),
-    ("date_add", 3, 3),
-    ("date_diff", 3, 3),
-    ("exists", 1, 1),
-    ("history", 1, 3),
-    ("lower", 1, 1),
-    ("max", 1, 1),
-    ("min", 1, 1),
-    ("nullif", 2, 2),
-    ("size", 1, 1),
-    ("substring", 2, 3),
-    ("sum", 1, 1),
-    ("to_string", 2, 2),
-    ("to_timestamp", 1, 2),
-    ("trim", 1, 3),
-    ("txid", 0, 0),
-    ("upper", 1, 1),
-    ("utcnow", 0, 0),
-];
 
 fn bin(op: BinaryOp, left: Expr, right: Expr) -> Expr {
     Expr::Binary {

@@ -210,7 +210,11 @@ impl Walker<'_> {
                 let table = name.strip_prefix("_ql_committed_").unwrap_or(name);
                 self.need("PartiQLSelect", Target::TableName(table.to_string()));
             }
-            Expr::Call { name, args, .. } if name == "history" => {
+            Expr::Call {
+                func: Func::History,
+                args,
+                ..
+            } => {
                 match args.first() {
                     Some(Expr::Var { name, .. }) => {
                         self.need("PartiQLHistoryFunction", Target::TableName(name.clone()))

@@ -683,11 +683,11 @@ pub fn show(e: &Expr) -> String {
         }
         Expr::List(items) => format!("[{}]", list(items)),
         Expr::Bag(items) => format!("<<{}>>", list(items)),
-        Expr::Call { name, args, star } => {
+        Expr::Call { func, args, star } => {
             if *star {
-                format!("{name}(*)")
+                format!("{func}(*)")
             } else {
-                format!("{name}({})", list(args))
+                format!("{func}({})", list(args))
             }
         }
         Expr::Subquery(_) => "(subquery)".into(),
