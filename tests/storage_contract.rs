@@ -232,6 +232,13 @@ fn contract(backend: &dyn Backend) -> Arc<dyn LedgerStore> {
     let sevens: Vec<String> = want.iter().filter(|d| d.ends_with('7')).cloned().collect();
     assert_eq!(kept, sevens);
 
+    // Counting stops at the cap.
+    let n = want.len() as u64;
+    assert_eq!(db.count_docs(T, u64::MAX).unwrap(), n);
+    assert_eq!(db.count_docs(T, n).unwrap(), n);
+    assert_eq!(db.count_docs(T, 10).unwrap(), 10);
+    assert_eq!(db.count_docs("no-such-table", 100).unwrap(), 0);
+
     // A snapshot, where the backend holds one, keeps showing the state it first read.
     if let Some(snap) = db.snapshot().unwrap() {
         assert_eq!(snap.document(&doc(700)).unwrap().unwrap().version, 1);

@@ -9,6 +9,7 @@ use super::ast::*;
 use super::ops::{self, PV};
 use super::plan::{self, source_alias, Access, Join, Keys, Plan};
 use crate::ion::{Data, Value};
+use crate::storage::index_key;
 
 pub(super) use super::plan::is_user_tables;
 
@@ -133,6 +134,14 @@ pub trait TxnView {
     }
     /// Charges read IOs for work done once but billed as repeated (a join's shared side).
     fn charge_read_ios(&mut self, _n: u64) {}
+    /// Takes back read IOs of work billed otherwise (a hashed join side's table read).
+    fn refund_read_ios(&mut self, _n: u64) {}
+    /// How many documents a table has (committed and this transaction's), counting no
+    /// further than `cap`; `None` if the view cannot tell cheaply.
+    fn count_docs(&mut self, table: &TableMeta, cap: u64) -> R<Option<u64>> {
+        let _ = (table, cap);
+        Ok(None)
+    }
 }
 
 /// Runs one statement with its parameters and returns the result rows.
@@ -189,6 +198,38 @@ pub const MAX_WORK: u64 = 500_000_000;
 
 /// The work of one IN list element: built and compared per row.
 const IN_ELEMENT_WORK: u64 = 20;
+
+/// A join's index lookups into a table ([`HashSide`]) give way to reading the table whole
+/// once when the table has at most this many documents per lookup: a lookup in a large
+/// ledger costs about as much as reading and hashing eight documents.
+const HASH_JOIN_FACTOR: u64 = 8;
+
+/// Joins with fewer lookups keep them: their read set names only the keys and documents
+/// they read, where a hashed table is read whole (any write to it fails the commit).
+const HASH_JOIN_MIN_LOOKUPS: u64 = 1024;
+
+/// The largest table a join holds in a hash table (decoded, about 100 MB of ~100-byte
+/// documents).
+const HASH_JOIN_MAX_DOCS: u64 = 250_000;
+
+/// The right side of a join read by an index lookup per left row; after enough lookups,
+/// the table read once and held by key ([`Executor::hash_rows`]).
+struct HashSide<'f> {
+    src: &'f FromSource,
+    table: TableMeta,
+    /// The indexed field.
+    field: String,
+    /// The key, in the left row's terms (`p.VIN`).
+    key: Expr,
+    lookups: u64,
+    /// When to weigh the hash table again (`u64::MAX`: never).
+    next_check: u64,
+    buckets: Option<Buckets>,
+}
+
+/// A hashed table's documents by the canonical key of the indexed field, each with whether
+/// it is committed.
+type Buckets = HashMap<Vec<u8>, Vec<(Doc, bool)>>;
 
 /// The most rows a SELECT with a join may hold in its result (a 4-way self-join of 30
 /// documents, 810,000 rows, took 1.7 GB when joins held their rows); aggregates hold none.
@@ -637,8 +678,19 @@ impl Executor<'_> {
                     FromClause::Join { .. } => true,
                 };
                 let mut shared: Option<(Vec<Env>, u64)> = None;
+                let mut hashed = if once {
+                    None
+                } else {
+                    self.hash_side(left, right, env)?
+                };
                 self.each_row(left, None, env, &mut |ex, l| {
-                    let rights = if once {
+                    let hashed_rows = match &mut hashed {
+                        Some(h) => ex.hash_rows(h, &l)?,
+                        None => None,
+                    };
+                    let rights = if let Some(rows) = hashed_rows {
+                        rows
+                    } else if once {
                         match &shared {
                             Some((rows, ios)) => {
                                 // QLDB's nested loop read the inner side once per outer
@@ -672,6 +724,141 @@ impl Executor<'_> {
                 })
             }
         }
+    }
+
+    /// The right side of a join that is an index lookup keyed by each left row (`FROM P AS
+    /// p, Q AS q WHERE q.VIN = p.VIN`, Q indexed on VIN), as a [`HashSide`]; `None` for
+    /// any other right side.
+    fn hash_side<'f>(
+        &mut self,
+        left: &FromClause,
+        right: &'f FromClause,
+        env: &Env,
+    ) -> R<Option<HashSide<'f>>> {
+        let FromClause::Source(src) = right else {
+            return Ok(None);
+        };
+        let Some(plan::SourcePlan {
+            access:
+                Some(Access::Index {
+                    field,
+                    keys: Keys::Eq(key),
+                    ..
+                }),
+            join: Join::PerRow,
+        }) = self.plan.source(src).cloned()
+        else {
+            return Ok(None);
+        };
+        let Expr::Var { name, .. } = &src.expr else {
+            return Ok(None);
+        };
+        let Some(table) = self
+            .catalog
+            .iter()
+            .find(|t| t.active && &t.name == name)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let mut side = HashSide {
+            src,
+            table,
+            field,
+            key,
+            lookups: 0,
+            next_check: HASH_JOIN_MIN_LOOKUPS,
+            buckets: None,
+        };
+        // A scanned table on the left: each of its documents is one lookup.
+        if let FromClause::Source(l) = left {
+            let scanned = matches!(
+                self.plan.source(l).and_then(|p| p.access.as_ref()),
+                Some(Access::Scan)
+            );
+            if let (true, Some(lt)) = (scanned, self.table_source(l, env)?) {
+                let cap = HASH_JOIN_MAX_DOCS / HASH_JOIN_FACTOR + 1;
+                if let Some(n) = self.txn.count_docs(&lt, cap)? {
+                    if n >= HASH_JOIN_MIN_LOOKUPS && self.hash_join_pays(&side.table, n)? {
+                        self.build_hash(&mut side)?;
+                    }
+                }
+            }
+        }
+        Ok(Some(side))
+    }
+
+    /// Whether reading `table` whole once costs less than `lookups` index lookups in it.
+    fn hash_join_pays(&mut self, table: &TableMeta, lookups: u64) -> R<bool> {
+        let cap = lookups
+            .saturating_mul(HASH_JOIN_FACTOR)
+            .min(HASH_JOIN_MAX_DOCS);
+        Ok(self
+            .txn
+            .count_docs(table, cap + 1)?
+            .is_some_and(|n| n <= cap))
+    }
+
+    /// Reads the table of a [`HashSide`] into its hash table, by the canonical key of its
+    /// indexed field. The table read enters the read set (it covers every key); its read
+    /// IOs are not charged: each lookup is, as an index lookup would be.
+    fn build_hash(&mut self, side: &mut HashSide<'_>) -> R<()> {
+        let mut buckets = Buckets::new();
+        let mut cursor = ScanCursor::default();
+        loop {
+            let before = self.txn.read_ios();
+            let Some(page) = self.txn.scan_page(&side.table, &mut cursor, &[])? else {
+                break;
+            };
+            // A page of committed documents is charged; the transaction's own inserts
+            // (which an index lookup finds without a read) are not.
+            let ios = self.txn.read_ios().saturating_sub(before);
+            self.txn.refund_read_ios(ios);
+            for d in page {
+                if let Some(v) = d.data.field(&side.field) {
+                    buckets.entry(index_key(v)).or_default().push((d, ios > 0));
+                }
+            }
+        }
+        side.buckets = Some(buckets);
+        Ok(())
+    }
+
+    /// The right rows of a [`HashSide`] for left row `l`, once its table is hashed (which
+    /// it is once enough lookups show that reading it whole costs less); `None` while it
+    /// is still read by index lookups.
+    fn hash_rows(&mut self, side: &mut HashSide<'_>, l: &Env) -> R<Option<Vec<Env>>> {
+        if side.buckets.is_none() {
+            side.lookups += 1;
+            if side.lookups == side.next_check {
+                if self.hash_join_pays(&side.table, side.lookups)? {
+                    self.build_hash(side)?;
+                } else if side.lookups.saturating_mul(HASH_JOIN_FACTOR) >= HASH_JOIN_MAX_DOCS {
+                    side.next_check = u64::MAX;
+                } else {
+                    side.next_check *= 2;
+                }
+            }
+        }
+        let Some(buckets) = &side.buckets else {
+            return Ok(None);
+        };
+        let mut rows = Vec::new();
+        // As [`Executor::key_values`]: NULL and MISSING match nothing.
+        let k = match self.eval(&side.key, l)? {
+            PV::V(v) if !matches!(v.data, Data::Null(_)) => v,
+            _ => return Ok(Some(rows)),
+        };
+        let docs = buckets.get(&index_key(&k)).map_or(&[][..], Vec::as_slice);
+        // An index lookup's read IOs: the committed documents under the key.
+        let committed = docs.iter().filter(|(_, committed)| *committed).count();
+        self.txn.charge_read_ios(committed as u64);
+        let alias = source_alias(side.src);
+        for (d, _) in docs {
+            self.examine(1)?;
+            rows.push(bind_doc(l, &alias, side.src, d.clone()));
+        }
+        Ok(Some(rows))
     }
 
     /// Counts `n` more units of evaluation work (IN list elements compared, LIKE matching
@@ -922,13 +1109,7 @@ impl Executor<'_> {
         f: &mut dyn FnMut(&mut Self, Env) -> R<()>,
     ) -> R<()> {
         let alias = source_alias(src);
-        let bind_doc = |d: Doc| {
-            let mut e = bind(env, &alias, d.data);
-            if let Some(by) = &src.by {
-                e.vars.push((by.clone(), PV::V(Value::string(d.id))));
-            }
-            e
-        };
+        let bind_doc = |d: Doc| bind_doc(env, &alias, src, d);
         let scan = matches!(
             self.plan.source(src).and_then(|p| p.access.as_ref()),
             Some(Access::Scan) | None
@@ -1705,6 +1886,16 @@ fn like(text: &str, pattern: &str, escape: Option<char>, max_steps: u64) -> (boo
 }
 
 /// `env` plus one FROM variable whose fields unqualified names may refer to.
+/// `env` with a table source's document bound to `alias`, and its id to the source's BY
+/// variable.
+fn bind_doc(env: &Env, alias: &str, src: &FromSource, d: Doc) -> Env {
+    let mut e = bind(env, alias, d.data);
+    if let Some(by) = &src.by {
+        e.vars.push((by.clone(), PV::V(Value::string(d.id))));
+    }
+    e
+}
+
 fn bind(env: &Env, alias: &str, value: Value) -> Env {
     let mut e = env.clone();
     e.vars.push((alias.to_string(), PV::V(value)));

@@ -512,6 +512,29 @@ impl TxnView for Ctx<'_> {
         self.read_ios = self.read_ios.saturating_add(n);
     }
 
+    fn refund_read_ios(&mut self, n: u64) {
+        self.read_ios = self.read_ios.saturating_sub(n);
+    }
+
+    fn count_docs(&mut self, table: &TableMeta, cap: u64) -> Result<Option<u64>, ExecError> {
+        let inserted = self
+            .txn
+            .writes
+            .iter()
+            .filter(|(_, w)| {
+                w.table_id == table.table_id && w.base_version.is_none() && w.data.is_some()
+            })
+            .count() as u64;
+        let committed = if self.committed_table(&table.table_id) {
+            self.ledger
+                .count_docs(&table.table_id, cap)
+                .map_err(internal)?
+        } else {
+            0
+        };
+        Ok(Some(committed.saturating_add(inserted).min(cap)))
+    }
+
     fn tables(&mut self) -> Result<Vec<TableMeta>, ExecError> {
         let mut out: Vec<TableMeta> = self
             .ledger

@@ -217,6 +217,9 @@ pub trait LedgerStore: Send + Sync {
     fn snapshot(&self) -> Result<Option<Box<dyn Snapshot + '_>>>;
     /// The live documents whose indexed field has the canonical key `key` ([`index_key`]).
     fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;
+    /// How many live documents a table has, counting no further than `cap` (cheap for a
+    /// small cap): a planner's estimate, read outside any snapshot.
+    fn count_docs(&self, table_id: &str, cap: u64) -> Result<u64>;
     /// The committed view of a table: the latest revision of every live document.
     fn committed_view(&self, table_id: &str) -> Result<Vec<Value>>;
     /// Every revision of a table's documents, in journal order.

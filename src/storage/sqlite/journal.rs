@@ -343,6 +343,18 @@ impl LedgerDb {
         index_lookup_on(&*self.reader()?, index_id, key)
     }
 
+    /// The live documents of a table, counted up to `cap` (on the index by table).
+    pub fn count_docs(&self, table_id: &str, cap: u64) -> Result<u64> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM documents
+             WHERE table_no = (SELECT table_no FROM tables WHERE table_id = ?1) LIMIT ?2)",
+        )?;
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let n: i64 = stmt.query_row(params![table_id, cap], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     /// Validates the reads of a read-only transaction (no block is written) against the
     /// latest committed state, read in one read transaction: the transaction is
     /// serializable at that point, and it never waits for a commit.

@@ -263,6 +263,9 @@ impl LedgerStore for LedgerDb {
     fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
         LedgerDb::index_lookup(self, index_id, key)
     }
+    fn count_docs(&self, table_id: &str, cap: u64) -> Result<u64> {
+        LedgerDb::count_docs(self, table_id, cap)
+    }
     fn committed_view(&self, table_id: &str) -> Result<Vec<Value>> {
         LedgerDb::committed_view(self, table_id)
     }
