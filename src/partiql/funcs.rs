@@ -236,6 +236,20 @@ pub fn call(f: Func, args: &[PV], txn: &dyn TxnView) -> Result<PV, ExecError> {
         (Func::Substring, [s, start, len]) => substring(s, start, Some(len)),
         (Func::Trim, [spec, s]) => trim(spec, s, None),
         (Func::Trim, [spec, s, chars]) => trim(spec, s, Some(chars)),
+        // Those with a syntax of their own, which the parser does not count.
+        (
+            Func::DateAdd
+            | Func::DateDiff
+            | Func::Extract
+            | Func::ToString
+            | Func::ToTimestamp
+            | Func::Substring
+            | Func::Trim,
+            _,
+        ) => Err(format!(
+            "{}() was called with the wrong number of arguments",
+            upper()
+        )),
         _ => {
             return Err(ExecError::Semantic(format!(
                 "{}() was called with the wrong number or kind of arguments",

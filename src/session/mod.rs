@@ -461,7 +461,7 @@ impl Sessions {
                 }
                 _ => None,
             };
-            let (results, usage) = txn.execute(
+            let (results, paused, usage) = txn.execute(
                 &*ledger,
                 &self.cfg,
                 &check_tags,
@@ -471,22 +471,17 @@ impl Sessions {
                 digest,
                 self.now_ms(),
             )?;
-            let page = txn.page(results, self.cfg.page_size);
+            let page = txn.page(results, paused, self.cfg.page_size);
             Ok((page, usage))
         })
     }
 
     pub fn fetch_page(&self, token: &str, txid: &str, page_token: &str) -> R<(Page, Usage)> {
         self.with_session(token, |s| {
+            let ledger = s.ledger.clone();
             let txn = self.open_txn(s, txid)?;
-            match txn.next_page(page_token, self.cfg.page_size) {
-                Some(page) => Ok((
-                    page,
-                    Usage {
-                        read_ios: 0,
-                        write_ios: 0,
-                    },
-                )),
+            match txn.next_page(&*ledger, &self.cfg, page_token, self.cfg.page_size) {
+                Some(page) => page,
                 None => bad(format!(
                     "Invalid NextPageToken '{page_token}' for transaction {txid}"
                 )),

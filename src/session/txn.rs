@@ -1,6 +1,6 @@
 //! One transaction: its digest, statements, write overlay, read set and result pages.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use base64::Engine as _;
 use rand::RngCore;
@@ -57,7 +57,30 @@ pub struct Txn {
     /// The checked `aws_tags` of tables created by this transaction: (table id, tags).
     pub new_table_tags: Vec<(String, Tags)>,
     redaction: Option<RevisionRef>,
-    pages: HashMap<String, std::collections::VecDeque<Value>>,
+    /// The rest of each result a client has not fetched yet, by page token.
+    pages: HashMap<String, Rest>,
+}
+
+/// What is left of a statement's result after a page.
+struct Rest {
+    /// Rows made and not yet sent.
+    ready: VecDeque<Value>,
+    /// Where a paused SELECT goes on from ([`exec::execute_page`]), when it has more.
+    paused: Option<Box<PausedSelect>>,
+    /// How the SELECT failed when it was made whole ahead of its pages ([`Txn::settle`]).
+    failed: Option<SessionError>,
+    /// Read IOs of making rows ahead of their page, reported with the next page.
+    ios: u64,
+}
+
+/// A SELECT whose result is made a page at a time, as the client fetches it.
+pub struct PausedSelect {
+    statement: String,
+    params: Vec<Value>,
+    /// Its index in the transaction, and its start time (what UTCNOW() gives).
+    index: u32,
+    started: i64,
+    at: exec::Paused,
 }
 
 impl Txn {
@@ -95,9 +118,13 @@ impl Txn {
         params: &[Value],
         statement_digest: Hash,
         started: i64,
-    ) -> R<(Vec<Value>, Usage)> {
+    ) -> R<(Vec<Value>, Option<Box<PausedSelect>>, Usage)> {
         let parsed =
             parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
+        if !matches!(parsed, Statement::Select(_)) {
+            // A paused SELECT must not see what this statement writes.
+            self.settle(ledger, cfg);
+        }
         // A failed statement leaves no trace. SELECTs cannot write, so only other statements
         // pay for a snapshot of the write set.
         let writes_before = (!matches!(parsed, Statement::Select(_))).then(|| {
@@ -143,7 +170,7 @@ impl Txn {
                 }
             }
         }
-        let result = exec::execute(&parsed, params, &mut ctx);
+        let result = exec::execute_page(&parsed, params, &mut ctx, cfg.page_size, None);
         let usage = Usage {
             read_ios: ctx.read_ios,
             write_ios: ctx.write_ios,
@@ -151,13 +178,22 @@ impl Txn {
         // Ends the statement's read snapshot.
         drop(ctx);
         match result {
-            Ok(rows) => {
+            Ok((rows, at)) => {
                 self.statements.push(StatementInfo {
                     statement: statement.to_string(),
                     start_time_ms: started,
                     statement_digest,
                 });
-                Ok((rows, usage))
+                let paused = at.map(|at| {
+                    Box::new(PausedSelect {
+                        statement: statement.to_string(),
+                        params: params.to_vec(),
+                        index,
+                        started,
+                        at,
+                    })
+                });
+                Ok((rows, paused, usage))
             }
             Err(e) => {
                 if let Some((writes, catalog, redaction)) = writes_before {
@@ -253,31 +289,130 @@ impl Txn {
         Ok(out)
     }
 
-    /// The first page of `results`; the rest wait under a fresh page token.
-    pub fn page(&mut self, results: Vec<Value>, size: usize) -> Page {
-        let mut rest: std::collections::VecDeque<Value> = results.into();
-        let first: Vec<Value> = rest.drain(..rest.len().min(size.max(1))).collect();
-        self.finish_page(first, rest)
+    /// The first page of a statement's result; the rest (`results` beyond the page, and
+    /// what `paused` has yet to make) waits under a fresh page token.
+    pub fn page(
+        &mut self,
+        results: Vec<Value>,
+        paused: Option<Box<PausedSelect>>,
+        size: usize,
+    ) -> Page {
+        self.finish_page(
+            Rest {
+                ready: results.into(),
+                paused,
+                failed: None,
+                ios: 0,
+            },
+            size,
+        )
     }
 
-    pub fn next_page(&mut self, token: &str, size: usize) -> Option<Page> {
+    /// The page under `token` (`None`: no such token), and the read IOs of making it.
+    pub fn next_page(
+        &mut self,
+        ledger: &dyn LedgerStore,
+        cfg: &SessionConfig,
+        token: &str,
+        size: usize,
+    ) -> Option<R<(Page, Usage)>> {
         let mut rest = self.pages.remove(token)?;
-        let page: Vec<Value> = rest.drain(..rest.len().min(size.max(1))).collect();
-        Some(self.finish_page(page, rest))
+        if let Some(e) = rest.failed.take() {
+            return Some(Err(e));
+        }
+        let mut usage = Usage {
+            read_ios: std::mem::take(&mut rest.ios),
+            ..Usage::default()
+        };
+        if rest.ready.len() < size.max(1) {
+            if let Some(p) = rest.paused.take() {
+                let want = size.max(1) - rest.ready.len();
+                match self.resume(ledger, cfg, *p, want) {
+                    Ok((rows, paused, ios)) => {
+                        rest.ready.extend(rows);
+                        rest.paused = paused;
+                        usage.read_ios += ios;
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        }
+        Some(Ok((self.finish_page(rest, size), usage)))
     }
 
-    fn finish_page(&mut self, values: Vec<Value>, rest: std::collections::VecDeque<Value>) -> Page {
-        let next_page_token = if rest.is_empty() {
-            None
-        } else {
-            let mut b = [0u8; 24];
-            rand::thread_rng().fill_bytes(&mut b);
-            let t = base64::engine::general_purpose::STANDARD.encode(b);
-            self.pages.insert(t.clone(), rest);
-            Some(t)
+    /// Runs a paused SELECT on until it has `want` more rows (or its end).
+    fn resume(
+        &mut self,
+        ledger: &dyn LedgerStore,
+        cfg: &SessionConfig,
+        p: PausedSelect,
+        want: usize,
+    ) -> R<(Vec<Value>, Option<Box<PausedSelect>>, u64)> {
+        let parsed = parse_statement(&p.statement)
+            .map_err(|e| SessionError::BadRequest(e.client_message()))?;
+        let no_tags = |_: &[(String, String)]| Ok(Tags::new());
+        let mut ctx = Ctx {
+            ledger,
+            snap: None,
+            stmt_tip: None,
+            cfg,
+            check_tags: &no_tags,
+            index: p.index,
+            txn: self,
+            now: p.started,
+            read_ios: 0,
+            write_ios: 0,
         };
+        let (rows, at) = exec::execute_page(&parsed, &p.params, &mut ctx, want, Some(p.at))?;
+        let ios = ctx.read_ios;
+        let paused = at.map(|at| Box::new(PausedSelect { at, ..p }));
+        Ok((rows, paused, ios))
+    }
+
+    /// Makes the whole rest of every paused SELECT now, before a statement that may write:
+    /// a result shows the transaction as it was when its statement ran. A SELECT that fails
+    /// on the way fails the fetch of its next page.
+    fn settle(&mut self, ledger: &dyn LedgerStore, cfg: &SessionConfig) {
+        let tokens: Vec<String> = self
+            .pages
+            .iter()
+            .filter(|(_, r)| r.paused.is_some())
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in tokens {
+            let Some(mut rest) = self.pages.remove(&t) else {
+                continue;
+            };
+            if let Some(p) = rest.paused.take() {
+                match self.resume(ledger, cfg, *p, usize::MAX) {
+                    Ok((rows, _, ios)) => {
+                        rest.ready.extend(rows);
+                        rest.ios += ios;
+                    }
+                    Err(e) => rest.failed = Some(e),
+                }
+            }
+            self.pages.insert(t, rest);
+        }
+    }
+
+    fn finish_page(&mut self, mut rest: Rest, size: usize) -> Page {
+        let page: Vec<Value> = rest
+            .ready
+            .drain(..rest.ready.len().min(size.max(1)))
+            .collect();
+        let next_page_token =
+            if rest.ready.is_empty() && rest.paused.is_none() && rest.failed.is_none() {
+                None
+            } else {
+                let mut b = [0u8; 24];
+                rand::thread_rng().fill_bytes(&mut b);
+                let t = base64::engine::general_purpose::STANDARD.encode(b);
+                self.pages.insert(t.clone(), rest);
+                Some(t)
+            };
         Page {
-            values: values.iter().map(encode_one).collect(),
+            values: page.iter().map(encode_one).collect(),
             next_page_token,
         }
     }
@@ -510,6 +645,16 @@ impl TxnView for Ctx<'_> {
 
     fn charge_read_ios(&mut self, n: u64) {
         self.read_ios = self.read_ios.saturating_add(n);
+    }
+
+    fn unwritten_index(&mut self, table: &TableMeta, index_id: &str) -> bool {
+        self.committed_table(&table.table_id)
+            && !self.txn.new_indexes.iter().any(|(id, _, _)| id == index_id)
+            && !self
+                .txn
+                .writes
+                .iter()
+                .any(|(_, w)| w.table_id == table.table_id)
     }
 
     fn refund_read_ios(&mut self, n: u64) {
