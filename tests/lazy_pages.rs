@@ -176,3 +176,84 @@ fn an_error_a_later_page_meets_fails_that_fetch() {
     );
     l.sessions.abort(&s).unwrap();
 }
+
+#[test]
+fn a_table_dropped_by_another_commit_fails_the_fetch_as_a_conflict() {
+    for change in [
+        vec!["CREATE INDEX ON T (d)"],
+        vec!["DROP TABLE T"],
+        vec!["DROP TABLE T", "CREATE TABLE T"],
+    ] {
+        let l = ledger();
+        let s1 = l.sessions.start_session("j").unwrap();
+        let s2 = l.sessions.start_session("j").unwrap();
+        setup(&l, &s1);
+        let txid = l.sessions.start_transaction(&s1).unwrap();
+        let (page, _) = exec(&l, &s1, &txid, "SELECT VALUE t.n FROM T AS t WHERE t.d = 1").unwrap();
+        for stmt in &change {
+            let mut writer = Tx::begin(&l, &s2);
+            writer.run(stmt, &[]).unwrap();
+            writer.commit().unwrap();
+        }
+        let first = values(&page);
+        if change == ["CREATE INDEX ON T (d)"] {
+            // A new index changes nothing for a scan under way.
+            let (rows, _, _) = drain(&l, &s1, &txid, (page, 0));
+            assert_eq!(rows.len(), DOCS - 1, "{:?}", &first[..3]);
+            continue;
+        }
+        // The rows made ahead with the first page come first; then the next scan page.
+        let mut page = page;
+        let failure = loop {
+            match fetch(&l, &s1, &txid, &page) {
+                Ok((next, _)) if next.next_page_token.is_some() => page = next,
+                Ok(_) => panic!("{change:?}: the result ended without a conflict"),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(failure, SessionError::OccConflict(_)),
+            "{change:?}: {failure:?}"
+        );
+    }
+}
+
+#[test]
+fn an_uncorrelated_subquery_gives_every_page_the_same_rows() {
+    let l = ledger();
+    let s1 = l.sessions.start_session("j").unwrap();
+    let s2 = l.sessions.start_session("j").unwrap();
+    setup(&l, &s1);
+    let mut t = Tx::begin(&l, &s1);
+    t.run("CREATE TABLE U", &[]).unwrap();
+    t.commit().unwrap();
+    let evens: Vec<usize> = (0..DOCS).step_by(2).collect();
+    for batch in evens.chunks(40) {
+        let docs: Vec<String> = batch.iter().map(|i| format!("{{m: {i}}}")).collect();
+        let mut t = Tx::begin(&l, &s1);
+        t.run("INSERT INTO U ?", &[&format!("[{}]", docs.join(", "))])
+            .unwrap();
+        t.commit().unwrap();
+    }
+    let txid = l.sessions.start_transaction(&s1).unwrap();
+    let first = exec(
+        &l,
+        &s1,
+        &txid,
+        "SELECT VALUE t.n FROM T AS t WHERE t.n IN (SELECT VALUE u.m FROM U AS u)",
+    )
+    .unwrap();
+    // Another transaction deletes one of the subquery's rows meanwhile: later pages still
+    // use the subquery's rows of the first page (the reader's commit then fails).
+    let mut writer = Tx::begin(&l, &s2);
+    writer
+        .run("DELETE FROM U AS u WHERE u.m = 1998", &[])
+        .unwrap();
+    writer.commit().unwrap();
+    let (rows, _, pages) = drain(&l, &s1, &txid, first);
+    assert!(pages > 1);
+    let mut got: Vec<usize> = rows.iter().map(|r| r.parse().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, evens);
+    l.sessions.abort(&s1).unwrap();
+}

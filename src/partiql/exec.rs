@@ -48,6 +48,10 @@ pub enum ExecError {
     /// The server's fault (a storage failure), with what failed.
     #[error("internal: {0}")]
     Internal(String),
+    /// Another transaction's commit changed what a result being paged reads (its table was
+    /// dropped or replaced): the transaction must retry.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl ExecError {
@@ -55,6 +59,7 @@ impl ExecError {
     pub fn code(&self) -> &'static str {
         match self {
             ExecError::Internal(_) => "InternalFailure",
+            ExecError::Conflict(_) => "OccConflictException",
             _ => "BadRequestException",
         }
     }
@@ -159,15 +164,20 @@ pub fn execute(stmt: &Statement, params: &[Value], txn: &mut dyn TxnView) -> R<V
 /// it has used.
 #[derive(Clone, Debug)]
 pub struct Paused {
+    table_id: String,
     cursor: ScanCursor,
     examined: u64,
     work: u64,
+    /// The rows of its uncorrelated subqueries, made once for all its pages. Keyed by
+    /// their address: the caller resumes with the same parsed statement.
+    subquery_rows: HashMap<usize, (Vec<Value>, u64)>,
 }
 
 /// Runs one statement, but a SELECT that scans one table (no aggregates) stops once it has
 /// at least `rows` rows, at the end of a scan page: the rest of its result is computed when
-/// asked for, by calling again with the [`Paused`] it returned (`from`), so a large result
-/// is never held whole. Any other statement runs whole (`None`).
+/// asked for, by calling again with the same `stmt` (not a copy) and the [`Paused`] it
+/// returned (`from`), so a large result is never held whole. Any other statement runs
+/// whole (`None`).
 pub fn execute_page(
     stmt: &Statement,
     params: &[Value],
@@ -176,10 +186,22 @@ pub fn execute_page(
     from: Option<Paused>,
 ) -> R<(Vec<Value>, Option<Paused>)> {
     let mut ex = executor(stmt, params, &[], txn)?;
-    match pausable(stmt, &ex.plan) {
-        Some((s, src, name)) => ex.select_page(s, src, name, rows, from),
-        None => ex.statement(stmt).map(|rows| (rows, None)),
+    // A scan goes on as a scan, though an index committed meanwhile would make it a lookup.
+    match (pausable(stmt, &ex.plan, from.is_some()), from) {
+        (Some((s, src, name)), from) => ex.select_page(s, src, name, rows, from),
+        (None, None) => ex.statement(stmt).map(|rows| (rows, None)),
+        (None, Some(_)) => Err(ExecError::Internal(
+            "a paused statement is no longer a one-table SELECT".into(),
+        )),
     }
+}
+
+fn changed_under_result() -> ExecError {
+    ExecError::Conflict(
+        "Optimistic concurrency control (OCC) conflict: another transaction changed the table \
+         this result reads while its pages were fetched; retry the transaction"
+            .into(),
+    )
 }
 
 /// Runs a statement with global variables bound (`None` = MISSING): how the PartiQL
@@ -221,8 +243,13 @@ fn executor<'a>(
 }
 
 /// The SELECT, its FROM source and the table it names, if `stmt` is a SELECT that scans
-/// one table without aggregates (what [`execute_page`] pauses).
-fn pausable<'s>(stmt: &'s Statement, plan: &Plan) -> Option<(&'s Select, &'s FromSource, &'s str)> {
+/// one table without aggregates (what [`execute_page`] pauses; `resuming`, whatever the
+/// plan says of the table now).
+fn pausable<'s>(
+    stmt: &'s Statement,
+    plan: &Plan,
+    resuming: bool,
+) -> Option<(&'s Select, &'s FromSource, &'s str)> {
     let Statement::Select(s) = stmt else {
         return None;
     };
@@ -234,10 +261,11 @@ fn pausable<'s>(stmt: &'s Statement, plan: &Plan) -> Option<(&'s Select, &'s Fro
     };
     let aggregates = matches!(&s.projection, Projection::Items(items)
         if items.iter().any(|i| matches!(i, ProjectItem::Expr { expr, .. } if has_aggregate(expr))));
-    let scanned = matches!(
-        plan.source(src).and_then(|p| p.access.as_ref()),
-        Some(Access::Scan)
-    );
+    let scanned = resuming
+        || matches!(
+            plan.source(src).and_then(|p| p.access.as_ref()),
+            Some(Access::Scan)
+        );
     (scanned && !aggregates && !name.starts_with("_ql_committed_")).then_some((s, src, name))
 }
 
@@ -1093,13 +1121,23 @@ impl Executor<'_> {
         from: Option<Paused>,
     ) -> R<(Vec<Value>, Option<Paused>)> {
         let mut cursor = ScanCursor::default();
-        if let Some(p) = from {
-            cursor = p.cursor;
-            self.examined = p.examined;
-            self.work = p.work;
-        }
+        let t = match from {
+            None => self.source_table(src, name)?,
+            Some(p) => {
+                // The table the first page read, or a conflict (dropped, or replaced by
+                // another of its name).
+                let t = self.source_table(src, name).ok();
+                let Some(t) = t.filter(|t| t.table_id == p.table_id) else {
+                    return Err(changed_under_result());
+                };
+                cursor = p.cursor;
+                self.examined = p.examined;
+                self.work = p.work;
+                self.subquery_rows = p.subquery_rows;
+                t
+            }
+        };
         let env = self.globals.clone();
-        let t = self.source_table(src, name)?;
         let alias = source_alias(src);
         let probes = match &s.where_ {
             Some(w) => self.probes(w, &alias, &env)?,
@@ -1123,10 +1161,12 @@ impl Executor<'_> {
                 }
             }
         }
-        let paused = (!cursor.done).then_some(Paused {
+        let paused = (!cursor.done).then(|| Paused {
+            table_id: t.table_id,
             cursor,
             examined: self.examined,
             work: self.work,
+            subquery_rows: std::mem::take(&mut self.subquery_rows),
         });
         Ok((out.rows, paused))
     }

@@ -93,6 +93,7 @@ impl From<crate::partiql::exec::ExecError> for SessionError {
     fn from(e: crate::partiql::exec::ExecError) -> Self {
         match e {
             crate::partiql::exec::ExecError::Internal(_) => SessionError::Internal(e.to_string()),
+            crate::partiql::exec::ExecError::Conflict(m) => SessionError::OccConflict(m),
             e => SessionError::BadRequest(e.to_string()),
         }
     }

@@ -75,7 +75,8 @@ struct Rest {
 
 /// A SELECT whose result is made a page at a time, as the client fetches it.
 pub struct PausedSelect {
-    statement: String,
+    /// As parsed for the first page: its subqueries' rows are kept by their addresses.
+    statement: Box<Statement>,
     params: Vec<Value>,
     /// Its index in the transaction, and its start time (what UTCNOW() gives).
     index: u32,
@@ -119,15 +120,16 @@ impl Txn {
         statement_digest: Hash,
         started: i64,
     ) -> R<(Vec<Value>, Option<Box<PausedSelect>>, Usage)> {
-        let parsed =
-            parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
-        if !matches!(parsed, Statement::Select(_)) {
+        let parsed = Box::new(
+            parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?,
+        );
+        if !matches!(*parsed, Statement::Select(_)) {
             // A paused SELECT must not see what this statement writes.
             self.settle(ledger, cfg);
         }
         // A failed statement leaves no trace. SELECTs cannot write, so only other statements
         // pay for a snapshot of the write set.
-        let writes_before = (!matches!(parsed, Statement::Select(_))).then(|| {
+        let writes_before = (!matches!(*parsed, Statement::Select(_))).then(|| {
             (
                 self.writes.clone(),
                 (
@@ -170,7 +172,9 @@ impl Txn {
                 }
             }
         }
-        let result = exec::execute_page(&parsed, params, &mut ctx, cfg.page_size, None);
+        // One row more than a page: a result that fits its first page has no next page.
+        let want = cfg.page_size.max(1) + 1;
+        let result = exec::execute_page(&parsed, params, &mut ctx, want, None);
         let usage = Usage {
             read_ios: ctx.read_ios,
             write_ios: ctx.write_ios,
@@ -186,7 +190,7 @@ impl Txn {
                 });
                 let paused = at.map(|at| {
                     Box::new(PausedSelect {
-                        statement: statement.to_string(),
+                        statement: parsed,
                         params: params.to_vec(),
                         index,
                         started,
@@ -324,9 +328,10 @@ impl Txn {
             read_ios: std::mem::take(&mut rest.ios),
             ..Usage::default()
         };
-        if rest.ready.len() < size.max(1) {
+        // One row more than the page, so that the last page has no next page token.
+        if rest.ready.len() <= size.max(1) {
             if let Some(p) = rest.paused.take() {
-                let want = size.max(1) - rest.ready.len();
+                let want = size.max(1) + 1 - rest.ready.len();
                 match self.resume(ledger, cfg, *p, want) {
                     Ok((rows, paused, ios)) => {
                         rest.ready.extend(rows);
@@ -348,8 +353,6 @@ impl Txn {
         p: PausedSelect,
         want: usize,
     ) -> R<(Vec<Value>, Option<Box<PausedSelect>>, u64)> {
-        let parsed = parse_statement(&p.statement)
-            .map_err(|e| SessionError::BadRequest(e.client_message()))?;
         let no_tags = |_: &[(String, String)]| Ok(Tags::new());
         let mut ctx = Ctx {
             ledger,
@@ -363,7 +366,7 @@ impl Txn {
             read_ios: 0,
             write_ios: 0,
         };
-        let (rows, at) = exec::execute_page(&parsed, &p.params, &mut ctx, want, Some(p.at))?;
+        let (rows, at) = exec::execute_page(&p.statement, &p.params, &mut ctx, want, Some(p.at))?;
         let ios = ctx.read_ios;
         let paused = at.map(|at| Box::new(PausedSelect { at, ..p }));
         Ok((rows, paused, ios))
