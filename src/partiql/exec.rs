@@ -141,6 +141,10 @@ pub trait TxnView {
     fn charge_read_ios(&mut self, _n: u64) {}
     /// Takes back read IOs of work billed otherwise (a hashed join side's table read).
     fn refund_read_ios(&mut self, _n: u64) {}
+    /// The most documents a transaction may write.
+    fn max_documents_written(&self) -> usize {
+        usize::MAX
+    }
     /// Whether `index_id` of `table` is committed and the transaction has written nothing
     /// to the table (so a lookup reads only committed documents).
     fn unwritten_index(&mut self, table: &TableMeta, index_id: &str) -> bool {
@@ -340,8 +344,6 @@ struct Executor<'a> {
 
 /// The rows of a one-table FROM that satisfy WHERE: the table, its alias, each document
 /// with its bindings.
-type Matches = (TableMeta, String, Vec<(Doc, Env)>);
-
 /// Variable bindings of one row.
 #[derive(Clone, Debug, Default)]
 struct Env {
@@ -682,37 +684,6 @@ impl Executor<'_> {
                 _ => None,
             },
         })
-    }
-
-    /// Binds each document of a one-table FROM and keeps those where `where_` is true.
-    fn matching(&mut self, src: &FromSource, where_: Option<&Expr>, env: &Env) -> R<Matches> {
-        let (name, _) = match &src.expr {
-            Expr::Var {
-                name,
-                quoted,
-                at: false,
-            } => (name.clone(), *quoted),
-            _ => {
-                return semantic(
-                    "Only a table name is supported as this FROM source by qldb-local yet",
-                )
-            }
-        };
-        let t = self.source_table(src, &name)?;
-        let alias = src.alias.clone().unwrap_or_else(|| name.clone());
-        let docs = self.table_docs(src, &t, env)?;
-        let mut out = Vec::new();
-        for d in docs {
-            let mut e = bind(env, &alias, d.data.clone());
-            if let Some(by) = &src.by {
-                e.vars
-                    .push((by.clone(), PV::V(Value::string(d.id.clone()))));
-            }
-            if self.keeps(where_, &e)? {
-                out.push((d, e));
-            }
-        }
-        Ok((t, alias, out))
     }
 
     /// The bindings of a FROM clause with joins (inner only), before WHERE.
@@ -1251,21 +1222,40 @@ impl Executor<'_> {
         f: &mut dyn FnMut(&mut Self, Env) -> R<()>,
     ) -> R<()> {
         let alias = source_alias(src);
-        let bind_doc = |d: Doc| bind_doc(env, &alias, src, d);
+        self.each_doc(src, t, env, probes, &mut |ex, d| {
+            f(ex, bind_doc(env, &alias, src, d))?;
+            Ok(true)
+        })
+    }
+
+    /// Hands each document of a table source to `f` as it is read (a scan a page at a
+    /// time, a lookup all at once) until `f` says to stop (`false`).
+    fn each_doc(
+        &mut self,
+        src: &FromSource,
+        t: &TableMeta,
+        env: &Env,
+        probes: &[(String, String)],
+        f: &mut dyn FnMut(&mut Self, Doc) -> R<bool>,
+    ) -> R<()> {
         let scan = matches!(
             self.plan.source(src).and_then(|p| p.access.as_ref()),
             Some(Access::Scan) | None
         );
         if !scan {
             for d in self.table_docs(src, t, env)? {
-                f(self, bind_doc(d))?;
+                if !f(self, d)? {
+                    break;
+                }
             }
             return Ok(());
         }
         let mut cursor = ScanCursor::default();
         while let Some(page) = self.txn.scan_page(t, &mut cursor, probes)? {
             for d in page {
-                f(self, bind_doc(d))?;
+                if !f(self, d)? {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -1413,91 +1403,47 @@ impl Executor<'_> {
     fn dml(&mut self, dml: &Dml) -> R<Vec<Value>> {
         let nested = &dml.from[1..];
         // With nested FROM items the WHERE clause may name their aliases: each binding is
-        // checked below (the documents are found by the conjuncts that name none).
+        // checked in `dml_write` (the documents are found by the conjuncts that name none).
         let filter = if nested.is_empty() {
             dml.where_.as_ref()
         } else {
             None
         };
-        let (t, alias, rows) = self.matching(&dml.from[0], filter, &Env::default())?;
+        let src = &dml.from[0];
+        let Expr::Var {
+            name, at: false, ..
+        } = &src.expr
+        else {
+            return semantic(
+                "Only a table name is supported as this FROM source by qldb-local yet",
+            );
+        };
+        let t = self.source_table(src, name)?;
+        let alias = source_alias(src);
+        let env = Env::default();
+        let probes = match filter {
+            Some(w) => self.probes(w, &alias, &env)?,
+            None => Vec::new(),
+        };
+        // Each document's write is worked out as the table is read, and made once the read
+        // is over (a statement never reads its own writes). More documents than a
+        // transaction may write end the read: the writes then fail on the limit.
+        let most = self.txn.max_documents_written();
+        let mut planned: Vec<(Doc, Option<Value>)> = Vec::new();
+        self.each_doc(src, &t, &env, &probes, &mut |ex, doc| {
+            let e = bind_doc(&env, &alias, src, doc.clone());
+            if ex.keeps(filter, &e)? {
+                if let Some(write) = ex.dml_write(dml, &alias, &doc, e)? {
+                    planned.push((doc, write));
+                }
+            }
+            Ok(planned.len() <= most)
+        })?;
         let mut out = Vec::new();
-        for (doc, env) in rows {
-            let mut bindings = vec![(env, vec![(alias.clone(), Vec::new())])];
-            for item in nested {
-                bindings = self.unnest_for_dml(item, bindings)?;
-            }
-            let mut data = doc.data.clone();
-            let mut removals: Vec<Vec<Key>> = Vec::new();
-            let mut matched = false;
-            for (env, paths) in &bindings {
-                if !nested.is_empty() && !self.keeps(dml.where_.as_ref(), env)? {
-                    continue;
-                }
-                matched = true;
-                match &dml.action {
-                    DmlAction::Delete => removals.push(Vec::new()),
-                    DmlAction::Set(assignments) => {
-                        for (target, value) in assignments {
-                            let v = self.eval(value, env)?;
-                            let steps = self.target_keys(target, paths, env)?;
-                            match v {
-                                // `SET p = ?` with p the document's alias replaces the
-                                // document's data (it keeps its id; the ORMs' save()).
-                                PV::V(v) if steps.is_empty() => match v.data {
-                                    Data::Struct(_) => data = strip_annotations(v),
-                                    _ => {
-                                        return err(format!(
-                                            "SET of the whole document needs a struct, not {}",
-                                            type_name(&v)
-                                        ))
-                                    }
-                                },
-                                PV::V(v) => set_path(&mut data, &steps, v)?,
-                                PV::Missing if steps.is_empty() => {
-                                    return err(
-                                        "SET of the whole document needs a struct, not MISSING",
-                                    )
-                                }
-                                PV::Missing => remove_path(&mut data, &steps),
-                            }
-                        }
-                    }
-                    DmlAction::Remove(target) => {
-                        removals.push(self.target_keys(target, paths, env)?);
-                    }
-                    DmlAction::InsertInto { target, value, at } => {
-                        let steps = self.target_keys(target, paths, env)?;
-                        // A nested value keeps its annotations, as inside INSERT's document.
-                        let v = match self.eval(value, env)? {
-                            PV::V(v) => v,
-                            PV::Missing => {
-                                return err("INSERT INTO … VALUE needs a value, not MISSING")
-                            }
-                        };
-                        let at = match at {
-                            Some(e) => match self.eval(e, env)? {
-                                PV::V(k) => Some(k),
-                                PV::Missing => return err("The AT position is MISSING"),
-                            },
-                            None => None,
-                        };
-                        insert_at_path(&mut data, &steps, v, at)?;
-                    }
-                }
-            }
-            if !matched {
-                continue;
-            }
-            if removals.iter().any(Vec::is_empty) {
-                self.txn.delete(&t, &doc)?;
-            } else {
-                // Later list elements first, so earlier indexes stay valid.
-                removals.sort_by(|a, b| b.cmp(a));
-                removals.dedup();
-                for steps in &removals {
-                    remove_path(&mut data, steps);
-                }
-                self.txn.update(&t, &doc, data)?;
+        for (doc, write) in planned {
+            match write {
+                None => self.txn.delete(&t, &doc)?,
+                Some(data) => self.txn.update(&t, &doc, data)?,
             }
             // One result per DML operation of the statement (each SET assignment is one;
             // Kotlin PartiQL's DML op list), as QLDB returned: AWS's Node.js DMV sample
@@ -1511,6 +1457,93 @@ impl Executor<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// What a DML statement writes for one document of its table, bound in `env`: `None`
+    /// if no binding of its nested FROM items passes WHERE, `Some(None)` to delete it,
+    /// `Some(Some(data))` for its new data.
+    fn dml_write(
+        &mut self,
+        dml: &Dml,
+        alias: &str,
+        doc: &Doc,
+        env: Env,
+    ) -> R<Option<Option<Value>>> {
+        let nested = &dml.from[1..];
+        let mut bindings = vec![(env, vec![(alias.to_string(), Vec::new())])];
+        for item in nested {
+            bindings = self.unnest_for_dml(item, bindings)?;
+        }
+        let mut data = doc.data.clone();
+        let mut removals: Vec<Vec<Key>> = Vec::new();
+        let mut matched = false;
+        for (env, paths) in &bindings {
+            if !nested.is_empty() && !self.keeps(dml.where_.as_ref(), env)? {
+                continue;
+            }
+            matched = true;
+            match &dml.action {
+                DmlAction::Delete => removals.push(Vec::new()),
+                DmlAction::Set(assignments) => {
+                    for (target, value) in assignments {
+                        let v = self.eval(value, env)?;
+                        let steps = self.target_keys(target, paths, env)?;
+                        match v {
+                            // `SET p = ?` with p the document's alias replaces the
+                            // document's data (it keeps its id; the ORMs' save()).
+                            PV::V(v) if steps.is_empty() => match v.data {
+                                Data::Struct(_) => data = strip_annotations(v),
+                                _ => {
+                                    return err(format!(
+                                        "SET of the whole document needs a struct, not {}",
+                                        type_name(&v)
+                                    ))
+                                }
+                            },
+                            PV::V(v) => set_path(&mut data, &steps, v)?,
+                            PV::Missing if steps.is_empty() => {
+                                return err("SET of the whole document needs a struct, not MISSING")
+                            }
+                            PV::Missing => remove_path(&mut data, &steps),
+                        }
+                    }
+                }
+                DmlAction::Remove(target) => {
+                    removals.push(self.target_keys(target, paths, env)?);
+                }
+                DmlAction::InsertInto { target, value, at } => {
+                    let steps = self.target_keys(target, paths, env)?;
+                    // A nested value keeps its annotations, as inside INSERT's document.
+                    let v = match self.eval(value, env)? {
+                        PV::V(v) => v,
+                        PV::Missing => {
+                            return err("INSERT INTO … VALUE needs a value, not MISSING")
+                        }
+                    };
+                    let at = match at {
+                        Some(e) => match self.eval(e, env)? {
+                            PV::V(k) => Some(k),
+                            PV::Missing => return err("The AT position is MISSING"),
+                        },
+                        None => None,
+                    };
+                    insert_at_path(&mut data, &steps, v, at)?;
+                }
+            }
+        }
+        if !matched {
+            return Ok(None);
+        }
+        if removals.iter().any(Vec::is_empty) {
+            return Ok(Some(None));
+        }
+        // Later list elements first, so earlier indexes stay valid.
+        removals.sort_by(|a, b| b.cmp(a));
+        removals.dedup();
+        for steps in &removals {
+            remove_path(&mut data, steps);
+        }
+        Ok(Some(Some(data)))
     }
 
     /// Binds a nested FROM item of a DML statement (`r.Owners.SecondaryOwners AS o AT i`)

@@ -650,6 +650,10 @@ impl TxnView for Ctx<'_> {
         self.read_ios = self.read_ios.saturating_add(n);
     }
 
+    fn max_documents_written(&self) -> usize {
+        self.cfg.max_documents_per_transaction
+    }
+
     fn unwritten_index(&mut self, table: &TableMeta, index_id: &str) -> bool {
         self.committed_table(&table.table_id)
             && !self.txn.new_indexes.iter().any(|(id, _, _)| id == index_id)
