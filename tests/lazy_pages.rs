@@ -257,3 +257,44 @@ fn an_uncorrelated_subquery_gives_every_page_the_same_rows() {
     assert_eq!(got, evens);
     l.sessions.abort(&s1).unwrap();
 }
+
+#[test]
+fn a_join_is_paged_by_its_first_table() {
+    let l = ledger();
+    let s = l.sessions.start_session("j").unwrap();
+    setup(&l, &s);
+    for stmt in ["CREATE TABLE U", "CREATE INDEX ON U (m)"] {
+        let mut t = Tx::begin(&l, &s);
+        t.run(stmt, &[]).unwrap();
+        t.commit().unwrap();
+    }
+    let evens: Vec<usize> = (0..DOCS).step_by(2).collect();
+    for batch in evens.chunks(40) {
+        let docs: Vec<String> = batch.iter().map(|i| format!("{{m: {i}}}")).collect();
+        let mut t = Tx::begin(&l, &s);
+        t.run("INSERT INTO U ?", &[&format!("[{}]", docs.join(", "))])
+            .unwrap();
+        t.commit().unwrap();
+    }
+    let txid = l.sessions.start_transaction(&s).unwrap();
+    let first = exec(
+        &l,
+        &s,
+        &txid,
+        "SELECT VALUE u.m FROM T AS t, U AS u WHERE u.m = t.n",
+    )
+    .unwrap();
+    // The first page read one scan page of T (512 documents) and the U documents it
+    // joined (256), not the whole join.
+    assert_eq!(first.1, 512 + 256);
+    let (rows, ios, pages) = drain(&l, &s, &txid, first);
+    let mut got: Vec<usize> = rows.iter().map(|r| r.parse().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, evens);
+    assert_eq!(pages, 5);
+    assert_eq!(ios, (DOCS + evens.len()) as u64);
+    // U was read whole once, into a hash table kept for every page.
+    let reads = l.sessions.read_set(&s, &txid).unwrap();
+    assert_eq!(reads, ["table T", "table U"]);
+    l.sessions.abort(&s).unwrap();
+}

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::ast::*;
 use super::ops::{self, PV};
@@ -175,6 +176,8 @@ pub struct Paused {
     /// The rows of its uncorrelated subqueries, made once for all its pages. Keyed by
     /// their address: the caller resumes with the same parsed statement.
     subquery_rows: HashMap<usize, (Vec<Value>, u64)>,
+    /// A paged join's hashed sides, likewise.
+    hashed: HashMap<usize, Arc<Buckets>>,
 }
 
 /// Runs one statement, but a SELECT that scans one table (no aggregates) stops once it has
@@ -198,6 +201,13 @@ pub fn execute_page(
             "a paused statement is no longer a one-table SELECT".into(),
         )),
     }
+}
+
+fn too_many_joined_rows<T>() -> R<T> {
+    limit(format!(
+        "Statement exceeds the limit of {MAX_JOIN_ROWS} joined rows held at once; \
+         narrow the join with WHERE or ON conditions"
+    ))
 }
 
 fn changed_under_result() -> ExecError {
@@ -243,12 +253,14 @@ fn executor<'a>(
         plan: Rc::new(plan::plan(stmt, &catalog, &names)),
         catalog,
         subquery_rows: HashMap::new(),
+        hashed: HashMap::new(),
+        lead: None,
     })
 }
 
-/// The SELECT, its FROM source and the table it names, if `stmt` is a SELECT that scans
-/// one table without aggregates (what [`execute_page`] pauses; `resuming`, whatever the
-/// plan says of the table now).
+/// The SELECT, its (first) FROM source and the table it names, if `stmt` is a SELECT
+/// without aggregates that scans one table, or whose join starts with a scan (what
+/// [`execute_page`] pauses; `resuming`, whatever the plan says of the table now).
 fn pausable<'s>(
     stmt: &'s Statement,
     plan: &Plan,
@@ -257,9 +269,8 @@ fn pausable<'s>(
     let Statement::Select(s) = stmt else {
         return None;
     };
-    let FromClause::Source(src) = &s.from else {
-        return None;
-    };
+    // A join is paged by its first source.
+    let src = *from_sources(&s.from).first()?;
     let Expr::Var { name, .. } = &src.expr else {
         return None;
     };
@@ -317,7 +328,7 @@ struct HashSide<'f> {
     lookups: u64,
     /// When to weigh the hash table again (`u64::MAX`: never).
     next_check: u64,
-    buckets: Option<Buckets>,
+    buckets: Option<Arc<Buckets>>,
 }
 
 /// A hashed table's documents by the canonical key of the indexed field.
@@ -340,6 +351,21 @@ struct Executor<'a> {
     plan: Rc<Plan>,
     /// The rows of each uncorrelated subquery run so far, with the read IOs of its run.
     subquery_rows: HashMap<usize, (Vec<Value>, u64)>,
+    /// The hash tables of hashed join sides ([`HashSide`]), by the address of their
+    /// source: kept for every page of a paged result.
+    hashed: HashMap<usize, Arc<Buckets>>,
+    /// The scan of a paged join's first source ([`Executor::select_page`]).
+    lead: Option<Lead>,
+}
+
+/// The scan of the first source of a join whose result is made a page at a time: it stops
+/// after a scan page once the join has made `want` rows.
+struct Lead {
+    /// The source's address.
+    src: usize,
+    cursor: ScanCursor,
+    want: usize,
+    made: usize,
 }
 
 /// The rows of a one-table FROM that satisfy WHERE: the table, its alias, each document
@@ -827,6 +853,14 @@ impl Executor<'_> {
             next_check: HASH_JOIN_MIN_LOOKUPS,
             buckets: None,
         };
+        if self
+            .hashed
+            .contains_key(&(src as *const FromSource as usize))
+        {
+            // Hashed for an earlier page of this result.
+            self.build_hash(&mut side)?;
+            return Ok(Some(side));
+        }
         // A scanned table on the left: each of its documents is one lookup.
         if let FromClause::Source(l) = left {
             let scanned = matches!(
@@ -860,6 +894,12 @@ impl Executor<'_> {
     /// indexed field. The table read enters the read set (it covers every key); its read
     /// IOs are not charged: each lookup is, as an index lookup would be.
     fn build_hash(&mut self, side: &mut HashSide<'_>) -> R<()> {
+        let addr = side.src as *const FromSource as usize;
+        if let Some(b) = self.hashed.get(&addr) {
+            // Built for an earlier page of this result.
+            side.buckets = Some(Arc::clone(b));
+            return Ok(());
+        }
         let mut buckets = Buckets::new();
         let mut cursor = ScanCursor::default();
         let before = self.txn.read_ios();
@@ -872,6 +912,8 @@ impl Executor<'_> {
         }
         let ios = self.txn.read_ios().saturating_sub(before);
         self.txn.refund_read_ios(ios);
+        let buckets = Arc::new(buckets);
+        self.hashed.insert(addr, Arc::clone(&buckets));
         side.buckets = Some(buckets);
         Ok(())
     }
@@ -1065,10 +1107,7 @@ impl Executor<'_> {
             FromClause::Join { .. } => {
                 self.each_row(&s.from, s.where_.as_ref(), env, &mut |ex, e| {
                     if out.rows.len() == MAX_JOIN_ROWS {
-                        return limit(format!(
-                            "Statement exceeds the limit of {MAX_JOIN_ROWS} joined rows held at once; \
-                             narrow the join with WHERE or ON conditions"
-                        ));
+                        return too_many_joined_rows();
                     }
                     ex.emit(s, &sources, &e, env, &mut out)
                 })?;
@@ -1105,6 +1144,7 @@ impl Executor<'_> {
                 self.examined = p.examined;
                 self.work = p.work;
                 self.subquery_rows = p.subquery_rows;
+                self.hashed = p.hashed;
                 t
             }
         };
@@ -1119,6 +1159,29 @@ impl Executor<'_> {
             rows: Vec::new(),
             aggregates: None,
         };
+        if let FromClause::Join { .. } = &s.from {
+            // The join runs as it does whole; its first source's scan (`each_doc`) stops
+            // after a scan page once `want` rows are made.
+            self.lead = Some(Lead {
+                src: src as *const FromSource as usize,
+                cursor,
+                want,
+                made: 0,
+            });
+            self.each_row(&s.from, s.where_.as_ref(), &env, &mut |ex, e| {
+                if out.rows.len() == MAX_JOIN_ROWS {
+                    return too_many_joined_rows();
+                }
+                ex.emit(s, &sources, &e, &env, &mut out)?;
+                if let Some(lead) = &mut ex.lead {
+                    lead.made = out.rows.len();
+                }
+                Ok(())
+            })?;
+            cursor = self.lead.take().map(|l| l.cursor).unwrap_or_default();
+            let paused = (!cursor.done).then(|| self.paused(t.table_id, cursor));
+            return Ok((out.rows, paused));
+        }
         // Once the committed documents are read, the transaction's own inserts (a last,
         // small page) are read too, rather than leave an empty last page to fetch.
         while out.rows.len() < want || cursor.committed_done {
@@ -1132,14 +1195,20 @@ impl Executor<'_> {
                 }
             }
         }
-        let paused = (!cursor.done).then(|| Paused {
-            table_id: t.table_id,
+        let paused = (!cursor.done).then(|| self.paused(t.table_id, cursor));
+        Ok((out.rows, paused))
+    }
+
+    /// Where a paged SELECT goes on from.
+    fn paused(&mut self, table_id: String, cursor: ScanCursor) -> Paused {
+        Paused {
+            table_id,
             cursor,
             examined: self.examined,
             work: self.work,
             subquery_rows: std::mem::take(&mut self.subquery_rows),
-        });
-        Ok((out.rows, paused))
+            hashed: std::mem::take(&mut self.hashed),
+        }
     }
 
     /// The rows of a one-table SELECT, each filtered and projected (or aggregated) as it is
@@ -1238,10 +1307,15 @@ impl Executor<'_> {
         probes: &[(String, String)],
         f: &mut dyn FnMut(&mut Self, Doc) -> R<bool>,
     ) -> R<()> {
-        let scan = matches!(
-            self.plan.source(src).and_then(|p| p.access.as_ref()),
-            Some(Access::Scan) | None
-        );
+        // The first source of a paged join starts where the last page stopped (a scan,
+        // whatever the plan says of the table now).
+        let addr = src as *const FromSource as usize;
+        let lead = self.lead.as_ref().is_some_and(|l| l.src == addr);
+        let scan = lead
+            || matches!(
+                self.plan.source(src).and_then(|p| p.access.as_ref()),
+                Some(Access::Scan) | None
+            );
         if !scan {
             for d in self.table_docs(src, t, env)? {
                 if !f(self, d)? {
@@ -1250,13 +1324,27 @@ impl Executor<'_> {
             }
             return Ok(());
         }
-        let mut cursor = ScanCursor::default();
+        let mut cursor = match &self.lead {
+            Some(l) if lead => l.cursor.clone(),
+            _ => ScanCursor::default(),
+        };
         while let Some(page) = self.txn.scan_page(t, &mut cursor, probes)? {
             for d in page {
                 if !f(self, d)? {
                     return Ok(());
                 }
             }
+            if let Some(l) = self.lead.as_mut().filter(|_| lead) {
+                l.cursor = cursor.clone();
+                // As a one-table scan: the transaction's own inserts are read with the
+                // last committed page.
+                if l.made >= l.want && !cursor.committed_done {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(l) = self.lead.as_mut().filter(|_| lead) {
+            l.cursor = cursor;
         }
         Ok(())
     }
