@@ -109,3 +109,30 @@ fn dml_that_would_write_too_many_documents_fails_and_writes_nothing() {
     }
     assert_eq!(count(&l, &s, "SELECT COUNT(*) FROM T"), DOCS as i64);
 }
+
+#[test]
+fn deleting_the_transactions_own_inserts_frees_room_for_more_writes() {
+    let l = ledger();
+    let s = l.sessions.start_session("j").unwrap();
+    for stmt in ["CREATE TABLE K", "CREATE INDEX ON K (k)"] {
+        let mut t = Tx::begin(&l, &s);
+        t.run(stmt, &[]).unwrap();
+        t.commit().unwrap();
+    }
+    let old: Vec<String> = (0..12).map(|i| format!("{{k: \"old\", i: {i}}}")).collect();
+    let mut t = Tx::begin(&l, &s);
+    t.run("INSERT INTO K ?", &[&format!("[{}]", old.join(", "))])
+        .unwrap();
+    t.commit().unwrap();
+    let new: Vec<String> = (0..30).map(|i| format!("{{k: \"new\", i: {i}}}")).collect();
+    let mut t = Tx::begin(&l, &s);
+    t.run("INSERT INTO K ?", &[&format!("[{}]", new.join(", "))])
+        .unwrap();
+    // 42 documents, 30 of them this transaction's own: their deletes leave 12 writes.
+    let rows = t
+        .run("DELETE FROM K AS x WHERE x.k IN ['new', 'old']", &[])
+        .unwrap();
+    assert_eq!(rows.len(), 42);
+    t.commit().unwrap();
+    assert_eq!(count(&l, &s, "SELECT COUNT(*) FROM K"), 0);
+}

@@ -1514,9 +1514,11 @@ impl Executor<'_> {
             None => Vec::new(),
         };
         // Each document's write is worked out as the table is read, and made once the read
-        // is over (a statement never reads its own writes). More documents than a
-        // transaction may write end the read: the writes then fail on the limit.
-        let most = self.txn.max_documents_written();
+        // is over (a statement never reads its own writes). Twice as many documents as a
+        // transaction may write end the read: the writes then fail on the limit (deleting
+        // the transaction's own inserts, at most the limit of them, frees room; every other
+        // write keeps its place).
+        let most = self.txn.max_documents_written().saturating_mul(2);
         let mut planned: Vec<(Doc, Option<Value>)> = Vec::new();
         self.each_doc(src, &t, &env, &probes, &mut |ex, doc| {
             let e = bind_doc(&env, &alias, src, doc.clone());
