@@ -227,19 +227,8 @@ impl Txn {
     ) -> R<Vec<String>> {
         let parsed =
             parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?;
-        let no_tags = |_: &[(String, String)]| Ok(Tags::new());
-        let mut ctx = Ctx {
-            ledger,
-            snap: None,
-            stmt_tip: None,
-            cfg,
-            check_tags: &no_tags,
-            index: self.statements.len() as u32,
-            txn: self,
-            now: 0,
-            read_ios: 0,
-            write_ios: 0,
-        };
+        let index = self.statements.len() as u32;
+        let mut ctx = self.reader(ledger, cfg, index, 0);
         exec::explain(&parsed, &mut ctx).map_err(|e| SessionError::Internal(e.to_string()))
     }
 
@@ -345,6 +334,29 @@ impl Txn {
         Some(Ok((self.finish_page(rest, size), usage)))
     }
 
+    /// The view of a statement that reads only (a plan to explain, a paused SELECT):
+    /// statement `index`, started at `now`.
+    fn reader<'a>(
+        &'a mut self,
+        ledger: &'a dyn LedgerStore,
+        cfg: &'a SessionConfig,
+        index: u32,
+        now: i64,
+    ) -> Ctx<'a> {
+        Ctx {
+            ledger,
+            snap: None,
+            stmt_tip: None,
+            cfg,
+            check_tags: &no_tags,
+            index,
+            txn: self,
+            now,
+            read_ios: 0,
+            write_ios: 0,
+        }
+    }
+
     /// Runs a paused SELECT on until it has `want` more rows (or its end).
     fn resume(
         &mut self,
@@ -353,19 +365,7 @@ impl Txn {
         p: PausedSelect,
         want: usize,
     ) -> R<(Vec<Value>, Option<Box<PausedSelect>>, u64)> {
-        let no_tags = |_: &[(String, String)]| Ok(Tags::new());
-        let mut ctx = Ctx {
-            ledger,
-            snap: None,
-            stmt_tip: None,
-            cfg,
-            check_tags: &no_tags,
-            index: p.index,
-            txn: self,
-            now: p.started,
-            read_ios: 0,
-            write_ios: 0,
-        };
+        let mut ctx = self.reader(ledger, cfg, p.index, p.started);
         let (rows, at) = exec::execute_page(&p.statement, &p.params, &mut ctx, want, Some(p.at))?;
         let ios = ctx.read_ios;
         let paused = at.map(|at| Box::new(PausedSelect { at, ..p }));
@@ -516,6 +516,11 @@ struct Ctx<'a> {
     now: i64,
     read_ios: u64,
     write_ios: u64,
+}
+
+/// The tag check of a statement that cannot create a table.
+fn no_tags(_: &[(String, String)]) -> Result<Tags, String> {
+    Ok(Tags::new())
 }
 
 fn internal(e: impl std::fmt::Display) -> ExecError {
