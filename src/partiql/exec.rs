@@ -1109,7 +1109,9 @@ impl Executor<'_> {
                     if out.rows.len() == MAX_JOIN_ROWS {
                         return too_many_joined_rows();
                     }
-                    ex.emit(s, &sources, &e, env, &mut out)
+                    ex.emit(s, &sources, &e, env, &mut out)?;
+                    ex.made(sources[0], &out);
+                    Ok(())
                 })?;
             }
         }
@@ -1119,9 +1121,9 @@ impl Executor<'_> {
         }
     }
 
-    /// The next rows of a SELECT that scans one table ([`pausable`]), from where `from` left
-    /// off: scan pages until at least `want` rows are made, then the place to go on from
-    /// (`None` once the scan is over).
+    /// The next rows of a SELECT that scans its (first) table ([`pausable`]), from where
+    /// `from` left off: scan pages until at least `want` rows are made, then the place to go
+    /// on from (`None` once the scan is over).
     fn select_page(
         &mut self,
         s: &Select,
@@ -1148,55 +1150,28 @@ impl Executor<'_> {
                 t
             }
         };
-        let env = self.globals.clone();
-        let alias = source_alias(src);
-        let probes = match &s.where_ {
-            Some(w) => self.probes(w, &alias, &env)?,
-            None => Vec::new(),
-        };
-        let sources = from_sources(&s.from);
-        let mut out = Output {
-            rows: Vec::new(),
-            aggregates: None,
-        };
-        if let FromClause::Join { .. } = &s.from {
-            // The join runs as it does whole; its first source's scan (`each_doc`) stops
-            // after a scan page once `want` rows are made.
-            self.lead = Some(Lead {
-                src: src as *const FromSource as usize,
-                cursor,
-                want,
-                made: 0,
-            });
-            self.each_row(&s.from, s.where_.as_ref(), &env, &mut |ex, e| {
-                if out.rows.len() == MAX_JOIN_ROWS {
-                    return too_many_joined_rows();
-                }
-                ex.emit(s, &sources, &e, &env, &mut out)?;
-                if let Some(lead) = &mut ex.lead {
-                    lead.made = out.rows.len();
-                }
-                Ok(())
-            })?;
-            cursor = self.lead.take().map(|l| l.cursor).unwrap_or_default();
-            let paused = (!cursor.done).then(|| self.paused(t.table_id, cursor));
-            return Ok((out.rows, paused));
-        }
-        // Once the committed documents are read, the transaction's own inserts (a last,
-        // small page) are read too, rather than leave an empty last page to fetch.
-        while out.rows.len() < want || cursor.committed_done {
-            let Some(page) = self.txn.scan_page(&t, &mut cursor, &probes)? else {
-                return Ok((out.rows, None));
-            };
-            for d in page {
-                let e = bind_doc(&env, &alias, src, d);
-                if self.keeps(s.where_.as_ref(), &e)? {
-                    self.emit(s, &sources, &e, &env, &mut out)?;
-                }
-            }
-        }
+        // The SELECT runs as it does whole; its (first) source's scan (`each_doc`) stops
+        // after a scan page once `want` rows are made.
+        self.lead = Some(Lead {
+            src: src as *const FromSource as usize,
+            cursor,
+            want,
+            made: 0,
+        });
+        let globals = self.globals.clone();
+        let rows = self.select(s, &globals)?;
+        let cursor = self.lead.take().map(|l| l.cursor).unwrap_or_default();
         let paused = (!cursor.done).then(|| self.paused(t.table_id, cursor));
-        Ok((out.rows, paused))
+        Ok((rows, paused))
+    }
+
+    /// Counts the rows made so far by the SELECT whose first source is `src`, if it is the
+    /// one being paged ([`Lead`]).
+    fn made(&mut self, src: &FromSource, out: &Output) {
+        let addr = src as *const FromSource as usize;
+        if let Some(l) = self.lead.as_mut().filter(|l| l.src == addr) {
+            l.made = out.rows.len();
+        }
     }
 
     /// Where a paged SELECT goes on from.
@@ -1230,6 +1205,7 @@ impl Executor<'_> {
         self.each_table_row(src, &t, env, &probes, &mut |ex, e| {
             if ex.keeps(s.where_.as_ref(), &e)? {
                 ex.emit(s, sources, &e, env, out)?;
+                ex.made(src, out);
             }
             Ok(())
         })
