@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import uuid
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_BIN = REPO / "target" / "release" / "qldb-local"
@@ -42,6 +43,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# data dir -> the PostgreSQL database of the servers started on it (QLDB_TEST_STORAGE=postgres).
+POSTGRES_URL_OF = {}
+
+
+def storage_is_postgres() -> bool:
+    return os.environ.get("QLDB_TEST_STORAGE") == "postgres"
+
+
+def psql(url_or_port, sql: str) -> str:
+    """Runs `sql` with psql (a database URL, or a port for the superuser's `postgres`
+    database); returns its unaligned output."""
+    exe = os.path.join(os.environ.get("QLDB_TEST_POSTGRES_BIN", "/usr/bin"), "psql")
+    target = (["-d", url_or_port] if isinstance(url_or_port, str) else
+              ["-h", "127.0.0.1", "-p", str(url_or_port), "-U", "postgres", "-d", "postgres"])
+    return subprocess.run([exe, "-q", "-At", "-v", "ON_ERROR_STOP=1", *target, "-c", sql],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def fresh_postgres_database() -> str:
+    """A new database on the test PostgreSQL server (QLDB_TEST_POSTGRES_PORT, its binaries
+    in QLDB_TEST_POSTGRES_BIN): its URL for the user qldb."""
+    port = int(os.environ["QLDB_TEST_POSTGRES_PORT"])
+    name = "qt_" + uuid.uuid4().hex
+    psql(port, f"CREATE DATABASE {name} OWNER qldb")
+    return f"postgres://qldb:qldb@127.0.0.1:{port}/{name}"
+
+
 class Server:
     """One qldb-local process. `restart()` keeps the data dir and port."""
 
@@ -56,9 +84,25 @@ class Server:
         self.data_dir = str(data_dir)
         self.port = free_port()
         self.extra_args = list(extra_args)
+        # QLDB_TEST_STORAGE=postgres: every server keeps its ledgers in a fresh database of
+        # the PostgreSQL server run-all.sh started (its restarts keep that database).
+        # A later Server on the same data dir (a restart, a second server) gets the same
+        # database.
+        self.storage_url = None
+        if os.environ.get("QLDB_TEST_STORAGE") == "postgres" and not (
+            {"--storage", "--in-memory"} & set(self.extra_args)
+        ):
+            self.storage_url = POSTGRES_URL_OF.get(self.data_dir) or fresh_postgres_database()
+            POSTGRES_URL_OF[self.data_dir] = self.storage_url
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
         self.log_path = os.path.abspath(os.path.join(tempfile.gettempdir(), f"qldb-local-{self.port}.log"))
+
+    def storage_args(self) -> list:
+        """Where this server's ledgers are, as the offline commands take it."""
+        if self.storage_url is not None:
+            return ["--storage", self.storage_url]
+        return ["--data-dir", self.data_dir]
 
     @property
     def endpoint(self) -> str:
@@ -77,6 +121,7 @@ class Server:
             "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", self.data_dir,
             *self.extra_args,
+            *(["--storage", self.storage_url] if self.storage_url else []),
         ]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,

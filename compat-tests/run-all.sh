@@ -19,6 +19,17 @@ cargo fmt --check
 step "cargo clippy --release --all-targets -- -D warnings"
 cargo clippy --release --all-targets -- -D warnings
 
+step "PostgreSQL 15 for the PostgreSQL backend's tests (initdb as a non-root user, loopback, stopped at exit)"
+# compat-tests/postgres/start.sh installs Debian's postgresql-15 when it is missing and this
+# runs as root with apt-get. The Rust tests and the Python suites' PostgreSQL pass share it.
+PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/qldb-ci-pg.XXXXXX")
+trap 'compat-tests/postgres/stop.sh "$PG_DIR"' EXIT
+compat-tests/postgres/start.sh "$PG_DIR" >/dev/null
+export QLDB_TEST_POSTGRES_PORT QLDB_TEST_POSTGRES_BIN
+QLDB_TEST_POSTGRES_PORT=$(cat "$PG_DIR/port")
+QLDB_TEST_POSTGRES_BIN=$(cat "$PG_DIR/bin")
+echo "PostgreSQL on 127.0.0.1:$QLDB_TEST_POSTGRES_PORT"
+
 step "cargo test --release  (also builds target/release/qldb-local and the examples for the compat suites)"
 cargo test --release
 export QLDB_LOCAL_BIN="$PWD/target/release/qldb-local"
@@ -42,6 +53,9 @@ export MOTO_SERVER_BIN="$PWD/compat-tests/.venv-moto/bin/moto_server"
 step "pinned Python clients (boto3/botocore 1.40.60, awscli 1.42.60, pyqldb 3.2.4)"
 make_venv compat-tests/.venv compat-tests/python/requirements.txt
 compat-tests/.venv/bin/python -m pytest -q -p no:cacheprovider compat-tests/python
+
+step "the same Python suites with every server on PostgreSQL (--storage; tests of SQLite files skip)"
+QLDB_TEST_STORAGE=postgres compat-tests/.venv/bin/python -m pytest -q -p no:cacheprovider compat-tests/python
 
 step "web console in headless Chromium (Debian's chromium and chromedriver, driven by Selenium)"
 # Installs Debian's chromium and chromium-driver when they are missing and this runs as root

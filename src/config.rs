@@ -51,8 +51,19 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Keep everything in memory; nothing is written to disk and all is lost at exit.
-    #[arg(long, env = "QLDB_LOCAL_IN_MEMORY", default_value_t = false)]
+    #[arg(
+        long,
+        env = "QLDB_LOCAL_IN_MEMORY",
+        default_value_t = false,
+        conflicts_with = "storage"
+    )]
     pub in_memory: bool,
+
+    /// Where ledgers live instead of SQLite files under --data-dir: a PostgreSQL database,
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the user needs the CREATE privilege on
+    /// the database; several servers may share it).
+    #[arg(long, env = "QLDB_LOCAL_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
 
     /// AWS region used in ARNs and KMS key ARNs.
     #[arg(long, env = "QLDB_LOCAL_REGION", default_value = "us-east-1")]
@@ -215,6 +226,7 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             data_dir,
             in_memory: false,
+            storage: None,
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             auth: AuthMode::Strict,

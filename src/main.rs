@@ -31,6 +31,15 @@ enum Command {
         /// Check only this ledger.
         #[arg(long)]
         ledger: Option<String>,
+        /// Check the ledgers of this PostgreSQL database instead of a data dir
+        /// (`postgres://USER:PASSWORD@HOST:PORT/DB`, as `serve --storage`).
+        #[arg(
+            long,
+            env = "QLDB_LOCAL_STORAGE",
+            value_name = "URL",
+            conflicts_with = "digest"
+        )]
+        storage: Option<String>,
         /// Also check a digest saved earlier (GetDigest's Digest, base64) against the
         /// journal at that digest's tip (needs --ledger and --digest-tip-address).
         #[arg(long, requires_all = ["ledger", "digest_tip_address"])]
@@ -166,11 +175,16 @@ fn main() -> std::process::ExitCode {
         Command::Verify {
             data_dir,
             ledger,
+            storage,
             digest,
             digest_tip_address,
         } => {
             let saved = digest.zip(digest_tip_address);
-            match qldb_local::verify::run(&data_dir, ledger.as_deref(), saved) {
+            let verified = match &storage {
+                Some(url) => qldb_local::storage::pg::verify::run(url, ledger.as_deref()),
+                None => qldb_local::verify::run(&data_dir, ledger.as_deref(), saved),
+            };
+            match verified {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("qldb-local verify: {e}");

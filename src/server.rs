@@ -33,6 +33,7 @@ pub fn control_config(c: &Config) -> ControlConfig {
         create_delay_ms: c.create_delay().as_millis() as i64,
         delete_delay_ms: c.delete_delay().as_millis() as i64,
         data_dir: (!c.in_memory).then(|| c.data_dir.clone()),
+        storage_url: c.storage.clone(),
         relaxed_durability: c.durability == crate::config::Durability::Relaxed,
         job_retention_ms: c.job_retention().as_millis() as i64,
     }
@@ -64,15 +65,24 @@ pub fn session_config(cfg: &Config) -> crate::session::SessionConfig {
     }
 }
 
-/// Opens the control plane on the SQLite backend `cfg` names (files under the data
-/// directory, or memory): the composition root is the one place that picks a backend.
+/// Opens the control plane on the backend `cfg` names (PostgreSQL with `--storage`, else
+/// SQLite files under the data directory, or memory): the composition root is the one place
+/// that picks a backend.
 pub fn open_control(
     cfg: ControlConfig,
     clock: crate::control::Clock,
 ) -> Result<ControlPlane, crate::storage::StorageError> {
-    let backend =
-        crate::storage::sqlite::SqliteBackend::new(cfg.data_dir.clone(), cfg.relaxed_durability);
-    ControlPlane::with_backend(cfg, clock, Arc::new(backend))
+    let backend: Arc<dyn crate::storage::Backend> = match &cfg.storage_url {
+        Some(url) => Arc::new(crate::storage::pg::PgBackend::connect(
+            url,
+            cfg.relaxed_durability,
+        )?),
+        None => Arc::new(crate::storage::sqlite::SqliteBackend::new(
+            cfg.data_dir.clone(),
+            cfg.relaxed_durability,
+        )),
+    };
+    ControlPlane::with_backend(cfg, clock, backend)
 }
 
 /// Builds the application state (opening the catalog and every ledger).
@@ -93,6 +103,13 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
 
 /// Runs the server until a shutdown signal arrives.
 pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
+    if cfg.verify_on_start && cfg.storage.is_some() {
+        return Err(anyhow_like::Error(
+            "refusing to start: --verify-on-start checks SQLite ledger files; it does not \
+             support --storage yet"
+                .into(),
+        ));
+    }
     if cfg.verify_on_start && !cfg.in_memory {
         let dir = cfg.data_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<(), crate::verify::Damage> {
@@ -119,7 +136,11 @@ pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
         .map_err(|e| anyhow_like::Error(e.to_string()))?;
     tracing::info!(
         %addr,
-        data_dir = %if cfg.in_memory { "(in memory)".into() } else { cfg.data_dir.display().to_string() },
+        storage = %match &cfg.storage {
+            Some(url) => crate::storage::pg::shown_url(url),
+            None if cfg.in_memory => "(in memory)".into(),
+            None => cfg.data_dir.display().to_string(),
+        },
         auth = ?cfg.auth,
         region = %cfg.region,
         account_id = %cfg.account_id,

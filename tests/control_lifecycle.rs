@@ -28,6 +28,7 @@ fn cfg(dir: Option<&std::path::Path>, max: u32, create: i64, delete: i64) -> Con
         create_delay_ms: create,
         delete_delay_ms: delete,
         data_dir: dir.map(|d| d.to_path_buf()),
+        storage_url: None,
         relaxed_durability: false,
         job_retention_ms: 7 * 24 * 3_600_000,
     }

@@ -29,6 +29,7 @@ fn setup() -> Setup {
         create_delay_ms: 0,
         delete_delay_ms: 0,
         data_dir: None,
+        storage_url: None,
         relaxed_durability: false,
         job_retention_ms: 1,
     };

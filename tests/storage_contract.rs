@@ -355,3 +355,135 @@ fn a_late_handle_of_a_removed_ledger_leaves_its_successor_whole() {
     assert_eq!(reopened.tip().unwrap().strand_id, "NewStrand0000000000001");
     assert_eq!(ids(reopened.as_ref()).len(), 5);
 }
+
+#[path = "pg/mod.rs"]
+mod pg;
+
+#[test]
+fn postgres_keeps_the_contract_and_survives_a_new_process() {
+    use qldb_local::storage::pg::PgBackend;
+    let db_server = pg::fresh_database();
+    let backend = PgBackend::connect(&db_server.url, false).unwrap();
+    let db = contract(&backend);
+    let (tip, digest) = db.digest().unwrap();
+    let docs = ids(db.as_ref());
+    drop(db);
+    drop(backend);
+
+    // Another backend on the same database (as a second process would): everything
+    // acknowledged is there, and the catalog row made by the contract too.
+    let backend = PgBackend::connect(&db_server.url, false).unwrap();
+    let catalog = backend.open_catalog().unwrap();
+    assert_eq!(catalog.ledger("c").unwrap().unwrap().name, "c");
+    let name = LedgerName::parse("c").unwrap();
+    let db = backend.open_ledger(&name).unwrap();
+    assert_eq!(db.digest().unwrap(), (tip, digest));
+    assert_eq!(ids(db.as_ref()), docs);
+
+    // Removed: closed for its holders, its data gone, not openable.
+    db.remove().unwrap();
+    assert!(db.is_closed());
+    drop(db);
+    assert!(backend.open_ledger(&name).is_err());
+}
+
+#[test]
+fn postgres_orphans_and_late_handles() {
+    use qldb_local::storage::pg::PgBackend;
+    let db_server = pg::fresh_database();
+    let backend = PgBackend::connect(&db_server.url, false).unwrap();
+    let mut catalog = backend.open_catalog().unwrap();
+    catalog
+        .insert_ledger(&record("kept"), &BTreeMap::new())
+        .unwrap();
+    let kept = LedgerName::parse("kept").unwrap();
+    let orphan = LedgerName::parse("orphan").unwrap();
+    drop(
+        backend
+            .create_ledger(&kept, "KeptStrand000000000001", 1)
+            .unwrap(),
+    );
+    drop(
+        backend
+            .create_ledger(&orphan, "OrphanStrand0000000001", 1)
+            .unwrap(),
+    );
+    backend.remove_orphans(catalog.as_ref()).unwrap();
+    assert!(backend.open_ledger(&kept).is_ok());
+    assert!(backend.open_ledger(&orphan).is_err());
+
+    // A late handle of a removed ledger never touches its successor of the same name.
+    let name = LedgerName::parse("again").unwrap();
+    let table = |n: u64| CommitRequest {
+        new_tables: vec![(T.into(), "T".into())],
+        writes: (0..n).map(|i| write(i, 0, Some(body(i, "old")))).collect(),
+        ..Default::default()
+    };
+    let old = backend
+        .create_ledger(&name, "OldStrand0000000000001", 1)
+        .unwrap();
+    commit(old.as_ref(), 1, table(3));
+    old.remove().unwrap();
+    let new = backend
+        .create_ledger(&name, "NewStrand0000000000001", 2)
+        .unwrap();
+    commit(new.as_ref(), 1, table(5));
+    assert!(
+        old.commit(table(1)).is_err(),
+        "the late handle cannot commit"
+    );
+    drop(old);
+    let reopened = backend.open_ledger(&name).unwrap();
+    assert_eq!(reopened.tip().unwrap().strand_id, "NewStrand0000000000001");
+    assert_eq!(ids(reopened.as_ref()).len(), 5);
+}
+
+#[test]
+fn postgres_refuses_to_start_with_one_clear_line() {
+    use qldb_local::storage::pg::PgBackend;
+    let db_server = pg::fresh_database();
+    let err = |url: &str| match PgBackend::connect(url, false) {
+        Ok(_) => panic!("{url} was accepted"),
+        Err(e) => e.to_string(),
+    };
+    let port = db_server.port;
+    // Nothing listens on port 1.
+    let unreachable = err("postgres://qldb:qldb@127.0.0.1:1/qldb");
+    assert!(
+        unreachable.starts_with("cannot connect to PostgreSQL at qldb@127.0.0.1:1/qldb:"),
+        "{unreachable}"
+    );
+    let wrong = err(&format!(
+        "postgres://qldb:wrong@127.0.0.1:{port}/{}",
+        db_server.name
+    ));
+    assert!(wrong.contains("password authentication failed"), "{wrong}");
+    assert!(
+        !wrong.contains("wrong"),
+        "the password is never shown: {wrong}"
+    );
+    assert!(err("mysql://nope").contains("not a PostgreSQL URL"));
+    // A user without the privilege to create schemas.
+    // (Roles belong to the whole server: one of this test's own.)
+    let reader = format!("r{}", &db_server.name[3..]);
+    pg::admin(
+        port,
+        &format!(
+            "CREATE ROLE {reader} LOGIN PASSWORD 'reader';
+             REVOKE CREATE ON DATABASE {0} FROM PUBLIC;",
+            db_server.name
+        ),
+    );
+    let denied = err(&format!(
+        "postgres://{reader}:reader@127.0.0.1:{port}/{}",
+        db_server.name
+    ));
+    assert!(denied.contains("CREATE privilege"), "{denied}");
+    // A catalog of a newer version.
+    drop(PgBackend::connect(&db_server.url, false).unwrap());
+    let mut c = postgres::Client::connect(&db_server.url, postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE qldb_catalog.schema_version SET version = 99")
+        .unwrap();
+    let newer = err(&db_server.url);
+    assert!(newer.contains("newer"), "{newer}");
+}

@@ -15,6 +15,22 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from qldb_harness import ACCESS_KEY, REGION, SECRET_KEY, Server, client_env  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "sqlite_files: reads, damages or rebuilds SQLite ledger files (or a data dir's layout): "
+        "skipped when QLDB_TEST_STORAGE=postgres puts every server on PostgreSQL")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("QLDB_TEST_STORAGE") != "postgres":
+        return
+    skip = pytest.mark.skip(reason="about SQLite files; this pass keeps ledgers in PostgreSQL")
+    for item in items:
+        if item.get_closest_marker("sqlite_files"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def server():
     """A qldb-local shared by the whole session (strict SigV4, ledger quota raised to 1000)."""

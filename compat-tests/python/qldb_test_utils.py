@@ -23,7 +23,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-from qldb_harness import ACCESS_KEY, ACCOUNT, REGION, SECRET_KEY, Server  # noqa: E402,F401
+from qldb_harness import (ACCESS_KEY, ACCOUNT, POSTGRES_URL_OF, REGION, SECRET_KEY, Server,  # noqa: E402,F401
+                          psql, storage_is_postgres)
 
 LEDGER_NAME_PATTERN = "(?!^.*--)(?!^[0-9]+$)(?!^-)(?!.*-$)^[A-Za-z0-9-]+$"
 
@@ -144,7 +145,11 @@ def ledger_files(data_dir) -> set:
 
 
 def ledger_db_stems(data_dir) -> set:
-    """Ledger names that have a database file (`<name>.sqlite`, ignoring -wal/-shm)."""
+    """Ledger names that have data: a database file (`<name>.sqlite`, ignoring -wal/-shm), or
+    on PostgreSQL (QLDB_TEST_STORAGE=postgres) a schema named in `qldb_catalog.ledger_data`."""
+    url = POSTGRES_URL_OF.get(str(data_dir))
+    if url is not None:
+        return set(psql(url, "SELECT name FROM qldb_catalog.ledger_data").split())
     return {f[: -len(".sqlite")] for f in ledger_files(data_dir) if f.endswith(".sqlite")}
 
 

@@ -556,3 +556,9 @@ def test_import_refusals(moto, tmp_path):
     no_ledger(target, busy)
     files = sorted(f.name for f in (pathlib.Path(target.data_dir) / "ledgers").glob("*.sqlite"))
     assert files == [f"{good}.sqlite"], files
+
+
+# Every test here works on SQLite files (skipped when the suite runs on PostgreSQL).
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.sqlite_files

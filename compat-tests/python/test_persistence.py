@@ -111,6 +111,7 @@ def test_sigterm_shutdown_exit_code():
         s.close()
 
 
+@pytest.mark.sqlite_files
 def test_second_server_on_same_data_dir_is_refused():
     with dedicated_server() as s:
         other = Server(data_dir=s.data_dir)
@@ -139,6 +140,7 @@ def test_in_memory_writes_nothing_and_forgets_on_restart():
 # ---------------------------------------------------------------- files on disk
 
 
+@pytest.mark.sqlite_files
 def test_files_follow_create_and_delete(server, qldb, ledger_name):
     data = pathlib.Path(server.data_dir)
     assert (data / "catalog.sqlite").is_file()
@@ -202,6 +204,7 @@ def test_deleting_state_survives_restart_and_completes():
         assert s.health()["ledgers"] == 1
 
 
+@pytest.mark.sqlite_files
 def test_stray_file_in_ledgers_dir_is_not_a_ledger():
     with dedicated_server() as s:
         c = make_client(s.endpoint)

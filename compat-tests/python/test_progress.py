@@ -101,3 +101,7 @@ def test_verify_draws_a_bar_on_a_terminal_and_erases_it(stopped_ledger):
     assert re.search(rf"\r\x1b\[Kverify {ledger} \[#+\] 100% {blocks}/{blocks} blocks", text), \
         repr(text)
     assert f"\r\x1b[Kok {ledger}: {blocks} blocks" in text, repr(text)
+
+
+# Every test here works on SQLite files (skipped when the suite runs on PostgreSQL).
+pytestmark = pytest.mark.sqlite_files

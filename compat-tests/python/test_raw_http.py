@@ -311,6 +311,7 @@ def test_invalid_utf8_in_query(server):
     assert_json_error(resp, resp.status)
 
 
+@pytest.mark.sqlite_files
 def test_nothing_escaped_the_data_dir(server, qldb):
     """Runs after the escape tests in this module: only real ledgers have files."""
     data = pathlib.Path(server.data_dir)

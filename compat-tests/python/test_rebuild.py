@@ -416,3 +416,7 @@ def test_rebuild_refuses_damaged_journal():
         assert other_files(s) == files  # no backup, no temporary file left
     finally:
         s.close()
+
+
+# Every test here works on SQLite files (skipped when the suite runs on PostgreSQL).
+pytestmark = pytest.mark.sqlite_files

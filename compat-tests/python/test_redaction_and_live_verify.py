@@ -14,7 +14,7 @@ from qldb_session_helpers import create_ledger, make_driver
 
 
 def verify_cli(server, *extra):
-    return subprocess.run([server.binary, "verify", "--data-dir", server.data_dir, *extra],
+    return subprocess.run([server.binary, "verify", *server.storage_args(), *extra],
                           capture_output=True, text=True, timeout=120)
 
 

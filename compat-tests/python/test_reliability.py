@@ -42,8 +42,8 @@ SEED = env_int("QLDB_RELIABILITY_SEED", random.SystemRandom().randrange(1 << 30)
 
 
 def verify_cli(server, *extra):
-    """`qldb-local verify --data-dir <dir>`; returns the CompletedProcess."""
-    return subprocess.run([server.binary, "verify", "--data-dir", server.data_dir, *extra],
+    """`qldb-local verify` on the server's data dir or database; returns the CompletedProcess."""
+    return subprocess.run([server.binary, "verify", *server.storage_args(), *extra],
                           capture_output=True, text=True, timeout=300)
 
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::ledgers::{decode_token, encode_token, parse_max_results};
 use super::parse_ledger_name;
 use super::tags::validate_new_tags;
-use super::verification::open_db;
 use super::{ControlError, ControlPlane, Inner, Result};
 use crate::api::qldb::*;
 use crate::names::{check_len, check_unique_id, new_unique_id, LedgerName, Violation};
@@ -648,7 +647,7 @@ impl ControlPlane {
         let name = parse_ledger_name(Some(name))?;
         let mut inner = self.lock();
         match self.live(&mut inner, &name) {
-            Ok(_) => Ok(Some(open_db(&inner, &name)?)),
+            Ok(rec) => Ok(Some(self.open_db(&mut inner, &rec)?)),
             Err(ControlError::ResourceNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }

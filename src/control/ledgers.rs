@@ -160,7 +160,7 @@ impl ControlPlane {
                 return Err(e.into());
             }
         };
-        inner.open.insert(rec.name.clone(), db);
+        inner.open.insert(rec.name.clone(), (rec.ord, db));
         tracing::info!(ledger = %rec.name, "ledger created");
         Ok(CreateLedgerResponse {
             name: rec.name,
@@ -321,7 +321,7 @@ impl ControlPlane {
         rec.deleting_since_ms = Some(now);
         rec.gone_at_ms = Some(now + self.cfg.delete_delay_ms);
         inner.catalog.update_ledger(&rec)?;
-        if let Some(db) = inner.open.get(name.as_str()) {
+        if let Some((_, db)) = inner.open.get(name.as_str()) {
             db.mark_closed();
         }
         tracing::info!(ledger = %name, "ledger deleting");

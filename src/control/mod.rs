@@ -68,6 +68,8 @@ pub struct ControlConfig {
     pub delete_delay_ms: i64,
     /// `None` keeps ledgers in memory.
     pub data_dir: Option<PathBuf>,
+    /// `--storage`: a PostgreSQL URL; `None` keeps ledgers in SQLite (`data_dir`).
+    pub storage_url: Option<String>,
     /// `--durability relaxed`.
     pub relaxed_durability: bool,
     /// How long ended exports and streams stay visible.
@@ -88,7 +90,10 @@ pub fn system_clock() -> Clock {
 
 struct Inner {
     catalog: Box<dyn CatalogStore>,
-    open: HashMap<String, Arc<dyn LedgerStore>>,
+    /// Open ledgers by name, with the creation order (`LedgerRecord::ord`) of the ledger
+    /// each handle is of: another server on the same database may have deleted the ledger
+    /// and created a new one of the same name.
+    open: HashMap<String, (i64, Arc<dyn LedgerStore>)>,
 }
 
 /// The control plane of one qldb-local server.
@@ -128,7 +133,7 @@ impl ControlPlane {
                     )
                 })?;
                 let db = cp.backend.open_ledger(&name)?;
-                inner.open.insert(rec.name.clone(), db);
+                inner.open.insert(rec.name.clone(), (rec.ord, db));
             }
             let now = cp.now();
             cp.purge(&mut inner, now).map_err(|e| {
@@ -154,7 +159,7 @@ impl ControlPlane {
     pub fn ledger_count(&self) -> Result<usize> {
         let mut inner = self.lock();
         self.purge(&mut inner, self.now())?;
-        Ok(inner.open.len())
+        Ok(inner.catalog.all_ledgers()?.len())
     }
 
     /// The open database of an ACTIVE ledger (for the session API).
@@ -163,13 +168,29 @@ impl ControlPlane {
         let now = self.now();
         self.purge(&mut inner, now)?;
         match inner.catalog.ledger(name)? {
-            Some(rec) if LedgerState::of(&rec, now) == LedgerState::Active => inner
-                .open
-                .get(name)
-                .cloned()
-                .ok_or_else(|| ControlError::Internal(format!("ledger {name} is not open"))),
+            Some(rec) if LedgerState::of(&rec, now) == LedgerState::Active => {
+                self.open_db(&mut inner, &rec)
+            }
             _ => Err(ControlError::ledger_not_found(name)),
         }
+    }
+
+    /// The open database of the ledger `rec` records: the handle opened before, or, when
+    /// there is none or it is of an earlier ledger of that name (created and deleted by
+    /// another server on the same database), opened now.
+    fn open_db(&self, inner: &mut Inner, rec: &LedgerRecord) -> Result<Arc<dyn LedgerStore>> {
+        if let Some((ord, db)) = inner.open.get(&rec.name) {
+            if *ord == rec.ord {
+                return Ok(db.clone());
+            }
+            db.mark_closed();
+        }
+        let name = LedgerName::parse(&rec.name).map_err(|v| {
+            ControlError::Internal(format!("the catalog holds an invalid ledger name: {}", v.0))
+        })?;
+        let db = self.backend.open_ledger(&name)?;
+        inner.open.insert(rec.name.clone(), (rec.ord, db.clone()));
+        Ok(db)
     }
 
     /// Removes the ledgers whose deletion has completed.
@@ -189,7 +210,7 @@ impl ControlPlane {
     /// Drops a ledger from the catalog, then removes its files.
     fn remove_now(&self, inner: &mut Inner, rec: &LedgerRecord) -> Result<()> {
         inner.catalog.remove_ledger(rec)?;
-        if let Some(db) = inner.open.remove(&rec.name) {
+        if let Some((_, db)) = inner.open.remove(&rec.name) {
             // The catalog row is gone, so a failure here only leaves orphaned data, which
             // the next start removes.
             if let Err(e) = db.remove() {

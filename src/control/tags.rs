@@ -120,10 +120,12 @@ impl ControlPlane {
                 ControlPlane::stream_exists(&mut inner, ledger, stream_id)?
             }
             // A table of any status (dropped tables keep their ARN and tags).
-            Resource::Table { ledger, table_id } => match inner.open.get(ledger) {
-                Some(db) if ledger_active(&*inner.catalog, ledger, now)? => {
-                    db.tables()?.iter().any(|t| &t.table_id == table_id)
-                }
+            Resource::Table { ledger, table_id } => match inner.catalog.ledger(ledger)? {
+                Some(rec) if LedgerState::of(&rec, now) == LedgerState::Active => self
+                    .open_db(&mut inner, &rec)?
+                    .tables()?
+                    .iter()
+                    .any(|t| &t.table_id == table_id),
                 _ => false,
             },
         };
@@ -179,13 +181,6 @@ impl ControlPlane {
             })
         })
     }
-}
-
-/// Whether the ledger exists and is neither being created nor deleted.
-fn ledger_active(catalog: &dyn crate::storage::CatalogStore, name: &str, now: i64) -> Result<bool> {
-    Ok(catalog
-        .ledger(name)?
-        .is_some_and(|r| LedgerState::of(&r, now) == LedgerState::Active))
 }
 
 /// Tables can be tagged only in ledgers of the STANDARD permissions mode.

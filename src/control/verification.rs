@@ -66,18 +66,6 @@ fn parse_address(holder: Option<&ValueHolder>, member: &str, param: &str) -> Res
     })
 }
 
-/// The open database of a ledger known to the catalog.
-pub(super) fn open_db(
-    inner: &super::Inner,
-    name: &crate::names::LedgerName,
-) -> Result<Arc<dyn LedgerStore>> {
-    inner
-        .open
-        .get(name.as_str())
-        .cloned()
-        .ok_or_else(|| ControlError::Internal(format!("ledger {name} is not open")))
-}
-
 fn address_text(strand_id: &str, seq: u64) -> String {
     format!("{{strandId:\"{strand_id}\",sequenceNo:{seq}}}")
 }
@@ -93,8 +81,8 @@ impl ControlPlane {
     fn journal_ledger(&self, name: &str) -> Result<Arc<dyn LedgerStore>> {
         let name = super::parse_ledger_name(Some(name))?;
         let mut inner = self.lock();
-        self.active_record(&mut inner, &name)?;
-        open_db(&inner, &name)
+        let rec = self.active_record(&mut inner, &name)?;
+        self.open_db(&mut inner, &rec)
     }
 
     /// The record of an ACTIVE ledger: unknown or DELETING → ResourceNotFound, CREATING →

@@ -16,8 +16,12 @@
 //! - [`LedgerStore::tip`] and [`LedgerStore::tables`] may lag a concurrent commit, never
 //!   run ahead of the data a later read returns (so OCC `as_of` values stay conservative).
 
+pub mod forms;
+pub mod group;
 pub mod model;
+pub mod pg;
 pub mod sqlite;
+pub mod stored;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +41,8 @@ pub use model::{
 pub enum StorageError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -56,6 +62,10 @@ pub enum StorageError {
     /// A read through the handle of a ledger whose data was removed (deleted).
     #[error("the ledger was deleted")]
     LedgerRemoved,
+    /// The storage cannot be used (a database that cannot be reached or set up); the text
+    /// says why, in one line.
+    #[error("{0}")]
+    Unavailable(String),
     /// A group commit whose transaction failed: none of its transactions is written.
     #[error("{0}")]
     CommitFailed(String),

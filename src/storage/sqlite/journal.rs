@@ -14,12 +14,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::stored::{decode_block, pack_block, DATA_IN_BLOCK};
 use super::LedgerDb;
-use crate::ion::binary::{decode, encode_one};
-use crate::ion::hash::ion_hash;
+use crate::ion::binary::encode_one;
 use crate::ion::{Data, Value};
 use crate::journal::block::*;
 use crate::journal::hash::Hash;
 use crate::journal::merkle;
+use crate::storage::forms::{
+    redact_in_block, redaction_conflict, BlockBuilder, LastBlock, RevisionRow,
+};
 use crate::storage::{
     index_key, CommitError, CommitRequest, Committed, IndexInfo, ReadCheck, Result, RevisionRef,
     ScanPage, StorageError, StoredDoc, TableInfo, Tip,
@@ -105,12 +107,7 @@ pub(crate) const NEXT_TABLE_NO: &str = "(SELECT coalesce(max(table_no), 0) + 1 F
 /// went with it).
 pub(crate) const NEXT_INDEX_NO: &str = "(SELECT coalesce(max(index_no), 0) + 1 FROM indexes)";
 
-fn decode_doc(bytes: &[u8]) -> Result<Value> {
-    decode(bytes)
-        .ok()
-        .and_then(|mut v| v.pop())
-        .ok_or_else(|| StorageError::Corrupt("a stored document is not valid Ion".into()))
-}
+use crate::storage::forms::decode_doc;
 
 /// The checks a ledger file must pass before the server serves it: the schema is exactly
 /// what this version's migrations make, the file names its ledger, and the journal's tip is
@@ -283,24 +280,7 @@ impl LedgerDb {
         if exists {
             return Ok(());
         }
-        let system = ion_hash(&Value::structure([
-            ("ledgerName", Value::string(ledger_name)),
-            ("strandId", Value::string(strand_id)),
-        ]))
-        .to_vec();
-        let block = Block {
-            address: BlockAddress {
-                strand_id: strand_id.to_string(),
-                sequence_no: 0,
-            },
-            transaction_id: strand_id.to_string(),
-            timestamp_ms: now_ms,
-            previous_block_hash: vec![0; 32],
-            transaction_info: None,
-            redaction_info: None,
-            revisions: Vec::new(),
-            system_entry: Some(system),
-        };
+        let block = crate::storage::forms::genesis_block(strand_id, ledger_name, now_ms);
         let tx = conn.transaction()?;
         append_block(&tx, &block, Vec::new())?;
         tx.commit()?;
@@ -382,52 +362,13 @@ impl LedgerDb {
     /// answered request returns at once instead of queueing behind the next batch), then
     /// finds its answer or, if it came too late for that batch, leads the next.
     pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
-        let slot: Slot = Default::default();
-        lock(&self.pending).push(Pending {
-            req,
-            slot: slot.clone(),
-        });
-        loop {
-            // The answer is checked under the leader lock: a batch fills its answers before
-            // its end is recorded there, so an answered request never leads or waits again.
-            let mut leader = lock(&self.leader);
-            {
-                let mut answer = lock(&slot);
-                if let Some(done) = answer.result.take() {
-                    return done;
-                }
-                // Taken by a batch that ended without answering it: that batch panicked.
-                if answer.taken && !leader.active {
-                    return Err(CommitError::Storage(StorageError::Corrupt(
-                        "the group commit that held this transaction did not finish".into(),
-                    )));
-                }
-            }
-            if leader.active {
-                let batch = leader.batches;
-                while leader.batches == batch {
-                    leader = self
-                        .batch_done
-                        .wait(leader)
-                        .unwrap_or_else(|p| p.into_inner());
-                }
-                continue;
-            }
-            leader.active = true;
-            drop(leader);
-            // Ends the leadership even if the batch panics, so that waiters move on.
-            let lead = Leadership(self);
+        self.group.submit(req, |batch| {
             let mut conn = self.lock_writer();
-            let batch = std::mem::take(&mut *lock(&self.pending));
-            for p in &batch {
-                lock(&p.slot).taken = true;
-            }
+            let batch = batch.take();
             if !batch.is_empty() {
                 commit_batch(self, &mut conn, batch);
             }
-            drop(conn);
-            drop(lead);
-        }
+        })
     }
 
     /// (transactions committed, SQLite commits made for them) since the ledger was opened.
@@ -440,41 +381,8 @@ impl LedgerDb {
     }
 }
 
-/// Who commits: whether a batch is being committed, and how many have ended.
-#[derive(Default)]
-pub(crate) struct Leader {
-    active: bool,
-    batches: u64,
-}
-
-/// The leadership of one batch; its end (drop) wakes the requests waiting for it.
-struct Leadership<'a>(&'a LedgerDb);
-
-impl Drop for Leadership<'_> {
-    fn drop(&mut self) {
-        let mut leader = lock(&self.0.leader);
-        leader.active = false;
-        leader.batches += 1;
-        drop(leader);
-        self.0.batch_done.notify_all();
-    }
-}
-
-/// A commit's answer, filled by the batch that commits it.
-type Slot = std::sync::Arc<std::sync::Mutex<Answer>>;
-
-/// Whether a batch took the request, and its result once that batch has committed.
-#[derive(Default)]
-pub(crate) struct Answer {
-    taken: bool,
-    result: Option<std::result::Result<Committed, CommitError>>,
-}
-
 /// A commit waiting for a batch to take it.
-pub(crate) struct Pending {
-    req: CommitRequest,
-    slot: Slot,
-}
+type Pending = crate::storage::group::Pending<CommitRequest>;
 
 /// Counters of group commit.
 #[derive(Default)]
@@ -483,9 +391,7 @@ pub(crate) struct CommitStats {
     fsyncs: std::sync::atomic::AtomicU64,
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::storage::group::lock;
 
 /// Commits `batch` in one SQLite transaction, refreshes the cached tip (and catalog, if a
 /// transaction changed it), and answers each request.
@@ -565,7 +471,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
                 db.refresh_cache(conn, catalog);
             }
             for (p, a) in batch.iter().zip(answers) {
-                lock(&p.slot).result = Some(a);
+                p.answer(a);
             }
         }
         // The batch's SQLite transaction did not commit (it was rolled back when `tx` was
@@ -586,7 +492,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
             };
             tracing::error!(error = %why, transactions = batch.len(), "a group commit failed");
             for p in &batch {
-                lock(&p.slot).result = Some(Err(CommitError::Storage(StorageError::CommitFailed(
+                p.answer(Err(CommitError::Storage(StorageError::CommitFailed(
                     why.clone(),
                 ))));
             }
@@ -626,34 +532,13 @@ fn apply_commit(
     let tip = tip(tx)?;
     validate(tx, req, changed)?;
     let mut changed_keys = Vec::new();
-    let seq = tip.last_seq + 1;
-    let address = BlockAddress {
-        strand_id: tip.strand_id.clone(),
-        sequence_no: seq,
-    };
-
+    let mut block = BlockBuilder::new(req, &tip);
+    let seq = block.seq();
     // System revisions for new tables (as the worked example's CREATE TABLE).
-    let mut revisions = Vec::new();
-    // Each revision's hash, computed once, in block order.
-    let mut revision_hashes = Vec::new();
     for (table_id, name) in &req.new_tables {
         tx.prepare_cached(&format!("INSERT INTO tables (table_id, name, status, created_seq, modified_seq, table_no) VALUES (?1, ?2, 'ACTIVE', ?3, ?3, {NEXT_TABLE_NO})"))?.execute(params![table_id, name, seq as i64],
             )?;
-        let rev = Revision {
-            metadata: RevisionMetadata {
-                id: table_id.clone(),
-                version: 0,
-                tx_time_ms: req.commit_ms,
-                tx_id: req.transaction_id.clone(),
-            },
-            body: RevisionBody::Data(Value::structure([
-                ("name", Value::string(name.clone())),
-                ("status", Value::string("ACTIVE")),
-            ])),
-        };
-        let hash = rev.hash();
-        revision_hashes.push(hash.clone());
-        revisions.push(BlockRevision::System(hash));
+        block.table(table_id, 0, name, "ACTIVE");
     }
     for (table_id, active) in &req.table_status {
         let status = if *active { "ACTIVE" } else { "INACTIVE" };
@@ -665,21 +550,7 @@ fn apply_commit(
             .query_row(params![table_id, status, seq as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
-        let rev = Revision {
-            metadata: RevisionMetadata {
-                id: table_id.clone(),
-                version: version as u64,
-                tx_time_ms: req.commit_ms,
-                tx_id: req.transaction_id.clone(),
-            },
-            body: RevisionBody::Data(Value::structure([
-                ("name", Value::string(name)),
-                ("status", Value::string(status)),
-            ])),
-        };
-        let hash = rev.hash();
-        revision_hashes.push(hash.clone());
-        revisions.push(BlockRevision::System(hash));
+        block.table(table_id, version as u64, &name, status);
     }
     for (index_id, table_id) in &req.dropped_indexes {
         tx.prepare_cached("DELETE FROM index_entries WHERE index_no = ?1")?
@@ -697,7 +568,6 @@ fn apply_commit(
     }
 
     let indexes = table_indexes(tx)?;
-    let mut documents = Vec::new();
     for w in &req.writes {
         let old: Option<Vec<u8>> = tx
             .prepare_cached("SELECT data FROM documents WHERE doc_id = ?1")?
@@ -723,10 +593,7 @@ fn apply_commit(
                 changed_keys.push(super::key_seqs::entry(index_id, &k));
             }
         }
-        // The data's Ion encoding (for the documents row) and its Ion hash (for the
-        // revision's hash in the block), each computed once.
-        let encoded = w.data.as_ref().map(encode_one);
-        let data_hash = w.data.as_ref().map(ion_hash);
+        let rev = block.document(w);
         let table_no: i64 = tx
             .prepare_cached(
                 "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1 RETURNING table_no",
@@ -734,7 +601,7 @@ fn apply_commit(
             .query_row(params![w.table_id, seq as i64], |r| r.get(0))
             .optional()?
             .ok_or_else(|| CommitError::Conflict(format!("table {} does not exist", w.table_id)))?;
-        match &encoded {
+        match &rev.encoded {
             Some(data) => {
                 tx.prepare_cached("INSERT INTO documents (doc_id, table_no, version, data) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (doc_id) DO UPDATE SET version = excluded.version, data = excluded.data")?.execute(params![w.doc_id, table_no, w.version as i64, data],
@@ -745,22 +612,6 @@ fn apply_commit(
                     .execute([&w.doc_id])?;
             }
         }
-        let rev = Revision {
-            metadata: RevisionMetadata {
-                id: w.doc_id.clone(),
-                version: w.version,
-                tx_time_ms: req.commit_ms,
-                tx_id: req.transaction_id.clone(),
-            },
-            body: match &w.data {
-                Some(d) => RevisionBody::Data(d.clone()),
-                None => RevisionBody::Deleted,
-            },
-        };
-        let rev_hash = match &data_hash {
-            Some(h) => rev.hash_with_data_hash(h),
-            None => rev.hash(),
-        };
         // The transaction's id and time are the block's: NULL (see the schema, v8).
         tx.prepare_cached("INSERT INTO revisions (doc_id, version, table_no, seq, position, hash, data, data_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
@@ -768,58 +619,18 @@ fn apply_commit(
                     w.version as i64,
                     table_no,
                     seq as i64,
-                    revisions.len() as i64,
-                    rev_hash,
+                    rev.position,
+                    rev.hash,
                     // The block holds the data; `documents` holds the current state.
-                    encoded.as_ref().map(|_| DATA_IN_BLOCK),
+                    rev.encoded.as_ref().map(|_| DATA_IN_BLOCK),
                     Option::<&[u8]>::None,
                 ],
             )?;
-        revision_hashes.push(rev_hash);
-        revisions.push(BlockRevision::User(rev));
-        documents.push(DocumentInfo {
-            document_id: w.doc_id.clone(),
-            table_name: w.table_name.clone(),
-            table_id: w.table_id.clone(),
-            statements: w.statements.clone(),
-        });
     }
-
-    let redaction_info = match &req.redaction {
-        Some(r) => {
-            apply_redaction(tx, r, seq)?;
-            Some(Value::structure([(
-                "revisions",
-                Value::list(vec![Value::structure([
-                    (
-                        "blockAddress",
-                        BlockAddress {
-                            strand_id: tip.strand_id.clone(),
-                            sequence_no: r.seq,
-                        }
-                        .to_ion(),
-                    ),
-                    ("tableId", Value::string(r.table_id.clone())),
-                    ("documentId", Value::string(r.doc_id.clone())),
-                    ("version", Value::int(r.version)),
-                ])]),
-            )]))
-        }
-        None => None,
-    };
-    let block = Block {
-        address,
-        transaction_id: req.transaction_id.clone(),
-        timestamp_ms: req.commit_ms,
-        previous_block_hash: tip.last_hash.clone(),
-        transaction_info: Some(TransactionInfo {
-            statements: req.statements.clone(),
-            documents,
-        }),
-        redaction_info,
-        revisions,
-        system_entry: None,
-    };
+    if let Some(r) = &req.redaction {
+        apply_redaction(tx, r, seq)?;
+    }
+    let (block, revision_hashes) = block.finish();
     append_block(tx, &block, revision_hashes)?;
     Ok((Committed { sequence_no: seq }, changed_keys))
 }
@@ -1136,110 +947,33 @@ impl LedgerDb {
     }
 }
 
-/// The last block a revision view read, decoded (history reads revisions in block order, so
-/// one entry serves a block's revisions together).
-type LastBlock = Option<(i64, Value)>;
-
 /// A `revisions` row (with a `redacted` column) as `history()` and the committed view show
-/// it: `{blockAddress, hash, data | dataHash, metadata}` (a delete has neither data field).
-/// A row that does not carry its data ([`DATA_IN_BLOCK`], or a redaction without its data
-/// hash) takes it from its block, at the row's position.
+/// it ([`crate::storage::forms::revision_view`]), its block read on `conn` when needed.
 fn revision_view(
     conn: &Connection,
     strand: &str,
     r: &rusqlite::Row<'_>,
     last: &mut LastBlock,
 ) -> rusqlite::Result<Value> {
-    let doc_id: String = r.get("doc_id")?;
-    let version: i64 = r.get("version")?;
-    let seq: i64 = r.get("seq")?;
-    let position: i64 = r.get("position")?;
-    let tx_time_ms: i64 = r.get("tx_time_ms")?;
-    let tx_id: String = r.get("tx_id")?;
-    let hash: Vec<u8> = r.get("hash")?;
-    let data: Option<Vec<u8>> = r.get("data")?;
-    let data_hash: Option<Vec<u8>> = r.get("data_hash")?;
-    let redacted: bool = r.get("redacted")?;
-    let corrupt = |e: StorageError| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
-    let mut fields = vec![
-        (
-            "blockAddress",
-            BlockAddress {
-                strand_id: strand.to_string(),
-                sequence_no: seq as u64,
-            }
-            .to_ion(),
-        ),
-        ("hash", Value::blob(hash)),
-    ];
-    let from_block = match (data, data_hash) {
-        (Some(d), _) if d.as_slice() != DATA_IN_BLOCK => {
-            fields.push(("data", decode_doc(&d).map_err(corrupt)?));
-            false
-        }
-        (Some(_), _) => true,
-        (None, Some(h)) if redacted => {
-            fields.push(("dataHash", Value::blob(h)));
-            false
-        }
-        // A redaction of a row that kept no data hash: the block holds it. Otherwise a delete.
-        (None, _) => redacted,
+    let row = RevisionRow {
+        doc_id: r.get("doc_id")?,
+        version: r.get("version")?,
+        seq: r.get("seq")?,
+        position: r.get("position")?,
+        tx_time_ms: r.get("tx_time_ms")?,
+        tx_id: r.get("tx_id")?,
+        hash: r.get("hash")?,
+        data: r.get("data")?,
+        data_hash: r.get("data_hash")?,
+        redacted: r.get("redacted")?,
     };
-    if from_block {
-        let rev =
-            block_revision(conn, (&doc_id, version), (seq, position), last).map_err(corrupt)?;
-        for name in ["data", "dataHash"] {
-            if let Some(v) = rev.field(name) {
-                fields.push((name, v.clone()));
-            }
-        }
-    }
-    fields.push((
-        "metadata",
-        RevisionMetadata {
-            id: doc_id,
-            version: version as u64,
-            tx_time_ms,
-            tx_id,
-        }
-        .to_ion(),
-    ));
-    Ok(Value::structure(fields))
-}
-
-/// The revision `doc_id` version `version` at `position` of block `seq`.
-fn block_revision(
-    conn: &Connection,
-    (doc_id, version): (&str, i64),
-    (seq, position): (i64, i64),
-    last: &mut LastBlock,
-) -> Result<Value> {
-    if last.as_ref().map(|(s, _)| *s) != Some(seq) {
-        let ion: Vec<u8> = conn
+    let mut read_block = |seq: i64| -> Result<Vec<u8>> {
+        Ok(conn
             .prepare_cached("SELECT ion FROM blocks WHERE seq = ?1")?
-            .query_row([seq], |r| r.get(0))?;
-        *last = Some((seq, decode_block(&ion)?));
-    }
-    let block = &last.as_ref().expect("just read").1;
-    let rev = match block.field("revisions").map(|v| &v.data) {
-        Some(Data::List(revs)) => revs.get(position as usize),
-        _ => None,
+            .query_row([seq], |r| r.get(0))?)
     };
-    // The revision there must be the row's: never show another document's data.
-    let meta = rev.and_then(|r| r.field("metadata"));
-    let id = meta.and_then(|m| m.field("id")).map(|v| &v.data);
-    let ver = meta.and_then(|m| m.field("version")).map(|v| &v.data);
-    match rev {
-        Some(rev)
-            if id == Some(&Data::String(doc_id.into()))
-                && ver == Some(&Data::Int(version.into())) =>
-        {
-            Ok(rev.clone())
-        }
-        _ => Err(StorageError::Corrupt(format!(
-            "block {seq} holds no revision {doc_id} version {version} at position {position}"
-        ))),
-    }
+    crate::storage::forms::revision_view(strand, row, last, &mut read_block)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 impl LedgerDb {
@@ -1318,45 +1052,13 @@ fn apply_redaction(
     let changed = tx.prepare_cached("UPDATE revisions SET data = NULL, redacted_seq = ?3 WHERE doc_id = ?1 AND version = ?2 AND data IS NOT NULL AND redacted_seq IS NULL")?.execute(params![r.doc_id, r.version as i64, redacting_seq as i64],
     )?;
     if changed != 1 {
-        return Err(CommitError::Conflict(format!(
-            "revision {} version {} was redacted concurrently",
-            r.doc_id, r.version
-        )));
+        return Err(CommitError::Conflict(redaction_conflict(r)));
     }
     let ion: Vec<u8> = tx
         .prepare_cached("SELECT ion FROM blocks WHERE seq = ?1")?
         .query_row([r.seq as i64], |row| row.get(0))?;
     let mut block = decode_block(&ion)?;
-    let mut data_hash = None;
-    if let Data::Struct(fields) = &mut block.data {
-        for (name, value) in fields.iter_mut() {
-            if name.as_deref() != Some("revisions") {
-                continue;
-            }
-            if let Data::List(revs) = &mut value.data {
-                for rev in revs.iter_mut() {
-                    let is_target = rev.field("metadata").is_some_and(|m| {
-                        m.field("id").map(|v| &v.data) == Some(&Data::String(r.doc_id.clone()))
-                            && m.field("version").map(|v| &v.data)
-                                == Some(&Data::Int(r.version.into()))
-                    });
-                    if !is_target {
-                        continue;
-                    }
-                    if let Data::Struct(rf) = &mut rev.data {
-                        for (k, v) in rf.iter_mut() {
-                            if k.as_deref() == Some("data") {
-                                let h = ion_hash(v).to_vec();
-                                *v = Value::blob(h.clone());
-                                *k = Some("dataHash".into());
-                                data_hash = Some(h);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let data_hash = redact_in_block(&mut block, &r.doc_id, r.version);
     tx.prepare_cached("UPDATE blocks SET ion = ?2 WHERE seq = ?1")?
         .execute(params![r.seq as i64, pack_block(&encode_one(&block))])?;
     // The revisions row keeps the data hash (its data was in the block).
@@ -1617,7 +1319,7 @@ mod group_commit_tests {
         for (i, req) in reqs.into_iter().enumerate() {
             let shared = db.clone();
             threads.push(std::thread::spawn(move || shared.commit(req)));
-            while lock(&db.pending).len() < i + 1 {
+            while db.group.queued() < i + 1 {
                 std::thread::yield_now();
             }
         }

@@ -46,10 +46,7 @@ pub struct LedgerDb {
     removed: std::sync::atomic::AtomicBool,
     /// Commits waiting for a batch; the next batch's leader commits them all in one SQLite
     /// transaction (group commit, [`LedgerDb::commit`]).
-    pub(super) pending: Mutex<Vec<super::journal::Pending>>,
-    /// Whether a group commit is running; waiters for its end wait on `batch_done`.
-    pub(super) leader: Mutex<super::journal::Leader>,
-    pub(super) batch_done: std::sync::Condvar,
+    pub(super) group: crate::storage::group::GroupCommit<crate::storage::CommitRequest>,
     /// Transactions committed and SQLite commits (fsyncs) made for them.
     pub(super) commit_stats: super::journal::CommitStats,
     /// Idle read-only connections of a file ledger (WAL lets them read beside the writer).
@@ -283,9 +280,7 @@ impl LedgerDb {
             conn: Mutex::new(conn),
             closed: Default::default(),
             removed: Default::default(),
-            pending: Default::default(),
-            leader: Default::default(),
-            batch_done: Default::default(),
+            group: Default::default(),
             commit_stats: Default::default(),
             readers: Default::default(),
             cache,

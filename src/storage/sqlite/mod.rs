@@ -11,7 +11,7 @@ pub(crate) mod key_seqs;
 pub mod ledger_db;
 pub mod rebuild;
 pub mod schema;
-pub mod stored;
+pub use crate::storage::stored;
 pub mod verify;
 
 use std::collections::BTreeMap;

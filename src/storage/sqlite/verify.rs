@@ -344,7 +344,7 @@ pub fn verify_file_reporting(
 }
 
 /// One revision of a checked block.
-pub(crate) struct CheckedRevision {
+pub struct CheckedRevision {
     pub hash: Hash,
     /// A document revision's data hash (`Some(None)`: a deletion, no data); `None` for a
     /// system revision (`{hash}` alone, not recomputable).
@@ -352,7 +352,7 @@ pub(crate) struct CheckedRevision {
 }
 
 /// A block whose hashes were recomputed.
-pub(crate) struct CheckedBlock {
+pub struct CheckedBlock {
     pub hash: Hash,
     pub revisions: Vec<CheckedRevision>,
 }
@@ -362,7 +362,7 @@ pub(crate) struct CheckedBlock {
 /// H(redactionInfo) and the revisions' Merkle root are entries, every document revision's
 /// hash is its metadata's and data's, the entries hash is the entries' root and the block
 /// hash joins it to `prev`. Entries besides those (QLDB wrote internal ones) are accepted.
-pub(crate) fn check_block(
+pub fn check_block(
     block: &Value,
     seq: u64,
     strand: &str,

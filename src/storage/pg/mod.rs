@@ -1,0 +1,358 @@
+//! The PostgreSQL backend (`--storage postgres://…`): the catalog in the schema
+//! `qldb_catalog`, each ledger in a schema of its own, through a small pool of blocking
+//! connections (the `postgres` crate, tokio-postgres's blocking client). Several qldb-local
+//! processes may serve one database: each commit takes its ledger's row lock (`meta`'s
+//! strand row, `FOR UPDATE`) inside the PostgreSQL transaction that validates and writes it,
+//! so commits are serialized per ledger across processes and the journal stays one chain;
+//! within a process, commits that wait are batched into one PostgreSQL transaction (group
+//! commit). A commit is acknowledged only after PostgreSQL's COMMIT returns.
+//!
+//! Why one schema per ledger: a ledger's tables keep the SQLite file's shape (so `migrate`
+//! copies rows as they are), a ledger is removed with one `DROP SCHEMA … CASCADE`, a late
+//! handle of a removed ledger can never touch a successor of the same name (the successor
+//! gets a new schema), and no query needs a ledger column.
+
+pub mod catalog;
+pub mod ledger;
+pub mod schema;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ::postgres::types::ToSql;
+use ::postgres::{Client, NoTls, Row, Statement};
+
+use super::{Backend, CatalogStore, LedgerStore, Result, StorageError};
+use crate::names::LedgerName;
+
+pub use catalog::PgCatalog;
+pub use ledger::PgLedger;
+
+/// Idle connections kept; more are opened while needed and closed after.
+const IDLE_CONNECTIONS: usize = 16;
+
+/// Prepared statements kept per connection (the statements of every ledger it served).
+const STATEMENT_CACHE: usize = 1024;
+
+/// One connection with its prepared statements.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl PgConn {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        if self.statements.len() >= STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query(&s, params)?)
+    }
+
+    pub fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query_opt(&s, params)?)
+    }
+
+    pub fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        let s = self.statement(sql)?;
+        Ok(self.client.query_one(&s, params)?)
+    }
+
+    pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let s = self.statement(sql)?;
+        Ok(self.client.execute(&s, params)?)
+    }
+
+    /// Runs statements without parameters (simple query protocol).
+    pub fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// Closes connections on a thread of their own: a blocking client closes through its own
+/// runtime, which must not run inside the server's async threads.
+fn close(conns: Vec<PgConn>) {
+    if !conns.is_empty() {
+        let _ = std::thread::Builder::new()
+            .name("pg-close".into())
+            .spawn(move || drop(conns));
+    }
+}
+
+/// Where the database is, and the idle connections to it.
+pub struct Pool {
+    config: ::postgres::Config,
+    idle: Mutex<Vec<PgConn>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        close(std::mem::take(
+            &mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
+    }
+}
+
+impl Pool {
+    fn new(config: ::postgres::Config) -> Self {
+        Pool {
+            config,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection, or a new one.
+    pub fn get(&self) -> Result<Pooled<'_>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) if !c.is_closed() => c,
+            other => {
+                close(other.into_iter().collect());
+                PgConn {
+                    client: self.config.connect(NoTls)?,
+                    statements: HashMap::new(),
+                }
+            }
+        };
+        Ok(Pooled {
+            pool: self,
+            conn: Some(conn),
+            in_transaction: false,
+        })
+    }
+}
+
+/// A connection taken from the pool, returned when dropped (a transaction left open is
+/// rolled back first; a broken connection is closed instead).
+pub struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<PgConn>,
+    in_transaction: bool,
+}
+
+impl Pooled<'_> {
+    /// Begins a transaction (`how`: e.g. `ISOLATION LEVEL REPEATABLE READ READ ONLY`).
+    pub fn begin(&mut self, how: &str) -> Result<()> {
+        self.batch(&format!("BEGIN {how}"))?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    pub fn commit(&mut self) -> Result<()> {
+        self.in_transaction = false;
+        self.batch("COMMIT")
+    }
+
+    pub fn rollback(&mut self) -> Result<()> {
+        self.in_transaction = false;
+        self.batch("ROLLBACK")
+    }
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = PgConn;
+    fn deref(&self) -> &PgConn {
+        self.conn.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut PgConn {
+        self.conn.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if self.in_transaction && conn.batch("ROLLBACK").is_err() {
+            return close(vec![conn]);
+        }
+        if conn.is_closed() {
+            return close(vec![conn]);
+        }
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        } else {
+            drop(idle);
+            close(vec![conn]);
+        }
+    }
+}
+
+/// Ledgers and the catalog in one PostgreSQL database.
+pub struct PgBackend {
+    pool: Arc<Pool>,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+impl PgBackend {
+    /// Connects to `url` (`postgres://user:password@host:port/database`, or a key=value
+    /// string) and brings the catalog schema up to date. Fails, with one line saying why,
+    /// when the database cannot be reached, refuses the credentials, lacks the privileges
+    /// to create schemas, or holds a catalog of a newer version.
+    ///
+    /// `relaxed_durability` (`--durability relaxed`) turns off `synchronous_commit` for
+    /// qldb-local's connections: PostgreSQL then acknowledges a commit before its WAL is
+    /// flushed (a crash of the database server may lose the last commits, never corrupt).
+    pub fn connect(url: &str, relaxed_durability: bool) -> Result<Self> {
+        let mut config: ::postgres::Config = url.parse().map_err(|e| {
+            StorageError::Unavailable(format!("the --storage URL is not a PostgreSQL URL: {e}"))
+        })?;
+        if relaxed_durability {
+            let options = format!(
+                "{} -c synchronous_commit=off",
+                config.get_options().unwrap_or("")
+            );
+            config.options(options.trim());
+        }
+        let shown = show_url(&config);
+        let backend = PgBackend {
+            pool: Arc::new(Pool::new(config)),
+            shown,
+        };
+        let mut conn = backend.pool.get().map_err(|e| backend.unreachable(e))?;
+        conn.begin("").map_err(|e| backend.unreachable(e))?;
+        let migrated = schema::migrate(&mut conn, schema::CATALOG, schema::CATALOG_MIGRATIONS)
+            .and_then(|()| conn.commit());
+        drop(conn);
+        migrated.map_err(|e| match e {
+            e @ StorageError::SchemaTooNew { .. } => e,
+            e => StorageError::Unavailable(format!(
+                "cannot set up qldb-local's schema in PostgreSQL at {}: {} (the user needs \
+                     the CREATE privilege on the database)",
+                backend.shown,
+                describe(&e)
+            )),
+        })?;
+        Ok(backend)
+    }
+
+    fn unreachable(&self, e: StorageError) -> StorageError {
+        StorageError::Unavailable(format!(
+            "cannot connect to PostgreSQL at {}: {}",
+            self.shown,
+            describe(&e)
+        ))
+    }
+
+    /// The schema that holds ledger `name`'s data, if any.
+    fn schema_of(&self, name: &LedgerName) -> Result<Option<String>> {
+        let mut conn = self.pool.get()?;
+        Ok(conn
+            .query_opt(
+                "SELECT schema_name FROM qldb_catalog.ledger_data WHERE name = $1",
+                &[&name.as_str()],
+            )?
+            .map(|r| r.get(0)))
+    }
+}
+
+/// A PostgreSQL error in one line: the server's message (and detail) when it sent one.
+fn describe(e: &StorageError) -> String {
+    match e {
+        StorageError::Postgres(pg) => match pg.as_db_error() {
+            Some(db) => match db.detail() {
+                Some(d) => format!("{} ({d})", db.message()),
+                None => db.message().to_string(),
+            },
+            None => {
+                let mut text = pg.to_string();
+                let mut source = std::error::Error::source(pg);
+                while let Some(s) = source {
+                    text = format!("{text}: {s}");
+                    source = s.source();
+                }
+                text
+            }
+        },
+        e => e.to_string(),
+    }
+}
+
+/// `user@host:port/database` of a `--storage` URL (never its password).
+pub fn shown_url(url: &str) -> String {
+    match url.parse::<::postgres::Config>() {
+        Ok(c) => show_url(&c),
+        Err(_) => "(not a PostgreSQL URL)".into(),
+    }
+}
+
+/// `user@host:port/database` of a config (never its password).
+fn show_url(c: &::postgres::Config) -> String {
+    use ::postgres::config::Host;
+    let host = match c.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        c.get_user().unwrap_or(""),
+        c.get_dbname().unwrap_or("")
+    )
+}
+
+impl Backend for PgBackend {
+    fn open_catalog(&self) -> Result<Box<dyn CatalogStore>> {
+        Ok(Box::new(PgCatalog::new(self.pool.clone())))
+    }
+
+    fn create_ledger(
+        &self,
+        name: &LedgerName,
+        strand_id: &str,
+        now_ms: i64,
+    ) -> Result<Arc<dyn LedgerStore>> {
+        Ok(Arc::new(PgLedger::create(
+            self.pool.clone(),
+            name,
+            strand_id,
+            now_ms,
+        )?))
+    }
+
+    fn open_ledger(&self, name: &LedgerName) -> Result<Arc<dyn LedgerStore>> {
+        let schema = self.schema_of(name)?.ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "ledger {} has no data in PostgreSQL",
+                name.as_str()
+            ))
+        })?;
+        Ok(Arc::new(PgLedger::open(self.pool.clone(), name, schema)?))
+    }
+
+    fn remove_orphans(&self, catalog: &dyn CatalogStore) -> Result<()> {
+        let rows = self.pool.get()?.query(
+            "SELECT name, schema_name FROM qldb_catalog.ledger_data",
+            &[],
+        )?;
+        for r in rows {
+            let (name, schema): (String, String) = (r.get(0), r.get(1));
+            if catalog.ledger(&name)?.is_none() {
+                ledger::drop_data(&self.pool, &name, &schema)?;
+            }
+        }
+        Ok(())
+    }
+}
