@@ -52,9 +52,22 @@ pub fn serve(dir: &std::path::Path) -> Ledger {
     }
 }
 
+#[path = "../pg/mod.rs"]
+mod pg;
+
+/// A ledger `j` in a fresh data dir, or — with `QLDB_TEST_STORAGE=postgres` (run-all.sh runs
+/// the session-layer suites so a second time) — in a fresh database of the test PostgreSQL
+/// server.
 pub fn ledger() -> Ledger {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::for_tests(dir.path().to_path_buf());
+    let mut cfg = Config::for_tests(dir.path().to_path_buf());
+    if std::env::var("QLDB_TEST_STORAGE").as_deref() == Ok("postgres") {
+        assert!(
+            std::env::var("QLDB_TEST_POSTGRES_PORT").is_ok(),
+            "QLDB_TEST_STORAGE=postgres needs the test server's QLDB_TEST_POSTGRES_PORT"
+        );
+        cfg.storage = Some(pg::fresh_database().url);
+    }
     let control = Arc::new(
         qldb_local::server::open_control(qldb_local::server::control_config(&cfg), system_clock())
             .unwrap(),
