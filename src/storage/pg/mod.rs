@@ -186,7 +186,13 @@ impl Drop for Pooled<'_> {
             return close(vec![conn]);
         }
         if conn.is_closed() {
-            return close(vec![conn]);
+            // The server went away (a restart, a failover): the idle connections are most
+            // likely cut too, so none of them is handed out again.
+            let mut stale = std::mem::take(
+                &mut *self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()),
+            );
+            stale.push(conn);
+            return close(stale);
         }
         let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < IDLE_CONNECTIONS {
