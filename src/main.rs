@@ -49,6 +49,19 @@ enum Command {
         #[arg(long, requires = "digest")]
         digest_tip_address: Option<String>,
     },
+    /// Copy ledgers between backends, row for row (every block, digest and proof unchanged):
+    /// from a data dir to a PostgreSQL database or back. Stop the servers of both first.
+    Migrate {
+        /// Where the ledgers are: a data directory, or postgres://USER:PASSWORD@HOST/DB.
+        #[arg(long)]
+        from: String,
+        /// Where to copy them (it must not have a ledger of the same name).
+        #[arg(long)]
+        to: String,
+        /// Copy only this ledger.
+        #[arg(long)]
+        ledger: Option<String>,
+    },
     /// Regenerate a ledger file from its verified journal (stop the server first): every
     /// derived table is rebuilt beside the old file, verified, then swapped in; the old file
     /// is kept in <data-dir>/rebuild-backups/.
@@ -188,6 +201,30 @@ fn main() -> std::process::ExitCode {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("qldb-local verify: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate { from, to, ledger } => {
+            use base64::Engine as _;
+            use qldb_local::storage::migrate::{run, Place};
+            let copied = run(
+                &Place::parse(&from),
+                &Place::parse(&to),
+                ledger.as_deref(),
+                &mut |c| {
+                    println!(
+                        "copied {}: {} blocks, digest {} (the same in both)",
+                        c.ledger,
+                        c.blocks,
+                        base64::engine::general_purpose::STANDARD.encode(&c.digest)
+                    )
+                },
+            );
+            match copied {
+                Ok(_) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("qldb-local migrate: {e}");
                     std::process::ExitCode::FAILURE
                 }
             }

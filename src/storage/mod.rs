@@ -18,6 +18,7 @@
 
 pub mod forms;
 pub mod group;
+pub mod migrate;
 pub mod model;
 pub mod pg;
 pub mod sqlite;

@@ -31,6 +31,16 @@ impl Ledger {
         _dir.expect("a ledger made by ledger()")
     }
 
+    /// A ledger served by `sessions` and `control` made by the caller.
+    pub fn from_parts(sessions: Sessions, control: Arc<ControlPlane>) -> Ledger {
+        Ledger {
+            sessions,
+            control,
+            _dir: None,
+            dir: std::path::PathBuf::new(),
+        }
+    }
+
     /// The data dir holding the catalog and `ledgers/j.sqlite`.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.dir
@@ -53,7 +63,7 @@ pub fn serve(dir: &std::path::Path) -> Ledger {
 }
 
 #[path = "../pg/mod.rs"]
-mod pg;
+pub mod pg;
 
 /// A ledger `j` in a fresh data dir, or — with `QLDB_TEST_STORAGE=postgres` (run-all.sh runs
 /// the session-layer suites so a second time) — in a fresh database of the test PostgreSQL

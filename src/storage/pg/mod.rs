@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod ledger;
+pub mod migrate;
 pub mod schema;
 pub mod verify;
 
@@ -188,9 +189,8 @@ impl Drop for Pooled<'_> {
         if conn.is_closed() {
             // The server went away (a restart, a failover): the idle connections are most
             // likely cut too, so none of them is handed out again.
-            let mut stale = std::mem::take(
-                &mut *self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()),
-            );
+            let mut stale =
+                std::mem::take(&mut *self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()));
             stale.push(conn);
             return close(stale);
         }

@@ -108,9 +108,12 @@ fn verify_schema(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    // A ledger imported from a QLDB export (and migrated here) also records its last
+    // imported block.
+    let rows = 2 + usize::from(meta.contains_key("imported_through"));
     let strand =
-        match (meta.get("ledger_name"), meta.get("strand_id"), meta.len()) {
-            (Some(n), Some(strand), 2) if n == name => strand.clone(),
+        match (meta.get("ledger_name"), meta.get("strand_id")) {
+            (Some(n), Some(strand)) if n == name && meta.len() == rows => strand.clone(),
             _ => return Err(damage(
                 None,
                 "the meta table does not name this ledger and its strand (ledger_name, strand_id)"

@@ -518,7 +518,7 @@ fn remove_suffixed(path: &Path, suffixes: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io(format!("syncing {}", dir.display()), e))

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod journal;
 pub(crate) mod key_seqs;
 pub mod ledger_db;
+pub mod migrate;
 pub mod rebuild;
 pub mod schema;
 pub use crate::storage::stored;
