@@ -19,6 +19,11 @@
 //! it with a fixed reply of the right shape, with no SigV4, session or storage work. Its CPU
 //! per transaction is what the HTTP stack alone costs for three requests, the part of the
 //! server's figure no engine work can remove.
+//!
+//! With `--postgres URL` (a database the bench may fill; its user needs CREATE), the INSERT
+//! and SELECT phases run again with the ledger in PostgreSQL (`serve --storage URL`): once
+//! on one qldb-local process, once on two processes sharing the database (each client's
+//! session on one of them, alternately). Server CPU per transaction sums both processes.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -38,6 +43,7 @@ struct Args {
     clients: usize,
     seconds: u64,
     relaxed: bool,
+    postgres: Option<String>,
 }
 
 fn args() -> Args {
@@ -45,6 +51,7 @@ fn args() -> Args {
         clients: 8,
         seconds: 10,
         relaxed: false,
+        postgres: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +59,7 @@ fn args() -> Args {
             "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.clients),
             "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.seconds),
             "--durability" => a.relaxed = it.next().as_deref() == Some("relaxed"),
+            "--postgres" => a.postgres = it.next(),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -420,4 +428,92 @@ async fn bench() {
     }
     println!("ratio INSERT qldb-local / raw SQLite: {:.3}", qi / ri);
     println!("ratio SELECT qldb-local / raw SQLite: {:.3}", qs / rs);
+
+    if let Some(url) = &a.postgres {
+        for processes in [1, 2] {
+            postgres_phases(url, processes, &a, durability).await;
+        }
+    }
+}
+
+/// The INSERT and SELECT phases with the ledger in PostgreSQL, on `processes` qldb-local
+/// processes sharing the database.
+async fn postgres_phases(url: &str, processes: usize, a: &Args, durability: &str) {
+    let servers: Vec<Server> = (0..processes)
+        .map(|_| {
+            start(&[
+                "--storage",
+                url,
+                "--durability",
+                durability,
+                "--max-sessions-per-ledger",
+                "10000",
+                "--max-ledgers",
+                "100",
+            ])
+        })
+        .collect();
+    let ledger = format!("pg{processes}-{}", std::process::id());
+    create_ledger(&servers[0].endpoint, &ledger);
+    let clients: Vec<Arc<Client>> = servers
+        .iter()
+        .map(|s| Arc::new(client(&s.endpoint)))
+        .collect();
+    {
+        let s = session(&clients[0], &ledger).await;
+        let (tx, mut d) = s.start_tx().await;
+        s.exec(&tx, &mut d, "CREATE TABLE Bench", &[])
+            .await
+            .unwrap();
+        s.exec(&tx, &mut d, "CREATE INDEX ON Bench (k)", &[])
+            .await
+            .unwrap();
+        s.commit(&tx, d.bytes()).await.unwrap();
+    }
+    // Client i talks to process i % processes, in a session started there.
+    let mut sessions = Vec::new();
+    for i in 0..a.clients {
+        let c = clients[i % processes].clone();
+        let token = session(&c, &ledger).await.token;
+        sessions.push((c, token));
+    }
+    let sessions = Arc::new(sessions);
+    let cpu = |servers: &[Server]| servers.iter().map(|s| s.cpu_time()).sum::<Duration>();
+    let before = cpu(&servers);
+    let t = sessions.clone();
+    let mut ins = run_clients(a.clients, a.seconds, move |ci, i| {
+        let t = t.clone();
+        async move {
+            let (c, token) = &t[ci];
+            insert_tx(c, token, format!("k-{ci}-{i}"), i).await
+        }
+    })
+    .await;
+    let cpu_ins = cpu(&servers) - before;
+    let before = cpu(&servers);
+    let t = sessions.clone();
+    let mut sel = run_clients(a.clients, a.seconds, move |ci, i| {
+        let t = t.clone();
+        async move {
+            let (c, token) = &t[ci];
+            select_tx(c, token, format!("k-{ci}-{}", i % 100)).await
+        }
+    })
+    .await;
+    let cpu_sel = cpu(&servers) - before;
+    let what = if processes == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{processes} processes")
+    };
+    ins.report(&format!("PostgreSQL, {what}: INSERT transaction"));
+    sel.report(&format!("PostgreSQL, {what}: indexed point SELECT"));
+    let per_tx = |cpu: Duration, stats: &Stats| {
+        cpu.as_secs_f64() * 1e6 / stats.latencies_us.len().max(1) as f64
+    };
+    println!(
+        "PostgreSQL, {what}: qldb-local CPU per INSERT / SELECT transaction: {:.0} / {:.0} µs",
+        per_tx(cpu_ins, &ins),
+        per_tx(cpu_sel, &sel)
+    );
 }

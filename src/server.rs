@@ -103,14 +103,22 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
 
 /// Runs the server until a shutdown signal arrives.
 pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
-    if cfg.verify_on_start && cfg.storage.is_some() {
-        return Err(anyhow_like::Error(
-            "refusing to start: --verify-on-start checks SQLite ledger files; it does not \
-             support --storage yet"
-                .into(),
-        ));
-    }
-    if cfg.verify_on_start && !cfg.in_memory {
+    if let (true, Some(url)) = (cfg.verify_on_start, cfg.storage.clone()) {
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let backend =
+                crate::storage::pg::PgBackend::connect(&url, false).map_err(|e| e.to_string())?;
+            for v in backend
+                .verify(None, &mut |_, _, _| {})
+                .map_err(|e| e.to_string())?
+            {
+                tracing::info!(ledger = %v.ledger, blocks = v.blocks, "journal verified");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow_like::Error(e.to_string()))?
+        .map_err(|e| anyhow_like::Error(format!("refusing to start: {e}")))?;
+    } else if cfg.verify_on_start && !cfg.in_memory {
         let dir = cfg.data_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<(), crate::verify::Damage> {
             for v in crate::verify::verify_data_dir(&dir)? {

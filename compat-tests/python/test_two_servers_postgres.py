@@ -21,7 +21,7 @@ import time
 import pytest
 from pyqldb.config.retry_config import RetryConfig
 
-from qldb_harness import Server, fresh_postgres_database, storage_is_postgres
+from qldb_harness import Server, fresh_postgres_database, psql, storage_is_postgres
 from qldb_session_helpers import create_ledger, make_driver, run
 from conftest import make_client
 
@@ -162,3 +162,28 @@ def test_each_server_sees_the_others_ledgers():
     finally:
         a.close()
         b.close()
+
+
+def test_verify_on_start_checks_the_database():
+    _, a, b = two_servers()
+    url = a.extra_args[a.extra_args.index("--storage") + 1]
+    try:
+        ledger = create_ledger(a)
+        d = make_driver(a, ledger)
+        try:
+            run(d, "CREATE TABLE T")
+            run(d, "INSERT INTO T ?", {"n": 1})
+        finally:
+            d.close()
+    finally:
+        a.close()
+        b.close()
+    checked = Server(extra_args=["--storage", url, "--verify-on-start"]).start()
+    checked.close()
+    schema = psql(url, f"SELECT schema_name FROM qldb_catalog.ledger_data WHERE name = '{ledger}'")
+    psql(url, f"UPDATE {schema.strip()}.documents SET version = 5")
+    refused = Server(extra_args=["--storage", url, "--verify-on-start"])
+    with pytest.raises(RuntimeError, match="refusing to start"):
+        refused.start(timeout=15)
+    assert f"ledger {ledger}: document" in refused.log()
+    refused.close()
