@@ -408,6 +408,24 @@ fn postgres_orphans_and_late_handles() {
             .create_ledger(&orphan, "OrphanStrand0000000001", 1)
             .unwrap(),
     );
+    // Young data without a catalog row may be another server's create in progress (its data
+    // is written before its catalog row): kept, and a create of that name is refused.
+    backend.remove_orphans(catalog.as_ref()).unwrap();
+    assert!(backend.open_ledger(&orphan).is_ok());
+    let refused = backend
+        .create_ledger(&orphan, "OrphanStrand0000000002", 1)
+        .err()
+        .unwrap();
+    assert!(refused
+        .to_string()
+        .contains("being created by another server"));
+    // Once it is older than a create takes, it is the remains of one that failed: removed.
+    let mut admin = postgres::Client::connect(&db_server.url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "UPDATE qldb_catalog.ledger_data SET created_at = now() - interval '2 minutes'",
+        )
+        .unwrap();
     backend.remove_orphans(catalog.as_ref()).unwrap();
     assert!(backend.open_ledger(&kept).is_ok());
     assert!(backend.open_ledger(&orphan).is_err());

@@ -132,7 +132,12 @@ impl ControlPlane {
                         std::io::Error::other(v.0),
                     )
                 })?;
-                let db = cp.backend.open_ledger(&name)?;
+                let db = match cp.backend.open_ledger(&name) {
+                    Ok(db) => db,
+                    // Deleted meanwhile by another server on the same database.
+                    Err(_) if inner.catalog.ledger(&rec.name)?.is_none() => continue,
+                    Err(e) => return Err(e),
+                };
                 inner.open.insert(rec.name.clone(), (rec.ord, db));
             }
             let now = cp.now();
@@ -204,18 +209,44 @@ impl ControlPlane {
         for rec in gone {
             self.remove_now(inner, &rec)?;
         }
+        // Handles of ledgers another server (on the same database) deleted or is deleting:
+        // closed, so that their sessions end; a ledger gone from the catalog or replaced by
+        // a new one of the same name is forgotten.
+        let records: HashMap<String, LedgerRecord> = inner
+            .catalog
+            .all_ledgers()?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        inner
+            .open
+            .retain(|name, (ord, db)| match records.get(name) {
+                Some(r) if r.ord == *ord => {
+                    if r.deleting_since_ms.is_some() {
+                        db.mark_closed();
+                    }
+                    true
+                }
+                _ => {
+                    db.mark_closed();
+                    false
+                }
+            });
         Ok(())
     }
 
     /// Drops a ledger from the catalog, then removes its files.
     fn remove_now(&self, inner: &mut Inner, rec: &LedgerRecord) -> Result<()> {
         inner.catalog.remove_ledger(rec)?;
-        if let Some((_, db)) = inner.open.remove(&rec.name) {
-            // The catalog row is gone, so a failure here only leaves orphaned data, which
-            // the next start removes.
-            if let Err(e) = db.remove() {
-                tracing::warn!(error = %e, "could not remove a deleted ledger's data");
-            }
+        // The catalog row is gone, so a failure here only leaves orphaned data, which the
+        // next start removes.
+        let removed = match inner.open.remove(&rec.name) {
+            Some((ord, db)) if ord == rec.ord => db.remove(),
+            // Opened by another server only: its data has no catalog row now.
+            _ => self.backend.remove_orphans(inner.catalog.as_ref()),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, "could not remove a deleted ledger's data");
         }
         tracing::info!(ledger = %rec.name, "ledger deleted");
         Ok(())

@@ -64,7 +64,17 @@ pub struct Batch<'a, R>(&'a GroupCommit<R>);
 impl<R> Batch<'_, R> {
     /// Takes every queued request (the batch's leader calls it once it may write).
     pub fn take(self) -> Vec<Pending<R>> {
-        let batch = std::mem::take(&mut *lock(&self.0.pending));
+        self.take_up_to(usize::MAX)
+    }
+
+    /// Takes the first `most` queued requests; the rest wait for the next batch.
+    pub fn take_up_to(self, most: usize) -> Vec<Pending<R>> {
+        let batch = {
+            let mut pending = lock(&self.0.pending);
+            let at = most.min(pending.len());
+            let rest = pending.split_off(at);
+            std::mem::replace(&mut *pending, rest)
+        };
         for p in &batch {
             lock(&p.slot).taken = true;
         }

@@ -123,7 +123,9 @@ pub enum Place {
 
 impl Place {
     pub fn parse(s: &str) -> Place {
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        // A URL, or a key=value connection string (`host=… dbname=…`).
+        let key_value = s.contains('=') && s.split_whitespace().all(|w| w.contains('='));
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") || key_value {
             Place::Postgres(s.to_string())
         } else {
             Place::Dir(s.into())

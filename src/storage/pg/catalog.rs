@@ -162,9 +162,13 @@ impl CatalogStore for PgCatalog {
 
     fn update_ledger(&self, rec: &LedgerRecord) -> Result<()> {
         self.pool.get()?.execute(
+            // Another server may have begun the ledger's deletion since `rec` was read: a
+            // deletion is never undone.
             "UPDATE qldb_catalog.ledgers SET permissions_mode = $2, deletion_protection = $3,
-                 kms_key_arn = $4, kms_updated_ms = $5, deleting_since_ms = $6, gone_at_ms = $7
-             WHERE name = $1",
+                 kms_key_arn = $4, kms_updated_ms = $5,
+                 deleting_since_ms = coalesce(deleting_since_ms, $6),
+                 gone_at_ms = coalesce(gone_at_ms, $7)
+             WHERE name = $1 AND ord = $8",
             &[
                 &rec.name,
                 &rec.permissions_mode,
@@ -173,6 +177,7 @@ impl CatalogStore for PgCatalog {
                 &rec.kms_updated_ms,
                 &rec.deleting_since_ms,
                 &rec.gone_at_ms,
+                &rec.ord,
             ],
         )?;
         Ok(())
@@ -180,10 +185,14 @@ impl CatalogStore for PgCatalog {
 
     fn remove_ledger(&mut self, rec: &LedgerRecord) -> Result<()> {
         self.transaction(|conn| {
-            conn.execute(
-                "DELETE FROM qldb_catalog.ledgers WHERE name = $1",
-                &[&rec.name],
-            )?;
+            // Only this ledger: not a successor of the same name another server made.
+            if conn.execute(
+                "DELETE FROM qldb_catalog.ledgers WHERE name = $1 AND ord = $2",
+                &[&rec.name, &rec.ord],
+            )? == 0
+            {
+                return Ok(());
+            }
             conn.execute(
                 "DELETE FROM qldb_catalog.export_objects WHERE export_id IN
                      (SELECT export_id FROM qldb_catalog.exports WHERE ledger_name = $1)",

@@ -31,6 +31,14 @@ impl From<::postgres::Error> for CommitError {
     }
 }
 
+/// How old ledger data without a catalog row must be before it counts as the remains of a
+/// create that failed: younger, it may be another server's create in progress (its data is
+/// written before its catalog row).
+pub(crate) const ORPHAN_AGE: &str = "1 minute";
+
+/// The most commits one PostgreSQL transaction holds.
+const MAX_BATCH: usize = 32;
+
 pub struct PgLedger {
     pool: Arc<Pool>,
     name: String,
@@ -80,12 +88,28 @@ impl PgLedger {
     ) -> Result<Self> {
         let mut conn = pool.get()?;
         conn.begin("")?;
+        // One create of a name at a time, across servers.
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('qldb-local ledger ' || $1))",
+            &[&name.as_str()],
+        )?;
         let old = conn.query_opt(
-            "SELECT schema_name FROM qldb_catalog.ledger_data WHERE name = $1 FOR UPDATE",
+            &format!(
+                "SELECT d.schema_name,
+                        EXISTS (SELECT 1 FROM qldb_catalog.ledgers l WHERE l.name = d.name)
+                        OR d.created_at > now() - interval '{ORPHAN_AGE}'
+                 FROM qldb_catalog.ledger_data d WHERE d.name = $1"
+            ),
             &[&name.as_str()],
         )?;
         if let Some(old) = old {
-            let old: String = old.get(0);
+            let (old, in_use): (String, bool) = (old.get(0), old.get(1));
+            if in_use {
+                return Err(StorageError::Unavailable(format!(
+                    "ledger {} is being created by another server",
+                    name.as_str()
+                )));
+            }
             conn.batch(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))?;
             conn.execute(
                 "DELETE FROM qldb_catalog.ledger_data WHERE name = $1",
@@ -149,7 +173,10 @@ impl PgLedger {
         conn.commit()?;
         let db = PgLedger::new(pool.clone(), name, schema, strand);
         let mut conn = pool.get()?;
-        if db.tip_on(&mut conn).is_err() {
+        let blocks: i64 = conn
+            .query_one(&db.q("SELECT count(*) FROM {s}.blocks"), &[])?
+            .get(0);
+        if blocks == 0 {
             return Err(StorageError::Corrupt(format!(
                 "ledger {} (PostgreSQL schema {}) cannot be served: its journal has no blocks",
                 name.as_str(),
@@ -934,7 +961,9 @@ impl LedgerStore for PgLedger {
 
     fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
         self.group.submit(req, |batch| {
-            let batch = batch.take();
+            // Each request is a savepoint (a subtransaction): PostgreSQL keeps 64 per
+            // transaction in its snapshots' fast path.
+            let batch = batch.take_up_to(MAX_BATCH);
             if !batch.is_empty() {
                 self.commit_batch(batch);
             }

@@ -32,8 +32,17 @@ impl PgBackend {
         let mut out = Vec::new();
         for t in LEDGER_TABLES {
             let cols: Vec<String> = t.columns.iter().map(|(c, k)| select_expr(c, *k)).collect();
+            // In the order the rows were made (SQLite's rowids follow it).
+            let order = match t.name {
+                "tables" => " ORDER BY table_no",
+                "indexes" => " ORDER BY index_no",
+                "documents" => " ORDER BY pos",
+                "blocks" => " ORDER BY seq",
+                "revisions" => " ORDER BY seq, position",
+                _ => "",
+            };
             let rows = conn.query(
-                &format!("SELECT {} FROM {schema}.{}", cols.join(", "), t.name),
+                &format!("SELECT {} FROM {schema}.{}{order}", cols.join(", "), t.name),
                 &[],
             )?;
             out.push(

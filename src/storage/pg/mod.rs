@@ -88,24 +88,48 @@ impl PgConn {
 /// Closes connections on a thread of their own: a blocking client closes through its own
 /// runtime, which must not run inside the server's async threads.
 fn close(conns: Vec<PgConn>) {
-    if !conns.is_empty() {
-        let _ = std::thread::Builder::new()
-            .name("pg-close".into())
-            .spawn(move || drop(conns));
+    if conns.is_empty() {
+        return;
+    }
+    // Should no thread start, the connections are let go without closing (the server
+    // notices the socket end): dropping them here could be on an async thread.
+    let holder = std::sync::Arc::new(std::sync::Mutex::new(Some(conns)));
+    let theirs = holder.clone();
+    let started = std::thread::Builder::new()
+        .name("pg-close".into())
+        .spawn(move || drop(theirs.lock().map(|mut c| c.take())));
+    if started.is_err() {
+        if let Some(conns) = holder.lock().ok().and_then(|mut c| c.take()) {
+            std::mem::forget(conns);
+        }
     }
 }
 
 /// Where the database is, and the idle connections to it.
 pub struct Pool {
     config: ::postgres::Config,
-    idle: Mutex<Vec<PgConn>>,
+    state: Mutex<PoolState>,
+    /// Signalled when a connection is returned or closed.
+    freed: std::sync::Condvar,
 }
+
+/// The idle connections, and how many connections exist (idle or in use).
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<PgConn>,
+    open: usize,
+}
+
+/// The most connections one server opens (PostgreSQL's default `max_connections` is 100,
+/// and several servers may share it).
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long a request waits for a connection when all are in use.
+const CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        close(std::mem::take(
-            &mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()),
-        ));
+        close(std::mem::take(&mut self.lock().idle));
     }
 }
 
@@ -113,22 +137,68 @@ impl Pool {
     fn new(config: ::postgres::Config) -> Self {
         Pool {
             config,
-            idle: Mutex::new(Vec::new()),
+            state: Mutex::new(PoolState::default()),
+            freed: std::sync::Condvar::new(),
         }
     }
 
-    /// An idle connection, or a new one.
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes connections that were counted as open.
+    fn discard(&self, conns: Vec<PgConn>) {
+        let n = conns.len();
+        close(conns);
+        self.lock().open -= n;
+        self.freed.notify_all();
+    }
+
+    /// An idle connection, or a new one; waits while [`MAX_CONNECTIONS`] are in use.
     pub fn get(&self) -> Result<Pooled<'_>> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some(c) if !c.is_closed() => c,
-            other => {
-                close(other.into_iter().collect());
-                PgConn {
-                    client: self.config.connect(NoTls)?,
-                    statements: HashMap::new(),
+        let deadline = std::time::Instant::now() + CONNECTION_WAIT;
+        let mut state = self.lock();
+        let conn = loop {
+            if let Some(c) = state.idle.pop() {
+                if !c.is_closed() {
+                    break Some(c);
                 }
+                state.open -= 1;
+                drop(state);
+                close(vec![c]);
+                state = self.lock();
+                continue;
             }
+            if state.open < MAX_CONNECTIONS {
+                state.open += 1;
+                break None;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(StorageError::Unavailable(format!(
+                    "all {MAX_CONNECTIONS} connections to PostgreSQL are busy"
+                )));
+            }
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        drop(state);
+        let conn = match conn {
+            Some(c) => c,
+            None => match self.config.connect(NoTls) {
+                Ok(client) => PgConn {
+                    client,
+                    statements: HashMap::new(),
+                },
+                Err(e) => {
+                    self.lock().open -= 1;
+                    self.freed.notify_one();
+                    return Err(e.into());
+                }
+            },
         };
         Ok(Pooled {
             pool: self,
@@ -184,22 +254,23 @@ impl Drop for Pooled<'_> {
             return;
         };
         if self.in_transaction && conn.batch("ROLLBACK").is_err() {
-            return close(vec![conn]);
+            return self.pool.discard(vec![conn]);
         }
         if conn.is_closed() {
             // The server went away (a restart, a failover): the idle connections are most
             // likely cut too, so none of them is handed out again.
-            let mut stale =
-                std::mem::take(&mut *self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut stale = std::mem::take(&mut self.pool.lock().idle);
             stale.push(conn);
-            return close(stale);
+            return self.pool.discard(stale);
         }
-        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_CONNECTIONS {
-            idle.push(conn);
+        let mut state = self.pool.lock();
+        if state.idle.len() < IDLE_CONNECTIONS {
+            state.idle.push(conn);
+            drop(state);
+            self.pool.freed.notify_one();
         } else {
-            drop(idle);
-            close(vec![conn]);
+            drop(state);
+            self.pool.discard(vec![conn]);
         }
     }
 }
@@ -224,13 +295,23 @@ impl PgBackend {
         let mut config: ::postgres::Config = url.parse().map_err(|e| {
             StorageError::Unavailable(format!("the --storage URL is not a PostgreSQL URL: {e}"))
         })?;
-        if relaxed_durability {
-            let options = format!(
-                "{} -c synchronous_commit=off",
-                config.get_options().unwrap_or("")
-            );
-            config.options(options.trim());
+        // A request fails instead of hanging on an unreachable database; a peer that died
+        // holding a ledger's row lock is noticed (keepalives), and a server that stalls inside
+        // a transaction is ended by PostgreSQL, releasing the lock.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
         }
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(30));
+        let mut options = format!(
+            "{} -c idle_in_transaction_session_timeout=60000",
+            config.get_options().unwrap_or("")
+        );
+        if relaxed_durability {
+            options.push_str(" -c synchronous_commit=off");
+        }
+        config.options(options.trim());
         let shown = show_url(&config);
         let backend = PgBackend {
             pool: Arc::new(Pool::new(config)),
@@ -350,7 +431,11 @@ impl Backend for PgBackend {
 
     fn remove_orphans(&self, catalog: &dyn CatalogStore) -> Result<()> {
         let rows = self.pool.get()?.query(
-            "SELECT name, schema_name FROM qldb_catalog.ledger_data",
+            &format!(
+                "SELECT name, schema_name FROM qldb_catalog.ledger_data
+                 WHERE created_at < now() - interval '{}'",
+                ledger::ORPHAN_AGE
+            ),
             &[],
         )?;
         for r in rows {
