@@ -505,3 +505,32 @@ fn postgres_refuses_to_start_with_one_clear_line() {
     let newer = err(&db_server.url);
     assert!(newer.contains("newer"), "{newer}");
 }
+
+#[test]
+fn postgres_runs_each_job_on_one_server() {
+    use qldb_local::storage::pg::PgBackend;
+    let db_server = pg::fresh_database();
+    let (a, b) = (
+        PgBackend::connect(&db_server.url, false).unwrap(),
+        PgBackend::connect(&db_server.url, false).unwrap(),
+    );
+    let lease = a
+        .job_lease("export-1")
+        .unwrap()
+        .expect("the first server runs it");
+    assert!(b.job_lease("export-1").unwrap().is_none(), "held by a");
+    assert!(
+        b.job_lease("stream-2").unwrap().is_some(),
+        "another job is free"
+    );
+    drop(lease);
+    // The lease's connection closes on a thread of its own: the lock is free soon after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.job_lease("export-1").unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

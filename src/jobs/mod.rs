@@ -85,7 +85,10 @@ impl Jobs {
         if let Some(guard) = self.claim(&export_id) {
             let jobs = self.clone();
             tokio::spawn(async move {
-                export::run(&jobs, &export_id).await;
+                if let Some(lease) = jobs.lease(&export_id).await {
+                    export::run(&jobs, &export_id).await;
+                    drop(lease);
+                }
                 drop(guard);
             });
         }
@@ -96,9 +99,30 @@ impl Jobs {
         if let Some(guard) = self.claim(&stream_id) {
             let jobs = self.clone();
             tokio::spawn(async move {
-                stream::run(&jobs, &stream_id).await;
+                if let Some(lease) = jobs.lease(&stream_id).await {
+                    stream::run(&jobs, &stream_id).await;
+                    drop(lease);
+                }
                 drop(guard);
             });
+        }
+    }
+
+    /// The storage's lease on job `id` (several servers may share a PostgreSQL database:
+    /// one of them runs each job); `None` if another server runs it or the lease cannot be
+    /// read (logged).
+    async fn lease(&self, id: &str) -> Option<Box<dyn Send>> {
+        let job = id.to_string();
+        match self.blocking(move |c| c.job_lease(&job)).await {
+            Ok(Some(lease)) => Some(lease),
+            Ok(None) => {
+                tracing::info!(job = %id, "another server runs this job");
+                None
+            }
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "cannot take the job's lease");
+                None
+            }
         }
     }
 

@@ -129,6 +129,13 @@ pub trait Backend: Send + Sync {
     /// Removes ledger data that no catalog row names (the remains of an interrupted create
     /// or of a delete whose catalog row was removed first).
     fn remove_orphans(&self, catalog: &dyn CatalogStore) -> Result<()>;
+
+    /// The right to run export or stream `job_id`, held while the returned value lives;
+    /// `None` while another server on the same storage holds it. A backend that only one
+    /// server can open grants it always.
+    fn job_lease(&self, _job_id: &str) -> Result<Option<Box<dyn Send>>> {
+        Ok(Some(Box::new(())))
+    }
 }
 
 /// The catalog: ledgers, the tags of every resource, journal exports and streams.

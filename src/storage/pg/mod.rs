@@ -275,6 +275,15 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// A job's advisory lock: its connection, closed (off the async threads) when dropped.
+struct JobLease(Option<PgConn>);
+
+impl Drop for JobLease {
+    fn drop(&mut self) {
+        close(self.0.take().into_iter().collect());
+    }
+}
+
 /// Ledgers and the catalog in one PostgreSQL database.
 pub struct PgBackend {
     pool: Arc<Pool>,
@@ -427,6 +436,26 @@ impl Backend for PgBackend {
             ))
         })?;
         Ok(Arc::new(PgLedger::open(self.pool.clone(), name, schema)?))
+    }
+
+    /// A session-level advisory lock on a connection of its own, held while the lease
+    /// lives; if the server holding it dies, its connection ends and the lock with it.
+    fn job_lease(&self, job_id: &str) -> Result<Option<Box<dyn Send>>> {
+        let mut conn = PgConn {
+            client: self.pool.config.connect(NoTls)?,
+            statements: HashMap::new(),
+        };
+        let got: bool = conn
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('qldb-local job ' || $1))",
+                &[&job_id],
+            )?
+            .get(0);
+        if !got {
+            close(vec![conn]);
+            return Ok(None);
+        }
+        Ok(Some(Box::new(JobLease(Some(conn)))))
     }
 
     fn remove_orphans(&self, catalog: &dyn CatalogStore) -> Result<()> {
