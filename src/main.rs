@@ -33,12 +33,7 @@ enum Command {
         ledger: Option<String>,
         /// Check the ledgers of this PostgreSQL database instead of a data dir
         /// (`postgres://USER:PASSWORD@HOST:PORT/DB`, as `serve --storage`).
-        #[arg(
-            long,
-            env = "QLDB_LOCAL_STORAGE",
-            value_name = "URL",
-            conflicts_with = "digest"
-        )]
+        #[arg(long, env = "QLDB_LOCAL_STORAGE", value_name = "URL")]
         storage: Option<String>,
         /// Also check a digest saved earlier (GetDigest's Digest, base64) against the
         /// journal at that digest's tip (needs --ledger and --digest-tip-address).
@@ -194,7 +189,7 @@ fn main() -> std::process::ExitCode {
         } => {
             let saved = digest.zip(digest_tip_address);
             let verified = match &storage {
-                Some(url) => qldb_local::storage::pg::verify::run(url, ledger.as_deref()),
+                Some(url) => qldb_local::storage::pg::verify::run(url, ledger.as_deref(), saved),
                 None => qldb_local::verify::run(&data_dir, ledger.as_deref(), saved),
             };
             match verified {

@@ -187,3 +187,36 @@ def test_verify_on_start_checks_the_database():
         refused.start(timeout=15)
     assert f"ledger {ledger}: document" in refused.log()
     refused.close()
+
+
+def test_verify_checks_a_saved_digest_on_the_database():
+    import base64
+
+    url, a, b = two_servers()
+    try:
+        ledger = create_ledger(a)
+        d = make_driver(b, ledger)
+        try:
+            run(d, "CREATE TABLE T")
+            saved = make_client(a.endpoint).get_digest(Name=ledger)
+            run(d, "INSERT INTO T ?", {"n": 2})
+        finally:
+            d.close()
+    finally:
+        a.close()
+        b.close()
+    digest = base64.b64encode(saved["Digest"]).decode()
+    tip = saved["DigestTipAddress"]["IonText"]
+
+    def verify(d):
+        return subprocess.run([a.binary, "verify", "--storage", url, "--ledger", ledger,
+                               "--digest", d, "--digest-tip-address", tip],
+                              capture_output=True, text=True, timeout=120)
+
+    ok = verify(digest)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"the saved digest {digest} is the journal's digest" in ok.stdout
+    wrong = base64.b64encode(bytes(32)).decode()
+    refused = verify(wrong)
+    assert refused.returncode == 1
+    assert "differs from the journal's digest" in refused.stderr

@@ -15,7 +15,7 @@ use crate::ion::{Data, Value};
 use crate::journal::hash::{dot, merkle, Hash};
 use crate::storage::forms::decode_doc;
 use crate::storage::index_key;
-use crate::storage::sqlite::verify::{check_block, Damage, Verified};
+use crate::storage::sqlite::verify::{check_block, check_saved_digest_with, Damage, Verified};
 use crate::storage::stored::decode_block;
 
 /// Blocks read per query.
@@ -366,7 +366,7 @@ fn document_table(block: &Value, id: &str) -> Option<String> {
 
 /// `qldb-local verify --storage URL [--ledger NAME]`: verifies and prints one `ok` line per
 /// ledger, as the SQLite verify does.
-pub fn run(url: &str, only: Option<&str>) -> Result<(), Damage> {
+pub fn run(url: &str, only: Option<&str>, saved: Option<(String, String)>) -> Result<(), Damage> {
     use base64::Engine as _;
     let backend = PgBackend::connect(url, false).map_err(|e| Damage {
         ledger: only.unwrap_or("*").into(),
@@ -386,6 +386,47 @@ pub fn run(url: &str, only: Option<&str>) -> Result<(), Damage> {
             base64::engine::general_purpose::STANDARD.encode(&v.digest),
             v.tip
         );
+        if let Some((digest, address)) = &saved {
+            let seq = backend.check_saved_digest(&v, digest, address)?;
+            println!(
+                "ok {}: the saved digest {digest} is the journal's digest at sequenceNo {seq}",
+                v.ledger
+            );
+        }
     }
     Ok(())
+}
+
+impl PgBackend {
+    /// `verify --digest`: a digest saved from GetDigest is the journal's digest at its tip.
+    fn check_saved_digest(&self, v: &Verified, digest: &str, address: &str) -> Result<u64, Damage> {
+        let fail = |message: String| Damage {
+            ledger: v.ledger.clone(),
+            block: None,
+            message,
+        };
+        let (_, schema) = self
+            .verify_targets(Some(&v.ledger))?
+            .pop()
+            .ok_or_else(|| fail("the ledger is gone".into()))?;
+        let mut conn = self.pool.get().map_err(|e| fail(e.to_string()))?;
+        let own: String = conn
+            .query_one(
+                &format!("SELECT value FROM {schema}.meta WHERE key = 'strand_id'"),
+                &[],
+            )
+            .map_err(|e| fail(format!("cannot read: {e}")))?
+            .get(0);
+        check_saved_digest_with(v, digest, address, &own, &mut |seq| {
+            Ok(conn
+                .query(
+                    &format!("SELECT block_hash FROM {schema}.blocks WHERE seq <= $1 ORDER BY seq"),
+                    &[&(seq as i64)],
+                )
+                .map_err(|e| format!("cannot read: {e}"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+    }
 }

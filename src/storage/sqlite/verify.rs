@@ -1195,6 +1195,41 @@ fn check_saved_digest(
     digest: &str,
     address: &str,
 ) -> Result<u64, Damage> {
+    let path =
+        crate::storage::sqlite::catalog::ledgers_dir(data_dir).join(format!("{}.sqlite", v.ledger));
+    let fail = |message: String| Damage {
+        ledger: v.ledger.clone(),
+        block: None,
+        message,
+    };
+    let conn = open_ro(&path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let read = |e: rusqlite::Error| format!("cannot read: {e}");
+    let own: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| fail(read(e)))?;
+    check_saved_digest_with(v, digest, address, &own, &mut |seq| {
+        let mut stmt = conn
+            .prepare("SELECT block_hash FROM blocks WHERE seq <= ?1 ORDER BY seq")
+            .map_err(read)?;
+        let leaves: Vec<Hash> = stmt
+            .query_map([seq as i64], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(read)?;
+        Ok(leaves)
+    })
+}
+
+/// [`check_saved_digest`] on any storage: `own` is the ledger's strand, `leaves(seq)` its
+/// block hashes up to block `seq`.
+pub fn check_saved_digest_with(
+    v: &Verified,
+    digest: &str,
+    address: &str,
+    own: &str,
+    leaves: &mut dyn FnMut(u64) -> Result<Vec<Hash>, String>,
+) -> Result<u64, Damage> {
     use base64::Engine as _;
     let fail = |block: Option<u64>, message: String| Damage {
         ledger: v.ledger.clone(),
@@ -1223,14 +1258,6 @@ fn check_saved_digest(
             "--digest-tip-address needs strandId (a string) and sequenceNo (an integer)".into(),
         ));
     };
-    let path =
-        crate::storage::sqlite::catalog::ledgers_dir(data_dir).join(format!("{}.sqlite", v.ledger));
-    let conn = open_ro(&path).map_err(|e| fail(None, format!("cannot open: {e}")))?;
-    let own: String = conn
-        .query_row("SELECT value FROM meta WHERE key = 'strand_id'", [], |r| {
-            r.get(0)
-        })
-        .map_err(|e| fail(None, format!("cannot read: {e}")))?;
     if strand != own {
         return Err(fail(
             None,
@@ -1246,14 +1273,7 @@ fn check_saved_digest(
             ),
         ));
     }
-    let mut stmt = conn
-        .prepare("SELECT block_hash FROM blocks WHERE seq <= ?1 ORDER BY seq")
-        .map_err(|e| fail(None, format!("cannot read: {e}")))?;
-    let leaves: Vec<Hash> = stmt
-        .query_map([seq as i64], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(|e| fail(None, format!("cannot read: {e}")))?;
-    let ours = merkle(&leaves);
+    let ours = merkle(&leaves(seq).map_err(|m| fail(None, m))?);
     if ours != saved {
         return Err(fail(
             Some(seq),
