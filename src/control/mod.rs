@@ -227,8 +227,12 @@ impl ControlPlane {
                     }
                     true
                 }
+                // Its catalog row is gone: its data is removed (a handle's data is its own,
+                // never a successor's of the same name).
                 _ => {
-                    db.mark_closed();
+                    if let Err(e) = db.remove() {
+                        tracing::warn!(error = %e, ledger = %name, "could not remove a deleted ledger's data");
+                    }
                     false
                 }
             });
@@ -240,10 +244,12 @@ impl ControlPlane {
         inner.catalog.remove_ledger(rec)?;
         // The catalog row is gone, so a failure here only leaves orphaned data, which the
         // next start removes.
-        let removed = match inner.open.remove(&rec.name) {
-            Some((ord, db)) if ord == rec.ord => db.remove(),
-            // Opened by another server only: its data has no catalog row now.
-            _ => self.backend.remove_orphans(inner.catalog.as_ref()),
+        let ours = matches!(inner.open.get(&rec.name), Some((ord, _)) if *ord == rec.ord);
+        let removed = match ours.then(|| inner.open.remove(&rec.name)).flatten() {
+            Some((_, db)) => db.remove(),
+            // Opened by another server only: its data has no catalog row now (that server
+            // removes it when it notices, or the next start does).
+            None => self.backend.remove_orphans(inner.catalog.as_ref()),
         };
         if let Err(e) = removed {
             tracing::warn!(error = %e, "could not remove a deleted ledger's data");

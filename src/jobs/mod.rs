@@ -109,19 +109,21 @@ impl Jobs {
     }
 
     /// The storage's lease on job `id` (several servers may share a PostgreSQL database:
-    /// one of them runs each job); `None` if another server runs it or the lease cannot be
-    /// read (logged).
+    /// one of them runs each job); `None` if another server runs it. A storage error (the
+    /// database restarting) is retried until the lease is read.
     async fn lease(&self, id: &str) -> Option<Box<dyn Send>> {
-        let job = id.to_string();
-        match self.blocking(move |c| c.job_lease(&job)).await {
-            Ok(Some(lease)) => Some(lease),
-            Ok(None) => {
-                tracing::info!(job = %id, "another server runs this job");
-                None
-            }
-            Err(e) => {
-                tracing::error!(job = %id, error = %e, "cannot take the job's lease");
-                None
+        loop {
+            let job = id.to_string();
+            match self.blocking(move |c| c.job_lease(&job)).await {
+                Ok(Some(lease)) => return Some(lease),
+                Ok(None) => {
+                    tracing::info!(job = %id, "another server runs this job");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot take the job's lease; retrying");
+                    tokio::time::sleep(self.cfg.stream_retry).await;
+                }
             }
         }
     }

@@ -124,7 +124,12 @@ pub enum Place {
 impl Place {
     pub fn parse(s: &str) -> Place {
         // A URL, or a key=value connection string (`host=… dbname=…`).
-        let key_value = s.contains('=') && s.split_whitespace().all(|w| w.contains('='));
+        let key_value = s.split_whitespace().all(|w| w.contains('='))
+            && s.split_whitespace().any(|w| {
+                ["host=", "hostaddr=", "dbname=", "user=", "port="]
+                    .iter()
+                    .any(|k| w.starts_with(k))
+            });
         if s.starts_with("postgres://") || s.starts_with("postgresql://") || key_value {
             Place::Postgres(s.to_string())
         } else {

@@ -90,7 +90,7 @@ impl PgLedger {
         conn.begin("")?;
         // One create of a name at a time, across servers.
         conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('qldb-local ledger ' || $1))",
+            "SELECT pg_advisory_xact_lock(7243011, hashtext($1))",
             &[&name.as_str()],
         )?;
         let old = conn.query_opt(
@@ -171,12 +171,13 @@ impl PgLedger {
             }
         };
         conn.commit()?;
+        drop(conn);
         let db = PgLedger::new(pool.clone(), name, schema, strand);
         let mut conn = pool.get()?;
-        let blocks: i64 = conn
-            .query_one(&db.q("SELECT count(*) FROM {s}.blocks"), &[])?
+        let any: bool = conn
+            .query_one(&db.q("SELECT EXISTS (SELECT 1 FROM {s}.blocks)"), &[])?
             .get(0);
-        if blocks == 0 {
+        if !any {
             return Err(StorageError::Corrupt(format!(
                 "ledger {} (PostgreSQL schema {}) cannot be served: its journal has no blocks",
                 name.as_str(),
@@ -722,6 +723,10 @@ impl PgLedger {
             let before = |e: StorageError| BatchFailure::Before(super::describe(&e));
             let mut conn = self.pool.get().map_err(before)?;
             conn.begin("").map_err(before)?;
+            // A server that stalls while it holds the ledger's lock is ended by PostgreSQL,
+            // which releases the lock for the other servers.
+            conn.batch("SET LOCAL idle_in_transaction_session_timeout = '60s'")
+                .map_err(before)?;
             // The ledger's writer lock, across every process serving the database.
             conn.query_one(
                 &self.q("SELECT value FROM {s}.meta WHERE key = 'strand_id' FOR UPDATE"),

@@ -154,8 +154,11 @@ impl Pool {
         self.freed.notify_all();
     }
 
-    /// An idle connection, or a new one; waits while [`MAX_CONNECTIONS`] are in use.
+    /// An idle connection, or a new one; waits while [`MAX_CONNECTIONS`] are in use, unless
+    /// this thread already holds one (a statement's snapshot, then a read beside it): a
+    /// second connection is never waited for, so holders never wait on each other.
     pub fn get(&self) -> Result<Pooled<'_>> {
+        let nested = HELD.with(|h| h.get()) > 0;
         let deadline = std::time::Instant::now() + CONNECTION_WAIT;
         let mut state = self.lock();
         let conn = loop {
@@ -169,7 +172,7 @@ impl Pool {
                 state = self.lock();
                 continue;
             }
-            if state.open < MAX_CONNECTIONS {
+            if state.open < MAX_CONNECTIONS || nested {
                 state.open += 1;
                 break None;
             }
@@ -200,12 +203,18 @@ impl Pool {
                 }
             },
         };
+        HELD.with(|h| h.set(h.get() + 1));
         Ok(Pooled {
             pool: self,
             conn: Some(conn),
             in_transaction: false,
         })
     }
+}
+
+thread_local! {
+    /// Pooled connections this thread holds.
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A connection taken from the pool, returned when dropped (a transaction left open is
@@ -253,6 +262,7 @@ impl Drop for Pooled<'_> {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
         if self.in_transaction && conn.batch("ROLLBACK").is_err() {
             return self.pool.discard(vec![conn]);
         }
@@ -304,23 +314,22 @@ impl PgBackend {
         let mut config: ::postgres::Config = url.parse().map_err(|e| {
             StorageError::Unavailable(format!("the --storage URL is not a PostgreSQL URL: {e}"))
         })?;
-        // A request fails instead of hanging on an unreachable database; a peer that died
-        // holding a ledger's row lock is noticed (keepalives), and a server that stalls inside
-        // a transaction is ended by PostgreSQL, releasing the lock.
+        // A request fails instead of hanging on an unreachable database, and a peer that
+        // died holding a ledger's row lock is noticed (keepalives). A commit's transaction
+        // also sets an idle timeout ([`ledger`]).
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
         config
             .keepalives(true)
             .keepalives_idle(std::time::Duration::from_secs(30));
-        let mut options = format!(
-            "{} -c idle_in_transaction_session_timeout=60000",
-            config.get_options().unwrap_or("")
-        );
         if relaxed_durability {
-            options.push_str(" -c synchronous_commit=off");
+            let options = format!(
+                "{} -c synchronous_commit=off",
+                config.get_options().unwrap_or("")
+            );
+            config.options(options.trim());
         }
-        config.options(options.trim());
         let shown = show_url(&config);
         let backend = PgBackend {
             pool: Arc::new(Pool::new(config)),
@@ -447,7 +456,7 @@ impl Backend for PgBackend {
         };
         let got: bool = conn
             .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('qldb-local job ' || $1))",
+                "SELECT pg_try_advisory_lock(7243012, hashtext($1))",
                 &[&job_id],
             )?
             .get(0);

@@ -87,7 +87,7 @@ pub const CATALOG_MIGRATIONS: &[&str] = &[
     );",
     // v2: when each ledger's data was made (orphans are removed only once they are old
     // enough not to be another server's create in progress).
-    "ALTER TABLE {s}.ledger_data ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();",
+    "ALTER TABLE {s}.ledger_data ADD COLUMN created_at timestamptz NOT NULL DEFAULT clock_timestamp();",
 ];
 
 /// Migrations of each ledger's schema. Index i upgrades version i → i+1. The tables are the
