@@ -622,13 +622,13 @@ impl ControlPlane {
 
     // ---------------------------------------------------------------- for the workers
 
-    /// The exports in progress and the streams still running (to resume after a start).
     /// The right to run job `id` ([`crate::storage::Backend::job_lease`]): `None` while
     /// another server on the same storage runs it.
     pub fn job_lease(&self, id: &str) -> Result<Option<Box<dyn Send>>> {
         Ok(self.backend.job_lease(id)?)
     }
 
+    /// The exports in progress and the streams still running (to resume after a start).
     pub fn running_jobs(&self) -> Result<(Vec<ExportRecord>, Vec<StreamRecord>)> {
         let mut inner = self.lock();
         self.purge(&mut inner, self.now())?;

@@ -188,7 +188,10 @@ impl ControlPlane {
             if *ord == rec.ord {
                 return Ok(db.clone());
             }
-            db.mark_closed();
+            // An earlier ledger of that name, deleted by another server: its own data goes.
+            if let Err(e) = db.remove() {
+                tracing::warn!(error = %e, ledger = %rec.name, "could not remove a deleted ledger's data");
+            }
         }
         let name = LedgerName::parse(&rec.name).map_err(|v| {
             ControlError::Internal(format!("the catalog holds an invalid ledger name: {}", v.0))

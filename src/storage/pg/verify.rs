@@ -12,10 +12,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::{PgBackend, PgConn};
 use crate::ion::hash::ion_hash;
 use crate::ion::{Data, Value};
-use crate::journal::hash::{dot, merkle, Hash};
+use crate::journal::hash::{merkle, Hash};
 use crate::storage::forms::decode_doc;
 use crate::storage::index_key;
-use crate::storage::sqlite::verify::{check_block, check_saved_digest_with, Damage, Verified};
+use crate::storage::sqlite::verify::{
+    check_block, check_saved_digest_with, check_tree, Damage, Verified,
+};
 use crate::storage::stored::decode_block;
 
 /// Blocks read per query.
@@ -198,37 +200,16 @@ fn verify_schema(
 
     // Every stored node of the digest tree is the hash of the blocks it covers, and no
     // other node is stored.
-    let stored: HashMap<(i32, i64), Hash> = conn
-        .query(&format!("SELECT level, idx, hash FROM {s}.merkle"), &[])
+    let stored: HashMap<(i64, i64), Hash> = conn
+        .query(
+            &format!("SELECT level::bigint, idx, hash FROM {s}.merkle"),
+            &[],
+        )
         .map_err(sql)?
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
-    let (mut level, mut height, mut expected_nodes) = (leaves, 0i32, 0usize);
-    while !level.is_empty() {
-        for (i, h) in level.iter().enumerate() {
-            expected_nodes += 1;
-            if stored.get(&(height, i as i64)) != Some(h) {
-                let span = 1u64 << height;
-                let first = i as u64 * span;
-                return Err(damage(
-                    (height == 0).then_some(first),
-                    format!(
-                        "the digest-tree node covering blocks {first}..{} does not match those blocks",
-                        first + span - 1
-                    ),
-                ));
-            }
-        }
-        level = level.chunks_exact(2).map(|p| dot(&p[0], &p[1])).collect();
-        height += 1;
-    }
-    if stored.len() != expected_nodes {
-        return Err(damage(
-            None,
-            "the digest tree holds nodes for blocks that do not exist".into(),
-        ));
-    }
+    check_tree(leaves, &stored).map_err(|(block, m)| damage(block, m))?;
 
     // Revision rows: one per document revision of the journal, at its block and position,
     // with its hash.

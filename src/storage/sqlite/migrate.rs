@@ -11,19 +11,22 @@ use super::catalog::ledgers_dir;
 use super::ledger_db::{remove_files, sync_dir};
 use super::schema::{migrate, LEDGER_MIGRATIONS};
 use crate::names::LedgerName;
-use crate::storage::migrate::{Cell, LedgerRows, LEDGER_TABLES};
+use crate::storage::migrate::{Cell, LedgerRows, RowTable, LEDGER_TABLES};
 use crate::storage::{Result, StorageError};
 
 fn path_of(data_dir: &Path, name: &LedgerName) -> std::path::PathBuf {
     ledgers_dir(data_dir).join(format!("{}.sqlite", name.as_str()))
 }
 
-/// A column as this backend names it (`documents.pos` is the rowid).
-fn column(table: &str, column: &str) -> &'static str {
-    match (table, column) {
-        ("documents", "pos") => "rowid",
-        _ => "",
-    }
+/// A table's columns as this backend names them (`documents.pos` is the rowid).
+fn columns(t: &RowTable) -> Vec<&'static str> {
+    t.columns
+        .iter()
+        .map(|(c, _)| match (t.name, *c) {
+            ("documents", "pos") => "rowid",
+            _ => c,
+        })
+        .collect()
 }
 
 /// Every row of ledger `name`'s file, read in one read transaction.
@@ -35,14 +38,7 @@ pub fn read_ledger(data_dir: &Path, name: &LedgerName) -> Result<LedgerRows> {
     let tx = conn.transaction()?;
     let mut out = Vec::new();
     for t in LEDGER_TABLES {
-        let cols: Vec<&str> = t
-            .columns
-            .iter()
-            .map(|(c, _)| match column(t.name, c) {
-                "" => *c,
-                other => other,
-            })
-            .collect();
+        let cols = columns(t);
         let mut stmt = tx.prepare(&format!("SELECT {} FROM {}", cols.join(", "), t.name))?;
         let rows = stmt.query_map([], |r| {
             (0..cols.len())
@@ -81,14 +77,7 @@ pub fn write_ledger(data_dir: &Path, name: &LedgerName, rows: &LedgerRows) -> Re
         migrate(&mut conn, LEDGER_MIGRATIONS, &tmp.display().to_string())?;
         let tx = conn.transaction()?;
         for (t, rows) in LEDGER_TABLES.iter().zip(rows) {
-            let cols: Vec<&str> = t
-                .columns
-                .iter()
-                .map(|(c, _)| match column(t.name, c) {
-                    "" => *c,
-                    other => other,
-                })
-                .collect();
+            let cols = columns(t);
             let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
             let mut stmt = tx.prepare(&format!(
                 "INSERT INTO {} ({}) VALUES ({})",

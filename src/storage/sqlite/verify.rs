@@ -277,7 +277,7 @@ pub fn verify_file_reporting(
         });
     }
     // Every stored node of the digest tree must be the hash of the blocks it covers.
-    let mut stored: std::collections::HashMap<(i64, i64), Hash> = std::collections::HashMap::new();
+    let mut stored: HashMap<(i64, i64), Hash> = HashMap::new();
     {
         let mut stmt = tx
             .prepare("SELECT level, idx, hash FROM merkle")
@@ -290,33 +290,7 @@ pub fn verify_file_reporting(
             stored.insert(k, v);
         }
     }
-    let mut level: Vec<Hash> = leaves.clone();
-    let mut height = 0i64;
-    let mut expected_nodes = 0usize;
-    while !level.is_empty() {
-        for (i, h) in level.iter().enumerate() {
-            expected_nodes += 1;
-            if stored.get(&(height, i as i64)) != Some(h) {
-                let span = 1u64 << height;
-                let first = i as u64 * span;
-                return Err(damage(
-                    (height == 0).then_some(first),
-                    format!(
-                        "the digest-tree node covering blocks {first}..{} does not match those blocks",
-                        first + span - 1
-                    ),
-                ));
-            }
-        }
-        level = level.chunks_exact(2).map(|p| dot(&p[0], &p[1])).collect();
-        height += 1;
-    }
-    if stored.len() != expected_nodes {
-        return Err(damage(
-            None,
-            "the digest tree holds nodes for blocks that do not exist".into(),
-        ));
-    }
+    check_tree(leaves.clone(), &stored).map_err(|(block, m)| damage(block, m))?;
     let from_tree = crate::journal::merkle::root(tip + 1, |level, idx| {
         stored.get(&(level as i64, idx as i64)).cloned().ok_or(())
     })
@@ -341,6 +315,41 @@ pub fn verify_file_reporting(
         tip,
         digest,
     })
+}
+
+/// Every stored node of a digest tree ((level, index) → hash) is the hash of the blocks it
+/// covers (`leaves`, the recomputed block hashes), and no other node is stored; else the
+/// first block the damage touches (for a leaf) and what is wrong.
+pub fn check_tree(
+    leaves: Vec<Hash>,
+    stored: &HashMap<(i64, i64), Hash>,
+) -> Result<(), (Option<u64>, String)> {
+    let (mut level, mut height, mut expected_nodes) = (leaves, 0i64, 0usize);
+    while !level.is_empty() {
+        for (i, h) in level.iter().enumerate() {
+            expected_nodes += 1;
+            if stored.get(&(height, i as i64)) != Some(h) {
+                let span = 1u64 << height;
+                let first = i as u64 * span;
+                return Err((
+                    (height == 0).then_some(first),
+                    format!(
+                        "the digest-tree node covering blocks {first}..{} does not match those blocks",
+                        first + span - 1
+                    ),
+                ));
+            }
+        }
+        level = level.chunks_exact(2).map(|p| dot(&p[0], &p[1])).collect();
+        height += 1;
+    }
+    if stored.len() != expected_nodes {
+        return Err((
+            None,
+            "the digest tree holds nodes for blocks that do not exist".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// One revision of a checked block.
