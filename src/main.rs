@@ -75,6 +75,10 @@ enum Command {
         /// The data directory.
         #[arg(long, env = "QLDB_LOCAL_DATA_DIR", default_value = "./qldb-data")]
         data_dir: std::path::PathBuf,
+        /// Import into this PostgreSQL database instead of the data dir
+        /// (`postgres://USER:PASSWORD@HOST:PORT/DB`, as `serve --storage`).
+        #[arg(long, env = "QLDB_LOCAL_STORAGE", value_name = "URL")]
+        storage: Option<String>,
         /// The name of the new ledger.
         #[arg(long)]
         ledger: String,
@@ -256,6 +260,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Import {
             data_dir,
+            storage,
             ledger,
             from,
             permissions_mode,
@@ -278,7 +283,11 @@ fn main() -> std::process::ExitCode {
                 progress: !quiet,
                 rehash,
             };
-            match qldb_local::import::import(&opts) {
+            let imported = match &storage {
+                Some(url) => qldb_local::storage::migrate::import_into_postgres(url, &opts),
+                None => qldb_local::import::import(&opts).map_err(|e| e.to_string()),
+            };
+            match imported {
                 Ok(r) => {
                     use base64::Engine as _;
                     if r.rehashed {

@@ -3,6 +3,7 @@
 //! and proof; the copy serves new transactions; a destination that has the ledger is refused.
 
 mod common;
+mod export_fixture;
 
 use common::pg;
 
@@ -134,4 +135,44 @@ fn a_ledger_copied_to_postgres_and_back_is_the_same_row_for_row() {
     assert_eq!(tip, digest.0 + 1);
     assert_eq!(db.digest_at(digest.0).unwrap(), digest.1);
     postgres.verify(Some("j"), &mut |_, _, _| {}).unwrap();
+}
+
+#[test]
+fn an_export_imports_into_postgres() {
+    use qldb_local::import::ImportOptions;
+    // An export of the rich ledger, written by the journal export format's fixture.
+    let source = common::rich_ledger();
+    let expected = qldb_local::verify::verify_ledger(source.path(), "j").unwrap();
+    let export = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let blocks = export_fixture::blocks_of(&common::ledger_file(source.path(), "j"));
+    export_fixture::write_export(
+        export.path(),
+        "exports/",
+        "all",
+        &blocks,
+        4,
+        export_fixture::Format::IonText,
+    );
+    let server = pg::fresh_database();
+    let opts = ImportOptions {
+        permissions_mode: "ALLOW_ALL".into(),
+        ..ImportOptions::new(copy.path(), "imported", export.path().display().to_string())
+    };
+    let r = qldb_local::storage::migrate::import_into_postgres(&server.url, &opts).unwrap();
+    assert_eq!(r.verified.digest, expected.digest);
+    let postgres = PgBackend::connect(&server.url, false).unwrap();
+    let db = postgres
+        .open_ledger(&LedgerName::parse("imported").unwrap())
+        .unwrap();
+    assert_eq!(db.digest().unwrap(), (expected.tip, expected.digest));
+    postgres
+        .verify(Some("imported"), &mut |_, _, _| {})
+        .unwrap();
+    // Nothing is left in the given data dir, and a second import of the name is refused.
+    assert!(!copy.path().join("ledgers").exists());
+    let again = qldb_local::storage::migrate::import_into_postgres(&server.url, &opts)
+        .err()
+        .unwrap();
+    assert!(again.contains("already has a ledger imported"), "{again}");
 }

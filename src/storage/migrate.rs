@@ -184,6 +184,51 @@ impl Opened {
     }
 }
 
+/// `qldb-local import --storage URL`: imports into a private data dir (under the system's
+/// temporary directory, removed afterwards), then copies the ledger into the database. A
+/// database that already has the ledger is refused before anything is imported; an
+/// interrupted import starts over.
+pub fn import_into_postgres(
+    url: &str,
+    opts: &super::sqlite::import::ImportOptions,
+) -> Result<super::sqlite::import::Imported, String> {
+    let shown = super::pg::shown_url(url);
+    let backend = super::pg::PgBackend::connect(url, false)
+        .map_err(|e| format!("cannot open {shown}: {e}"))?;
+    if backend
+        .open_catalog()
+        .and_then(|c| c.ledger(&opts.ledger))
+        .map_err(|e| format!("{shown}: {e}"))?
+        .is_some()
+    {
+        return Err(format!(
+            "{shown} already has a ledger {}: nothing was imported",
+            opts.ledger
+        ));
+    }
+    drop(backend);
+    let dir = std::env::temp_dir().join(format!(
+        "qldb-local-import-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let outcome = (|| {
+        let imported = super::sqlite::import::import(&super::sqlite::import::ImportOptions {
+            data_dir: dir.clone(),
+            ..opts.clone()
+        })
+        .map_err(|e| e.to_string())?;
+        run(
+            &Place::Dir(dir.clone()),
+            &Place::Postgres(url.to_string()),
+            Some(&opts.ledger),
+            &mut |_| {},
+        )?;
+        Ok(imported)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
 /// One ledger copied.
 pub struct Copied {
     pub ledger: String,
