@@ -203,24 +203,26 @@ impl ControlPlane {
 
     /// Removes the ledgers whose deletion has completed.
     fn purge(&self, inner: &mut Inner, now: i64) -> Result<()> {
-        let gone: Vec<LedgerRecord> = inner
-            .catalog
-            .all_ledgers()?
-            .into_iter()
-            .filter(|r| r.gone_at_ms.is_some_and(|t| t <= now))
-            .collect();
-        for rec in gone {
-            self.remove_now(inner, &rec)?;
-        }
-        // Handles of ledgers another server (on the same database) deleted or is deleting:
-        // closed, so that their sessions end; a ledger gone from the catalog or replaced by
-        // a new one of the same name is forgotten.
-        let records: HashMap<String, LedgerRecord> = inner
+        // One read of the catalog serves both steps.
+        let mut records: HashMap<String, LedgerRecord> = inner
             .catalog
             .all_ledgers()?
             .into_iter()
             .map(|r| (r.name.clone(), r))
             .collect();
+        let gone: Vec<String> = records
+            .values()
+            .filter(|r| r.gone_at_ms.is_some_and(|t| t <= now))
+            .map(|r| r.name.clone())
+            .collect();
+        for name in gone {
+            if let Some(rec) = records.remove(&name) {
+                self.remove_now(inner, &rec)?;
+            }
+        }
+        // Handles of ledgers another server (on the same database) deleted or is deleting:
+        // closed, so that their sessions end; a ledger gone from the catalog or replaced by
+        // a new one of the same name is forgotten.
         inner
             .open
             .retain(|name, (ord, db)| match records.get(name) {
