@@ -64,6 +64,11 @@ enum Command {
         /// The data directory.
         #[arg(long, env = "QLDB_LOCAL_DATA_DIR", default_value = "./qldb-data")]
         data_dir: std::path::PathBuf,
+        /// Rebuild a ledger of this PostgreSQL database instead of the data dir
+        /// (`postgres://USER:PASSWORD@HOST:PORT/DB`, as `serve --storage`); the previous
+        /// rows are kept in a schema no ledger names.
+        #[arg(long, env = "QLDB_LOCAL_STORAGE", value_name = "URL")]
+        storage: Option<String>,
         /// The ledger to rebuild.
         #[arg(long)]
         ledger: String,
@@ -228,18 +233,27 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Rebuild { data_dir, ledger } => {
+        Command::Rebuild {
+            data_dir,
+            storage,
+            ledger,
+        } => {
             let mut progress = qldb_local::progress::Progress::stderr();
-            let rebuilt =
-                qldb_local::rebuild::rebuild_reporting(&data_dir, &ledger, &mut |step, d, t| {
-                    progress.update(&format!("rebuild {ledger}: {step}"), d, t, "blocks")
-                });
+            let mut report = |step: &str, d, t| {
+                progress.update(&format!("rebuild {ledger}: {step}"), d, t, "blocks")
+            };
+            let rebuilt = match &storage {
+                Some(url) => {
+                    qldb_local::storage::pg::rebuild::rebuild_reporting(url, &ledger, &mut report)
+                }
+                None => qldb_local::rebuild::rebuild_reporting(&data_dir, &ledger, &mut report),
+            };
             progress.clear();
             match rebuilt {
                 Ok(r) => {
                     use base64::Engine as _;
                     println!(
-                        "rebuilt {}: {} blocks, digest {} at sequenceNo {}; {} documents, {} tables, {} indexes; the previous file is kept as {}",
+                        "rebuilt {}: {} blocks, digest {} at sequenceNo {}; {} documents, {} tables, {} indexes; {}",
                         r.verified.ledger,
                         r.verified.blocks,
                         base64::engine::general_purpose::STANDARD.encode(&r.verified.digest),
@@ -247,7 +261,7 @@ fn main() -> std::process::ExitCode {
                         r.documents,
                         r.tables,
                         r.indexes,
-                        r.backup.display()
+                        r.backup
                     );
                     print_notes(&r.new_index_ids, &r.notes);
                     std::process::ExitCode::SUCCESS

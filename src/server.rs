@@ -73,7 +73,7 @@ pub fn open_control(
     clock: crate::control::Clock,
 ) -> Result<ControlPlane, crate::storage::StorageError> {
     let backend: Arc<dyn crate::storage::Backend> = match &cfg.storage_url {
-        Some(url) => Arc::new(crate::storage::pg::PgBackend::connect(
+        Some(url) => Arc::new(crate::storage::pg::PgBackend::serve(
             url,
             cfg.relaxed_durability,
         )?),

@@ -5,7 +5,7 @@
 use ::postgres::types::ToSql;
 
 use super::schema::{migrate, LEDGER_MIGRATIONS};
-use super::PgBackend;
+use super::{PgBackend, PgConn};
 use crate::names::LedgerName;
 use crate::storage::migrate::{Cell, Kind, LedgerRows, LEDGER_TABLES};
 use crate::storage::{Result, StorageError};
@@ -21,12 +21,7 @@ fn select_expr(column: &str, kind: Kind) -> String {
 impl PgBackend {
     /// Every row of ledger `name`'s schema.
     pub fn read_ledger(&self, name: &LedgerName) -> Result<LedgerRows> {
-        let schema = self.schema_of(name)?.ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "ledger {} has no data in PostgreSQL",
-                name.as_str()
-            ))
-        })?;
+        let schema = self.schema_named(name)?;
         let mut conn = self.pool.get()?;
         conn.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         let mut out = Vec::new();
@@ -82,60 +77,102 @@ impl PgBackend {
                 name.as_str()
             )));
         }
-        let n: i64 = conn
-            .query_one("SELECT nextval('qldb_catalog.ledger_schema_no')", &[])?
-            .get(0);
-        let schema = format!("qldb_l{n}");
-        migrate(&mut conn, &schema, LEDGER_MIGRATIONS)?;
-        for (t, rows) in LEDGER_TABLES.iter().zip(rows) {
-            let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-            // Typed parameters, assigned to the column's own type (integer or bigint).
-            let marks: Vec<String> = t
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, (_, k))| {
-                    let ty = match k {
-                        Kind::Int => "bigint",
-                        Kind::Text => "text",
-                        Kind::Blob => "bytea",
-                    };
-                    format!("${}::{ty}", i + 1)
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO {schema}.{} ({}) VALUES ({})",
-                t.name,
-                cols.join(", "),
-                marks.join(", ")
-            );
-            for row in rows {
-                let values: Vec<Box<dyn ToSql + Sync>> = row
-                    .iter()
-                    .zip(t.columns)
-                    .map(|(c, (_, k))| -> Box<dyn ToSql + Sync> {
-                        match (c, k) {
-                            (Cell::Int(n), _) => Box::new(*n),
-                            (Cell::Text(s), _) => Box::new(s.clone()),
-                            (Cell::Blob(b), _) => Box::new(b.clone()),
-                            (Cell::Null, Kind::Int) => Box::new(None::<i64>),
-                            (Cell::Null, Kind::Text) => Box::new(None::<String>),
-                            (Cell::Null, Kind::Blob) => Box::new(None::<Vec<u8>>),
-                        }
-                    })
-                    .collect();
-                let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
-                conn.execute(&sql, &params)?;
-            }
-        }
-        // New documents go after the copied ones.
-        conn.batch(&format!(
-            "SELECT setval('{schema}.doc_pos', coalesce((SELECT max(pos) FROM {schema}.documents), 0) + 1, false)"
-        ))?;
+        let schema = write_schema(&mut conn, rows)?;
         conn.execute(
             "INSERT INTO qldb_catalog.ledger_data (name, schema_name) VALUES ($1, $2)",
             &[&name.as_str(), &schema],
         )?;
         conn.commit()
     }
+
+    /// Writes `rows` into a new schema that no ledger names yet (committed); returns its name.
+    pub(crate) fn write_unnamed_schema(&self, rows: &LedgerRows) -> Result<String> {
+        let mut conn = self.pool.get()?;
+        conn.begin("")?;
+        let schema = write_schema(&mut conn, rows)?;
+        conn.commit()?;
+        Ok(schema)
+    }
+
+    /// Makes `schema` ledger `name`'s data in place of `old` (which is kept, unnamed);
+    /// refuses if the ledger's data is no longer `old`.
+    pub(crate) fn swap_schema(&self, name: &LedgerName, old: &str, schema: &str) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        let n = conn.execute(
+            "UPDATE qldb_catalog.ledger_data SET schema_name = $3 WHERE name = $1 AND schema_name = $2",
+            &[&name.as_str(), &old, &schema],
+        )?;
+        if n != 1 {
+            return Err(StorageError::Corrupt(format!(
+                "ledger {}'s data changed meanwhile",
+                name.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The schema that holds ledger `name`'s data.
+    pub(crate) fn schema_named(&self, name: &LedgerName) -> Result<String> {
+        self.schema_of(name)?.ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "ledger {} has no data in PostgreSQL",
+                name.as_str()
+            ))
+        })
+    }
+}
+
+/// Writes `rows` into a new ledger schema (inside the caller's transaction); returns its name.
+fn write_schema(conn: &mut PgConn, rows: &LedgerRows) -> Result<String> {
+    let n: i64 = conn
+        .query_one("SELECT nextval('qldb_catalog.ledger_schema_no')", &[])?
+        .get(0);
+    let schema = format!("qldb_l{n}");
+    migrate(conn, &schema, LEDGER_MIGRATIONS)?;
+    for (t, rows) in LEDGER_TABLES.iter().zip(rows) {
+        let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        // Typed parameters, assigned to the column's own type (integer or bigint).
+        let marks: Vec<String> = t
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, k))| {
+                let ty = match k {
+                    Kind::Int => "bigint",
+                    Kind::Text => "text",
+                    Kind::Blob => "bytea",
+                };
+                format!("${}::{ty}", i + 1)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {schema}.{} ({}) VALUES ({})",
+            t.name,
+            cols.join(", "),
+            marks.join(", ")
+        );
+        for row in rows {
+            let values: Vec<Box<dyn ToSql + Sync>> = row
+                .iter()
+                .zip(t.columns)
+                .map(|(c, (_, k))| -> Box<dyn ToSql + Sync> {
+                    match (c, k) {
+                        (Cell::Int(n), _) => Box::new(*n),
+                        (Cell::Text(s), _) => Box::new(s.clone()),
+                        (Cell::Blob(b), _) => Box::new(b.clone()),
+                        (Cell::Null, Kind::Int) => Box::new(None::<i64>),
+                        (Cell::Null, Kind::Text) => Box::new(None::<String>),
+                        (Cell::Null, Kind::Blob) => Box::new(None::<Vec<u8>>),
+                    }
+                })
+                .collect();
+            let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
+            conn.execute(&sql, &params)?;
+        }
+    }
+    // New documents go after the copied ones.
+    conn.batch(&format!(
+        "SELECT setval('{schema}.doc_pos', coalesce((SELECT max(pos) FROM {schema}.documents), 0) + 1, false)"
+    ))?;
+    Ok(schema)
 }

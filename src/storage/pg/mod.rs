@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod ledger;
 pub mod migrate;
+pub mod rebuild;
 pub mod schema;
 pub mod verify;
 
@@ -285,20 +286,31 @@ impl Drop for Pooled<'_> {
     }
 }
 
-/// A job's advisory lock: its connection, closed (off the async threads) when dropped.
-struct JobLease(Option<PgConn>);
+/// A session-level advisory lock (a job's lease, a server's presence, a rebuild's exclusive
+/// hold): its own connection, closed (off the async threads) when dropped.
+pub struct HeldLock(Option<Box<PgConn>>);
 
-impl Drop for JobLease {
+impl Drop for HeldLock {
     fn drop(&mut self) {
-        close(self.0.take().into_iter().collect());
+        close(self.0.take().map(|c| *c).into_iter().collect());
     }
 }
+
+/// The advisory lock of a database in service: every serving process holds it shared for
+/// its lifetime, `rebuild` holds it exclusively while it works, so neither runs beside the
+/// other.
+const IN_SERVICE: &str = "7243013, 0";
+
+/// The `application_name` of a serving process's connections.
+const SERVING: &str = "qldb-local serve";
 
 /// Ledgers and the catalog in one PostgreSQL database.
 pub struct PgBackend {
     pool: Arc<Pool>,
     /// The URL without its password, for messages.
     shown: String,
+    /// A serving process's shared hold of [`IN_SERVICE`].
+    _in_service: Option<Mutex<HeldLock>>,
 }
 
 impl PgBackend {
@@ -311,6 +323,12 @@ impl PgBackend {
     /// qldb-local's connections: PostgreSQL then acknowledges a commit before its WAL is
     /// flushed (a crash of the database server may lose the last commits, never corrupt).
     pub fn connect(url: &str, relaxed_durability: bool) -> Result<Self> {
+        Self::connect_as(url, relaxed_durability, "qldb-local")
+    }
+
+    /// [`PgBackend::connect`], naming the connections `application_name` (unless the URL
+    /// names them) as `pg_stat_activity` shows them.
+    fn connect_as(url: &str, relaxed_durability: bool, application: &str) -> Result<Self> {
         let mut config: ::postgres::Config = url.parse().map_err(|e| {
             StorageError::Unavailable(format!("the --storage URL is not a PostgreSQL URL: {e}"))
         })?;
@@ -323,6 +341,9 @@ impl PgBackend {
         config
             .keepalives(true)
             .keepalives_idle(std::time::Duration::from_secs(30));
+        if config.get_application_name().is_none() {
+            config.application_name(application);
+        }
         if relaxed_durability {
             let options = format!(
                 "{} -c synchronous_commit=off",
@@ -334,6 +355,7 @@ impl PgBackend {
         let backend = PgBackend {
             pool: Arc::new(Pool::new(config)),
             shown,
+            _in_service: None,
         };
         let mut conn = backend.pool.get().map_err(|e| backend.unreachable(e))?;
         conn.begin("").map_err(|e| backend.unreachable(e))?;
@@ -350,6 +372,73 @@ impl PgBackend {
             )),
         })?;
         Ok(backend)
+    }
+
+    /// [`PgBackend::connect`] for a serving process: it also holds the database's
+    /// in-service lock shared, and refuses while a `rebuild` holds it.
+    pub fn serve(url: &str, relaxed_durability: bool) -> Result<Self> {
+        let mut backend = Self::connect_as(url, relaxed_durability, SERVING)?;
+        let held = backend
+            .hold_lock(&format!("pg_try_advisory_lock_shared({IN_SERVICE})"), &[])
+            .map_err(|e| backend.unreachable(e))?;
+        backend._in_service = Some(Mutex::new(held.ok_or_else(|| {
+            StorageError::Unavailable(format!(
+                "a qldb-local rebuild is running on PostgreSQL at {}: wait for it to finish",
+                backend.shown
+            ))
+        })?));
+        Ok(backend)
+    }
+
+    /// The database's in-service lock, exclusively: none while any server runs on it (a
+    /// server holds it shared; one whose lock connection was cut, by a restart of
+    /// PostgreSQL, is still seen by its other connections).
+    pub fn hold_exclusive(&self) -> Result<Option<HeldLock>> {
+        let Some(held) = self.hold_lock(&format!("pg_try_advisory_lock({IN_SERVICE})"), &[])?
+        else {
+            return Ok(None);
+        };
+        // A server that just stopped may take a moment to leave the list.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let serving: i64 = self
+                .pool
+                .get()?
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND application_name = $1",
+                    &[&SERVING],
+                )?
+                .get(0);
+            if serving == 0 {
+                return Ok(Some(held));
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Runs `try_lock` (a `pg_try_advisory_lock…` call) on a connection of its own, kept
+    /// while the lock is held.
+    fn hold_lock(
+        &self,
+        try_lock: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<HeldLock>> {
+        let mut conn = PgConn {
+            client: self.pool.config.connect(NoTls)?,
+            statements: HashMap::new(),
+        };
+        let got: bool = conn
+            .query_one(&format!("SELECT {try_lock}"), params)?
+            .get(0);
+        if !got {
+            close(vec![conn]);
+            return Ok(None);
+        }
+        Ok(Some(HeldLock(Some(Box::new(conn)))))
     }
 
     fn unreachable(&self, e: StorageError) -> StorageError {
@@ -438,33 +527,16 @@ impl Backend for PgBackend {
     }
 
     fn open_ledger(&self, name: &LedgerName) -> Result<Arc<dyn LedgerStore>> {
-        let schema = self.schema_of(name)?.ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "ledger {} has no data in PostgreSQL",
-                name.as_str()
-            ))
-        })?;
+        let schema = self.schema_named(name)?;
         Ok(Arc::new(PgLedger::open(self.pool.clone(), name, schema)?))
     }
 
     /// A session-level advisory lock on a connection of its own, held while the lease
     /// lives; if the server holding it dies, its connection ends and the lock with it.
     fn job_lease(&self, job_id: &str) -> Result<Option<Box<dyn Send>>> {
-        let mut conn = PgConn {
-            client: self.pool.config.connect(NoTls)?,
-            statements: HashMap::new(),
-        };
-        let got: bool = conn
-            .query_one(
-                "SELECT pg_try_advisory_lock(7243012, hashtext($1))",
-                &[&job_id],
-            )?
-            .get(0);
-        if !got {
-            close(vec![conn]);
-            return Ok(None);
-        }
-        Ok(Some(Box::new(JobLease(Some(conn)))))
+        Ok(self
+            .hold_lock("pg_try_advisory_lock(7243012, hashtext($1))", &[&job_id])?
+            .map(|held| Box::new(held) as Box<dyn Send>))
     }
 
     fn remove_orphans(&self, catalog: &dyn CatalogStore) -> Result<()> {

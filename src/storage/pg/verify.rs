@@ -92,6 +92,39 @@ impl PgBackend {
     }
 }
 
+impl PgBackend {
+    /// Verifies `schema`, written for ledger `name` but not (yet) named as its data.
+    pub(crate) fn verify_unnamed(
+        &self,
+        name: &str,
+        schema: &str,
+        report: &mut dyn FnMut(u64, u64),
+    ) -> Result<Verified, Damage> {
+        let mut conn = self.pool.get().map_err(|e| Damage {
+            ledger: name.to_string(),
+            block: None,
+            message: e.to_string(),
+        })?;
+        verify_schema(&mut conn, name, schema, report)
+    }
+
+    /// Drops `schema` if no ledger names it.
+    pub(crate) fn drop_unnamed_schema(&self, schema: &str) -> crate::storage::Result<()> {
+        let mut conn = self.pool.get()?;
+        conn.begin("")?;
+        let named = conn
+            .query_opt(
+                "SELECT 1 FROM qldb_catalog.ledger_data WHERE schema_name = $1 FOR UPDATE",
+                &[&schema],
+            )?
+            .is_some();
+        if !named {
+            conn.batch(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        }
+        conn.commit()
+    }
+}
+
 fn verify_schema(
     conn: &mut PgConn,
     name: &str,

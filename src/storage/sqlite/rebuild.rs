@@ -49,8 +49,29 @@ pub struct Rebuilt {
     pub new_index_ids: Vec<String>,
     /// Guesses the journal forced, in words.
     pub notes: Vec<String>,
-    /// Where the previous file is kept.
-    pub backup: PathBuf,
+    /// Where the previous data is kept.
+    pub backup: Kept,
+}
+
+/// Where a rebuild kept the ledger's previous data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// A copy of the previous file (SQLite).
+    File(PathBuf),
+    /// The previous schema, which no ledger names any more (PostgreSQL).
+    Schema(String),
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kept::File(p) => write!(f, "the previous file is kept as {}", p.display()),
+            Kept::Schema(s) => write!(
+                f,
+                "the previous data is kept in schema {s} (DROP SCHEMA {s} CASCADE when it is no longer needed)"
+            ),
+        }
+    }
 }
 
 fn fail(ledger: &str, block: Option<u64>, message: impl Into<String>) -> Damage {
@@ -195,7 +216,7 @@ pub fn rebuild_reporting(
         indexes: counts.indexes,
         new_index_ids: counts.new_index_ids,
         notes: counts.notes,
-        backup,
+        backup: Kept::File(backup),
     })
 }
 
