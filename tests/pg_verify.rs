@@ -1,26 +1,42 @@
 //! `qldb-local verify --storage`: a ledger in PostgreSQL verifies, and an edit of any row the
 //! journal determines — a block's Ion, a stored block hash, a digest-tree node, a document's
-//! data, version or table, a revision row, an index entry — is found and named.
+//! data, version or table, a revision row or its side columns and redaction marker, a block
+//! row, the table catalog, an index entry or OCC record, the schema's version — is found and
+//! named.
 
 #[path = "pg/mod.rs"]
 mod pg;
 
 use qldb_local::ion::Value;
+use qldb_local::journal::block::StatementInfo;
 use qldb_local::names::LedgerName;
 use qldb_local::storage::pg::PgBackend;
 use qldb_local::storage::{Backend, CommitRequest, DocWrite, LedgerRecord};
 
 const T: &str = "TableT0000000000000001";
 
-fn write(i: u64, version: u64, data: Option<Value>) -> DocWrite {
+fn write(i: u64, version: u64, data: Option<Value>, statement: u32) -> DocWrite {
     DocWrite {
         doc_id: format!("Doc{i:019}"),
         table_id: T.into(),
         table_name: "T".into(),
         version,
         data,
-        statements: vec![0],
+        statements: vec![statement],
     }
+}
+
+/// The statements of a transaction, as the session layer records them (the verifier checks
+/// that each table and index was made by one).
+fn statements(texts: &[&str]) -> Vec<StatementInfo> {
+    texts
+        .iter()
+        .map(|t| StatementInfo {
+            statement: t.to_string(),
+            start_time_ms: 1_704_067_200_000,
+            statement_digest: vec![0; 32],
+        })
+        .collect()
 }
 
 fn body(i: u64, tag: &str) -> Value {
@@ -58,13 +74,24 @@ fn ledger(url: &str) -> (PgBackend, String) {
         .unwrap();
     let reqs = [
         CommitRequest {
+            statements: statements(&[
+                "CREATE TABLE T",
+                "CREATE INDEX ON T (tag)",
+                "INSERT INTO T ?",
+            ]),
             new_tables: vec![(T.into(), "T".into())],
             new_indexes: vec![("IndexI0000000000000001".into(), T.into(), "tag".into())],
-            writes: (0..20).map(|i| write(i, 0, Some(body(i, "a")))).collect(),
+            writes: (0..20)
+                .map(|i| write(i, 0, Some(body(i, "a")), 2))
+                .collect(),
             ..Default::default()
         },
         CommitRequest {
-            writes: vec![write(3, 1, Some(body(3, "b"))), write(4, 1, None)],
+            statements: statements(&[
+                "UPDATE T SET tag = 'b' WHERE n = 3",
+                "DELETE FROM T WHERE n = 4",
+            ]),
+            writes: vec![write(3, 1, Some(body(3, "b")), 0), write(4, 1, None, 1)],
             ..Default::default()
         },
     ];
@@ -119,27 +146,27 @@ fn every_edit_of_a_journal_determined_row_is_found() {
         ),
         (
             format!("UPDATE {s}.documents SET data = (SELECT data FROM {s}.documents WHERE doc_id = 'Doc0000000000000000005') WHERE doc_id = 'Doc0000000000000000006'"),
-            "document Doc0000000000000000006",
+            "row for Doc0000000000000000006",
         ),
         (
             format!("UPDATE {s}.documents SET version = 7 WHERE doc_id = 'Doc0000000000000000003'"),
-            "document Doc0000000000000000003",
+            "row for Doc0000000000000000003",
         ),
         (
             format!("DELETE FROM {s}.documents WHERE doc_id = 'Doc0000000000000000009'"),
-            "live documents",
+            "document Doc0000000000000000009 is missing",
         ),
         (
             format!("UPDATE {s}.revisions SET hash = sha256(hash) WHERE doc_id = 'Doc0000000000000000001'"),
-            "revisions row of Doc0000000000000000001",
+            "revision Doc0000000000000000001 version 0",
         ),
         (
             format!("DELETE FROM {s}.revisions WHERE doc_id = 'Doc0000000000000000004' AND version = 1"),
-            "document revisions",
+            "revision Doc0000000000000000004 version 1 is missing",
         ),
         (
             format!("DELETE FROM {s}.index_entries WHERE doc_id = 'Doc0000000000000000002'"),
-            "entry for document Doc0000000000000000002",
+            "the index entries miss 1 keys",
         ),
         (
             format!("UPDATE {s}.index_entries SET key = '\\x00'::bytea WHERE doc_id = 'Doc0000000000000000003'"),
@@ -149,18 +176,48 @@ fn every_edit_of_a_journal_determined_row_is_found() {
             format!("UPDATE {s}.meta SET value = 'other' WHERE key = 'ledger_name'"),
             "meta table",
         ),
+        // Beside the hashes: each revision row's side columns and redaction marker, each
+        // block row's columns, the table catalog, the OCC records, the schema's version.
+        (
+            format!("UPDATE {s}.revisions SET tx_time_ms = 5 WHERE doc_id = 'Doc0000000000000000001'"),
+            "Doc0000000000000000001",
+        ),
+        (
+            format!("UPDATE {s}.revisions SET redacted_seq = 2 WHERE doc_id = 'Doc0000000000000000005'"),
+            "Doc0000000000000000005",
+        ),
+        (
+            format!("UPDATE {s}.blocks SET tx_id = 'other' WHERE seq = 1"),
+            "block 1",
+        ),
+        (
+            format!("UPDATE {s}.tables SET name = 'X'"),
+            "TableT0000000000000001",
+        ),
+        (
+            format!("INSERT INTO {s}.index_key_seq VALUES (99, '\\x00'::bytea, 1)"),
+            "index number 99",
+        ),
+        (
+            format!("UPDATE {s}.schema_version SET version = 3"),
+            "at version 3",
+        ),
     ];
+    let mut missed = Vec::new();
     for (edit, said) in edits {
         c.batch_execute(&edit).unwrap();
         let damage = backend
             .verify(Some("v"), &mut |_, _, _| {})
             .expect_err(&edit)
             .to_string();
-        assert!(damage.contains(said), "{edit}\n  reported: {damage}");
+        if !damage.contains(said) {
+            missed.push(format!("{edit}\n  reported: {damage}"));
+        }
         // Undone: the pristine rows copied back.
         restore(&pristine.url, &pristine_schema, &server.url, &s);
         backend.verify(Some("v"), &mut |_, _, _| {}).unwrap();
     }
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
 }
 
 /// Replaces every table of schema `to_s` in `to` with the rows of schema `from_s` in `from`.
@@ -169,6 +226,7 @@ fn restore(from: &str, from_s: &str, to: &str, to_s: &str) {
     let mut dst = postgres::Client::connect(to, postgres::NoTls).unwrap();
     let mut tx = dst.transaction().unwrap();
     for table in [
+        "schema_version",
         "index_entries",
         "index_key_seq",
         "revisions",
@@ -183,6 +241,7 @@ fn restore(from: &str, from_s: &str, to: &str, to_s: &str) {
             .unwrap();
     }
     for table in [
+        "schema_version",
         "meta",
         "blocks",
         "merkle",

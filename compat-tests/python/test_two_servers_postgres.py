@@ -185,7 +185,7 @@ def test_verify_on_start_checks_the_database():
     refused = Server(extra_args=["--storage", url, "--verify-on-start"])
     with pytest.raises(RuntimeError, match="refusing to start"):
         refused.start(timeout=15)
-    assert f"ledger {ledger}: document" in refused.log()
+    assert f"ledger {ledger}: the documents table's row for" in refused.log()
     refused.close()
 
 

@@ -112,6 +112,13 @@ pub const LEDGER_TABLES: &[RowTable] = &[
     },
 ];
 
+/// The per-key OCC records of the indexes (not copied between backends, see above; read by
+/// the verifier). SQLite names a record's index by id, PostgreSQL by number.
+pub const KEY_SEQS: RowTable = RowTable {
+    name: "index_key_seq",
+    columns: &[("index_id", Text), ("key", Blob), ("seq", Int)],
+};
+
 /// A ledger's rows, table by table in [`LEDGER_TABLES`] order.
 pub type LedgerRows = Vec<Vec<Vec<Cell>>>;
 

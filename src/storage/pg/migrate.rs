@@ -7,7 +7,7 @@ use ::postgres::types::ToSql;
 use super::schema::{migrate, LEDGER_MIGRATIONS};
 use super::{PgBackend, PgConn};
 use crate::names::LedgerName;
-use crate::storage::migrate::{Cell, Kind, LedgerRows, LEDGER_TABLES};
+use crate::storage::migrate::{Cell, Kind, LedgerRows, RowTable, LEDGER_TABLES};
 use crate::storage::{Result, StorageError};
 
 /// A column read as its cell kind (every integer column as bigint).
@@ -26,36 +26,12 @@ impl PgBackend {
         conn.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         let mut out = Vec::new();
         for t in LEDGER_TABLES {
-            let cols: Vec<String> = t.columns.iter().map(|(c, k)| select_expr(c, *k)).collect();
-            // In the order the rows were made (SQLite's rowids follow it).
-            let order = match t.name {
-                "tables" => " ORDER BY table_no",
-                "indexes" => " ORDER BY index_no",
-                "documents" => " ORDER BY pos",
-                "blocks" => " ORDER BY seq",
-                "revisions" => " ORDER BY seq, position",
-                _ => "",
-            };
-            let rows = conn.query(
-                &format!("SELECT {} FROM {schema}.{}{order}", cols.join(", "), t.name),
-                &[],
-            )?;
-            out.push(
-                rows.iter()
-                    .map(|r| {
-                        t.columns
-                            .iter()
-                            .enumerate()
-                            .map(|(i, (_, kind))| match kind {
-                                Kind::Int => r.get::<_, Option<i64>>(i).map(Cell::Int),
-                                Kind::Text => r.get::<_, Option<String>>(i).map(Cell::Text),
-                                Kind::Blob => r.get::<_, Option<Vec<u8>>>(i).map(Cell::Blob),
-                            })
-                            .map(|c| c.unwrap_or(Cell::Null))
-                            .collect()
-                    })
-                    .collect(),
-            );
+            let mut rows = Vec::new();
+            stream_rows(&mut conn, &schema, t, &mut |row| {
+                rows.push(row);
+                Ok(())
+            })?;
+            out.push(rows);
         }
         Ok(out)
     }
@@ -120,6 +96,42 @@ impl PgBackend {
             ))
         })
     }
+}
+
+/// Hands `sink` every row of table `t` of `schema`, in the order the rows were made (SQLite's
+/// rowids follow it), as they arrive.
+pub(crate) fn stream_rows(
+    conn: &mut PgConn,
+    schema: &str,
+    t: &RowTable,
+    sink: &mut dyn FnMut(Vec<Cell>) -> Result<()>,
+) -> Result<()> {
+    let cols: Vec<String> = t.columns.iter().map(|(c, k)| select_expr(c, *k)).collect();
+    let order = match t.name {
+        "tables" => " ORDER BY table_no",
+        "indexes" => " ORDER BY index_no",
+        "documents" => " ORDER BY pos",
+        "blocks" => " ORDER BY seq",
+        "revisions" => " ORDER BY seq, position",
+        _ => "",
+    };
+    conn.for_each_row(
+        &format!("SELECT {} FROM {schema}.{}{order}", cols.join(", "), t.name),
+        &mut |r| {
+            let cells = t
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, kind))| match kind {
+                    Kind::Int => r.get::<_, Option<i64>>(i).map(Cell::Int),
+                    Kind::Text => r.get::<_, Option<String>>(i).map(Cell::Text),
+                    Kind::Blob => r.get::<_, Option<Vec<u8>>>(i).map(Cell::Blob),
+                })
+                .map(|c| c.unwrap_or(Cell::Null))
+                .collect();
+            sink(cells)
+        },
+    )
 }
 
 /// Writes `rows` into a new ledger schema (inside the caller's transaction); returns its name.

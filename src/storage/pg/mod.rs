@@ -71,6 +71,19 @@ impl PgConn {
         Ok(self.client.query_one(&s, params)?)
     }
 
+    /// Runs `sql` and hands `f` its rows as they arrive (never all of them in memory).
+    pub fn for_each_row(&mut self, sql: &str, f: &mut dyn FnMut(&Row) -> Result<()>) -> Result<()> {
+        use ::postgres::fallible_iterator::FallibleIterator as _;
+        let s = self.statement(sql)?;
+        let mut rows = self
+            .client
+            .query_raw(&s, Vec::<&(dyn ToSql + Sync)>::new())?;
+        while let Some(r) = rows.next()? {
+            f(&r)?;
+        }
+        Ok(())
+    }
+
     pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let s = self.statement(sql)?;
         Ok(self.client.execute(&s, params)?)

@@ -73,7 +73,7 @@ pub fn rebuild_reporting(
         .write_unnamed_schema(&rows)
         .map_err(|e| err(format!("cannot write the rebuilt rows: {e}")))?;
     let checked = backend
-        .verify_unnamed(name, &schema, &mut |d, t| {
+        .verify_schema(name, &schema, &mut |d, t| {
             report("verifying in PostgreSQL", d, t)
         })
         .and_then(|v| {

@@ -1,35 +1,19 @@
 //! `qldb-local verify --storage postgres://…`: proves that nobody edited a ledger's rows in
-//! PostgreSQL. Inside one REPEATABLE READ transaction (the server keeps committing), for
-//! each ledger: its identity; every block's hashes as AWS's verifiers recompute them
-//! ([`crate::storage::sqlite::verify::check_block`]), its stored block hash and its link to
-//! the block before; every stored digest-tree node against the recomputed chain; and what
-//! the schema holds beside the journal, re-derived from the verified blocks — the revision
-//! rows (their block, position and hash), the live documents (version, table and data hash
-//! of their latest revision) and every index entry.
+//! PostgreSQL, with the same verifier as a data dir's ([`crate::verify`]), so both backends
+//! are held to every rule it checks. Inside one REPEATABLE READ transaction (servers may keep
+//! committing), a ledger's schema version is checked and its rows are streamed, as they are,
+//! into a scratch SQLite file under the system's temporary directory (the same tables and
+//! columns; never fsynced, removed after), with its indexes' per-key OCC records; the
+//! verifier then checks that file completely: every block's hashes, the chain, the digest
+//! tree, and every row the journal determines.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
+use super::migrate::stream_rows;
+use super::schema::LEDGER_MIGRATIONS;
 use super::{PgBackend, PgConn};
-use crate::ion::hash::ion_hash;
-use crate::ion::{Data, Value};
-use crate::journal::hash::{merkle, Hash};
-use crate::storage::forms::decode_doc;
-use crate::storage::index_key;
-use crate::storage::sqlite::verify::{
-    check_block, check_saved_digest_with, check_tree, Damage, Verified,
-};
-use crate::storage::stored::decode_block;
-
-/// Blocks read per query.
-const PAGE: i64 = 500;
-
-/// The latest revision of a document, as the journal says.
-struct Latest {
-    version: u64,
-    table_id: String,
-    /// `None`: a deletion.
-    data_hash: Option<Hash>,
-}
+use crate::storage::migrate::{Cell, KEY_SEQS, LEDGER_TABLES};
+use crate::storage::sqlite::migrate::ScratchFile;
+use crate::storage::sqlite::verify::{check_saved_digest_with, verify_file_reporting, Scope};
+use crate::verify::{Damage, Verified};
 
 impl PgBackend {
     /// Every ledger (or the one named), in creation order: their names and schemas.
@@ -76,36 +60,28 @@ impl PgBackend {
     ) -> Result<Vec<Verified>, Damage> {
         let mut out = Vec::new();
         for (name, schema) in self.verify_targets(only)? {
-            let damage = |block: Option<u64>, message: String| Damage {
-                ledger: name.clone(),
-                block,
-                message,
-            };
-            let mut conn = self.pool.get().map_err(|e| damage(None, e.to_string()))?;
-            conn.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .map_err(|e| damage(None, e.to_string()))?;
-            out.push(verify_schema(&mut conn, &name, &schema, &mut |d, t| {
-                report(&name, d, t)
-            })?);
+            out.push(self.verify_schema(&name, &schema, &mut |d, t| report(&name, d, t))?);
         }
         Ok(out)
     }
-}
 
-impl PgBackend {
-    /// Verifies `schema`, written for ledger `name` but not (yet) named as its data.
-    pub(crate) fn verify_unnamed(
+    /// Verifies ledger `name`'s rows in `schema` (its data, or a rebuild's schema not yet
+    /// named as its data), at one snapshot.
+    pub(crate) fn verify_schema(
         &self,
         name: &str,
         schema: &str,
         report: &mut dyn FnMut(u64, u64),
     ) -> Result<Verified, Damage> {
-        let mut conn = self.pool.get().map_err(|e| Damage {
+        let damage = |e: crate::storage::StorageError| Damage {
             ledger: name.to_string(),
             block: None,
             message: e.to_string(),
-        })?;
-        verify_schema(&mut conn, name, schema, report)
+        };
+        let mut conn = self.pool.get().map_err(damage)?;
+        conn.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(damage)?;
+        verify_rows(&mut conn, name, schema, report)
     }
 
     /// Drops `schema` if no ledger names it.
@@ -125,257 +101,72 @@ impl PgBackend {
     }
 }
 
-fn verify_schema(
+fn verify_rows(
     conn: &mut PgConn,
     name: &str,
-    s: &str,
+    schema: &str,
     report: &mut dyn FnMut(u64, u64),
 ) -> Result<Verified, Damage> {
-    let damage = |block: Option<u64>, message: String| Damage {
+    let damage = |message: String| Damage {
         ledger: name.to_string(),
-        block,
+        block: None,
         message,
     };
-    let sql = |e: crate::storage::StorageError| damage(None, format!("cannot read: {e}"));
-    let meta: BTreeMap<String, String> = conn
-        .query(&format!("SELECT key, value FROM {s}.meta"), &[])
-        .map_err(sql)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    // A ledger imported from a QLDB export (and migrated here) also records its last
-    // imported block.
-    let rows = 2 + usize::from(meta.contains_key("imported_through"));
-    let strand =
-        match (meta.get("ledger_name"), meta.get("strand_id")) {
-            (Some(n), Some(strand)) if n == name && meta.len() == rows => strand.clone(),
-            _ => return Err(damage(
-                None,
-                "the meta table does not name this ledger and its strand (ledger_name, strand_id)"
-                    .into(),
-            )),
-        };
-    let total: i64 = conn
-        .query_one(&format!("SELECT count(*) FROM {s}.blocks"), &[])
-        .map_err(sql)?
+    let read = |e: crate::storage::StorageError| damage(format!("cannot read: {e}"));
+    let version: Option<i32> = conn
+        .query_one(
+            &format!("SELECT max(version) FROM {schema}.schema_version"),
+            &[],
+        )
+        .map_err(read)?
         .get(0);
-
-    // The journal, block by block; what each document's latest revision is, and where each
-    // revision is.
-    let mut prev: Hash = vec![0; 32];
-    let mut leaves: Vec<Hash> = Vec::new();
-    let mut latest: HashMap<String, Latest> = HashMap::new();
-    let mut revisions: HashMap<(String, u64), (u64, usize, Hash)> = HashMap::new();
-    loop {
-        let rows = conn
-            .query(
-                &format!(
-                    "SELECT seq, block_hash, ion FROM {s}.blocks WHERE seq >= $1 ORDER BY seq LIMIT $2"
-                ),
-                &[&(leaves.len() as i64), &PAGE],
-            )
-            .map_err(sql)?;
-        for r in &rows {
-            let seq = r.get::<_, i64>(0) as u64;
-            let expected = leaves.len() as u64;
-            if seq != expected {
-                return Err(damage(
-                    Some(expected),
-                    format!("is missing (the next stored block is {seq})"),
-                ));
-            }
-            let at = |m: &str| damage(Some(seq), m.to_string());
-            let block =
-                decode_block(r.get(2)).map_err(|_| at("its stored Ion cannot be decoded"))?;
-            let checked = check_block(&block, seq, &strand, &prev).map_err(|m| at(&m))?;
-            if r.get::<_, Vec<u8>>(1) != checked.hash {
-                return Err(at("its blockHash does not match its contents"));
-            }
-            if let Some(Data::List(revs)) = block.field("revisions").map(|v| &v.data) {
-                for (position, (rev, c)) in revs.iter().zip(&checked.revisions).enumerate() {
-                    let (Some(meta), Some(data_hash)) = (rev.field("metadata"), &c.user) else {
-                        continue;
-                    };
-                    let (Some(Data::String(id)), Some(Data::Int(v))) = (
-                        meta.field("id").map(|v| &v.data),
-                        meta.field("version").map(|v| &v.data),
-                    ) else {
-                        return Err(at("a revision's metadata has no id and version"));
-                    };
-                    let version = u64::try_from(v.clone())
-                        .map_err(|_| at("a revision's version is not a count"))?;
-                    let table_id = document_table(&block, id)
-                        .ok_or_else(|| at("a revision's document is not in its transactionInfo"))?;
-                    revisions.insert((id.clone(), version), (seq, position, c.hash.clone()));
-                    latest.insert(
-                        id.clone(),
-                        Latest {
-                            version,
-                            table_id,
-                            data_hash: data_hash.clone(),
-                        },
-                    );
-                }
-            }
-            prev = checked.hash.clone();
-            leaves.push(checked.hash);
-        }
-        report(leaves.len() as u64, total as u64);
-        if (rows.len() as i64) < PAGE {
-            break;
-        }
+    if version != Some(LEDGER_MIGRATIONS.len() as i32) {
+        return Err(damage(format!(
+            "its schema {schema} is at version {}, not this qldb-local's {}",
+            version.map_or("none".into(), |v| v.to_string()),
+            LEDGER_MIGRATIONS.len()
+        )));
     }
-    if leaves.is_empty() {
-        return Err(damage(None, "the journal has no blocks".into()));
-    }
-    let tip = leaves.len() as u64 - 1;
-    let digest = merkle(&leaves);
-
-    // Every stored node of the digest tree is the hash of the blocks it covers, and no
-    // other node is stored.
-    let stored: HashMap<(i64, i64), Hash> = conn
-        .query(
-            &format!("SELECT level::bigint, idx, hash FROM {s}.merkle"),
-            &[],
-        )
-        .map_err(sql)?
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
-    check_tree(leaves, &stored).map_err(|(block, m)| damage(block, m))?;
-
-    // Revision rows: one per document revision of the journal, at its block and position,
-    // with its hash.
-    let rows = conn
-        .query(
-            &format!("SELECT doc_id, version, seq, position, hash FROM {s}.revisions"),
-            &[],
-        )
-        .map_err(sql)?;
-    for r in &rows {
-        let key: (String, u64) = (r.get(0), r.get::<_, i64>(1) as u64);
-        let found = (
-            r.get::<_, i64>(2) as u64,
-            r.get::<_, i32>(3) as usize,
-            r.get::<_, Vec<u8>>(4),
-        );
-        if revisions.get(&key) != Some(&found) {
-            return Err(damage(
-                Some(found.0),
-                format!(
-                    "the revisions row of {} version {} does not match the journal",
-                    key.0, key.1
-                ),
-            ));
+    let path = std::env::temp_dir().join(format!(
+        "qldb-local-verify-{}.sqlite",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let copied = (|| -> Result<Option<i64>, crate::storage::StorageError> {
+        let mut file = ScratchFile::create(&path)?;
+        for t in LEDGER_TABLES {
+            stream_rows(conn, schema, t, &mut |row| file.insert(t, row))?;
         }
-    }
-    if rows.len() != revisions.len() {
-        return Err(damage(
-            None,
-            format!(
-                "the journal has {} document revisions but the revisions table holds {}",
-                revisions.len(),
-                rows.len()
+        // The per-key OCC records, by index id as SQLite keeps them; one of no index is
+        // damage (a dropped index's records go with it here).
+        let mut stray = None;
+        conn.for_each_row(
+            &format!(
+                "SELECT i.index_id, k.key, k.seq, k.index_no::bigint FROM {schema}.index_key_seq k
+                 LEFT JOIN {schema}.indexes i ON i.index_no = k.index_no"
             ),
-        ));
-    }
-
-    // Live documents: exactly those whose latest revision has data, at that version, in
-    // that table, with that data.
-    let tables: HashMap<i32, String> = conn
-        .query(&format!("SELECT table_no, table_id FROM {s}.tables"), &[])
-        .map_err(sql)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let docs = conn
-        .query(
-            &format!("SELECT doc_id, table_no, version, data FROM {s}.documents"),
-            &[],
-        )
-        .map_err(sql)?;
-    let mut live: HashMap<String, (String, Value)> = HashMap::new();
-    for r in &docs {
-        let doc_id: String = r.get(0);
-        let wrong = |what: &str| damage(None, format!("document {doc_id}: {what}"));
-        let data = decode_doc(r.get(3)).map_err(|_| wrong("its data is not valid Ion"))?;
-        let Some(l) = latest.get(&doc_id) else {
-            return Err(wrong("the journal has no revision of it"));
-        };
-        let table = tables.get(&r.get::<_, i32>(1));
-        if l.version != r.get::<_, i64>(2) as u64
-            || table != Some(&l.table_id)
-            || l.data_hash.as_deref() != Some(&ion_hash(&data)[..])
-        {
-            return Err(wrong(
-                "its version, table or data is not its latest revision's",
-            ));
-        }
-        live.insert(doc_id, (l.table_id.clone(), data));
-    }
-    let journal_live = latest.values().filter(|l| l.data_hash.is_some()).count();
-    if journal_live != live.len() {
-        return Err(damage(
-            None,
-            format!(
-                "the journal leaves {journal_live} live documents but the documents table holds {}",
-                live.len()
-            ),
-        ));
-    }
-
-    // Index entries: every live document's key under each index of its table, and no other.
-    let indexes = conn
-        .query(
-            &format!("SELECT index_no, table_id, field FROM {s}.indexes"),
-            &[],
-        )
-        .map_err(sql)?;
-    let mut want: BTreeSet<(i32, Vec<u8>, String)> = BTreeSet::new();
-    for ix in &indexes {
-        let (no, table_id, field): (i32, String, String) = (ix.get(0), ix.get(1), ix.get(2));
-        for (doc_id, (t, data)) in &live {
-            if *t == table_id {
-                if let Some(v) = data.field(&field) {
-                    want.insert((no, index_key(v), doc_id.clone()));
+            &mut |r| match r.get::<_, Option<String>>(0) {
+                Some(id) => file.insert(
+                    &KEY_SEQS,
+                    vec![Cell::Text(id), Cell::Blob(r.get(1)), Cell::Int(r.get(2))],
+                ),
+                None => {
+                    stray = Some(r.get(3));
+                    Ok(())
                 }
-            }
-        }
-    }
-    let found: BTreeSet<(i32, Vec<u8>, String)> = conn
-        .query(
-            &format!("SELECT index_no, key, doc_id FROM {s}.index_entries"),
-            &[],
-        )
-        .map_err(sql)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    if let Some((no, _, doc)) = want.symmetric_difference(&found).next() {
-        return Err(damage(
-            None,
-            format!("index {no}'s entry for document {doc} does not match the document"),
-        ));
-    }
-    Ok(Verified {
-        ledger: name.to_string(),
-        blocks: tip + 1,
-        tip,
-        digest,
-    })
-}
-
-/// The table of document `id`, from its block's transactionInfo.
-fn document_table(block: &Value, id: &str) -> Option<String> {
-    let docs = block.field("transactionInfo")?.field("documents")?;
-    match docs
-        .field(id)
-        .and_then(|d| d.field("tableId"))
-        .map(|v| &v.data)
-    {
-        Some(Data::String(t)) => Some(t.clone()),
-        _ => None,
-    }
+            },
+        )?;
+        file.finish()?;
+        Ok(stray)
+    })();
+    let verified = match copied {
+        Ok(Some(index_no)) => Err(damage(format!(
+            "an index_key_seq row names index number {index_no}, which no index has"
+        ))),
+        Ok(None) => verify_file_reporting(&path, name, Scope::Everything, report),
+        Err(e) => Err(read(e)),
+    };
+    let _ = crate::storage::sqlite::ledger_db::remove_files(&path);
+    verified
 }
 
 /// `qldb-local verify --storage URL [--ledger NAME]`: verifies and prints one `ok` line per

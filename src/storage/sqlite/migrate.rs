@@ -29,6 +29,27 @@ fn columns(t: &RowTable) -> Vec<&'static str> {
         .collect()
 }
 
+/// A row's INSERT into table `t`.
+fn insert_sql(t: &RowTable) -> String {
+    let cols = columns(t);
+    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        t.name,
+        cols.join(", "),
+        marks.join(", ")
+    )
+}
+
+fn sql_of(c: Cell) -> Sql {
+    match c {
+        Cell::Null => Sql::Null,
+        Cell::Int(n) => Sql::Integer(n),
+        Cell::Text(s) => Sql::Text(s),
+        Cell::Blob(b) => Sql::Blob(b),
+    }
+}
+
 /// Every row of ledger `name`'s file, read in one read transaction.
 pub fn read_ledger(data_dir: &Path, name: &LedgerName) -> Result<LedgerRows> {
     let mut conn = Connection::open_with_flags(
@@ -77,25 +98,9 @@ pub fn write_ledger(data_dir: &Path, name: &LedgerName, rows: &LedgerRows) -> Re
         migrate(&mut conn, LEDGER_MIGRATIONS, &tmp.display().to_string())?;
         let tx = conn.transaction()?;
         for (t, rows) in LEDGER_TABLES.iter().zip(rows) {
-            let cols = columns(t);
-            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-            let mut stmt = tx.prepare(&format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                t.name,
-                cols.join(", "),
-                marks.join(", ")
-            ))?;
+            let mut stmt = tx.prepare(&insert_sql(t))?;
             for row in rows {
-                let values: Vec<Sql> = row
-                    .iter()
-                    .map(|c| match c {
-                        Cell::Null => Sql::Null,
-                        Cell::Int(n) => Sql::Integer(*n),
-                        Cell::Text(s) => Sql::Text(s.clone()),
-                        Cell::Blob(b) => Sql::Blob(b.clone()),
-                    })
-                    .collect();
-                stmt.execute(rusqlite::params_from_iter(values))?;
+                stmt.execute(rusqlite::params_from_iter(row.iter().cloned().map(sql_of)))?;
             }
         }
         tx.commit()?;
@@ -108,4 +113,34 @@ pub fn write_ledger(data_dir: &Path, name: &LedgerName, rows: &LedgerRows) -> Re
         let _ = remove_files(&tmp);
     }
     built
+}
+
+/// A ledger file written row by row to be checked, not kept (no fsync; its owner removes
+/// it): how another backend's rows meet the one verifier ([`crate::verify`]).
+pub struct ScratchFile {
+    conn: Connection,
+}
+
+impl ScratchFile {
+    /// A new file at `path` in this version's schema, inside one open transaction.
+    pub fn create(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string())?;
+        conn.execute_batch("BEGIN")?;
+        Ok(ScratchFile { conn })
+    }
+
+    /// Adds one row of table `t` ([`LEDGER_TABLES`] or [`crate::storage::migrate::KEY_SEQS`]).
+    pub fn insert(&mut self, t: &RowTable, row: Vec<Cell>) -> Result<()> {
+        self.conn
+            .prepare_cached(&insert_sql(t))?
+            .execute(rusqlite::params_from_iter(row.into_iter().map(sql_of)))?;
+        Ok(())
+    }
+
+    /// Commits the rows (the file is then complete for a reader).
+    pub fn finish(self) -> Result<()> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
 }
