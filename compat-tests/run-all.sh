@@ -25,9 +25,10 @@ step "PostgreSQL 15 for the PostgreSQL backend's tests (initdb as a non-root use
 PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/qldb-ci-pg.XXXXXX")
 trap 'compat-tests/postgres/stop.sh "$PG_DIR"' EXIT
 compat-tests/postgres/start.sh "$PG_DIR" >/dev/null
-export QLDB_TEST_POSTGRES_PORT QLDB_TEST_POSTGRES_BIN
+export QLDB_TEST_POSTGRES_PORT QLDB_TEST_POSTGRES_BIN QLDB_TEST_POSTGRES_CA
 QLDB_TEST_POSTGRES_PORT=$(cat "$PG_DIR/port")
 QLDB_TEST_POSTGRES_BIN=$(cat "$PG_DIR/bin")
+QLDB_TEST_POSTGRES_CA="$PG_DIR/ca.pem" # TLS is on when openssl made it
 echo "PostgreSQL on 127.0.0.1:$QLDB_TEST_POSTGRES_PORT"
 
 step "cargo test --release  (also builds target/release/qldb-local and the examples for the compat suites)"

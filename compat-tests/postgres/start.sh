@@ -7,7 +7,10 @@
 # initdb in DIR/data as a non-root user (PostgreSQL refuses to run as root: as root this uses
 # Debian's `postgres` user, creating one if missing), listening on a free loopback port and a
 # socket in DIR, trust authentication for the superuser `postgres` plus a password user
-# `qldb` (password `qldb`) that owns the database `qldb`. As root with apt-get, installs
+# `qldb` (password `qldb`) that owns the database `qldb`. With openssl on the machine, TLS
+# is on (clients choose it by sslmode): a test CA in DIR/ca.pem signs the server's
+# certificate, which names `localhost` only (so that verify-full to 127.0.0.1 fails and
+# verify-ca passes). As root with apt-get, installs
 # Debian's postgresql-15 when it is missing. Everything it prints besides the URL goes to
 # stderr; its log is DIR/postgres.log.
 set -euo pipefail
@@ -58,9 +61,28 @@ if [ ! -s "$dir/data/PG_VERSION" ]; then
     } >"$dir/pg_hba.conf.new"
     run cp "$dir/pg_hba.conf.new" "$dir/data/pg_hba.conf"
     rm -f "$dir/pg_hba.conf.new"
+    if command -v openssl >/dev/null; then
+        (
+            cd "$dir"
+            ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+            openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 3650 \
+                -subj "/CN=qldb-local test CA" -addext "basicConstraints=critical,CA:TRUE" \
+                -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+            openssl req "${ec[@]}" -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+            printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -out server.crt -days 3650 -extfile server.ext 2>/dev/null
+            chmod 600 server.key
+            [ "$(id -u)" = 0 ] && chown postgres server.key server.crt
+            run cp -p server.crt server.key data/
+            rm -f server.csr server.ext server.key server.crt ca.key ca.srl
+        )
+    fi
 fi
+ssl=()
+[ -s "$dir/data/server.crt" ] && ssl=(-c ssl=on)
 run "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" start >&2 ||
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on ${ssl[*]}" start >&2 ||
     { cat "$dir/postgres.log" >&2; exit 1; }
 echo "$port" >"$dir/port"
 echo "$bin" >"$dir/bin"

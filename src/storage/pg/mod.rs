@@ -17,13 +17,14 @@ pub mod ledger;
 pub mod migrate;
 pub mod rebuild;
 pub mod schema;
+pub mod tls;
 pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ::postgres::types::ToSql;
-use ::postgres::{Client, NoTls, Row, Statement};
+use ::postgres::{Client, Row, Statement};
 
 use super::{Backend, CatalogStore, LedgerStore, Result, StorageError};
 use crate::names::LedgerName;
@@ -122,6 +123,7 @@ fn close(conns: Vec<PgConn>) {
 /// Where the database is, and the idle connections to it.
 pub struct Pool {
     config: ::postgres::Config,
+    tls: tls::RustlsConnect,
     state: Mutex<PoolState>,
     /// Signalled when a connection is returned or closed.
     freed: std::sync::Condvar,
@@ -148,12 +150,21 @@ impl Drop for Pool {
 }
 
 impl Pool {
-    fn new(config: ::postgres::Config) -> Self {
+    fn new(config: ::postgres::Config, tls: tls::RustlsConnect) -> Self {
         Pool {
             config,
+            tls,
             state: Mutex::new(PoolState::default()),
             freed: std::sync::Condvar::new(),
         }
+    }
+
+    /// A new connection, outside the pool's count.
+    fn connect(&self) -> Result<PgConn> {
+        Ok(PgConn {
+            client: self.config.connect(self.tls.clone())?,
+            statements: HashMap::new(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -205,15 +216,12 @@ impl Pool {
         drop(state);
         let conn = match conn {
             Some(c) => c,
-            None => match self.config.connect(NoTls) {
-                Ok(client) => PgConn {
-                    client,
-                    statements: HashMap::new(),
-                },
+            None => match self.connect() {
+                Ok(conn) => conn,
                 Err(e) => {
                     self.lock().open -= 1;
                     self.freed.notify_one();
-                    return Err(e.into());
+                    return Err(e);
                 }
             },
         };
@@ -342,9 +350,12 @@ impl PgBackend {
     /// [`PgBackend::connect`], naming the connections `application_name` (unless the URL
     /// names them) as `pg_stat_activity` shows them.
     fn connect_as(url: &str, relaxed_durability: bool, application: &str) -> Result<Self> {
-        let mut config: ::postgres::Config = url.parse().map_err(|e| {
+        let options = tls::split_options(url);
+        let mut config: ::postgres::Config = options.url.parse().map_err(|e| {
             StorageError::Unavailable(format!("the --storage URL is not a PostgreSQL URL: {e}"))
         })?;
+        let tls = tls::connector(options.verify, options.root_cert.as_deref())
+            .map_err(StorageError::Unavailable)?;
         // A request fails instead of hanging on an unreachable database, and a peer that
         // died holding a ledger's row lock is noticed (keepalives). A commit's transaction
         // also sets an idle timeout ([`ledger`]).
@@ -366,7 +377,7 @@ impl PgBackend {
         }
         let shown = show_url(&config);
         let backend = PgBackend {
-            pool: Arc::new(Pool::new(config)),
+            pool: Arc::new(Pool::new(config, tls)),
             shown,
             _in_service: None,
         };
@@ -440,10 +451,7 @@ impl PgBackend {
         try_lock: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<HeldLock>> {
-        let mut conn = PgConn {
-            client: self.pool.config.connect(NoTls)?,
-            statements: HashMap::new(),
-        };
+        let mut conn = self.pool.connect()?;
         let got: bool = conn
             .query_one(&format!("SELECT {try_lock}"), params)?
             .get(0);
@@ -498,7 +506,7 @@ fn describe(e: &StorageError) -> String {
 
 /// `user@host:port/database` of a `--storage` URL (never its password).
 pub fn shown_url(url: &str) -> String {
-    match url.parse::<::postgres::Config>() {
+    match tls::split_options(url).url.parse::<::postgres::Config>() {
         Ok(c) => show_url(&c),
         Err(_) => "(not a PostgreSQL URL)".into(),
     }
