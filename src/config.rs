@@ -201,7 +201,8 @@ pub struct Config {
     #[arg(long, env = "QLDB_LOCAL_STREAM_POLL_MS", default_value_t = 200)]
     pub stream_poll_ms: u64,
 
-    /// How long an IMPAIRED journal stream waits before retrying Kinesis, in milliseconds.
+    /// How long an IMPAIRED journal stream waits before retrying Kinesis, in milliseconds;
+    /// with --storage, also how often a server looks for jobs a stopped server left.
     #[arg(long, env = "QLDB_LOCAL_STREAM_RETRY_MS", default_value_t = 5_000)]
     pub stream_retry_ms: u64,
 

@@ -170,6 +170,7 @@ pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
     let control = state.control.clone();
     // Exports in progress and running streams continue where they were acknowledged.
     state.jobs.resume().await;
+    state.jobs.adopt_left_jobs();
     match tls {
         Some(acceptor) => {
             crate::tls::serve_both(listener, router(state), acceptor, shutdown_signal()).await

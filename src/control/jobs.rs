@@ -624,8 +624,14 @@ impl ControlPlane {
 
     /// The right to run job `id` ([`crate::storage::Backend::job_lease`]): `None` while
     /// another server on the same storage runs it.
-    pub fn job_lease(&self, id: &str) -> Result<Option<Box<dyn Send>>> {
+    pub fn job_lease(&self, id: &str) -> Result<Option<Box<dyn crate::storage::JobLease>>> {
         Ok(self.backend.job_lease(id)?)
+    }
+
+    /// Whether other servers may share this storage (PostgreSQL), and so leave jobs behind
+    /// when they stop.
+    pub fn storage_is_shared(&self) -> bool {
+        self.cfg.storage_url.is_some()
     }
 
     /// The exports in progress and the streams still running (to resume after a start).

@@ -147,9 +147,16 @@ impl Writer<'_> {
 }
 
 /// Runs an export to its end and records the outcome.
-pub(super) async fn run(jobs: &Jobs, export_id: &str) {
-    match export(jobs, export_id).await {
+/// What `export` fails with when the job's lease was lost: the export is left IN_PROGRESS
+/// for the server that takes it over.
+const LEASE_LOST: &str = "lost the job's lease";
+
+pub(super) async fn run(jobs: &Jobs, export_id: &str, lease: &super::Lease) {
+    match export(jobs, export_id, lease).await {
         Ok(()) => {}
+        Err(reason) if reason == LEASE_LOST => {
+            tracing::warn!(export_id, "lost the job's lease (its database connection was cut): stopping; a server takes the export over");
+        }
         Err(reason) => {
             tracing::warn!(export_id, %reason, "journal export cancelled");
             let id = export_id.to_string();
@@ -163,7 +170,7 @@ pub(super) async fn run(jobs: &Jobs, export_id: &str) {
     }
 }
 
-async fn export(jobs: &Jobs, export_id: &str) -> Result<(), String> {
+async fn export(jobs: &Jobs, export_id: &str, lease: &super::Lease) -> Result<(), String> {
     let id = export_id.to_string();
     let rec = jobs
         .blocking(move |cp| cp.export_record(&id))
@@ -209,6 +216,9 @@ async fn export(jobs: &Jobs, export_id: &str) -> Result<(), String> {
     let mut written = total - remaining;
     let mut next = from;
     loop {
+        if lease.lost().await {
+            return Err(LEASE_LOST.into());
+        }
         let mut batch = {
             let db = db.clone();
             tokio::task::spawn_blocking(move || {

@@ -39,6 +39,26 @@ pub struct JobsConfig {
     pub region: String,
 }
 
+/// A running job's lease.
+struct Lease(Arc<dyn crate::storage::JobLease>);
+
+impl Lease {
+    /// Whether it may have been lost (checked off the async threads).
+    async fn lost(&self) -> bool {
+        let lease = self.0.clone();
+        tokio::task::spawn_blocking(move || lease.lost())
+            .await
+            .unwrap_or(true)
+    }
+}
+
+/// What a job is.
+#[derive(Clone, Copy)]
+enum Kind {
+    Export,
+    Stream,
+}
+
 /// Runs exports and streams in the background.
 pub struct Jobs {
     control: Arc<ControlPlane>,
@@ -62,45 +82,76 @@ impl Jobs {
 
     /// Starts a task for every export in progress and every running stream (at startup).
     pub async fn resume(self: &Arc<Self>) {
-        let control = self.control.clone();
-        let found = tokio::task::spawn_blocking(move || control.running_jobs()).await;
-        match found {
-            Ok(Ok((exports, streams))) => {
-                for e in exports {
-                    tracing::info!(export_id = %e.export_id, ledger = %e.ledger_name, next_block = e.next_seq, "resuming journal export");
-                    self.start_export(e.export_id);
-                }
-                for s in streams {
-                    tracing::info!(stream_id = %s.stream_id, ledger = %s.ledger_name, next_block = s.next_seq, "resuming journal stream");
-                    self.start_stream(s.stream_id);
+        self.start_running(true).await;
+    }
+
+    /// On storage several servers share: every `stream_retry`, takes over the running jobs
+    /// that no live server holds (the lease of a server that stopped or died went with its
+    /// connection), so a job continues on another server without waiting for a restart.
+    pub fn adopt_left_jobs(self: &Arc<Self>) {
+        if !self.control.storage_is_shared() {
+            return;
+        }
+        let jobs = Arc::downgrade(self);
+        let every = self.cfg.stream_retry;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match jobs.upgrade() {
+                    Some(jobs) => jobs.start_running(false).await,
+                    None => return,
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot read the running jobs"),
-            Err(e) => tracing::error!(error = %e, "cannot read the running jobs"),
+        });
+    }
+
+    /// Starts the task of every running job that has none here; `announce`: log each.
+    async fn start_running(self: &Arc<Self>, announce: bool) {
+        let control = self.control.clone();
+        let found = tokio::task::spawn_blocking(move || control.running_jobs()).await;
+        let (exports, streams) = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the running jobs"),
+            Err(e) => return tracing::error!(error = %e, "cannot read the running jobs"),
+        };
+        for e in exports {
+            if announce {
+                tracing::info!(export_id = %e.export_id, ledger = %e.ledger_name, next_block = e.next_seq, "resuming journal export");
+            }
+            self.start(e.export_id, Kind::Export, announce);
+        }
+        for s in streams {
+            if announce {
+                tracing::info!(stream_id = %s.stream_id, ledger = %s.ledger_name, next_block = s.next_seq, "resuming journal stream");
+            }
+            self.start(s.stream_id, Kind::Stream, announce);
         }
     }
 
     /// Starts the task of an accepted export (no-op if it already runs).
     pub fn start_export(self: &Arc<Self>, export_id: String) {
-        if let Some(guard) = self.claim(&export_id) {
-            let jobs = self.clone();
-            tokio::spawn(async move {
-                if let Some(lease) = jobs.lease(&export_id).await {
-                    export::run(&jobs, &export_id).await;
-                    drop(lease);
-                }
-                drop(guard);
-            });
-        }
+        self.start(export_id, Kind::Export, true);
     }
 
     /// Starts the task of a new stream (no-op if it already runs).
     pub fn start_stream(self: &Arc<Self>, stream_id: String) {
-        if let Some(guard) = self.claim(&stream_id) {
+        self.start(stream_id, Kind::Stream, true);
+    }
+
+    /// Starts job `id`'s task unless one runs here; it runs once it holds the job's lease.
+    fn start(self: &Arc<Self>, id: String, kind: Kind, announce: bool) {
+        if let Some(guard) = self.claim(&id) {
             let jobs = self.clone();
             tokio::spawn(async move {
-                if let Some(lease) = jobs.lease(&stream_id).await {
-                    stream::run(&jobs, &stream_id).await;
+                if let Some(lease) = jobs.lease(&id, announce).await {
+                    let lease = Lease(Arc::from(lease));
+                    if !announce {
+                        tracing::info!(job = %id, "taking over a job no running server holds");
+                    }
+                    match kind {
+                        Kind::Export => export::run(&jobs, &id, &lease).await,
+                        Kind::Stream => stream::run(&jobs, &id, &lease).await,
+                    }
                     drop(lease);
                 }
                 drop(guard);
@@ -111,13 +162,15 @@ impl Jobs {
     /// The storage's lease on job `id` (several servers may share a PostgreSQL database:
     /// one of them runs each job); `None` if another server runs it. A storage error (the
     /// database restarting) is retried until the lease is read.
-    async fn lease(&self, id: &str) -> Option<Box<dyn Send>> {
+    async fn lease(&self, id: &str, announce: bool) -> Option<Box<dyn crate::storage::JobLease>> {
         loop {
             let job = id.to_string();
             match self.blocking(move |c| c.job_lease(&job)).await {
                 Ok(Some(lease)) => return Some(lease),
                 Ok(None) => {
-                    tracing::info!(job = %id, "another server runs this job");
+                    if announce {
+                        tracing::info!(job = %id, "another server runs this job");
+                    }
                     return None;
                 }
                 Err(e) => {

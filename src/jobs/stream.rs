@@ -234,7 +234,7 @@ async fn put_all(
 }
 
 /// Runs a stream until it completes, is cancelled or fails, or its ledger is deleted.
-pub(super) async fn run(jobs: &Jobs, stream_id: &str) {
+pub(super) async fn run(jobs: &Jobs, stream_id: &str, lease: &super::Lease) {
     let id = stream_id.to_string();
     let rec = match jobs.blocking(move |cp| cp.stream_record(&id)).await {
         Ok(Some(r)) => r,
@@ -250,6 +250,10 @@ pub(super) async fn run(jobs: &Jobs, stream_id: &str) {
     };
     let client = jobs.kinesis(&target.region).await;
     loop {
+        if lease.lost().await {
+            tracing::warn!(stream_id, "lost the job's lease (its database connection was cut): stopping; a server takes the stream over");
+            return;
+        }
         match turn(jobs, &client, stream_id).await {
             Ok(Turn::Again) => {}
             Ok(Turn::Wait(d)) => tokio::time::sleep(d).await,

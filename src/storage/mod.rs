@@ -133,10 +133,22 @@ pub trait Backend: Send + Sync {
     /// The right to run export or stream `job_id`, held while the returned value lives;
     /// `None` while another server on the same storage holds it. A backend that only one
     /// server can open grants it always.
-    fn job_lease(&self, _job_id: &str) -> Result<Option<Box<dyn Send>>> {
+    fn job_lease(&self, _job_id: &str) -> Result<Option<Box<dyn JobLease>>> {
         Ok(Some(Box::new(())))
     }
 }
+
+/// The right to run a job ([`Backend::job_lease`]), given up when dropped.
+pub trait JobLease: Send + Sync {
+    /// Whether the lease may have been lost (its database connection was cut, say): another
+    /// server may then take the job, so its task must stop. May block (a round trip).
+    fn lost(&self) -> bool {
+        false
+    }
+}
+
+/// The lease of a backend that only one server opens: never lost.
+impl JobLease for () {}
 
 /// The catalog: ledgers, the tags of every resource, journal exports and streams.
 pub trait CatalogStore: Send {

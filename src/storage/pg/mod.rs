@@ -309,11 +309,26 @@ impl Drop for Pooled<'_> {
 
 /// A session-level advisory lock (a job's lease, a server's presence, a rebuild's exclusive
 /// hold): its own connection, closed (off the async threads) when dropped.
-pub struct HeldLock(Option<Box<PgConn>>);
+pub struct HeldLock(Mutex<Option<PgConn>>);
+
+/// A session-level lock ends with its connection: once that is closed, the lock may be
+/// another's.
+impl super::JobLease for HeldLock {
+    fn lost(&self) -> bool {
+        // A round trip: an idle blocking client notices a cut connection only when used.
+        let mut conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        conn.as_mut().is_none_or(|c| {
+            c.client
+                .is_valid(std::time::Duration::from_secs(10))
+                .is_err()
+        })
+    }
+}
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
-        close(self.0.take().map(|c| *c).into_iter().collect());
+        let conn = self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        close(conn.into_iter().collect());
     }
 }
 
@@ -331,7 +346,7 @@ pub struct PgBackend {
     /// The URL without its password, for messages.
     shown: String,
     /// A serving process's shared hold of [`IN_SERVICE`].
-    _in_service: Option<Mutex<HeldLock>>,
+    _in_service: Option<Box<HeldLock>>,
 }
 
 impl PgBackend {
@@ -405,7 +420,7 @@ impl PgBackend {
         let held = backend
             .hold_lock(&format!("pg_try_advisory_lock_shared({IN_SERVICE})"), &[])
             .map_err(|e| backend.unreachable(e))?;
-        backend._in_service = Some(Mutex::new(held.ok_or_else(|| {
+        backend._in_service = Some(Box::new(held.ok_or_else(|| {
             StorageError::Unavailable(format!(
                 "a qldb-local rebuild is running on PostgreSQL at {}: wait for it to finish",
                 backend.shown
@@ -459,7 +474,7 @@ impl PgBackend {
             close(vec![conn]);
             return Ok(None);
         }
-        Ok(Some(HeldLock(Some(Box::new(conn)))))
+        Ok(Some(HeldLock(Mutex::new(Some(conn)))))
     }
 
     fn unreachable(&self, e: StorageError) -> StorageError {
@@ -554,10 +569,10 @@ impl Backend for PgBackend {
 
     /// A session-level advisory lock on a connection of its own, held while the lease
     /// lives; if the server holding it dies, its connection ends and the lock with it.
-    fn job_lease(&self, job_id: &str) -> Result<Option<Box<dyn Send>>> {
+    fn job_lease(&self, job_id: &str) -> Result<Option<Box<dyn super::JobLease>>> {
         Ok(self
             .hold_lock("pg_try_advisory_lock(7243012, hashtext($1))", &[&job_id])?
-            .map(|held| Box::new(held) as Box<dyn Send>))
+            .map(|held| Box::new(held) as Box<dyn super::JobLease>))
     }
 
     fn remove_orphans(&self, catalog: &dyn CatalogStore) -> Result<()> {
