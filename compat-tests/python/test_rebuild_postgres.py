@@ -9,6 +9,9 @@
   indexed lookup from the index, and takes new transactions.
 - `test_rebuild_and_server_exclude_each_other`: rebuild exits 1 while a server runs on the
   database and changes nothing; a server refuses to start while a rebuild holds the database.
+- `test_a_server_whose_connections_were_cut_follows_a_rebuild`: a rebuild that runs beside a
+  server whose connections a PostgreSQL restart cut leaves that server committing into the
+  rebuilt schema (its stale handle closes itself), never into the kept one.
 - `test_rebuild_refuses_damaged_journal_in_postgres`: one byte of a middle block changed →
   verify and rebuild exit 1 ("journal itself is damaged") and the ledger's rows are unchanged.
 
@@ -16,9 +19,11 @@ Runs in the PostgreSQL pass (each Server gets a database of its own).
 """
 
 import base64
+import glob
 import os
 import re
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -65,6 +70,12 @@ def schema_of(server, ledger):
 def rows_of(server, schema, table, order):
     columns = COLUMNS.get(table, "*")
     return psql(server.storage_url, f"SELECT {columns} FROM {schema}.{table} ORDER BY {order}")
+
+
+def leftovers():
+    """The temporary directories of rebuilds and verifies that exist now."""
+    return sorted(glob.glob(os.path.join(tempfile.gettempdir(), "qldb-local-rebuild-*")) +
+                  glob.glob(os.path.join(tempfile.gettempdir(), "qldb-local-verify-*")))
 
 
 def content(server, schema):
@@ -134,8 +145,10 @@ def test_rebuild_regenerates_derived_tables_in_postgres():
         p = cli(s, "verify", "--ledger", ledger)
         assert p.returncode == 1, (p.stdout, p.stderr)
 
+        temps = leftovers()
         p = cli(s, "rebuild", "--ledger", ledger)
         assert p.returncode == 0, (p.stdout, p.stderr)
+        assert leftovers() == temps  # the private copy is gone
         lines = p.stdout.splitlines()
         assert len(lines) == 1, p.stdout  # no new index id: the old rows still named it
         m = REBUILT_RE.match(lines[0])
@@ -147,7 +160,7 @@ def test_rebuild_regenerates_derived_tables_in_postgres():
         assert m["kept"] == old
         new = schema_of(s, ledger)
         assert new != old
-        # The damaged schema is kept as it was; no temporary data dir is left behind.
+        # The damaged schema is kept as it was.
         assert psql(s.storage_url, f"SELECT count(*) FROM {old}.documents").strip() == "0"
         assert content(s, new) == derived_before
 
@@ -268,6 +281,40 @@ def test_rebuild_refuses_damaged_journal_in_postgres():
         assert "journal itself is damaged" in p.stderr, p.stderr
         assert schema_of(s, ledger) == schema and content(s, schema) == before
         schemas = psql(s.storage_url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'qldb_l%'")
-        assert schemas.strip() == "1", schemas  # no half-written schema left behind
+        assert schemas.strip() == "1", schemas  # the ledger's own, and nothing else
+    finally:
+        s.close()
+
+
+def test_a_server_whose_connections_were_cut_follows_a_rebuild():
+    """A restart of PostgreSQL cuts every connection of a running server, its in-service lock
+    with them, so a rebuild may proceed beside it. Its handle of the ledger then names a
+    schema that is no longer the ledger's data: its next statement finds that out, the
+    session ends (the driver starts another), and the transaction commits into the rebuilt
+    schema, never into the kept one."""
+    s = Server().start()
+    try:
+        ledger = small_ledger(s)
+        d = make_driver(s, ledger)
+        try:
+            assert len(run(d, "SELECT * FROM P")) == 4
+            old = schema_of(s, ledger)
+            psql(s.storage_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = 'qldb-local serve' "
+                                "AND datname = current_database()")
+            p = cli(s, "rebuild", "--ledger", ledger)
+            assert p.returncode == 0, (p.stdout, p.stderr)
+            new = schema_of(s, ledger)
+            assert new != old
+            run(d, "INSERT INTO P ?", {"k": 99, "v": "after"})
+            assert sorted(r["k"] for r in run(d, "SELECT k FROM P")) == [0, 1, 2, 3, 99]
+        finally:
+            d.close()
+        count = "SELECT count(*) FROM {}.documents"
+        assert psql(s.storage_url, count.format(new)).strip() == "5"
+        assert psql(s.storage_url, count.format(old)).strip() == "4"  # the kept schema, untouched
+        assert s.stop() == 0
+        p = cli(s, "verify", "--ledger", ledger)
+        assert p.returncode == 0, (p.stdout, p.stderr)
     finally:
         s.close()

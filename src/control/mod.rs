@@ -186,10 +186,13 @@ impl ControlPlane {
     fn open_db(&self, inner: &mut Inner, rec: &LedgerRecord) -> Result<Arc<dyn LedgerStore>> {
         if let Some((ord, db)) = inner.open.get(&rec.name) {
             if *ord == rec.ord {
-                return Ok(db.clone());
-            }
-            // An earlier ledger of that name, deleted by another server: its own data goes.
-            if let Err(e) = db.remove() {
+                // The same ledger. A handle that closed itself while the ledger stays (its
+                // data was replaced by a rebuild on a shared database) is opened again.
+                if !db.is_closed() || rec.deleting_since_ms.is_some() {
+                    return Ok(db.clone());
+                }
+            } else if let Err(e) = db.remove() {
+                // An earlier ledger of that name, deleted by another server: its own data goes.
                 tracing::warn!(error = %e, ledger = %rec.name, "could not remove a deleted ledger's data");
             }
         }

@@ -154,8 +154,10 @@ const LEASE_LOST: &str = "lost the job's lease";
 pub(super) async fn run(jobs: &Jobs, export_id: &str, lease: &super::Lease) {
     match export(jobs, export_id, lease).await {
         Ok(()) => {}
-        Err(reason) if reason == LEASE_LOST => {
-            tracing::warn!(export_id, "lost the job's lease (its database connection was cut): stopping; a server takes the export over");
+        // Lost by a cut connection (which may also be what failed the step): the export
+        // stays IN_PROGRESS for the server that takes it over.
+        Err(reason) if reason == LEASE_LOST || lease.lost().await => {
+            tracing::warn!(export_id, %reason, "lost the job's lease (its database connection was cut): stopping; a server takes the export over");
         }
         Err(reason) => {
             tracing::warn!(export_id, %reason, "journal export cancelled");

@@ -214,11 +214,10 @@ pub fn import_into_postgres(
         ));
     }
     drop(backend);
-    let dir = std::env::temp_dir().join(format!(
-        "qldb-local-import-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let outcome = (|| {
+    let private = super::PrivateDir::new("import")
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let dir = private.path().to_path_buf();
+    (|| {
         let imported = super::sqlite::import::import(&super::sqlite::import::ImportOptions {
             data_dir: dir.clone(),
             ..opts.clone()
@@ -231,9 +230,7 @@ pub fn import_into_postgres(
             &mut |_| {},
         )?;
         Ok(imported)
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
+    })()
 }
 
 /// One ledger copied.

@@ -293,3 +293,31 @@ pub trait LedgerStore: Send + Sync {
     /// [`LedgerStore::is_closed`]; what they read afterwards is undefined.
     fn remove(&self) -> Result<()>;
 }
+
+/// A directory of this process's own under the system's temporary directory (mode 0700: it
+/// holds copies of ledger data), removed with everything in it when dropped.
+pub struct PrivateDir(std::path::PathBuf);
+
+impl PrivateDir {
+    pub fn new(what: &str) -> std::io::Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "qldb-local-{what}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path)?;
+        Ok(PrivateDir(path))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

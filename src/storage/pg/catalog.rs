@@ -295,14 +295,17 @@ impl CatalogStore for PgCatalog {
 
     fn export_progress(&mut self, export_id: &str, next_seq: u64, key: &str) -> Result<()> {
         self.transaction(|conn| {
+            // Once per key: a server taking an export over may write its last object again.
             conn.execute(
                 "INSERT INTO qldb_catalog.export_objects (export_id, idx, key)
-                 VALUES ($1, (SELECT count(*) FROM qldb_catalog.export_objects
-                              WHERE export_id = $1), $2)",
+                 SELECT $1, count(*), $2 FROM qldb_catalog.export_objects WHERE export_id = $1
+                 HAVING NOT bool_or(key = $2) OR count(*) = 0
+                 ON CONFLICT DO NOTHING",
                 &[&export_id, &key],
             )?;
             conn.execute(
-                "UPDATE qldb_catalog.exports SET next_seq = $2 WHERE export_id = $1",
+                "UPDATE qldb_catalog.exports SET next_seq = greatest(next_seq, $2)
+                 WHERE export_id = $1",
                 &[&export_id, &(next_seq as i64)],
             )?;
             Ok(())

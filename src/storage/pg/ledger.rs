@@ -55,13 +55,20 @@ pub struct PgLedger {
 pub(crate) fn drop_data(pool: &Pool, name: &str, schema: &str) -> Result<()> {
     let mut conn = pool.get()?;
     conn.begin("")?;
-    conn.batch(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
-    conn.execute(
+    // Only while it is the ledger's data: a schema a rebuild replaced is kept.
+    let named = conn.execute(
         "DELETE FROM qldb_catalog.ledger_data WHERE name = $1 AND schema_name = $2",
         &[&name, &schema],
     )?;
+    if named > 0 {
+        conn.batch(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+    }
     conn.commit()
 }
+
+/// Why a handle whose schema is no longer its ledger's data fails.
+const REPLACED: &str = "the ledger's data was replaced (by `qldb-local rebuild`) or removed \
+                        meanwhile: start a new session";
 
 impl PgLedger {
     fn new(pool: Arc<Pool>, name: &LedgerName, schema: String, strand: String) -> Self {
@@ -188,16 +195,33 @@ impl PgLedger {
         Ok(db)
     }
 
+    /// Fails, and closes this handle (its sessions end; the control plane opens the ledger
+    /// again), unless `named` (the ledger's data as the catalog says) is this handle's schema.
+    fn still_named(&self, named: Option<&str>) -> Result<()> {
+        if named == Some(self.schema.as_str()) {
+            return Ok(());
+        }
+        self.closed.store(true, Ordering::SeqCst);
+        Err(StorageError::Unavailable(REPLACED.into()))
+    }
+
     /// `sql` with `{s}` naming this ledger's schema.
     fn q(&self, sql: &str) -> String {
         sql.replace("{s}", &self.schema)
     }
 
+    /// The journal's tip; fails, closing this handle, once its schema is no longer the
+    /// ledger's data (a rebuild on the shared database replaced it).
     fn tip_on(&self, conn: &mut PgConn) -> Result<Tip> {
         let row = conn.query_one(
-            &self.q("SELECT seq, block_hash FROM {s}.blocks ORDER BY seq DESC LIMIT 1"),
-            &[],
+            &self.q(
+                "SELECT seq, block_hash, (SELECT schema_name FROM qldb_catalog.ledger_data
+                                          WHERE name = $1)
+                 FROM {s}.blocks ORDER BY seq DESC LIMIT 1",
+            ),
+            &[&self.name],
         )?;
+        self.still_named(row.get(2))?;
         Ok(Tip {
             strand_id: self.strand.clone(),
             last_seq: row.get::<_, i64>(0) as u64,
@@ -727,12 +751,27 @@ impl PgLedger {
             // which releases the lock for the other servers.
             conn.batch("SET LOCAL idle_in_transaction_session_timeout = '60s'")
                 .map_err(before)?;
-            // The ledger's writer lock, across every process serving the database.
-            conn.query_one(
-                &self.q("SELECT value FROM {s}.meta WHERE key = 'strand_id' FOR UPDATE"),
-                &[],
-            )
-            .map_err(before)?;
+            // The ledger's writer lock, across every process serving the database; the
+            // database's in-service lock shared (none while a rebuild works: its commits
+            // would be lost); and the ledger's data as the catalog names it now.
+            let row = conn
+                .query_one(
+                    &self.q(&format!(
+                        "SELECT pg_try_advisory_xact_lock_shared({}),
+                                (SELECT schema_name FROM qldb_catalog.ledger_data WHERE name = $1)
+                         FROM {{s}}.meta WHERE key = 'strand_id' FOR UPDATE",
+                        super::IN_SERVICE
+                    )),
+                    &[&self.name],
+                )
+                .map_err(before)?;
+            if !row.get::<_, bool>(0) {
+                return Err(BatchFailure::Before(
+                    "a qldb-local rebuild is running on the database".into(),
+                ));
+            }
+            self.still_named(row.get(1))
+                .map_err(|e| BatchFailure::Before(e.to_string()))?;
             for p in &batch {
                 conn.batch("SAVEPOINT one").map_err(before)?;
                 let answer = self.apply(&mut conn, &p.req);

@@ -335,7 +335,7 @@ impl Drop for HeldLock {
 /// The advisory lock of a database in service: every serving process holds it shared for
 /// its lifetime, `rebuild` holds it exclusively while it works, so neither runs beside the
 /// other.
-const IN_SERVICE: &str = "7243013, 0";
+pub(crate) const IN_SERVICE: &str = "7243013, 0";
 
 /// The `application_name` of a serving process's connections.
 const SERVING: &str = "qldb-local serve";
@@ -570,6 +570,23 @@ impl Backend for PgBackend {
     /// A session-level advisory lock on a connection of its own, held while the lease
     /// lives; if the server holding it dies, its connection ends and the lock with it.
     fn job_lease(&self, job_id: &str) -> Result<Option<Box<dyn super::JobLease>>> {
+        // A lease another server holds is seen on a pooled connection, without opening one
+        // of its own (servers look for left jobs every few seconds).
+        let held: bool = self
+            .pool
+            .get()?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks
+                    WHERE locktype = 'advisory' AND granted AND classid = 7243012
+                      AND objid = hashtext($1)::oid AND objsubid = 2
+                      AND database = (SELECT oid FROM pg_database
+                                      WHERE datname = current_database()))",
+                &[&job_id],
+            )?
+            .get(0);
+        if held {
+            return Ok(None);
+        }
         Ok(self
             .hold_lock("pg_try_advisory_lock(7243012, hashtext($1))", &[&job_id])?
             .map(|held| Box::new(held) as Box<dyn super::JobLease>))

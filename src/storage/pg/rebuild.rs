@@ -52,10 +52,9 @@ pub fn rebuild_reporting(
         .read_ledger(&ledger)
         .map_err(|e| err(format!("cannot read it: {e}")))?;
 
-    let dir = std::env::temp_dir().join(format!(
-        "qldb-local-rebuild-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let private = crate::storage::PrivateDir::new("rebuild")
+        .map_err(|e| err(format!("cannot make a temporary directory: {e}")))?;
+    let dir = private.path().to_path_buf();
     let replayed = (|| {
         crate::storage::sqlite::migrate::write_ledger(&dir, &ledger, &rows)
             .and_then(|()| SqliteBackend::new(Some(dir.clone()), true).open_catalog())
@@ -66,7 +65,7 @@ pub fn rebuild_reporting(
             .map_err(|e| err(format!("cannot read the rebuilt file: {e}")))?;
         Ok::<_, Damage>((rebuilt, rows))
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(private);
     let (rebuilt, rows) = replayed?;
 
     let schema = backend

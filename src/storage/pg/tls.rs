@@ -135,6 +135,13 @@ fn percent_decode(s: &str) -> String {
 /// The rustls connector for `verify` with the roots of `root_cert` (else `PGSSLROOTCERT`'s
 /// file, else the system's).
 pub fn connector(verify: Verify, root_cert: Option<&Path>) -> Result<RustlsConnect, String> {
+    // As libpq: `require` with a root certificate file given checks the chain.
+    let verify = match verify {
+        Verify::Nothing if root_cert.is_some() || std::env::var_os("PGSSLROOTCERT").is_some() => {
+            Verify::Chain
+        }
+        v => v,
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
         Verify::Nothing => Arc::new(Unchecked(provider.clone())),
@@ -299,9 +306,11 @@ impl MakeTlsConnect<Socket> for RustlsConnect {
     type Error = rustls::pki_types::InvalidDnsNameError;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnector, Self::Error> {
+        // No host name (a Unix socket, `hostaddr` alone): tokio-postgres asks for a
+        // connector anyway, and uses it only if the server offers TLS.
         Ok(RustlsConnector {
             config: self.0.clone(),
-            name: ServerName::try_from(domain.to_string())?,
+            name: ServerName::try_from(domain.to_string()).ok(),
         })
     }
 }
@@ -309,7 +318,7 @@ impl MakeTlsConnect<Socket> for RustlsConnect {
 /// One connection's TLS handshake.
 pub struct RustlsConnector {
     config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
+    name: Option<ServerName<'static>>,
 }
 
 impl TlsConnect<Socket> for RustlsConnector {
@@ -319,8 +328,14 @@ impl TlsConnect<Socket> for RustlsConnector {
 
     fn connect(self, stream: Socket) -> Self::Future {
         Box::pin(async move {
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "TLS needs the server's host name",
+                )
+            })?;
             let tls = tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.name, stream)
+                .connect(name, stream)
                 .await?;
             Ok(RustlsStream(Box::new(tls)))
         })

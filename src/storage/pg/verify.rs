@@ -78,10 +78,21 @@ impl PgBackend {
             block: None,
             message: e.to_string(),
         };
-        let mut conn = self.pool.get().map_err(damage)?;
-        conn.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .map_err(damage)?;
-        verify_rows(&mut conn, name, schema, report)
+        let private = crate::storage::PrivateDir::new("verify").map_err(|e| Damage {
+            ledger: name.to_string(),
+            block: None,
+            message: format!("cannot make a temporary directory: {e}"),
+        })?;
+        let path = private.path().join("ledger.sqlite");
+        {
+            let mut conn = self.pool.get().map_err(damage)?;
+            conn.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .map_err(damage)?;
+            copy_rows(&mut conn, name, schema, &path)?;
+            // The snapshot ends once copied, not after the (longer) check of the copy.
+            conn.rollback().map_err(damage)?;
+        }
+        verify_file_reporting(&path, name, Scope::Everything, report)
     }
 
     /// Drops `schema` if no ledger names it.
@@ -101,12 +112,14 @@ impl PgBackend {
     }
 }
 
-fn verify_rows(
+/// Checks the version of ledger `name`'s `schema` and copies its rows, with its OCC records,
+/// into a new scratch SQLite file at `path`.
+fn copy_rows(
     conn: &mut PgConn,
     name: &str,
     schema: &str,
-    report: &mut dyn FnMut(u64, u64),
-) -> Result<Verified, Damage> {
+    path: &std::path::Path,
+) -> Result<(), Damage> {
     let damage = |message: String| Damage {
         ledger: name.to_string(),
         block: None,
@@ -127,12 +140,8 @@ fn verify_rows(
             LEDGER_MIGRATIONS.len()
         )));
     }
-    let path = std::env::temp_dir().join(format!(
-        "qldb-local-verify-{}.sqlite",
-        uuid::Uuid::new_v4().simple()
-    ));
     let copied = (|| -> Result<Option<i64>, crate::storage::StorageError> {
-        let mut file = ScratchFile::create(&path)?;
+        let mut file = ScratchFile::create(path)?;
         for t in LEDGER_TABLES {
             stream_rows(conn, schema, t, &mut |row| file.insert(t, row))?;
         }
@@ -158,15 +167,13 @@ fn verify_rows(
         file.finish()?;
         Ok(stray)
     })();
-    let verified = match copied {
+    match copied {
         Ok(Some(index_no)) => Err(damage(format!(
             "an index_key_seq row names index number {index_no}, which no index has"
         ))),
-        Ok(None) => verify_file_reporting(&path, name, Scope::Everything, report),
+        Ok(None) => Ok(()),
         Err(e) => Err(read(e)),
-    };
-    let _ = crate::storage::sqlite::ledger_db::remove_files(&path);
-    verified
+    }
 }
 
 /// `qldb-local verify --storage URL [--ledger NAME]`: verifies and prints one `ok` line per
