@@ -8,7 +8,7 @@ a test CA signs a certificate that names `localhost` only):
   certificate; `verify-ca` checks the chain but not the name; `verify-full` checks both
   (127.0.0.1 is not a name the certificate has); without a CA the system's roots do not know
   the test CA; a missing sslrootcert file is named; a server refused by TLS exits with one
-  line saying why.
+  line saying why; a Unix-socket connection string still connects.
 
 Runs in the SQLite pass (each server is given --storage itself).
 """
@@ -67,6 +67,11 @@ def test_sslmodes_check_what_libpq_checks():
         p = verify(variant(base, "127.0.0.1", query))
         assert p.returncode == 0, (query, p.stdout, p.stderr)
     p = verify(variant(base, "localhost", f"sslmode=verify-full&sslrootcert={CA}"))
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    # A Unix socket (no host name, no TLS) still connects with the TLS connector in place.
+    port, db = base.rsplit(":", 1)[1].split("/")
+    socket_dir = os.path.dirname(CA)  # start.sh puts the socket beside ca.pem
+    p = verify(f"host={socket_dir} port={port} user=qldb password=qldb dbname={db}")
     assert p.returncode == 0, (p.stdout, p.stderr)
 
     refused = {
