@@ -1,11 +1,12 @@
 //! Server time of GetDigest, GetBlock and GetRevision with proofs on a large journal.
 //!
-//!     cargo bench --bench proofs -- [--blocks 100000] [--samples 2000]
+//!     cargo bench --bench proofs -- [--blocks 100000] [--samples 2000] [--postgres URL]
 //!
 //! Builds a ledger of `--blocks` blocks (one single-document transaction each, written
 //! through the storage commit path with relaxed durability to keep set-up short), then
 //! times the three operations through the control plane — the server's work without HTTP.
-//! Figures go to docs/performance.md.
+//! With `--postgres URL` (an empty database), the ledger is also copied there and
+//! `verify --storage` of it is timed. Figures go to docs/performance.md.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -102,6 +103,31 @@ fn main() {
         docs.len(),
         docs.len() as f64 / secs
     );
+    // With `--postgres URL`: the same ledger copied into that database (`migrate`), and
+    // `verify --storage` of it (the rows streamed into a scratch file, then the same checks).
+    let mut args = std::env::args();
+    if let Some(url) = args.find(|a| a == "--postgres").and_then(|_| args.next()) {
+        use qldb_local::storage::migrate::{run, Place};
+        let t = Instant::now();
+        run(
+            &Place::Dir(dir.path().to_path_buf()),
+            &Place::Postgres(url.clone()),
+            Some("big"),
+            &mut |_| {},
+        )
+        .unwrap();
+        println!("migrate to PostgreSQL: {:.2} s", t.elapsed().as_secs_f64());
+        let backend = qldb_local::storage::pg::PgBackend::connect(&url, false).unwrap();
+        let t = Instant::now();
+        let v = backend.verify(Some("big"), &mut |_, _, _| {}).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "verify --storage: {} blocks ({} revisions) in {secs:.2} s = {:.0} revisions/s",
+            v[0].blocks,
+            docs.len(),
+            docs.len() as f64 / secs
+        );
+    }
     let tip_text = format!(
         "{{strandId:\"{}\",sequenceNo:{}}}",
         tip.strand_id, tip.last_seq

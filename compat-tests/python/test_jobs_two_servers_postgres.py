@@ -47,26 +47,33 @@ def insert(server, ledger, numbers):
         d.close()
 
 
-def test_a_stream_moves_to_the_other_server_when_its_server_dies(moto):
+def streaming_pair(moto):
+    """Servers A and B on a new database; a ledger with table T and three documents; a stream
+    started through A whose records of them have arrived. Returns (a, b, ledger, stream id,
+    reader); the caller closes a and b."""
     url = fresh_postgres_database()
     a = job_server(moto, ["--storage", url])
     b = job_server(moto, ["--storage", url])
+    kin = kinesis_client(moto)
+    kname, karn = new_kinesis_stream(kin)
+    ledger = create_ledger(a)
+    d = make_driver(a, ledger)
     try:
-        kin = kinesis_client(moto)
-        kname, karn = new_kinesis_stream(kin)
-        ledger = create_ledger(a)
-        d = make_driver(a, ledger)
-        try:
-            run(d, "CREATE TABLE T")
-        finally:
-            d.close()
-        first = insert(a, ledger, range(3))
-        sid = start_stream(qldb_client(a), ledger, karn, name="moving")
-        reader = KinesisReader(kin, kname)
-        reader.wait_for(lambda rs: {(i, 0) for i in first} <= set(details_by_revision(rs)), 20,
-                        "the first records")
-        assert "taking over a job" not in full_log(b)  # A holds it
+        run(d, "CREATE TABLE T")
+    finally:
+        d.close()
+    first = insert(a, ledger, range(3))
+    sid = start_stream(qldb_client(a), ledger, karn)
+    reader = KinesisReader(kin, kname)
+    reader.wait_for(lambda rs: {(i, 0) for i in first} <= set(details_by_revision(rs)), 20,
+                    "the first records")
+    return a, b, ledger, sid, reader
 
+
+def test_a_stream_moves_to_the_other_server_when_its_server_dies(moto):
+    a, b, ledger, sid, reader = streaming_pair(moto)
+    try:
+        assert "taking over a job" not in full_log(b)  # A holds it
         a.stop(signal.SIGKILL)
         later = insert(b, ledger, range(10, 13))
         reader.wait_for(lambda rs: {(i, 0) for i in later} <= set(details_by_revision(rs)), 30,
@@ -79,27 +86,13 @@ def test_a_stream_moves_to_the_other_server_when_its_server_dies(moto):
 
 
 def test_a_stream_whose_lease_is_cut_stops_and_is_taken_over(moto):
-    url = fresh_postgres_database()
-    a = job_server(moto, ["--storage", url])
-    b = job_server(moto, ["--storage", url])
+    a, b, ledger, sid, reader = streaming_pair(moto)
     try:
-        kin = kinesis_client(moto)
-        kname, karn = new_kinesis_stream(kin)
-        ledger = create_ledger(a)
-        d = make_driver(a, ledger)
-        try:
-            run(d, "CREATE TABLE T")
-        finally:
-            d.close()
-        first = insert(a, ledger, range(3))
-        sid = start_stream(qldb_client(a), ledger, karn, name="cut")
-        reader = KinesisReader(kin, kname)
-        reader.wait_for(lambda rs: {(i, 0) for i in first} <= set(details_by_revision(rs)), 20,
-                        "the first records")
         # The lease's connection cut (as a restart of PostgreSQL or a network fault would): A
         # stops the stream's task rather than run it beside another server.
-        psql(url, "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                  "WHERE locktype = 'advisory' AND classid = 7243012")
+        psql(a.extra_args[a.extra_args.index("--storage") + 1],
+             "SELECT pg_terminate_backend(pid) FROM pg_locks "
+             "WHERE locktype = 'advisory' AND classid = 7243012")
         later = insert(a, ledger, range(10, 13))
         reader.wait_for(lambda rs: {(i, 0) for i in later} <= set(details_by_revision(rs)), 30,
                         lambda: f"the records after the cut; logs: {a.log()} {b.log()}")

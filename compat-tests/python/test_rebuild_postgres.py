@@ -32,6 +32,7 @@ from amazon.ion import simpleion
 from conftest import make_client
 from qldb_harness import Server, psql, storage_is_postgres
 from qldb_session_helpers import create_ledger, ion_hash, make_driver, run
+from test_rebuild import small_ledger
 
 pytestmark = pytest.mark.skipif(not storage_is_postgres(),
                                 reason="rebuilds PostgreSQL-backed ledgers; runs in the PostgreSQL pass")
@@ -89,20 +90,6 @@ def by_hash(values):
 def digest_of(qldb, ledger):
     r = qldb.get_digest(Name=ledger)
     return r["Digest"], r["DigestTipAddress"]
-
-
-def small_ledger(server):
-    ledger = create_ledger(server)
-    d = make_driver(server, ledger)
-    try:
-        run(d, "CREATE TABLE P")
-        run(d, "CREATE INDEX ON P (k)")
-        for i in range(4):
-            run(d, "INSERT INTO P ?", {"k": i, "v": f"v{i}"})
-        run(d, "UPDATE P SET v = 'changed' WHERE k = 1")
-    finally:
-        d.close()
-    return ledger
 
 
 def test_rebuild_regenerates_derived_tables_in_postgres():
