@@ -383,13 +383,16 @@ impl PgBackend {
         if config.get_application_name().is_none() {
             config.application_name(application);
         }
+        // Notices (`… already exists, skipping` from the idempotent schema set-up) are not
+        // news; warnings and errors still come.
+        let mut options = format!(
+            "{} -c client_min_messages=warning",
+            config.get_options().unwrap_or("")
+        );
         if relaxed_durability {
-            let options = format!(
-                "{} -c synchronous_commit=off",
-                config.get_options().unwrap_or("")
-            );
-            config.options(options.trim());
+            options.push_str(" -c synchronous_commit=off");
         }
+        config.options(options.trim());
         let shown = show_url(&config);
         let backend = PgBackend {
             pool: Arc::new(Pool::new(config, tls)),
