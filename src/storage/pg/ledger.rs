@@ -229,34 +229,35 @@ impl PgLedger {
         })
     }
 
+    /// The table catalog with each table's indexes, in creation order (one round trip).
     fn tables_on(&self, conn: &mut PgConn) -> Result<Vec<TableInfo>> {
-        let mut out: Vec<TableInfo> = conn
-            .query(
-                &self.q(
-                    "SELECT table_id, name, status FROM {s}.tables ORDER BY created_seq, table_no",
-                ),
-                &[],
-            )?
-            .iter()
-            .map(|r| TableInfo {
-                table_id: r.get(0),
-                name: r.get(1),
-                active: r.get::<_, &str>(2) == "ACTIVE",
-                indexes: Vec::new(),
-            })
-            .collect();
-        for r in conn.query(
+        let rows = conn.query(
             &self.q(
-                "SELECT index_id, table_id, field FROM {s}.indexes ORDER BY created_seq, index_no",
+                "SELECT false AS is_index, table_id, name, status, created_seq, table_no
+                 FROM {s}.tables
+                 UNION ALL
+                 SELECT true, index_id, table_id, field, created_seq, index_no FROM {s}.indexes
+                 ORDER BY 1, 5, 6",
             ),
             &[],
-        )? {
-            let table_id: &str = r.get(1);
-            if let Some(t) = out.iter_mut().find(|t| t.table_id == table_id) {
-                t.indexes.push(IndexInfo {
-                    index_id: r.get(0),
-                    field: r.get(2),
+        )?;
+        let mut out: Vec<TableInfo> = Vec::new();
+        for r in &rows {
+            if !r.get::<_, bool>(0) {
+                out.push(TableInfo {
+                    table_id: r.get(1),
+                    name: r.get(2),
+                    active: r.get::<_, &str>(3) == "ACTIVE",
+                    indexes: Vec::new(),
                 });
+            } else {
+                let table_id: &str = r.get(2);
+                if let Some(t) = out.iter_mut().find(|t| t.table_id == table_id) {
+                    t.indexes.push(IndexInfo {
+                        index_id: r.get(1),
+                        field: r.get(3),
+                    });
+                }
             }
         }
         Ok(out)
@@ -398,68 +399,89 @@ impl PgLedger {
     }
 
     /// Checks `req`'s reads and catalog changes against the state `conn` sees.
-    fn validate_on(
-        &self,
-        conn: &mut PgConn,
-        req: &CommitRequest,
-    ) -> std::result::Result<(), CommitError> {
-        let conflict = |what: String| Err(CommitError::Conflict(what));
-        for read in &req.reads {
+    /// The first of `reads` that a later commit changed, in words: every check in one
+    /// statement (one round trip, one snapshot).
+    fn reads_conflict(&self, conn: &mut PgConn, reads: &[ReadCheck]) -> Result<Option<String>> {
+        if reads.is_empty() {
+            return Ok(None);
+        }
+        let (mut doc_ids, mut versions) = (Vec::new(), Vec::new());
+        let (mut table_ids, mut table_as_of) = (Vec::new(), Vec::new());
+        let (mut index_ids, mut keys, mut key_as_of) = (Vec::new(), Vec::new(), Vec::new());
+        let mut catalog_as_of: Option<i64> = None;
+        for read in reads {
             match read {
                 ReadCheck::Doc { doc_id, version } => {
-                    let now: Option<i64> = conn
-                        .query_opt(
-                            &self.q("SELECT version FROM {s}.documents WHERE doc_id = $1"),
-                            &[doc_id],
-                        )?
-                        .map(|r| r.get(0));
-                    if now.map(|v| v as u64) != *version {
-                        return conflict(format!("document {doc_id} changed"));
-                    }
+                    doc_ids.push(doc_id.as_str());
+                    versions.push(version.map(|v| v as i64));
                 }
                 ReadCheck::Table { table_id, as_of } => {
-                    let modified: Option<i64> = conn
-                        .query_opt(
-                            &self.q("SELECT modified_seq FROM {s}.tables WHERE table_id = $1"),
-                            &[table_id],
-                        )?
-                        .map(|r| r.get(0));
-                    if modified.is_some_and(|m| m as u64 > *as_of) {
-                        return conflict(format!("table {table_id} changed"));
-                    }
+                    table_ids.push(table_id.as_str());
+                    table_as_of.push(*as_of as i64);
                 }
                 ReadCheck::IndexKey {
                     index_id,
                     key,
                     as_of,
                 } => {
-                    // A dropped index's entries are gone: a lookup that raced with the drop
-                    // may have found nothing, so the drop is a change too.
-                    let Some(no) = self.index_no(conn, index_id)? else {
-                        return conflict(format!("index {index_id} was dropped"));
-                    };
-                    let changed: Option<i64> = conn
-                        .query_opt(
-                            &self.q("SELECT seq FROM {s}.index_key_seq WHERE index_no = $1 AND key = $2"),
-                            &[&no, key],
-                        )?
-                        .map(|r| r.get(0));
-                    if changed.is_some_and(|c| c as u64 > *as_of) {
-                        return conflict(format!("index {index_id} changed"));
-                    }
+                    index_ids.push(index_id.as_str());
+                    keys.push(key.as_slice());
+                    key_as_of.push(*as_of as i64);
                 }
                 ReadCheck::Catalog { as_of } => {
                     let as_of = *as_of as i64;
-                    if self.exists(
-                        conn,
-                        "SELECT 1 FROM {s}.tables WHERE modified_seq > $1
-                         UNION ALL SELECT 1 FROM {s}.indexes WHERE created_seq > $1",
-                        &[&as_of],
-                    )? {
-                        return conflict("the table catalog changed".into());
-                    }
+                    catalog_as_of = Some(catalog_as_of.map_or(as_of, |c| c.min(as_of)));
                 }
             }
+        }
+        // A document's version is not the one seen (or it came or went); a scanned table
+        // was written since; an index lookup's key changed since, or its index was dropped
+        // (its entries are gone: a lookup that raced with the drop may have found nothing);
+        // the catalog changed since.
+        let row = conn.query_opt(
+            &self.q("SELECT 'document ' || x.id || ' changed'
+                 FROM unnest($1::text[], $2::bigint[]) AS x(id, v)
+                 LEFT JOIN {s}.documents d ON d.doc_id = x.id
+                 WHERE d.version IS DISTINCT FROM x.v
+                 UNION ALL
+                 SELECT 'table ' || x.id || ' changed'
+                 FROM unnest($3::text[], $4::bigint[]) AS x(id, as_of)
+                 JOIN {s}.tables t ON t.table_id = x.id
+                 WHERE t.modified_seq > x.as_of
+                 UNION ALL
+                 SELECT 'index ' || x.id || CASE WHEN i.index_no IS NULL THEN ' was dropped'
+                                                  ELSE ' changed' END
+                 FROM unnest($5::text[], $6::bytea[], $7::bigint[]) AS x(id, key, as_of)
+                 LEFT JOIN {s}.indexes i ON i.index_id = x.id
+                 LEFT JOIN {s}.index_key_seq k ON k.index_no = i.index_no AND k.key = x.key
+                 WHERE i.index_no IS NULL OR k.seq > x.as_of
+                 UNION ALL
+                 SELECT 'the table catalog changed'
+                 WHERE EXISTS (SELECT 1 FROM {s}.tables WHERE modified_seq > $8
+                               UNION ALL SELECT 1 FROM {s}.indexes WHERE created_seq > $8)
+                 LIMIT 1"),
+            &[
+                &doc_ids,
+                &versions,
+                &table_ids,
+                &table_as_of,
+                &index_ids,
+                &keys,
+                &key_as_of,
+                &catalog_as_of,
+            ],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn validate_on(
+        &self,
+        conn: &mut PgConn,
+        req: &CommitRequest,
+    ) -> std::result::Result<(), CommitError> {
+        let conflict = |what: String| Err(CommitError::Conflict(what));
+        if let Some(what) = self.reads_conflict(conn, &req.reads)? {
+            return conflict(what);
         }
         let active_named = "SELECT 1 FROM {s}.tables WHERE name = $1 AND status = 'ACTIVE'";
         for (_, name) in &req.new_tables {
@@ -746,10 +768,9 @@ impl PgLedger {
         let outcome = (|| -> std::result::Result<(), BatchFailure> {
             let before = |e: StorageError| BatchFailure::Before(super::describe(&e));
             let mut conn = self.pool.get().map_err(before)?;
-            conn.begin("").map_err(before)?;
             // A server that stalls while it holds the ledger's lock is ended by PostgreSQL,
-            // which releases the lock for the other servers.
-            conn.batch("SET LOCAL idle_in_transaction_session_timeout = '60s'")
+            // which releases the lock for the other servers (set with BEGIN: one round trip).
+            conn.begin("; SET LOCAL idle_in_transaction_session_timeout = '60s'")
                 .map_err(before)?;
             // The ledger's writer lock, across every process serving the database; the
             // database's in-service lock shared (none while a rebuild works: its commits
@@ -772,8 +793,12 @@ impl PgLedger {
             }
             self.still_named(row.get(1))
                 .map_err(|e| BatchFailure::Before(e.to_string()))?;
+            // A request alone needs no savepoint: if it fails, the transaction is rolled back.
+            let alone = batch.len() == 1;
             for p in &batch {
-                conn.batch("SAVEPOINT one").map_err(before)?;
+                if !alone {
+                    conn.batch("SAVEPOINT one").map_err(before)?;
+                }
                 let answer = self.apply(&mut conn, &p.req);
                 let end = if answer.is_ok() {
                     "RELEASE SAVEPOINT one"
@@ -782,7 +807,9 @@ impl PgLedger {
                 };
                 // A connection that cannot end the savepoint ends the batch: nothing of it
                 // is committed.
-                conn.batch(end).map_err(before)?;
+                if !alone {
+                    conn.batch(end).map_err(before)?;
+                }
                 answers.push(answer);
             }
             if answers.iter().any(|a| a.is_ok()) {
@@ -994,13 +1021,11 @@ impl LedgerStore for PgLedger {
     }
 
     fn validate(&self, reads: &[ReadCheck]) -> std::result::Result<(), CommitError> {
-        let mut conn = self.pool.get()?;
-        conn.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        let req = CommitRequest {
-            reads: reads.to_vec(),
-            ..Default::default()
-        };
-        self.validate_on(&mut conn, &req)
+        // One statement: its own snapshot.
+        match self.reads_conflict(&mut *self.pool.get()?, reads)? {
+            Some(what) => Err(CommitError::Conflict(what)),
+            None => Ok(()),
+        }
     }
 
     fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
