@@ -24,6 +24,7 @@
 //! and SELECT phases run again with the ledger in PostgreSQL (`serve --storage URL`): once
 //! on one qldb-local process, once on two processes sharing the database (each client's
 //! session on one of them, alternately). Server CPU per transaction sums both processes.
+//! `--only-postgres` runs those phases alone.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -44,6 +45,8 @@ struct Args {
     seconds: u64,
     relaxed: bool,
     postgres: Option<String>,
+    /// `--only-postgres`: the PostgreSQL phases alone (an A/B of two server binaries).
+    only_postgres: bool,
 }
 
 fn args() -> Args {
@@ -52,6 +55,7 @@ fn args() -> Args {
         seconds: 10,
         relaxed: false,
         postgres: None,
+        only_postgres: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +64,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.seconds),
             "--durability" => a.relaxed = it.next().as_deref() == Some("relaxed"),
             "--postgres" => a.postgres = it.next(),
+            "--only-postgres" => a.only_postgres = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -299,6 +304,12 @@ fn main() {
 async fn bench() {
     let a = args();
     let durability = if a.relaxed { "relaxed" } else { "full" };
+    if let (true, Some(url)) = (a.only_postgres, &a.postgres) {
+        for processes in [1, 2] {
+            postgres_phases(url, processes, &a, durability).await;
+        }
+        return;
+    }
     let srv = start(&[
         "--durability",
         durability,

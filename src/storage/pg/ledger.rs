@@ -437,40 +437,65 @@ impl PgLedger {
         // A document's version is not the one seen (or it came or went); a scanned table
         // was written since; an index lookup's key changed since, or its index was dropped
         // (its entries are gone: a lookup that raced with the drop may have found nothing);
-        // the catalog changed since.
-        let row = conn.query_opt(
-            &self.q("SELECT 'document ' || x.id || ' changed'
-                 FROM unnest($1::text[], $2::bigint[]) AS x(id, v)
-                 LEFT JOIN {s}.documents d ON d.doc_id = x.id
-                 WHERE d.version IS DISTINCT FROM x.v
-                 UNION ALL
-                 SELECT 'table ' || x.id || ' changed'
-                 FROM unnest($3::text[], $4::bigint[]) AS x(id, as_of)
-                 JOIN {s}.tables t ON t.table_id = x.id
-                 WHERE t.modified_seq > x.as_of
-                 UNION ALL
-                 SELECT 'index ' || x.id || CASE WHEN i.index_no IS NULL THEN ' was dropped'
+        // the catalog changed since. Only the kinds of check present are in the statement.
+        // (A key's record is a subquery: as a join, PostgreSQL's plan found the key by
+        // scanning every record of its index.)
+        use ::postgres::types::ToSql;
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        /// `p` as the statement's next parameter; its `$n`.
+        fn mark<'p>(params: &mut Vec<&'p (dyn ToSql + Sync)>, p: &'p (dyn ToSql + Sync)) -> String {
+            params.push(p);
+            format!("${}", params.len())
+        }
+        let mut branches = Vec::new();
+        if !doc_ids.is_empty() {
+            let (ids, vs) = (mark(&mut params, &doc_ids), mark(&mut params, &versions));
+            branches.push(format!(
+                "SELECT 'document ' || x.id || ' changed'
+                 FROM unnest({ids}::text[], {vs}::bigint[]) AS x(id, v)
+                 LEFT JOIN {{s}}.documents d ON d.doc_id = x.id
+                 WHERE d.version IS DISTINCT FROM x.v"
+            ));
+        }
+        if !table_ids.is_empty() {
+            let (ids, as_of) = (
+                mark(&mut params, &table_ids),
+                mark(&mut params, &table_as_of),
+            );
+            branches.push(format!(
+                "SELECT 'table ' || x.id || ' changed'
+                 FROM unnest({ids}::text[], {as_of}::bigint[]) AS x(id, as_of)
+                 JOIN {{s}}.tables t ON t.table_id = x.id
+                 WHERE t.modified_seq > x.as_of"
+            ));
+        }
+        if !index_ids.is_empty() {
+            let (ids, ks, as_of) = (
+                mark(&mut params, &index_ids),
+                mark(&mut params, &keys),
+                mark(&mut params, &key_as_of),
+            );
+            branches.push(format!(
+                "SELECT 'index ' || x.id || CASE WHEN i.index_no IS NULL THEN ' was dropped'
                                                   ELSE ' changed' END
-                 FROM unnest($5::text[], $6::bytea[], $7::bigint[]) AS x(id, key, as_of)
-                 LEFT JOIN {s}.indexes i ON i.index_id = x.id
-                 LEFT JOIN {s}.index_key_seq k ON k.index_no = i.index_no AND k.key = x.key
-                 WHERE i.index_no IS NULL OR k.seq > x.as_of
-                 UNION ALL
-                 SELECT 'the table catalog changed'
-                 WHERE EXISTS (SELECT 1 FROM {s}.tables WHERE modified_seq > $8
-                               UNION ALL SELECT 1 FROM {s}.indexes WHERE created_seq > $8)
-                 LIMIT 1"),
-            &[
-                &doc_ids,
-                &versions,
-                &table_ids,
-                &table_as_of,
-                &index_ids,
-                &keys,
-                &key_as_of,
-                &catalog_as_of,
-            ],
-        )?;
+                 FROM unnest({ids}::text[], {ks}::bytea[], {as_of}::bigint[]) AS x(id, key, as_of)
+                 LEFT JOIN {{s}}.indexes i ON i.index_id = x.id
+                 WHERE i.index_no IS NULL
+                    OR (SELECT k.seq FROM {{s}}.index_key_seq k
+                        WHERE k.index_no = i.index_no AND k.key = x.key) > x.as_of"
+            ));
+        }
+        if let Some(as_of) = &catalog_as_of {
+            let as_of = mark(&mut params, as_of);
+            branches.push(format!(
+                "SELECT 'the table catalog changed'
+                 WHERE EXISTS (SELECT 1 FROM {{s}}.tables WHERE modified_seq > {as_of}::bigint
+                               UNION ALL
+                               SELECT 1 FROM {{s}}.indexes WHERE created_seq > {as_of}::bigint)"
+            ));
+        }
+        let sql = format!("{} LIMIT 1", branches.join(" UNION ALL "));
+        let row = conn.query_opt(&self.q(&sql), &params)?;
         Ok(row.map(|r| r.get(0)))
     }
 

@@ -384,9 +384,11 @@ impl PgBackend {
             config.application_name(application);
         }
         // Notices (`… already exists, skipping` from the idempotent schema set-up) are not
-        // news; warnings and errors still come.
+        // news; warnings and errors still come. Every statement is a prepared, fixed-shape
+        // lookup: planned once per connection (a custom plan per execution would cost more
+        // than the execution, for the OCC check's array parameters above all).
         let mut options = format!(
-            "{} -c client_min_messages=warning",
+            "{} -c client_min_messages=warning -c plan_cache_mode=force_generic_plan",
             config.get_options().unwrap_or("")
         );
         if relaxed_durability {
