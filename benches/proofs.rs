@@ -103,31 +103,6 @@ fn main() {
         docs.len(),
         docs.len() as f64 / secs
     );
-    // With `--postgres URL`: the same ledger copied into that database (`migrate`), and
-    // `verify --storage` of it (the rows streamed into a scratch file, then the same checks).
-    let mut args = std::env::args();
-    if let Some(url) = args.find(|a| a == "--postgres").and_then(|_| args.next()) {
-        use qldb_local::storage::migrate::{run, Place};
-        let t = Instant::now();
-        run(
-            &Place::Dir(dir.path().to_path_buf()),
-            &Place::Postgres(url.clone()),
-            Some("big"),
-            &mut |_| {},
-        )
-        .unwrap();
-        println!("migrate to PostgreSQL: {:.2} s", t.elapsed().as_secs_f64());
-        let backend = qldb_local::storage::pg::PgBackend::connect(&url, false).unwrap();
-        let t = Instant::now();
-        let v = backend.verify(Some("big"), &mut |_, _, _| {}).unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        println!(
-            "verify --storage: {} blocks ({} revisions) in {secs:.2} s = {:.0} revisions/s",
-            v[0].blocks,
-            docs.len(),
-            docs.len() as f64 / secs
-        );
-    }
     let tip_text = format!(
         "{{strandId:\"{}\",sequenceNo:{}}}",
         tip.strand_id, tip.last_seq
@@ -188,4 +163,31 @@ fn main() {
         assert!(r.proof.is_some());
     }
     report("GetRevision with proof", t);
+
+    // With `--postgres URL`: the same ledger copied into that database (`migrate`), and
+    // `verify --storage` of it (the rows streamed into a scratch file, then the same checks).
+    drop((db, cp)); // the data dir's lock
+    let mut args = std::env::args();
+    if let Some(url) = args.find(|a| a == "--postgres").and_then(|_| args.next()) {
+        use qldb_local::storage::migrate::{run, Place};
+        let t = Instant::now();
+        run(
+            &Place::Dir(dir.path().to_path_buf()),
+            &Place::Postgres(url.clone()),
+            Some("big"),
+            &mut |_| {},
+        )
+        .unwrap();
+        println!("migrate to PostgreSQL: {:.2} s", t.elapsed().as_secs_f64());
+        let backend = qldb_local::storage::pg::PgBackend::connect(&url, false).unwrap();
+        let t = Instant::now();
+        let v = backend.verify(Some("big"), &mut |_, _, _| {}).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "verify --storage: {} blocks ({} revisions) in {secs:.2} s = {:.0} revisions/s",
+            v[0].blocks,
+            docs.len(),
+            docs.len() as f64 / secs
+        );
+    }
 }
