@@ -786,8 +786,8 @@ impl PgLedger {
     }
 
     /// Commits `batch` in one PostgreSQL transaction holding the ledger's row lock, each
-    /// request in a savepoint of its own (a conflict or error undoes only that one), and
-    /// answers each once COMMIT has returned.
+    /// request in a savepoint of its own when there are several (a conflict or error undoes
+    /// only that one), and answers each once COMMIT has returned.
     fn commit_batch(&self, batch: Vec<Pending<CommitRequest>>) {
         let mut answers = Vec::with_capacity(batch.len());
         let outcome = (|| -> std::result::Result<(), BatchFailure> {

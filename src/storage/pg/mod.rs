@@ -249,10 +249,11 @@ pub struct Pooled<'a> {
 
 impl Pooled<'_> {
     /// Begins a transaction (`how`: e.g. `ISOLATION LEVEL REPEATABLE READ READ ONLY`).
+    /// `BEGIN how` (which may add statements: `; SET LOCAL …`). Marked open first, so that
+    /// a failure after BEGIN still rolls back when the connection is returned.
     pub fn begin(&mut self, how: &str) -> Result<()> {
-        self.batch(&format!("BEGIN {how}"))?;
         self.in_transaction = true;
-        Ok(())
+        self.batch(&format!("BEGIN {how}"))
     }
 
     pub fn commit(&mut self) -> Result<()> {
@@ -387,12 +388,15 @@ impl PgBackend {
         // news; warnings and errors still come. Every statement is a prepared, fixed-shape
         // lookup: planned once per connection (a custom plan per execution would cost more
         // than the execution, for the OCC check's array parameters above all).
-        let mut options = format!(
-            "{} -c client_min_messages=warning -c plan_cache_mode=force_generic_plan",
-            config.get_options().unwrap_or("")
-        );
+        // (`plan_cache_mode` needs PostgreSQL 12 or newer.) The URL's own `options` come
+        // last, so that they win.
+        let mut options =
+            "-c client_min_messages=warning -c plan_cache_mode=force_generic_plan".to_string();
         if relaxed_durability {
             options.push_str(" -c synchronous_commit=off");
+        }
+        if let Some(theirs) = config.get_options() {
+            options = format!("{options} {theirs}");
         }
         config.options(options.trim());
         let shown = show_url(&config);
