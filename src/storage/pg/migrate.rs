@@ -87,14 +87,20 @@ impl PgBackend {
         Ok(())
     }
 
-    /// The schema that holds ledger `name`'s data.
-    pub(crate) fn schema_named(&self, name: &LedgerName) -> Result<String> {
-        self.schema_of(name)?.ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "ledger {} has no data in PostgreSQL",
-                name.as_str()
-            ))
-        })
+    /// Drops `schema` if no ledger names it.
+    pub(crate) fn drop_unnamed_schema(&self, schema: &str) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        conn.begin("")?;
+        let named = conn
+            .query_opt(
+                "SELECT 1 FROM qldb_catalog.ledger_data WHERE schema_name = $1 FOR UPDATE",
+                &[&schema],
+            )?
+            .is_some();
+        if !named {
+            conn.batch(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        }
+        conn.commit()
     }
 }
 

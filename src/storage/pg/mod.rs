@@ -494,15 +494,20 @@ impl PgBackend {
         ))
     }
 
-    /// The schema that holds ledger `name`'s data, if any.
-    fn schema_of(&self, name: &LedgerName) -> Result<Option<String>> {
+    /// The schema that holds ledger `name`'s data.
+    pub(crate) fn schema_named(&self, name: &LedgerName) -> Result<String> {
         let mut conn = self.pool.get()?;
-        Ok(conn
-            .query_opt(
-                "SELECT schema_name FROM qldb_catalog.ledger_data WHERE name = $1",
-                &[&name.as_str()],
-            )?
-            .map(|r| r.get(0)))
+        conn.query_opt(
+            "SELECT schema_name FROM qldb_catalog.ledger_data WHERE name = $1",
+            &[&name.as_str()],
+        )?
+        .map(|r| r.get(0))
+        .ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "ledger {} has no data in PostgreSQL",
+                name.as_str()
+            ))
+        })
     }
 }
 

@@ -94,22 +94,6 @@ impl PgBackend {
         }
         verify_file_reporting(&path, name, Scope::Everything, report)
     }
-
-    /// Drops `schema` if no ledger names it.
-    pub(crate) fn drop_unnamed_schema(&self, schema: &str) -> crate::storage::Result<()> {
-        let mut conn = self.pool.get()?;
-        conn.begin("")?;
-        let named = conn
-            .query_opt(
-                "SELECT 1 FROM qldb_catalog.ledger_data WHERE schema_name = $1 FOR UPDATE",
-                &[&schema],
-            )?
-            .is_some();
-        if !named {
-            conn.batch(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
-        }
-        conn.commit()
-    }
 }
 
 /// Checks the version of ledger `name`'s `schema` and copies its rows, with its OCC records,

@@ -320,7 +320,7 @@ pub fn verify_file_reporting(
 /// Every stored node of a digest tree ((level, index) → hash) is the hash of the blocks it
 /// covers (`leaves`, the recomputed block hashes), and no other node is stored; else the
 /// first block the damage touches (for a leaf) and what is wrong.
-pub fn check_tree(
+fn check_tree(
     leaves: Vec<Hash>,
     stored: &HashMap<(i64, i64), Hash>,
 ) -> Result<(), (Option<u64>, String)> {
