@@ -877,7 +877,7 @@ impl TxnView for Ctx<'_> {
     }
 
     fn insert(&mut self, table: &TableMeta, data: Value) -> Result<String, ExecError> {
-        let id = new_unique_id();
+        let id = crate::names::new_document_id();
         self.write(table, &id, None, Some(data))?;
         Ok(id)
     }
