@@ -7,6 +7,7 @@
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_traits::Zero;
+use std::ops::Range;
 
 use super::{Data, Decimal, IonError, IonType, Precision, Timestamp, Value};
 
@@ -166,11 +167,46 @@ fn write_timestamp_body(out: &mut Vec<u8>, t: &Timestamp) {
 /// Encodes values as one Ion binary stream: IVM, a local symbol table if any symbol is
 /// used, then the values.
 pub fn encode(values: &[Value]) -> Vec<u8> {
+    encode_marked(values, &[]).0
+}
+
+/// Encodes one value as a complete Ion binary stream.
+pub fn encode_one(value: &Value) -> Vec<u8> {
+    encode(std::slice::from_ref(value))
+}
+
+/// [`encode_one`], and where the body of each value of `marked` (the addresses of values
+/// inside `value`, compared, never read) lies in the output, in the order of `marked`
+/// (`None` for an address the encoding did not meet, and for a null or a bool, which have
+/// no body). A scalar's body can be overwritten
+/// there by another of the same length: the output is then the encoding of the value
+/// holding that scalar instead (see `storage::forms::PreparedBlock`).
+pub fn encode_one_marked(
+    value: &Value,
+    marked: &[*const Value],
+) -> (Vec<u8>, Vec<Option<Range<usize>>>) {
+    let (out, found) = encode_marked(std::slice::from_ref(value), marked);
+    let mut at = vec![None; marked.len()];
+    for (mark, start, len) in found {
+        at[mark] = Some(start..start + len);
+    }
+    (out, at)
+}
+
+fn encode_marked(
+    values: &[Value],
+    marked: &[*const Value],
+) -> (Vec<u8>, Vec<(usize, usize, usize)>) {
     let mut symbols = SymbolTable::default();
     for v in values {
         symbols.collect(v);
     }
-    let mut out = IVM.to_vec();
+    let mut w = Writer {
+        out: IVM.to_vec(),
+        symbols: &symbols,
+        marked,
+        found: Vec::new(),
+    };
     if !symbols.local.is_empty() {
         let table = Value {
             annotations: vec![Some("$ion_symbol_table".into())],
@@ -185,17 +221,12 @@ pub fn encode(values: &[Value]) -> Vec<u8> {
                 ),
             )]),
         };
-        write_value(&mut out, &table, &symbols);
+        w.value(&table);
     }
     for v in values {
-        write_value(&mut out, v, &symbols);
+        w.value(v);
     }
-    out
-}
-
-/// Encodes one value as a complete Ion binary stream.
-pub fn encode_one(value: &Value) -> Vec<u8> {
-    encode(std::slice::from_ref(value))
+    (w.out, w.found)
 }
 
 #[derive(Default)]
@@ -245,112 +276,150 @@ impl SymbolTable {
     }
 }
 
-/// Puts the type descriptor (and length) of type `code` before the body that was written
-/// at `out[start..]`. Bodies are written in place and their header inserted after, so that
-/// nested containers need no buffer of their own.
-fn insert_header(out: &mut Vec<u8>, start: usize, code: u8) {
-    let len = out.len() - start;
-    if len < 14 {
-        out.insert(start, code << 4 | len as u8);
-        return;
-    }
-    let (groups, first) = var_uint_bytes(len as u64);
-    let mut header = [0u8; 11];
-    header[0] = code << 4 | 14;
-    let n = groups.len() - first;
-    header[1..=n].copy_from_slice(&groups[first..]);
-    out.splice(start..start, header[..=n].iter().copied());
+/// The binary writer. Bodies are written in place and their header inserted before them
+/// afterwards, so that nested containers need no buffer of their own.
+struct Writer<'a> {
+    out: Vec<u8>,
+    symbols: &'a SymbolTable,
+    /// Values whose bodies' places are wanted ([`encode_one_marked`]), by address.
+    marked: &'a [*const Value],
+    /// (index in `marked`, body start, body length) of those written so far; the starts
+    /// move with every header inserted before them.
+    found: Vec<(usize, usize, usize)>,
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value, symbols: &SymbolTable) {
-    if v.annotations.is_empty() {
-        return write_data(out, &v.data, symbols);
-    }
-    let start = out.len();
-    for a in &v.annotations {
-        write_var_uint(out, symbols.sid(a));
-    }
-    // annot_length (a VarUInt) goes before the annotations' symbols.
-    let (groups, first) = var_uint_bytes((out.len() - start) as u64);
-    out.splice(start..start, groups[first..].iter().copied());
-    write_data(out, &v.data, symbols);
-    insert_header(out, start, 0xE);
-}
-
-fn write_data(out: &mut Vec<u8>, d: &Data, symbols: &SymbolTable) {
-    let start = out.len();
-    let code = match d {
-        Data::Null(t) => {
-            out.push(t.binary_code() << 4 | 0x0F);
-            return;
+impl Writer<'_> {
+    /// Inserts `bytes` at `at`, moving the places found after it.
+    fn insert(&mut self, at: usize, bytes: &[u8]) {
+        if bytes.len() == 1 {
+            self.out.insert(at, bytes[0]);
+        } else {
+            self.out.splice(at..at, bytes.iter().copied());
         }
-        Data::Bool(b) => {
-            out.push(0x10 | *b as u8);
-            return;
-        }
-        Data::Int(i) => {
-            with_uint_body(i.magnitude(), |b| out.extend_from_slice(b));
-            if i.sign() == Sign::Minus {
-                0x3
-            } else {
-                0x2
+        for (_, start, _) in &mut self.found {
+            if *start >= at {
+                *start += bytes.len();
             }
         }
-        Data::Float(f) => {
-            if !(*f == 0.0 && f.is_sign_positive()) {
-                let bits = if f.is_nan() {
-                    0x7FF8_0000_0000_0000u64
+    }
+
+    /// Puts the type descriptor (and length) of type `code` before the body that was
+    /// written at `out[start..]`.
+    fn header(&mut self, start: usize, code: u8) {
+        let len = self.out.len() - start;
+        if len < 14 {
+            return self.insert(start, &[code << 4 | len as u8]);
+        }
+        let (groups, first) = var_uint_bytes(len as u64);
+        let mut header = [0u8; 11];
+        header[0] = code << 4 | 14;
+        let n = groups.len() - first;
+        header[1..=n].copy_from_slice(&groups[first..]);
+        self.insert(start, &header[..=n]);
+    }
+
+    fn value(&mut self, v: &Value) {
+        let mark = if self.marked.is_empty() {
+            None
+        } else {
+            self.marked.iter().position(|m| std::ptr::eq(*m, v))
+        };
+        if v.annotations.is_empty() {
+            return self.data(&v.data, mark);
+        }
+        let start = self.out.len();
+        for a in &v.annotations {
+            write_var_uint(&mut self.out, self.symbols.sid(a));
+        }
+        // annot_length (a VarUInt) goes before the annotations' symbols.
+        let (groups, first) = var_uint_bytes((self.out.len() - start) as u64);
+        self.insert(start, &groups[first..]);
+        self.data(&v.data, mark);
+        self.header(start, 0xE);
+    }
+
+    fn data(&mut self, d: &Data, mark: Option<usize>) {
+        let out = &mut self.out;
+        let start = out.len();
+        let code = match d {
+            Data::Null(t) => {
+                out.push(t.binary_code() << 4 | 0x0F);
+                return;
+            }
+            Data::Bool(b) => {
+                out.push(0x10 | *b as u8);
+                return;
+            }
+            Data::Int(i) => {
+                with_uint_body(i.magnitude(), |b| out.extend_from_slice(b));
+                if i.sign() == Sign::Minus {
+                    0x3
                 } else {
-                    f.to_bits()
-                };
-                out.extend_from_slice(&bits.to_be_bytes());
+                    0x2
+                }
             }
-            0x4
-        }
-        Data::Decimal(dec) => {
-            out.extend_from_slice(&decimal_body(dec));
-            0x5
-        }
-        Data::Timestamp(t) => {
-            write_timestamp_body(out, t);
-            0x6
-        }
-        Data::Symbol(s) => {
-            with_u64_body(symbols.sid(s), |b| out.extend_from_slice(b));
-            0x7
-        }
-        Data::String(s) => {
-            out.extend_from_slice(s.as_bytes());
-            0x8
-        }
-        Data::Clob(b) => {
-            out.extend_from_slice(b);
-            0x9
-        }
-        Data::Blob(b) => {
-            out.extend_from_slice(b);
-            0xA
-        }
-        Data::List(items) | Data::SExp(items) => {
-            for i in items {
-                write_value(out, i, symbols);
+            Data::Float(f) => {
+                if !(*f == 0.0 && f.is_sign_positive()) {
+                    let bits = if f.is_nan() {
+                        0x7FF8_0000_0000_0000u64
+                    } else {
+                        f.to_bits()
+                    };
+                    out.extend_from_slice(&bits.to_be_bytes());
+                }
+                0x4
             }
-            if matches!(d, Data::List(_)) {
-                0xB
-            } else {
-                0xC
+            Data::Decimal(dec) => {
+                out.extend_from_slice(&decimal_body(dec));
+                0x5
             }
-        }
-        Data::Struct(fields) => {
-            for (k, v) in fields {
-                write_var_uint(out, symbols.sid(k));
-                write_value(out, v, symbols);
+            Data::Timestamp(t) => {
+                write_timestamp_body(out, t);
+                0x6
             }
-            // L=1 would mean "sorted struct"; a 1-byte body cannot occur (a field is ≥ 2 bytes).
-            0xD
+            Data::Symbol(s) => {
+                with_u64_body(self.symbols.sid(s), |b| out.extend_from_slice(b));
+                0x7
+            }
+            Data::String(s) => {
+                out.extend_from_slice(s.as_bytes());
+                0x8
+            }
+            Data::Clob(b) => {
+                out.extend_from_slice(b);
+                0x9
+            }
+            Data::Blob(b) => {
+                out.extend_from_slice(b);
+                0xA
+            }
+            Data::List(items) | Data::SExp(items) => {
+                for i in items {
+                    self.value(i);
+                }
+                if matches!(d, Data::List(_)) {
+                    0xB
+                } else {
+                    0xC
+                }
+            }
+            Data::Struct(fields) => {
+                for (k, v) in fields {
+                    write_var_uint(&mut self.out, self.symbols.sid(k));
+                    self.value(v);
+                }
+                // L=1 would mean "sorted struct"; a 1-byte body cannot occur (a field is ≥ 2
+                // bytes).
+                0xD
+            }
+        };
+        let body = self.out.len() - start;
+        self.header(start, code);
+        if let Some(m) = mark {
+            let header = self.out.len() - start - body;
+            self.found.push((m, start + header, body));
         }
-    };
-    insert_header(out, start, code);
+    }
 }
 
 // ---------------------------------------------------------------- reader

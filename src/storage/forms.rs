@@ -3,11 +3,13 @@
 //! a revision as history and the committed view show it, and a redaction inside a block.
 //! Backends store the results; they never assemble blocks themselves.
 
-use crate::ion::binary::encode_one;
+use std::ops::Range;
+
+use crate::ion::binary::{encode_one, encode_one_marked};
 use crate::ion::hash::ion_hash;
 use crate::ion::{Data, Value};
 use crate::journal::block::*;
-use crate::journal::hash::Hash;
+use crate::journal::hash::{dot, Hash};
 
 use super::{CommitRequest, DocWrite, Result, RevisionRef, StorageError, Tip};
 
@@ -137,6 +139,105 @@ impl<'a> BlockBuilder<'a> {
             system_entry: None,
         };
         (block, self.hashes)
+    }
+}
+
+/// A commit's block built before its place in the journal is known — by the committing
+/// thread, while the ledger's writer commits others — so that the writer only places it:
+/// it writes the block's sequence number and its two chained hashes into the prepared Ion
+/// binary and computes one `dot`. Encoding and hashing the data, the revisions and the
+/// transaction info, none of which depend on the block's place, is done here.
+pub struct PreparedBlock {
+    /// Each document write's revision, in `req.writes` order.
+    pub revisions: Vec<WrittenRevision>,
+    entries_hash: Hash,
+    /// The block's Ion binary as if it were at sequence number `seq` with zero hashes.
+    ion: Vec<u8>,
+    /// Where `seq`'s body is (the block's address, then each revision's).
+    seq_at: Vec<Range<usize>>,
+    block_hash_at: Range<usize>,
+    previous_hash_at: Range<usize>,
+}
+
+/// A hash's length: every block hash is a SHA-256.
+const HASH_LEN: usize = 32;
+
+/// The Ion UInt body of `v` (big-endian, minimal).
+fn uint_body(v: u64) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    bytes[(v.leading_zeros() / 8) as usize..].to_vec()
+}
+
+impl PreparedBlock {
+    /// Prepares `req`'s block for a sequence number whose Ion encoding is as long as
+    /// `seq`'s. `None` for a commit that changes the catalog or redacts: its block holds the
+    /// catalog's state at the commit (a table's version), which only the writer knows.
+    pub fn prepare(req: &CommitRequest, strand_id: &str, seq: u64) -> Option<Self> {
+        let plain = req.new_tables.is_empty()
+            && req.table_status.is_empty()
+            && req.new_indexes.is_empty()
+            && req.dropped_indexes.is_empty()
+            && req.redaction.is_none();
+        if !plain || seq == 0 {
+            return None;
+        }
+        let tip = Tip {
+            strand_id: strand_id.to_string(),
+            last_seq: seq - 1,
+            last_hash: vec![0; HASH_LEN],
+        };
+        let mut builder = BlockBuilder::new(req, &tip);
+        let revisions = req.writes.iter().map(|w| builder.document(w)).collect();
+        let (block, hashes) = builder.finish();
+        let (value, _) = block.to_ion_and_hash_with(hashes);
+        let field = |v: &Value, name: &str| v.field(name).map(|f| f as *const Value);
+        let seq_of = |v: &Value| v.field("blockAddress").and_then(|a| field(a, "sequenceNo"));
+        let mut marked = vec![
+            field(&value, "blockHash")?,
+            field(&value, "previousBlockHash")?,
+        ];
+        marked.push(seq_of(&value)?);
+        if let Some(Data::List(revs)) = value.field("revisions").map(|r| &r.data) {
+            for r in revs {
+                marked.push(seq_of(r)?);
+            }
+        }
+        let (ion, at) = encode_one_marked(&value, &marked);
+        let mut at = at.into_iter().collect::<Option<Vec<_>>>()?.into_iter();
+        let (block_hash_at, previous_hash_at) = (at.next()?, at.next()?);
+        let entries_hash = match value.field("entriesHash").map(|h| &h.data) {
+            Some(Data::Blob(h)) => h.clone(),
+            _ => return None,
+        };
+        Some(PreparedBlock {
+            revisions,
+            entries_hash,
+            ion,
+            seq_at: at.collect(),
+            block_hash_at,
+            previous_hash_at,
+        })
+    }
+
+    /// Whether the block can be placed at `seq` after a block hashed `previous`: the
+    /// encoding of `seq` is as long as the prepared one's (else the writer builds it).
+    pub fn fits(&self, seq: u64, previous: &[u8]) -> bool {
+        previous.len() == HASH_LEN && self.seq_at.iter().all(|r| r.len() == uint_body(seq).len())
+    }
+
+    /// The block's Ion binary and its hash at `seq` after the block hashed `previous`
+    /// (which [`PreparedBlock::fits`]): the same bytes as encoding the block built there.
+    pub fn place(&self, seq: u64, previous: &[u8]) -> (Vec<u8>, Hash) {
+        debug_assert!(self.fits(seq, previous));
+        let block_hash = dot(&self.entries_hash, previous);
+        let body = uint_body(seq);
+        let mut ion = self.ion.clone();
+        for r in &self.seq_at {
+            ion[r.clone()].copy_from_slice(&body);
+        }
+        ion[self.previous_hash_at.clone()].copy_from_slice(previous);
+        ion[self.block_hash_at.clone()].copy_from_slice(&block_hash);
+        (ion, block_hash)
     }
 }
 
@@ -323,4 +424,95 @@ pub fn redaction_conflict(r: &RevisionRef) -> String {
         "revision {} version {} was redacted concurrently",
         r.doc_id, r.version
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ion::text;
+
+    fn request(docs: &[&str]) -> CommitRequest {
+        CommitRequest {
+            transaction_id: "Dy8vhI2xBG5Ai2kjBDHNbm".into(),
+            commit_ms: 1_700_000_123_456,
+            statements: vec![StatementInfo {
+                statement: "INSERT INTO T ?".into(),
+                start_time_ms: 1_700_000_123_400,
+                statement_digest: vec![7; 32],
+            }],
+            writes: docs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| DocWrite {
+                    doc_id: format!("Doc{i:019}"),
+                    table_id: "TableId000000000000001".into(),
+                    table_name: "T".into(),
+                    version: i as u64,
+                    data: (!d.is_empty()).then(|| text::from_text_one(d).unwrap()),
+                    statements: vec![0],
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The block the writer would build at `seq` after `previous`: its Ion binary and hash.
+    fn built(req: &CommitRequest, seq: u64, previous: &[u8]) -> (Vec<u8>, Hash) {
+        let tip = Tip {
+            strand_id: "Strand0000000000000001".into(),
+            last_seq: seq - 1,
+            last_hash: previous.to_vec(),
+        };
+        let mut b = BlockBuilder::new(req, &tip);
+        for w in &req.writes {
+            b.document(w);
+        }
+        let (block, hashes) = b.finish();
+        let (value, hash) = block.to_ion_and_hash_with(hashes);
+        (encode_one(&value), hash)
+    }
+
+    #[test]
+    fn a_prepared_block_placed_is_the_block_built_there() {
+        let docs = [
+            r#"{VIN: "1N4AL11D75C109151", Year: 2011, tags: [a, "b", {c: 1.5e0}]}"#,
+            "",
+            r#"{sequenceNo: 5, blockHash: {{ AAAA }}, s: 'sym'::"annotated"}"#,
+        ];
+        for n in [0, 1, 3] {
+            let req = request(&docs[..n]);
+            // Sequence numbers of each encoded length, and a previous hash of any bytes.
+            for (guess, seq) in [
+                (3, 200),
+                (300, 65_535),
+                (70_000, 16_000_000),
+                (1 << 40, 1 << 41),
+            ] {
+                let prepared = PreparedBlock::prepare(&req, "Strand0000000000000001", guess)
+                    .expect("a plain commit is prepared");
+                let previous: Vec<u8> = (0..32u64).map(|i| (i * 37 + seq) as u8).collect();
+                assert!(prepared.fits(seq, &previous));
+                assert_eq!(prepared.place(seq, &previous), built(&req, seq, &previous));
+                for (i, w) in req.writes.iter().enumerate() {
+                    assert_eq!(
+                        prepared.revisions[i].encoded,
+                        w.data.as_ref().map(encode_one)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_prepared_block_does_not_fit_a_longer_sequence_number_or_hash() {
+        let req = request(&["{a: 1}"]);
+        let prepared = PreparedBlock::prepare(&req, "Strand0000000000000001", 255).unwrap();
+        assert!(prepared.fits(1, &[0; 32]));
+        assert!(!prepared.fits(256, &[0; 32]));
+        assert!(!prepared.fits(2, &[0; 31]));
+        let mut ddl = request(&[]);
+        ddl.new_tables
+            .push(("TableId000000000000002".into(), "U".into()));
+        assert!(PreparedBlock::prepare(&ddl, "Strand0000000000000001", 9).is_none());
+    }
 }

@@ -63,12 +63,14 @@ pub struct Batch<'a, R>(&'a GroupCommit<R>);
 
 impl<R> Batch<'_, R> {
     /// Takes every queued request (the batch's leader calls it once it may write).
-    pub fn take(self) -> Vec<Pending<R>> {
+    pub fn take(&self) -> Vec<Pending<R>> {
         self.take_up_to(usize::MAX)
     }
 
-    /// Takes the first `most` queued requests; the rest wait for the next batch.
-    pub fn take_up_to(self, most: usize) -> Vec<Pending<R>> {
+    /// Takes the first `most` queued requests; the rest wait for the next batch. A leader
+    /// may take again while its batch is not committed yet: requests queued meanwhile join
+    /// it instead of waiting for the next.
+    pub fn take_up_to(&self, most: usize) -> Vec<Pending<R>> {
         let batch = {
             let mut pending = lock(&self.0.pending);
             let at = most.min(pending.len());

@@ -1120,6 +1120,7 @@ mod rehash {
             })?;
         }
         progress.done(next);
+        db.stop_checkpoints();
         {
             let conn = db.conn();
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))

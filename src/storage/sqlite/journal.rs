@@ -20,7 +20,7 @@ use crate::journal::block::*;
 use crate::journal::hash::Hash;
 use crate::journal::merkle;
 use crate::storage::forms::{
-    redact_in_block, redaction_conflict, BlockBuilder, LastBlock, RevisionRow,
+    redact_in_block, redaction_conflict, BlockBuilder, LastBlock, PreparedBlock, RevisionRow,
 };
 use crate::storage::{
     index_key, CommitError, CommitRequest, Committed, IndexInfo, ReadCheck, Result, RevisionRef,
@@ -361,13 +361,18 @@ impl LedgerDb {
     /// Otherwise it waits for the running batch to end (never for the connection: an
     /// answered request returns at once instead of queueing behind the next batch), then
     /// finds its answer or, if it came too late for that batch, leads the next.
+    ///
+    /// The block is prepared here first ([`PreparedBlock`]), before the request joins the
+    /// queue: its encoding and hashing run on the committing thread, beside the batch being
+    /// committed, and the writer only places it.
     pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
-        self.group.submit(req, |batch| {
+        let block = {
+            let cached = self.cached();
+            PreparedBlock::prepare(&req, &cached.tip.strand_id, cached.tip.last_seq + 1)
+        };
+        self.group.submit(Queued { req, block }, |batch| {
             let mut conn = self.lock_writer();
-            let batch = batch.take();
-            if !batch.is_empty() {
-                commit_batch(self, &mut conn, batch);
-            }
+            commit_batch(self, &mut conn, batch);
         })
     }
 
@@ -381,8 +386,17 @@ impl LedgerDb {
     }
 }
 
+/// The most commits one SQLite transaction holds.
+const MAX_BATCH: usize = 64;
+
 /// A commit waiting for a batch to take it.
-type Pending = crate::storage::group::Pending<CommitRequest>;
+type Pending = crate::storage::group::Pending<Queued>;
+
+/// A commit request and its block as prepared by the committing thread, if it could be.
+pub(crate) struct Queued {
+    req: CommitRequest,
+    block: Option<PreparedBlock>,
+}
 
 /// Counters of group commit.
 #[derive(Default)]
@@ -391,42 +405,65 @@ pub(crate) struct CommitStats {
     fsyncs: std::sync::atomic::AtomicU64,
 }
 
-use crate::storage::group::lock;
+use crate::storage::group::{lock, Batch};
 
 /// Commits `batch` in one SQLite transaction, refreshes the cached tip (and catalog, if a
 /// transaction changed it), and answers each request.
-fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
+///
+/// Requests queued while the batch is applied join it, up to [`MAX_BATCH`]: the leader takes
+/// the queue again before it commits.
+fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &db.commit_stats;
-    let mut answers = Vec::with_capacity(batch.len());
+    let first = queue.take_up_to(MAX_BATCH);
+    if first.is_empty() {
+        return;
+    }
+    // A request taken alone needs no savepoint: if it fails, the batch ends there and the
+    // transaction is rolled back.
+    let mut alone = first.len() == 1;
+    // Requests taken and not applied yet; those applied, in order, with their answers.
+    let mut taken = first.into_iter();
+    let mut batch: Vec<Pending> = Vec::with_capacity(taken.len());
+    let mut answers = Vec::with_capacity(taken.len());
     let outcome = (|| -> std::result::Result<(), BatchFailure> {
         let mut tx = conn
             .transaction()
             .map_err(|e| BatchFailure::Before(e.to_string()))?;
-        // A batch of one needs no savepoint: if it fails, the transaction is rolled back.
-        let alone = batch.len() == 1;
+        // The tip as each request of the batch finds it, and the index catalog (read again
+        // after a request that changes it).
+        let mut tip = tip(&tx).map_err(|e| BatchFailure::Before(e.to_string()))?;
+        let mut indexes = None;
         // Index keys changed by the batch's transactions so far: later ones of the batch see
         // them before the ledger's record of key changes does.
         let mut batch_keys: HashMap<Vec<u8>, u64> = HashMap::new();
-        for p in &batch {
+        while let Some(p) = taken.next() {
+            batch.push(p);
             let changed = |e: &[u8], as_of: u64| {
                 batch_keys.get(e).is_some_and(|&seq| seq > as_of)
                     || lock(&db.key_seqs).changed_after(e, as_of)
             };
+            let q = &batch[batch.len() - 1].req;
+            let at = Place {
+                tip: &tip,
+                indexes: &mut indexes,
+            };
             let answer = if alone {
-                apply_commit(&tx, &p.req, &changed)
+                apply_commit(&tx, q, at, &changed)
             } else {
                 (|| {
                     let sp = tx.savepoint()?;
-                    let done = apply_commit(&sp, &p.req, &changed)?;
+                    let done = apply_commit(&sp, q, at, &changed)?;
                     sp.commit()?;
                     Ok(done)
                 })()
             };
-            let answer = answer.map(|(committed, keys)| {
+            let answer = answer.map(|(committed, keys, block_hash)| {
                 for k in keys {
                     batch_keys.insert(k, committed.sequence_no);
                 }
+                tip.last_seq = committed.sequence_no;
+                tip.last_hash = block_hash;
                 committed
             });
             // A full disk or an I/O error may have rolled the whole SQLite transaction back
@@ -437,7 +474,15 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
                     return Err(BatchFailure::Before(e.to_string()));
                 }
             }
+            let failed_alone = alone && answer.is_err();
+            alone = false;
             answers.push(answer);
+            if failed_alone {
+                break;
+            }
+            if taken.len() == 0 && batch.len() < MAX_BATCH {
+                taken = queue.take_up_to(MAX_BATCH - batch.len()).into_iter();
+            }
         }
         if answers.iter().any(|a| a.is_ok()) {
             // Key changes are recorded before the commit (a reader whose snapshot has the
@@ -453,20 +498,31 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, batch: Vec<Pending>) {
             }
             lock(&db.key_seqs).forget_oldest();
             stats.fsyncs.fetch_add(1, Relaxed);
+            db.committed_to_disk();
         }
         Ok(())
     })();
+    // Requests taken and not applied (the batch failed before them) are answered with the
+    // batch: the failure below answers every request of `batch`. (A request taken alone
+    // that failed is always the last taken, so a batch that did not fail leaves none.)
+    for p in taken {
+        answers.push(Err(CommitError::Conflict(
+            "the transaction was not committed: the commit it was grouped with failed".into(),
+        )));
+        batch.push(p);
+    }
     match outcome {
         Ok(()) => {
             let committed = answers.iter().filter(|a| a.is_ok()).count() as u64;
             stats.transactions.fetch_add(committed, Relaxed);
             if committed > 0 {
                 let catalog = batch.iter().zip(&answers).any(|(p, a)| {
+                    let r = &p.req.req;
                     a.is_ok()
-                        && !(p.req.new_tables.is_empty()
-                            && p.req.new_indexes.is_empty()
-                            && p.req.table_status.is_empty()
-                            && p.req.dropped_indexes.is_empty())
+                        && !(r.new_tables.is_empty()
+                            && r.new_indexes.is_empty()
+                            && r.table_status.is_empty()
+                            && r.dropped_indexes.is_empty())
                 });
                 db.refresh_cache(conn, catalog);
             }
@@ -523,17 +579,29 @@ fn is_storage_failure(e: &StorageError) -> bool {
 
 /// Validates one request inside the batch's transaction (seeing the batch's earlier
 /// commits) and applies it.
-/// Returns the block written and the index keys it changed (see [`super::key_seqs`]).
+/// Returns the block written, the index keys it changed (see [`super::key_seqs`]) and the
+/// block's hash.
 fn apply_commit(
     tx: &Connection,
-    req: &CommitRequest,
+    queued: &Queued,
+    at: Place<'_>,
     changed: &KeyChanged<'_>,
-) -> std::result::Result<(Committed, Vec<Vec<u8>>), CommitError> {
-    let tip = tip(tx)?;
+) -> std::result::Result<(Committed, Vec<Vec<u8>>, Hash), CommitError> {
+    let (req, tip) = (&queued.req, at.tip);
     validate(tx, req, changed)?;
     let mut changed_keys = Vec::new();
-    let mut block = BlockBuilder::new(req, &tip);
+    let mut block = BlockBuilder::new(req, tip);
     let seq = block.seq();
+    let prepared = queued
+        .block
+        .as_ref()
+        .filter(|b| b.fits(seq, &tip.last_hash));
+    // A request that changes the index catalog reads it after its changes, and the next
+    // request reads it again.
+    let index_ddl = !(req.new_indexes.is_empty() && req.dropped_indexes.is_empty());
+    if index_ddl {
+        *at.indexes = None;
+    }
     // System revisions for new tables (as the worked example's CREATE TABLE).
     for (table_id, name) in &req.new_tables {
         tx.prepare_cached(&format!("INSERT INTO tables (table_id, name, status, created_seq, modified_seq, table_no) VALUES (?1, ?2, 'ACTIVE', ?3, ?3, {NEXT_TABLE_NO})"))?.execute(params![table_id, name, seq as i64],
@@ -567,14 +635,30 @@ fn apply_commit(
         index_documents(tx, index_id, table_id, field)?;
     }
 
-    let indexes = table_indexes(tx)?;
-    for w in &req.writes {
-        let old: Option<Vec<u8>> = tx
-            .prepare_cached("SELECT data FROM documents WHERE doc_id = ?1")?
-            .query_row([&w.doc_id], |r| r.get(0))
-            .optional()?;
-        let old = old.map(|b| decode_doc(&b)).transpose()?;
-        for (index_id, index_no, field) in indexes.get(&w.table_id).into_iter().flatten() {
+    // The catalog as this request left it: kept for the batch's next requests unless this
+    // request changed it (its savepoint may still be rolled back).
+    let read_here;
+    let indexes = match at.indexes {
+        _ if index_ddl => {
+            read_here = table_indexes(tx)?;
+            &read_here
+        }
+        Some(i) => &*i,
+        None => &*at.indexes.insert(table_indexes(tx)?),
+    };
+    for (i, w) in req.writes.iter().enumerate() {
+        let table_indexes = indexes.get(&w.table_id).map_or(&[][..], |v| &v[..]);
+        // The replaced revision's index keys; an inserted document (version 0) has none.
+        let old = if table_indexes.is_empty() || w.version == 0 {
+            None
+        } else {
+            tx.prepare_cached("SELECT data FROM documents WHERE doc_id = ?1")?
+                .query_row([&w.doc_id], |r| r.get::<_, Vec<u8>>(0))
+                .optional()?
+                .map(|b| decode_doc(&b))
+                .transpose()?
+        };
+        for (index_id, index_no, field) in table_indexes {
             let old_key = old.as_ref().and_then(|d| d.field(field)).map(index_key);
             let new_key = w.data.as_ref().and_then(|d| d.field(field)).map(index_key);
             if old_key == new_key {
@@ -593,7 +677,14 @@ fn apply_commit(
                 changed_keys.push(super::key_seqs::entry(index_id, &k));
             }
         }
-        let rev = block.document(w);
+        let built;
+        let rev = match prepared {
+            Some(p) => &p.revisions[i],
+            None => {
+                built = block.document(w);
+                &built
+            }
+        };
         let table_no: i64 = tx
             .prepare_cached(
                 "UPDATE tables SET modified_seq = ?2 WHERE table_id = ?1 RETURNING table_no",
@@ -630,9 +721,30 @@ fn apply_commit(
     if let Some(r) = &req.redaction {
         apply_redaction(tx, r, seq)?;
     }
-    let (block, revision_hashes) = block.finish();
-    append_block(tx, &block, revision_hashes)?;
-    Ok((Committed { sequence_no: seq }, changed_keys))
+    let (ion, block_hash) = match prepared {
+        Some(p) => p.place(seq, &tip.last_hash),
+        None => {
+            let (block, revision_hashes) = block.finish();
+            let (value, hash) = block.to_ion_and_hash_with(revision_hashes);
+            (encode_one(&value), hash)
+        }
+    };
+    store_block(
+        tx,
+        seq,
+        &req.transaction_id,
+        req.commit_ms,
+        &block_hash,
+        &ion,
+    )?;
+    Ok((Committed { sequence_no: seq }, changed_keys, block_hash))
+}
+
+/// Where a request of a batch commits: the tip after the batch's earlier requests, and the
+/// index catalog as the batch last read it (`None`: to be read).
+struct Place<'a> {
+    tip: &'a Tip,
+    indexes: &'a mut Option<TableIndexes>,
 }
 
 /// Whether an index key (a [`super::key_seqs::entry`]) may have changed after a block.
@@ -827,19 +939,37 @@ fn validate(
 /// Appends a block: its row and the digest-tree nodes it completes.
 /// Stores a block and its digest-tree nodes; `revision_hashes` are its revisions' hashes.
 fn append_block(tx: &Connection, block: &Block, revision_hashes: Vec<Hash>) -> Result<()> {
-    let seq = block.address.sequence_no;
     let (ion, block_hash) = block.to_ion_and_hash_with(revision_hashes);
+    store_block(
+        tx,
+        block.address.sequence_no,
+        &block.transaction_id,
+        block.timestamp_ms,
+        &block_hash,
+        &encode_one(&ion),
+    )
+}
+
+/// Stores a block's row (its Ion binary `ion`) and the digest-tree nodes it completes.
+fn store_block(
+    tx: &Connection,
+    seq: u64,
+    transaction_id: &str,
+    timestamp_ms: i64,
+    block_hash: &[u8],
+    ion: &[u8],
+) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO blocks (seq, tx_id, ts_ms, block_hash, ion) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         seq as i64,
-        block.transaction_id,
-        block.timestamp_ms,
+        transaction_id,
+        timestamp_ms,
         block_hash,
-        pack_block(&encode_one(&ion))
+        pack_block(ion)
     ])?;
-    let nodes = merkle::append(seq, block_hash, |level, idx| node(tx, level, idx))?;
+    let nodes = merkle::append(seq, block_hash.to_vec(), |level, idx| node(tx, level, idx))?;
     let mut stmt =
         tx.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
     for (level, idx, hash) in nodes {

@@ -38,6 +38,9 @@ impl LedgerLocation {
 /// An open ledger database.
 pub struct LedgerDb {
     location: LedgerLocation,
+    /// A file ledger's WAL checkpoints, off the writer's path; dropped (its thread ended and
+    /// its connection closed) before the other connections.
+    checkpointer: Option<super::checkpoint::Checkpointer>,
     conn: Mutex<Connection>,
     /// Set when the ledger is being deleted: sessions on it stop working.
     closed: std::sync::atomic::AtomicBool,
@@ -46,7 +49,7 @@ pub struct LedgerDb {
     removed: std::sync::atomic::AtomicBool,
     /// Commits waiting for a batch; the next batch's leader commits them all in one SQLite
     /// transaction (group commit, [`LedgerDb::commit`]).
-    pub(super) group: crate::storage::group::GroupCommit<crate::storage::CommitRequest>,
+    pub(super) group: crate::storage::group::GroupCommit<super::journal::Queued>,
     /// Transactions committed and SQLite commits (fsyncs) made for them.
     pub(super) commit_stats: super::journal::CommitStats,
     /// Idle read-only connections of a file ledger (WAL lets them read beside the writer).
@@ -218,6 +221,13 @@ impl LedgerDb {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 configure_durable(&conn)?;
+                // Checkpoints run on their own thread ([`super::checkpoint`]); the writer's
+                // own, rarer, let the WAL start over.
+                conn.pragma_update(
+                    None,
+                    "wal_autocheckpoint",
+                    super::checkpoint::WRITER_CHECKPOINT_PAGES,
+                )?;
                 conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 // A group commit's savepoints journal their pages in memory, not in a file.
                 conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -274,8 +284,13 @@ impl LedgerDb {
         let cached = Cached::load(&conn)?;
         let key_seqs = Mutex::new(super::key_seqs::KeySeqs::new(cached.tip.last_seq));
         let cache = RwLock::new(Arc::new(cached));
+        let checkpointer = match &location {
+            LedgerLocation::File(path) => Some(super::checkpoint::Checkpointer::new(path.clone())),
+            LedgerLocation::Memory(_) => None,
+        };
         Ok(LedgerDb {
             key_seqs,
+            checkpointer,
             location,
             conn: Mutex::new(conn),
             closed: Default::default(),
@@ -328,6 +343,21 @@ impl LedgerDb {
     /// The cached tip and catalog.
     pub(crate) fn cached(&self) -> Arc<Cached> {
         self.cache.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Ends the WAL checkpoints of the ledger's own thread (before a caller changes the
+    /// file's journal mode, which needs every other connection closed).
+    pub fn stop_checkpoints(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.stop();
+        }
+    }
+
+    /// Counts a SQLite commit of the writer, for the WAL's checkpoints.
+    pub(super) fn committed_to_disk(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
     }
 
     /// `--durability relaxed`: commits are acknowledged once written to the WAL, before the
@@ -430,6 +460,7 @@ impl LedgerDb {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.stop_checkpoints();
         match &self.location {
             LedgerLocation::Memory(_) => Ok(()),
             LedgerLocation::File(path) => remove_files(path),

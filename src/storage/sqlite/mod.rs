@@ -4,6 +4,7 @@
 //! offline tools that work on those files ([`verify`], [`rebuild`], [`import`]).
 
 pub mod catalog;
+mod checkpoint;
 pub mod import;
 pub mod jobs;
 pub mod journal;
