@@ -473,3 +473,38 @@ fn a_json_export_imports_with_rehash_into_a_new_chain() {
     );
     tx.commit().unwrap();
 }
+
+/// A rehash commits each exported transaction through the ledger's writer, whose WAL
+/// checkpoint thread starts after 32 SQLite commits: the import then folds the WAL into the
+/// file (leaving WAL mode needs every other connection closed) and must still succeed.
+#[test]
+fn a_rehash_longer_than_the_checkpoint_interval_imports() {
+    let l = common::ledger();
+    let token = l.sessions.start_session("j").unwrap();
+    let mut tx = common::Tx::begin(&l, &token);
+    tx.run("CREATE TABLE T", &[]).unwrap();
+    tx.commit().unwrap();
+    for k in 0..100 {
+        let mut tx = common::Tx::begin(&l, &token);
+        tx.run("INSERT INTO T ?", &[&format!("{{k: {k}}}")])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let source = l.close();
+    let blocks = blocks_of(&common::ledger_file(source.path(), "j"));
+    assert!(blocks.len() > 100);
+    let export = tempfile::tempdir().unwrap();
+    write_export(export.path(), "json/", "e", &blocks, 16, Format::Json);
+    let target = tempfile::tempdir().unwrap();
+    let mut opts = options(target.path(), export.path());
+    opts.rehash = true;
+    let r = import(&opts).unwrap();
+    assert!(r.rehashed);
+    verify_ledger(target.path(), "imported").unwrap();
+    let file = common::ledger_file(target.path(), "imported");
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let docs: i64 = conn
+        .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(docs, 100);
+}
