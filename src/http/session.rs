@@ -190,6 +190,18 @@ async fn send_command(
             .sessions
             .try_end_session(&token)
             .map(|r| r.map(|()| json!({}))),
+        // A read-only commit of a few reads checks them on a read connection of its own.
+        "CommitTransaction" => match Command::decode(command, &args)? {
+            Command::CommitTransaction {
+                transaction_id,
+                commit_digest_b64,
+                commit_digest,
+            } => state
+                .sessions
+                .try_commit_quickly(&token, &transaction_id, &commit_digest)
+                .map(|r| r.map(|usage| committed(transaction_id, commit_digest_b64, usage))),
+            _ => None,
+        },
         _ => None,
     };
     let result = match quick {
@@ -317,11 +329,7 @@ async fn run_blocking(
                 commit_digest,
             } => {
                 let usage = s.commit(&token, &transaction_id, &commit_digest)?;
-                json!({
-                    "TransactionId": transaction_id,
-                    "CommitDigest": commit_digest_b64,
-                    "ConsumedIOs": usage_json(usage)
-                })
+                committed(transaction_id, commit_digest_b64, usage)
             }
             Command::AbortTransaction => {
                 s.abort(&token)?;
@@ -334,6 +342,15 @@ async fn run_blocking(
         })
     })
     .await
+}
+
+/// CommitTransaction's result.
+fn committed(transaction_id: String, commit_digest_b64: String, usage: Usage) -> Json {
+    json!({
+        "TransactionId": transaction_id,
+        "CommitDigest": commit_digest_b64,
+        "ConsumedIOs": usage_json(usage)
+    })
 }
 
 /// The response: the command's result with its TimingInformation.

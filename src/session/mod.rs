@@ -511,7 +511,29 @@ impl Sessions {
     }
 
     pub fn commit(&self, token: &str, txid: &str, digest: &[u8]) -> R<Usage> {
-        self.with_session(token, |s| {
+        self.with_session(token, |s| self.commit_in(s, txid, digest))
+    }
+
+    /// CommitTransaction of a transaction that [`Txn::commits_quickly`] on a ledger that
+    /// [`LedgerStore::validates_without_waiting`], run where it is called (the HTTP layer's
+    /// thread, as StartTransaction); `None` — the caller then runs [`Sessions::commit`] on a
+    /// blocking thread — for any other, or while another command of the session runs.
+    pub fn try_commit_quickly(&self, token: &str, txid: &str, digest: &[u8]) -> Option<R<Usage>> {
+        self.session_call(token, false, |s| {
+            let quick = s.ledger.validates_without_waiting()
+                && s.txn
+                    .as_ref()
+                    .is_some_and(|t| t.id == txid && t.commits_quickly());
+            if !quick {
+                return Ok(None);
+            }
+            self.commit_in(s, txid, digest).map(Some)
+        })?
+        .transpose()
+    }
+
+    fn commit_in(&self, s: &mut Session, txid: &str, digest: &[u8]) -> R<Usage> {
+        {
             let ledger = s.ledger.clone();
             let txn = self.open_txn(s, txid)?;
             if txn.digest.bytes() != digest {
@@ -519,7 +541,10 @@ impl Sessions {
                 return bad("Digests don't match");
             }
             let mut txn = s.txn.take().expect("open");
-            let usage = Usage { read_ios: 0, write_ios: txn.writes.len() as u64 };
+            let usage = Usage {
+                read_ios: 0,
+                write_ios: txn.writes.len() as u64,
+            };
             let table_tags = std::mem::take(&mut txn.new_table_tags);
             let req: CommitRequest = txn.into_commit(self.now_ms());
             let read_only = req.writes.is_empty()
@@ -551,7 +576,7 @@ impl Sessions {
                 ))),
                 Err(CommitError::Storage(e)) => Err(SessionError::Internal(e.to_string())),
             }
-        })
+        }
     }
 
     pub fn abort(&self, token: &str) -> R<()> {

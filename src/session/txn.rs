@@ -420,6 +420,20 @@ impl Txn {
         }
     }
 
+    /// Whether the transaction writes nothing and read at most a few documents, index keys
+    /// and tables: committing it is a short check of those reads.
+    pub fn commits_quickly(&self) -> bool {
+        const QUICK_READS: usize = 16;
+        self.writes.is_empty()
+            && self.new_tables.is_empty()
+            && self.new_indexes.is_empty()
+            && self.table_status.is_empty()
+            && self.dropped_indexes.is_empty()
+            && self.new_table_tags.is_empty()
+            && self.redaction.is_none()
+            && self.reads.len() <= QUICK_READS
+    }
+
     pub fn into_commit(self, commit_ms: i64) -> CommitRequest {
         let mut reads = self.reads;
         let mut writes = Vec::new();

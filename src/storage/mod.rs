@@ -259,6 +259,11 @@ pub trait LedgerStore: Send + Sync {
 
     /// Checks a read-only transaction's reads against the latest committed state.
     fn validate(&self, reads: &[ReadCheck]) -> std::result::Result<(), CommitError>;
+    /// Whether [`LedgerStore::validate`] of a few reads is quick and never waits (for a
+    /// commit, a lock or the network), so that it may run on the HTTP layer's own thread.
+    fn validates_without_waiting(&self) -> bool {
+        false
+    }
     /// Validates `req.reads` and, if nothing moved, appends one block with the
     /// transaction's revisions and applies its writes; returns once that is durable.
     fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError>;

@@ -239,6 +239,12 @@ impl Snapshot for SqliteSnapshot<'_> {
 }
 
 impl LedgerStore for LedgerDb {
+    /// A file ledger's validation reads a pooled read connection of its own (WAL); an
+    /// in-memory ledger's would take the writer's connection.
+    fn validates_without_waiting(&self) -> bool {
+        matches!(self.location(), LedgerLocation::File(_))
+    }
+
     fn tip(&self) -> Result<Tip> {
         LedgerDb::tip(self)
     }
