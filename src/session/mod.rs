@@ -533,49 +533,47 @@ impl Sessions {
     }
 
     fn commit_in(&self, s: &mut Session, txid: &str, digest: &[u8]) -> R<Usage> {
-        {
-            let ledger = s.ledger.clone();
-            let txn = self.open_txn(s, txid)?;
-            if txn.digest.bytes() != digest {
-                s.txn = None;
-                return bad("Digests don't match");
+        let ledger = s.ledger.clone();
+        let txn = self.open_txn(s, txid)?;
+        if txn.digest.bytes() != digest {
+            s.txn = None;
+            return bad("Digests don't match");
+        }
+        let mut txn = s.txn.take().expect("open");
+        let usage = Usage {
+            read_ios: 0,
+            write_ios: txn.writes.len() as u64,
+        };
+        let table_tags = std::mem::take(&mut txn.new_table_tags);
+        let req: CommitRequest = txn.into_commit(self.now_ms());
+        let read_only = req.writes.is_empty()
+            && req.new_tables.is_empty()
+            && req.new_indexes.is_empty()
+            && req.table_status.is_empty()
+            && req.dropped_indexes.is_empty()
+            && req.redaction.is_none();
+        // Tags of new tables go to the catalog first: a table never exists untagged.
+        if !table_tags.is_empty() {
+            self.control
+                .set_table_tags(&s.ledger_name, &table_tags)
+                .map_err(|e| SessionError::Internal(e.to_string()))?;
+        }
+        let result = if read_only {
+            ledger.validate(&req.reads)
+        } else {
+            ledger.commit(req).map(|_| ())
+        };
+        if result.is_err() && !table_tags.is_empty() {
+            if let Err(e) = self.control.unset_table_tags(&s.ledger_name, &table_tags) {
+                tracing::warn!(error = %e, "could not remove the tags of an uncommitted table");
             }
-            let mut txn = s.txn.take().expect("open");
-            let usage = Usage {
-                read_ios: 0,
-                write_ios: txn.writes.len() as u64,
-            };
-            let table_tags = std::mem::take(&mut txn.new_table_tags);
-            let req: CommitRequest = txn.into_commit(self.now_ms());
-            let read_only = req.writes.is_empty()
-                && req.new_tables.is_empty()
-                && req.new_indexes.is_empty()
-                && req.table_status.is_empty()
-                && req.dropped_indexes.is_empty()
-                && req.redaction.is_none();
-            // Tags of new tables go to the catalog first: a table never exists untagged.
-            if !table_tags.is_empty() {
-                self.control
-                    .set_table_tags(&s.ledger_name, &table_tags)
-                    .map_err(|e| SessionError::Internal(e.to_string()))?;
-            }
-            let result = if read_only {
-                ledger.validate(&req.reads)
-            } else {
-                ledger.commit(req).map(|_| ())
-            };
-            if result.is_err() && !table_tags.is_empty() {
-                if let Err(e) = self.control.unset_table_tags(&s.ledger_name, &table_tags) {
-                    tracing::warn!(error = %e, "could not remove the tags of an uncommitted table");
-                }
-            }
-            match result {
-                Ok(()) => Ok(usage),
-                Err(CommitError::Conflict(why)) => Err(SessionError::OccConflict(format!(
-                    "Optimistic concurrency control (OCC) conflict: the transaction's reads changed before it committed ({why}); retry the transaction"
-                ))),
-                Err(CommitError::Storage(e)) => Err(SessionError::Internal(e.to_string())),
-            }
+        }
+        match result {
+            Ok(()) => Ok(usage),
+            Err(CommitError::Conflict(why)) => Err(SessionError::OccConflict(format!(
+                "Optimistic concurrency control (OCC) conflict: the transaction's reads changed before it committed ({why}); retry the transaction"
+            ))),
+            Err(CommitError::Storage(e)) => Err(SessionError::Internal(e.to_string())),
         }
     }
 
