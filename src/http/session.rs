@@ -175,6 +175,7 @@ async fn send_command(
             }
         }
     }
+    let decoded = Command::decode(command, &args)?;
     // Commands that touch only memory run here, without a hop to a blocking thread,
     // unless their session is busy with another request.
     let quick = match command {
@@ -191,22 +192,26 @@ async fn send_command(
             .try_end_session(&token)
             .map(|r| r.map(|()| json!({}))),
         // A read-only commit of a few reads checks them on a read connection of its own.
-        "CommitTransaction" => match Command::decode(command, &args)? {
+        "CommitTransaction" => match &decoded {
             Command::CommitTransaction {
                 transaction_id,
                 commit_digest_b64,
                 commit_digest,
             } => state
                 .sessions
-                .try_commit_quickly(&token, &transaction_id, &commit_digest)
-                .map(|r| r.map(|usage| committed(transaction_id, commit_digest_b64, usage))),
+                .try_commit_quickly(&token, transaction_id, commit_digest)
+                .map(|r| {
+                    r.map(|usage| {
+                        committed(transaction_id.clone(), commit_digest_b64.clone(), usage)
+                    })
+                }),
             _ => None,
         },
         _ => None,
     };
     let result = match quick {
         Some(r) => r?,
-        None => run_blocking(state, caller, command, args, token).await?,
+        None => run_blocking(state, caller, decoded, token).await?,
     };
     finish(command, result, started)
 }
@@ -289,11 +294,9 @@ impl Command {
 async fn run_blocking(
     state: &AppState,
     caller: Option<Arc<Principal>>,
-    command: &str,
-    args: Map<String, Json>,
+    command: Command,
     token: String,
 ) -> Result<Json, ApiError> {
-    let command = Command::decode(command, &args)?;
     let sessions = state.sessions.clone();
     blocking(move || -> Result<Json, ApiError> {
         let s = &sessions;

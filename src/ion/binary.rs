@@ -73,7 +73,7 @@ pub(crate) fn write_var_int(out: &mut Vec<u8>, v: i64) {
 }
 
 /// The UInt body of `v` (big-endian, minimal, empty for zero), passed to `f`.
-fn with_u64_body<T>(v: u64, f: impl FnOnce(&[u8]) -> T) -> T {
+pub(crate) fn with_u64_body<T>(v: u64, f: impl FnOnce(&[u8]) -> T) -> T {
     let bytes = v.to_be_bytes();
     f(&bytes[(v.leading_zeros() / 8) as usize..])
 }

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use crate::ion::binary::{encode_one, encode_one_marked};
+use crate::ion::binary::{encode_one, encode_one_marked, with_u64_body};
 use crate::ion::hash::ion_hash;
 use crate::ion::{Data, Value};
 use crate::journal::block::*;
@@ -162,12 +162,6 @@ pub struct PreparedBlock {
 /// A hash's length: every block hash is a SHA-256.
 const HASH_LEN: usize = 32;
 
-/// The Ion UInt body of `v` (big-endian, minimal).
-fn uint_body(v: u64) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
-    bytes[(v.leading_zeros() / 8) as usize..].to_vec()
-}
-
 impl PreparedBlock {
     /// Prepares `req`'s block for a sequence number whose Ion encoding is as long as
     /// `seq`'s. `None` for a commit that changes the catalog or redacts: its block holds the
@@ -222,7 +216,8 @@ impl PreparedBlock {
     /// Whether the block can be placed at `seq` after a block hashed `previous`: the
     /// encoding of `seq` is as long as the prepared one's (else the writer builds it).
     pub fn fits(&self, seq: u64, previous: &[u8]) -> bool {
-        previous.len() == HASH_LEN && self.seq_at.iter().all(|r| r.len() == uint_body(seq).len())
+        let len = with_u64_body(seq, <[u8]>::len);
+        previous.len() == HASH_LEN && self.seq_at.iter().all(|r| r.len() == len)
     }
 
     /// The block's Ion binary and its hash at `seq` after the block hashed `previous`
@@ -230,11 +225,12 @@ impl PreparedBlock {
     pub fn place(&self, seq: u64, previous: &[u8]) -> (Vec<u8>, Hash) {
         debug_assert!(self.fits(seq, previous));
         let block_hash = dot(&self.entries_hash, previous);
-        let body = uint_body(seq);
         let mut ion = self.ion.clone();
-        for r in &self.seq_at {
-            ion[r.clone()].copy_from_slice(&body);
-        }
+        with_u64_body(seq, |body| {
+            for r in &self.seq_at {
+                ion[r.clone()].copy_from_slice(body);
+            }
+        });
         ion[self.previous_hash_at.clone()].copy_from_slice(previous);
         ion[self.block_hash_at.clone()].copy_from_slice(&block_hash);
         (ion, block_hash)
