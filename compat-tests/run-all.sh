@@ -37,7 +37,7 @@ cargo test --release
 step "the session-layer and PartiQL suites again with their ledgers on PostgreSQL (QLDB_TEST_STORAGE=postgres)"
 QLDB_TEST_STORAGE=postgres cargo test --release --test golden --test partiql_select \
     --test lazy_pages --test hash_join --test dml_streaming --test index_access_paths \
-    --test scan_pages --test session_journal
+    --test scan_pages --test session_journal --test quick_paths
 export QLDB_LOCAL_BIN="$PWD/target/release/qldb-local"
 
 # A venv keyed by the hash of its requirements file: rebuilt only when the pins change.

@@ -18,7 +18,7 @@ use axum::Extension;
 use super::{blocking, ApiError, AppState, CallerExt, Protocol};
 use crate::iam::Principal;
 use crate::names::new_unique_id;
-use crate::session::{Page, Param, SessionError, Usage};
+use crate::session::{Commit, Page, Param, SessionError, Usage};
 
 pub const SEND_COMMAND_TARGET: &str = "QLDBSession.SendCommand";
 
@@ -176,8 +176,8 @@ async fn send_command(
         }
     }
     let decoded = Command::decode(command, &args)?;
-    // Commands that touch only memory run here, without a hop to a blocking thread,
-    // unless their session is busy with another request.
+    // Commands that touch only memory, or read a little from a file ledger, run here without
+    // a hop to a blocking thread, unless their session is busy with another request.
     let quick = match command {
         "StartTransaction" => state
             .sessions
@@ -191,18 +191,24 @@ async fn send_command(
             .sessions
             .try_end_session(&token)
             .map(|r| r.map(|()| json!({}))),
-        // A read-only commit of a few reads checks them on a read connection of its own.
-        "CommitTransaction" => match &decoded {
-            Command::CommitTransaction {
+        // A statement that reads a few documents at most.
+        "ExecuteStatement" => match &decoded {
+            Command::ExecuteStatement {
                 transaction_id,
-                commit_digest_b64,
-                commit_digest,
+                statement,
+                parameters,
             } => state
                 .sessions
-                .try_commit_quickly(&token, transaction_id, commit_digest)
+                .try_execute_statement_as(
+                    &token,
+                    transaction_id,
+                    statement,
+                    parameters,
+                    caller.as_deref(),
+                )
                 .map(|r| {
-                    r.map(|usage| {
-                        committed(transaction_id.clone(), commit_digest_b64.clone(), usage)
+                    r.map(|(page, usage)| {
+                        json!({ "FirstPage": page_json(page), "ConsumedIOs": usage_json(usage) })
                     })
                 }),
             _ => None,
@@ -211,7 +217,40 @@ async fn send_command(
     };
     let result = match quick {
         Some(r) => r?,
-        None => run_blocking(state, caller, decoded, token).await?,
+        None => match decoded {
+            // A read-only commit of a few reads checks them on a read connection of its own;
+            // a write commit waits for its group commit without holding a thread.
+            Command::CommitTransaction {
+                transaction_id,
+                commit_digest_b64,
+                commit_digest,
+            } => match state
+                .sessions
+                .try_commit(&token, &transaction_id, &commit_digest)
+            {
+                Some(done) => {
+                    let usage = match done? {
+                        Commit::Done(usage) => usage,
+                        Commit::Queued(mut queued) => {
+                            if let Some(lead) = queued.take_leader() {
+                                tokio::task::spawn_blocking(lead);
+                            }
+                            queued.outcome().await?
+                        }
+                    };
+                    committed(transaction_id, commit_digest_b64, usage)
+                }
+                None => {
+                    let decoded = Command::CommitTransaction {
+                        transaction_id,
+                        commit_digest_b64,
+                        commit_digest,
+                    };
+                    run_blocking(state, caller, decoded, token).await?
+                }
+            },
+            decoded => run_blocking(state, caller, decoded, token).await?,
+        },
     };
     finish(command, result, started)
 }

@@ -53,13 +53,18 @@ pub enum ExecError {
     /// dropped or replaced): the transaction must retry.
     #[error("{0}")]
     Conflict(String),
+    /// The statement would read more than its caller allowed (a statement run on the HTTP
+    /// layer's thread): it left no trace, and runs again where it may take its time. Never
+    /// reaches a client.
+    #[error("the statement reads more than a quick statement may")]
+    Deferred,
 }
 
 impl ExecError {
     /// The session API's error code for it.
     pub fn code(&self) -> &'static str {
         match self {
-            ExecError::Internal(_) => "InternalFailure",
+            ExecError::Internal(_) | ExecError::Deferred => "InternalFailure",
             ExecError::Conflict(_) => "OccConflictException",
             _ => "BadRequestException",
         }

@@ -3,8 +3,11 @@
 //! transaction's view of the ledger (committed state overlaid with its own writes, with
 //! every read recorded for OCC validation at commit).
 //!
-//! All methods are synchronous and may block on SQLite; the HTTP edge runs them with
-//! `spawn_blocking`. Requests of one session are serialized by the session's mutex.
+//! All methods are synchronous. Most may block on storage, and the HTTP edge runs them with
+//! `spawn_blocking`; the `try_` forms never wait (for storage, the network or their session)
+//! and run on the HTTP edge's own thread, and [`Sessions::try_commit`] queues a write commit
+//! whose answer the edge awaits. Requests of one session are serialized by the session's
+//! mutex, and wait for the answer of a commit the session queued.
 
 mod txn;
 
@@ -17,6 +20,7 @@ use rand::RngCore;
 use crate::control::ControlPlane;
 use crate::iam::Principal;
 use crate::names::{new_unique_id, LedgerName};
+use crate::storage::group::CommitTicket;
 use crate::storage::LedgerStore;
 use crate::storage::{CommitError, CommitRequest};
 pub use txn::Txn;
@@ -72,6 +76,10 @@ pub enum SessionError {
     AccessDenied(String),
     #[error("{0}")]
     Internal(String),
+    /// A statement run where it may not take long read more than it may there: it left no
+    /// trace, and runs again on a thread that may block. Never reaches a client.
+    #[error("the statement reads more than a quick statement may")]
+    Deferred,
 }
 
 impl SessionError {
@@ -83,7 +91,7 @@ impl SessionError {
             SessionError::OccConflict(_) => "OccConflictException",
             SessionError::LimitExceeded(_) => "LimitExceededException",
             SessionError::AccessDenied(_) => "AccessDeniedException",
-            SessionError::Internal(_) => "InternalFailure",
+            SessionError::Internal(_) | SessionError::Deferred => "InternalFailure",
         }
     }
 }
@@ -93,6 +101,7 @@ impl From<crate::partiql::exec::ExecError> for SessionError {
     fn from(e: crate::partiql::exec::ExecError) -> Self {
         match e {
             crate::partiql::exec::ExecError::Internal(_) => SessionError::Internal(e.to_string()),
+            crate::partiql::exec::ExecError::Deferred => SessionError::Deferred,
             crate::partiql::exec::ExecError::Conflict(m) => SessionError::OccConflict(m),
             e => SessionError::BadRequest(e.to_string()),
         }
@@ -130,6 +139,9 @@ struct Session {
     ledger: Arc<dyn LedgerStore>,
     expires_ms: i64,
     txn: Option<Txn>,
+    /// A commit queued by [`Sessions::try_commit`] that may not be answered yet: the
+    /// session's next command waits for its answer.
+    in_commit: Option<CommitTicket>,
 }
 
 /// A session-table entry: what counting and expiry need, readable without locking the
@@ -148,6 +160,83 @@ pub struct Sessions {
     open: Mutex<HashMap<String, OpenSession>>,
     /// Ids of sessions that ended by expiry, for the `Session <id> has expired` message.
     expired: Mutex<HashMap<String, String>>,
+}
+
+/// The most documents a statement run on the HTTP layer's thread reads
+/// ([`Sessions::try_execute_statement_as`]): a few index lookups' worth.
+pub const QUICK_STATEMENT_READS: u64 = 64;
+
+/// The tags of the tables a transaction creates, by table name.
+type TableTags = Vec<(String, crate::api::qldb::Tags)>;
+
+/// A CommitTransaction run by [`Sessions::try_commit`].
+pub enum Commit {
+    /// Committed.
+    Done(Usage),
+    /// Queued for the ledger's group commit.
+    Queued(QueuedCommit),
+}
+
+/// A commit queued for its ledger's group commit: await [`QueuedCommit::outcome`], after
+/// running [`QueuedCommit::take_leader`]'s work on a thread that may block, if there is any.
+pub struct QueuedCommit {
+    ticket: CommitTicket,
+    /// The ledger, when this commit must lead its group commit.
+    leader: Option<Arc<dyn LedgerStore>>,
+    usage: Usage,
+}
+
+impl QueuedCommit {
+    /// The leadership of the ledger's group commit, when no one else leads it: it must run
+    /// (on a thread that may block) or the commit is never made.
+    pub fn take_leader(&mut self) -> Option<impl FnOnce() + Send + 'static> {
+        self.leader.take().map(|l| {
+            move || {
+                l.lead_commits(None);
+            }
+        })
+    }
+
+    /// The commit's answer, once its batch is durable (or failed).
+    pub async fn outcome(self) -> R<Usage> {
+        debug_assert!(self.leader.is_none(), "the leader was not started");
+        commit_outcome(self.ticket.await.map(|_| ())).map(|()| self.usage)
+    }
+}
+
+/// Commits `req` on this thread, which may block: it waits for its batch, or leads the
+/// ledger's group commit until its own commit is answered and hands what is still queued to
+/// another thread (a blocking thread of the runtime, if there is one).
+fn commit_here(ledger: Arc<dyn LedgerStore>, req: CommitRequest) -> Result<(), CommitError> {
+    let (ticket, lead) = ledger.queue_commit(req);
+    if lead && !ledger.lead_commits(Some(&ticket)) {
+        let next = ledger.clone();
+        let handed = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || next.lead_commits(None));
+                true
+            }
+            Err(_) => std::thread::Builder::new()
+                .name("qldb-commit".into())
+                .spawn(move || next.lead_commits(None))
+                .is_ok(),
+        };
+        if !handed {
+            ledger.lead_commits(None);
+        }
+    }
+    ticket.wait().map(|_| ())
+}
+
+/// A commit's result as the session API answers it.
+fn commit_outcome(result: Result<(), CommitError>) -> R<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(CommitError::Conflict(why)) => Err(SessionError::OccConflict(format!(
+            "Optimistic concurrency control (OCC) conflict: the transaction's reads changed before it committed ({why}); retry the transaction"
+        ))),
+        Err(CommitError::Storage(e)) => Err(SessionError::Internal(e.to_string())),
+    }
 }
 
 fn token() -> String {
@@ -214,6 +303,7 @@ impl Sessions {
                     ledger,
                     expires_ms,
                     txn: None,
+                    in_commit: None,
                 })),
             },
         );
@@ -263,6 +353,19 @@ impl Sessions {
                 Err(std::sync::TryLockError::WouldBlock) => return None,
             }
         };
+        // A commit queued by the session's previous command is answered first.
+        while let Some(t) = s.in_commit.clone() {
+            if t.is_answered() {
+                s.in_commit = None;
+                break;
+            }
+            if !wait {
+                return None;
+            }
+            drop(s);
+            t.wait_answered();
+            s = session.lock().unwrap_or_else(|p| p.into_inner());
+        }
         // The session may have ended while this request waited for it.
         if !self
             .open
@@ -394,7 +497,41 @@ impl Sessions {
         params: Vec<Param>,
         caller: Option<&Principal>,
     ) -> R<(Page, Usage)> {
-        self.with_session(token, |s| {
+        self.execute_statement_if(token, txid, statement, &params, caller, true)
+            .expect("a call that may wait always runs")
+    }
+
+    /// ExecuteStatement where it may not take long (the HTTP layer's thread, as
+    /// StartTransaction): it runs if its session is free, unless it would read more than
+    /// [`QUICK_STATEMENT_READS`] documents, or a whole table at once, or must first finish a
+    /// paused SELECT. `None` — the caller then runs [`Sessions::execute_statement_as`] on a
+    /// blocking thread — when it does not run; it leaves no trace then.
+    pub fn try_execute_statement_as(
+        &self,
+        token: &str,
+        txid: &str,
+        statement: &str,
+        params: &[Param],
+        caller: Option<&Principal>,
+    ) -> Option<R<(Page, Usage)>> {
+        self.execute_statement_if(token, txid, statement, params, caller, false)
+    }
+
+    fn execute_statement_if(
+        &self,
+        token: &str,
+        txid: &str,
+        statement: &str,
+        params: &[Param],
+        caller: Option<&Principal>,
+        wait: bool,
+    ) -> Option<R<(Page, Usage)>> {
+        let ran = self.session_call(token, wait, |s| {
+            // Only reads that never wait (a file ledger's), and no policy to consult.
+            let policies = caller.is_some_and(|p| p.policies.is_some());
+            if !wait && (policies || !s.ledger.reads_without_waiting()) {
+                return Err(SessionError::Deferred);
+            }
             let ledger = s.ledger.clone();
             let ledger_name = s.ledger_name.clone();
             let txn = self.open_txn(s, txid)?;
@@ -418,10 +555,10 @@ impl Sessions {
                     ));
                 }
             }
-            for (i, p) in params.into_iter().enumerate() {
+            for (i, p) in params.iter().enumerate() {
                 let parsed = match p {
-                    Param::Binary(b) => crate::ion::binary::decode(&b).map_err(|e| e.to_string()),
-                    Param::Text(t) => crate::ion::text::from_text(&t).map_err(|e| e.to_string()),
+                    Param::Binary(b) => crate::ion::binary::decode(b).map_err(|e| e.to_string()),
+                    Param::Text(t) => crate::ion::text::from_text(t).map_err(|e| e.to_string()),
                 };
                 match parsed {
                     Ok(mut v) if v.len() == 1 => values.push(v.pop().expect("one value")),
@@ -438,6 +575,7 @@ impl Sessions {
             // Every statement accepted for the open transaction is folded into the digest,
             // whatever its outcome (drivers fold before sending).
             let digest = crate::journal::hash::statement_digest(statement, &values);
+            let digest_before = (!wait).then(|| txn.digest.clone());
             txn.digest.add_statement_digest(&digest);
             let check_tags =
                 |tags: &[(String, String)]| self.control.check_table_tags(&ledger_name, tags);
@@ -462,7 +600,7 @@ impl Sessions {
                 }
                 _ => None,
             };
-            let (results, paused, usage) = txn.execute(
+            let executed = txn.execute(
                 &*ledger,
                 &self.cfg,
                 &check_tags,
@@ -471,10 +609,25 @@ impl Sessions {
                 &values,
                 digest,
                 self.now_ms(),
-            )?;
+                (!wait).then_some(QUICK_STATEMENT_READS),
+            );
+            let (results, paused, usage) = match executed {
+                Err(SessionError::Deferred) => {
+                    // It runs again elsewhere, and is folded into the digest there.
+                    if let Some(d) = digest_before {
+                        txn.digest = d;
+                    }
+                    return Err(SessionError::Deferred);
+                }
+                other => other?,
+            };
             let page = txn.page(results, paused, self.cfg.page_size);
             Ok((page, usage))
-        })
+        });
+        match ran? {
+            Err(SessionError::Deferred) if !wait => None,
+            done => Some(done),
+        }
     }
 
     pub fn fetch_page(&self, token: &str, txid: &str, page_token: &str) -> R<(Page, Usage)> {
@@ -514,26 +667,52 @@ impl Sessions {
         self.with_session(token, |s| self.commit_in(s, txid, digest))
     }
 
-    /// CommitTransaction of a transaction that [`Txn::commits_quickly`] on a ledger that
-    /// [`LedgerStore::validates_without_waiting`], run where it is called (the HTTP layer's
-    /// thread, as StartTransaction); `None` — the caller then runs [`Sessions::commit`] on a
-    /// blocking thread — for any other, or while another command of the session runs.
-    pub fn try_commit_quickly(&self, token: &str, txid: &str, digest: &[u8]) -> Option<R<Usage>> {
+    /// CommitTransaction without waiting for a thread that may block, where it can be: a
+    /// transaction that [`Txn::commits_quickly`] on a ledger that
+    /// [`LedgerStore::reads_without_waiting`] commits here, where it is called (the HTTP
+    /// layer's thread, as StartTransaction); one that [`Txn::commits_by_queue`] is queued
+    /// for the ledger's group commit, its answer left to await ([`QueuedCommit`]). `None`
+    /// — the caller then runs [`Sessions::commit`] on a blocking thread — for any other,
+    /// or while another command of the session runs.
+    pub fn try_commit(&self, token: &str, txid: &str, digest: &[u8]) -> Option<R<Commit>> {
         self.session_call(token, false, |s| {
-            let quick = s.ledger.validates_without_waiting()
-                && s.txn
-                    .as_ref()
-                    .is_some_and(|t| t.id == txid && t.commits_quickly());
-            if !quick {
+            let (quick, queued) = match &s.txn {
+                Some(t) if t.id == txid => (t.commits_quickly(), t.commits_by_queue()),
+                _ => (false, false),
+            };
+            if quick && s.ledger.reads_without_waiting() {
+                return self
+                    .commit_in(s, txid, digest)
+                    .map(|u| Some(Commit::Done(u)));
+            }
+            if !queued {
                 return Ok(None);
             }
-            self.commit_in(s, txid, digest).map(Some)
+            let (req, usage, tags) = self.take_commit(s, txid, digest)?;
+            debug_assert!(
+                tags.is_empty(),
+                "a commit with table tags is not queued here"
+            );
+            let (ticket, lead) = s.ledger.queue_commit(req);
+            s.in_commit = Some(ticket.clone());
+            Ok(Some(Commit::Queued(QueuedCommit {
+                ticket,
+                leader: lead.then(|| s.ledger.clone()),
+                usage,
+            })))
         })?
         .transpose()
     }
 
-    fn commit_in(&self, s: &mut Session, txid: &str, digest: &[u8]) -> R<Usage> {
-        let ledger = s.ledger.clone();
+    /// Takes the open transaction `txid` out of its session for its commit, once its digest
+    /// matches: its commit request, the usage CommitTransaction reports, and the tags of the
+    /// tables it creates.
+    fn take_commit(
+        &self,
+        s: &mut Session,
+        txid: &str,
+        digest: &[u8],
+    ) -> R<(CommitRequest, Usage, TableTags)> {
         let txn = self.open_txn(s, txid)?;
         if txn.digest.bytes() != digest {
             s.txn = None;
@@ -545,36 +724,29 @@ impl Sessions {
             write_ios: txn.writes.len() as u64,
         };
         let table_tags = std::mem::take(&mut txn.new_table_tags);
-        let req: CommitRequest = txn.into_commit(self.now_ms());
-        let read_only = req.writes.is_empty()
-            && req.new_tables.is_empty()
-            && req.new_indexes.is_empty()
-            && req.table_status.is_empty()
-            && req.dropped_indexes.is_empty()
-            && req.redaction.is_none();
+        Ok((txn.into_commit(self.now_ms()), usage, table_tags))
+    }
+
+    fn commit_in(&self, s: &mut Session, txid: &str, digest: &[u8]) -> R<Usage> {
+        let ledger = s.ledger.clone();
+        let (req, usage, table_tags) = self.take_commit(s, txid, digest)?;
         // Tags of new tables go to the catalog first: a table never exists untagged.
         if !table_tags.is_empty() {
             self.control
                 .set_table_tags(&s.ledger_name, &table_tags)
                 .map_err(|e| SessionError::Internal(e.to_string()))?;
         }
-        let result = if read_only {
+        let result = if req.writes_nothing() {
             ledger.validate(&req.reads)
         } else {
-            ledger.commit(req).map(|_| ())
+            commit_here(ledger, req)
         };
         if result.is_err() && !table_tags.is_empty() {
             if let Err(e) = self.control.unset_table_tags(&s.ledger_name, &table_tags) {
                 tracing::warn!(error = %e, "could not remove the tags of an uncommitted table");
             }
         }
-        match result {
-            Ok(()) => Ok(usage),
-            Err(CommitError::Conflict(why)) => Err(SessionError::OccConflict(format!(
-                "Optimistic concurrency control (OCC) conflict: the transaction's reads changed before it committed ({why}); retry the transaction"
-            ))),
-            Err(CommitError::Storage(e)) => Err(SessionError::Internal(e.to_string())),
-        }
+        commit_outcome(result).map(|()| usage)
     }
 
     pub fn abort(&self, token: &str) -> R<()> {

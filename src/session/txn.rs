@@ -119,10 +119,16 @@ impl Txn {
         params: &[Value],
         statement_digest: Hash,
         started: i64,
+        budget: Option<u64>,
     ) -> R<(Vec<Value>, Option<Box<PausedSelect>>, Usage)> {
         let parsed = Box::new(
             parse_statement(statement).map_err(|e| SessionError::BadRequest(e.client_message()))?,
         );
+        let paused_selects = self.pages.values().any(|r| r.paused.is_some());
+        if budget.is_some() && paused_selects && !matches!(*parsed, Statement::Select(_)) {
+            // Settling paused SELECTs reads without a bound.
+            return Err(SessionError::Deferred);
+        }
         if !matches!(*parsed, Statement::Select(_)) {
             // A paused SELECT must not see what this statement writes.
             self.settle(ledger, cfg);
@@ -155,6 +161,7 @@ impl Txn {
             now: started,
             read_ios: 0,
             write_ios: 0,
+            budget,
         };
         if let Some(permit) = permit {
             // Every PartiQL action the statement needs, before anything runs.
@@ -354,6 +361,7 @@ impl Txn {
             now,
             read_ios: 0,
             write_ios: 0,
+            budget: None,
         }
     }
 
@@ -424,14 +432,25 @@ impl Txn {
     /// and tables: committing it is a short check of those reads.
     pub fn commits_quickly(&self) -> bool {
         const QUICK_READS: usize = 16;
+        self.writes_nothing() && self.new_table_tags.is_empty() && self.reads.len() <= QUICK_READS
+    }
+
+    /// Whether the commit is a write that needs nothing but the ledger's group commit (no
+    /// table tags to store in the catalog first): [`crate::session::Sessions::try_commit`]
+    /// queues it without holding a thread while it waits.
+    pub fn commits_by_queue(&self) -> bool {
+        !self.writes_nothing() && self.new_table_tags.is_empty()
+    }
+
+    /// Whether the transaction writes nothing (its commit only checks its reads); as
+    /// [`CommitRequest::writes_nothing`] of its commit.
+    fn writes_nothing(&self) -> bool {
         self.writes.is_empty()
             && self.new_tables.is_empty()
             && self.new_indexes.is_empty()
             && self.table_status.is_empty()
             && self.dropped_indexes.is_empty()
-            && self.new_table_tags.is_empty()
             && self.redaction.is_none()
-            && self.reads.len() <= QUICK_READS
     }
 
     pub fn into_commit(self, commit_ms: i64) -> CommitRequest {
@@ -530,11 +549,27 @@ struct Ctx<'a> {
     now: i64,
     read_ios: u64,
     write_ios: u64,
+    /// The most documents the statement may read ([`ExecError::Deferred`] past them), when it
+    /// runs where it may not take long.
+    budget: Option<u64>,
 }
 
 /// The tag check of a statement that cannot create a table.
 fn no_tags(_: &[(String, String)]) -> Result<Tags, String> {
     Ok(Tags::new())
+}
+
+impl Ctx<'_> {
+    /// Whether the statement may read on: [`ExecError::Deferred`] if it has a budget and has
+    /// spent it, or the read is `unbounded` (a whole table at once). With a budget, the most
+    /// documents the read may take.
+    fn may_read(&self, unbounded: bool) -> Result<Option<usize>, ExecError> {
+        match self.budget {
+            None => Ok(None),
+            Some(b) if unbounded || self.read_ios >= b => Err(ExecError::Deferred),
+            Some(b) => Ok(Some((b - self.read_ios) as usize)),
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ExecError {
@@ -784,6 +819,7 @@ impl TxnView for Ctx<'_> {
                 SCAN_START
             }
         };
+        let limit = self.may_read(false)?.unwrap_or(SCAN_PAGE);
         // A document this transaction wrote is judged by what it wrote, not by what is stored.
         let txn = &*self.txn;
         let keep = |doc_id: &str, stored: &[u8]| {
@@ -795,19 +831,18 @@ impl TxnView for Ctx<'_> {
         let keep: Option<crate::storage::KeepDoc<'_>> =
             if probes.is_empty() { None } else { Some(&keep) };
         let page = match &self.snap {
-            Some(snap) => snap.scan_page(&table.table_id, after, SCAN_PAGE, keep),
-            None => self
-                .ledger
-                .scan_page(&table.table_id, after, SCAN_PAGE, keep),
+            Some(snap) => snap.scan_page(&table.table_id, after, limit, keep),
+            None => self.ledger.scan_page(&table.table_id, after, limit, keep),
         }
         .map_err(internal)?;
-        cursor.committed_done = page.read < SCAN_PAGE;
+        cursor.committed_done = page.read < limit;
         cursor.after = Some(page.last);
         self.read_ios += page.read as u64;
         Ok(Some(self.overlay_committed(page.docs)))
     }
 
     fn by_id(&mut self, table: &TableMeta, doc_id: &str) -> Result<Option<Doc>, ExecError> {
+        self.may_read(false)?;
         self.tip_seq()?;
         let committed = match &self.snap {
             Some(snap) => snap.document(doc_id),
@@ -850,6 +885,7 @@ impl TxnView for Ctx<'_> {
         if !index_committed || !self.committed_table(&table.table_id) {
             return self.scan(table);
         }
+        self.may_read(false)?;
         let k = index_key(key);
         let as_of = self.tip_seq()?;
         self.txn.record(ReadCheck::IndexKey {
@@ -998,6 +1034,7 @@ impl TxnView for Ctx<'_> {
     }
 
     fn committed_view(&mut self, table: &TableMeta) -> Result<Vec<Value>, ExecError> {
+        self.may_read(true)?;
         let as_of = self.tip_seq()?;
         self.txn.record(ReadCheck::Table {
             table_id: table.table_id.clone(),
@@ -1012,6 +1049,7 @@ impl TxnView for Ctx<'_> {
     }
 
     fn history(&mut self, table: &TableMeta) -> Result<Vec<Value>, ExecError> {
+        self.may_read(true)?;
         let as_of = self.tip_seq()?;
         self.txn.record(ReadCheck::Table {
             table_id: table.table_id.clone(),

@@ -167,12 +167,7 @@ impl PreparedBlock {
     /// `seq`'s. `None` for a commit that changes the catalog or redacts: its block holds the
     /// catalog's state at the commit (a table's version), which only the writer knows.
     pub fn prepare(req: &CommitRequest, strand_id: &str, seq: u64) -> Option<Self> {
-        let plain = req.new_tables.is_empty()
-            && req.table_status.is_empty()
-            && req.new_indexes.is_empty()
-            && req.dropped_indexes.is_empty()
-            && req.redaction.is_none();
-        if !plain || seq == 0 {
+        if req.changes_catalog() || req.redaction.is_some() || seq == 0 {
             return None;
         }
         let tip = Tip {

@@ -1,9 +1,15 @@
-//! Group commit, for any backend: commits that arrive while a batch is being committed wait
-//! for it to end, and the first of them then leads the next batch, which commits everything
-//! queued by then in one storage transaction (one fsync). Every request is answered only by
-//! the batch that committed it.
+//! Group commit, for any backend: commits queue up, and one leader at a time commits what is
+//! queued in batches — one storage transaction (one fsync) per batch — until the queue is
+//! empty. Every request is answered only by the batch that committed it.
+//!
+//! A request is answered through its [`CommitTicket`], which a thread may wait on
+//! ([`CommitTicket::wait`]) and an async task may await (it is a future): an HTTP request
+//! that commits parks no thread while its batch is written.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use super::{CommitError, Committed, StorageError};
 
@@ -12,49 +18,131 @@ pub type Outcome = std::result::Result<Committed, CommitError>;
 
 /// The queue and leadership of one ledger's commits.
 pub struct GroupCommit<R> {
+    state: Mutex<State<R>>,
+}
+
+struct State<R> {
     /// Commits waiting for a batch to take them.
-    pending: Mutex<Vec<Pending<R>>>,
-    /// Whether a batch is being committed; waiters for its end wait on `batch_done`.
-    leader: Mutex<Leader>,
-    batch_done: Condvar,
+    pending: Vec<Pending<R>>,
+    /// Whether a leader is committing (or will commit) what is queued.
+    leading: bool,
 }
 
 impl<R> Default for GroupCommit<R> {
     fn default() -> Self {
         GroupCommit {
-            pending: Default::default(),
-            leader: Default::default(),
-            batch_done: Default::default(),
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                leading: false,
+            }),
         }
     }
 }
 
-/// Who commits: whether a batch is being committed, and how many have ended.
+/// Where a commit's answer is left by its batch.
 #[derive(Default)]
-struct Leader {
-    active: bool,
-    batches: u64,
+struct Slot {
+    answer: Mutex<Answer>,
+    done: Condvar,
 }
 
-/// A commit's answer, filled by the batch that commits it.
-type Slot = Arc<Mutex<Answer>>;
-
-/// Whether a batch took the request, and its result once that batch has committed.
 #[derive(Default)]
 struct Answer {
-    taken: bool,
     result: Option<Outcome>,
+    /// Whether the batch has answered (the result may have been taken since).
+    answered: bool,
+    waker: Option<Waker>,
 }
 
-/// A commit request taken by a batch; the batch must [`Pending::answer`] it.
+impl Slot {
+    fn fill(&self, outcome: Outcome) {
+        let waker = {
+            let mut a = lock(&self.answer);
+            if a.answered {
+                return;
+            }
+            a.result = Some(outcome);
+            a.answered = true;
+            a.waker.take()
+        };
+        self.done.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A queued commit's answer: a future, or [`CommitTicket::wait`] on a thread that may block.
+/// Clones share the answer; the first to take it gets it ([`CommitTicket::wait_answered`]
+/// only waits).
+#[derive(Clone)]
+pub struct CommitTicket(Arc<Slot>);
+
+impl CommitTicket {
+    /// Blocks until the batch answers, and takes the answer.
+    pub fn wait(self) -> Outcome {
+        let mut a = lock(&self.0.answer);
+        while !a.answered {
+            a = self.0.done.wait(a).unwrap_or_else(|p| p.into_inner());
+        }
+        a.result.take().unwrap_or_else(|| Err(taken()))
+    }
+
+    /// Blocks until the batch answers, leaving the answer to the ticket's other holder.
+    pub fn wait_answered(&self) {
+        let mut a = lock(&self.0.answer);
+        while !a.answered {
+            a = self.0.done.wait(a).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Whether the batch has answered.
+    pub fn is_answered(&self) -> bool {
+        lock(&self.0.answer).answered
+    }
+}
+
+fn taken() -> CommitError {
+    CommitError::Storage(StorageError::Corrupt(
+        "the commit's answer was taken twice".into(),
+    ))
+}
+
+impl Future for CommitTicket {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut a = lock(&self.0.answer);
+        if a.answered {
+            return Poll::Ready(a.result.take().unwrap_or_else(|| Err(taken())));
+        }
+        match &mut a.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// A commit request taken by a batch; the batch must [`Pending::answer`] it. One dropped
+/// unanswered (its batch panicked) answers that its commit did not finish.
 pub struct Pending<R> {
     pub req: R,
-    slot: Slot,
+    slot: Arc<Slot>,
 }
 
 impl<R> Pending<R> {
     pub fn answer(&self, outcome: Outcome) {
-        lock(&self.slot).result = Some(outcome);
+        self.slot.fill(outcome);
+    }
+}
+
+impl<R> Drop for Pending<R> {
+    fn drop(&mut self) {
+        self.slot
+            .fill(Err(CommitError::Storage(StorageError::Corrupt(
+                "the group commit that held this transaction did not finish".into(),
+            ))));
     }
 }
 
@@ -71,29 +159,10 @@ impl<R> Batch<'_, R> {
     /// may take again while its batch is not committed yet: requests queued meanwhile join
     /// it instead of waiting for the next.
     pub fn take_up_to(&self, most: usize) -> Vec<Pending<R>> {
-        let batch = {
-            let mut pending = lock(&self.0.pending);
-            let at = most.min(pending.len());
-            let rest = pending.split_off(at);
-            std::mem::replace(&mut *pending, rest)
-        };
-        for p in &batch {
-            lock(&p.slot).taken = true;
-        }
-        batch
-    }
-}
-
-/// The leadership of one batch; its end (drop) wakes the requests waiting for it.
-struct Leadership<'a, R>(&'a GroupCommit<R>);
-
-impl<R> Drop for Leadership<'_, R> {
-    fn drop(&mut self) {
-        let mut leader = lock(&self.0.leader);
-        leader.active = false;
-        leader.batches += 1;
-        drop(leader);
-        self.0.batch_done.notify_all();
+        let mut state = lock(&self.0.state);
+        let at = most.min(state.pending.len());
+        let rest = state.pending.split_off(at);
+        std::mem::replace(&mut state.pending, rest)
     }
 }
 
@@ -101,55 +170,196 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Ends a leadership that panicked: the requests still queued are answered (that their
+/// commit did not finish) and the next request leads again.
+struct Leadership<'a, R>(&'a GroupCommit<R>);
+
+impl<R> Drop for Leadership<'_, R> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let orphans = {
+                let mut state = lock(&self.0.state);
+                state.leading = false;
+                std::mem::take(&mut state.pending)
+            };
+            drop(orphans);
+        }
+    }
+}
+
 impl<R> GroupCommit<R> {
     /// How many requests wait for a batch to take them.
     pub fn queued(&self) -> usize {
-        lock(&self.pending).len()
+        lock(&self.state).pending.len()
     }
 
-    /// Queues `req` and returns its outcome. If no batch is being committed, this request
-    /// leads one: `lead` takes the queue ([`Batch::take`]) when it may write and answers
-    /// every request it took. Otherwise it waits for the running batch to end (an answered
-    /// request returns at once instead of queueing behind the next batch), then finds its
-    /// answer or, if it came too late for that batch, leads the next.
-    pub fn submit(&self, req: R, lead: impl Fn(Batch<'_, R>)) -> Outcome {
-        let slot: Slot = Default::default();
-        lock(&self.pending).push(Pending {
+    /// Queues `req`. True as the second value: no leader is committing, and the caller
+    /// must now lead ([`GroupCommit::lead`]) on a thread that may block.
+    pub fn queue(&self, req: R) -> (CommitTicket, bool) {
+        let slot: Arc<Slot> = Default::default();
+        let mut state = lock(&self.state);
+        state.pending.push(Pending {
             req,
             slot: slot.clone(),
         });
+        let lead = !state.leading;
+        state.leading = true;
+        (CommitTicket(slot), lead)
+    }
+
+    /// The leader's work: `one_batch` takes from the queue ([`Batch::take`]) and answers
+    /// every request it took, and is called again until the queue is empty; then the
+    /// leadership ends and this returns true. With `until`, it returns false instead as soon
+    /// as that ticket is answered while requests remain queued: the caller still leads, and
+    /// must call this again (elsewhere, without `until`) for them.
+    pub fn lead(
+        &self,
+        mut one_batch: impl FnMut(Batch<'_, R>),
+        until: Option<&CommitTicket>,
+    ) -> bool {
+        let guard = Leadership(self);
         loop {
-            // The answer is checked under the leader lock: a batch fills its answers before
-            // its end is recorded there, so an answered request never leads or waits again.
-            let mut leader = lock(&self.leader);
-            {
-                let mut answer = lock(&slot);
-                if let Some(done) = answer.result.take() {
-                    return done;
-                }
-                // Taken by a batch that ended without answering it: that batch panicked.
-                if answer.taken && !leader.active {
-                    return Err(CommitError::Storage(StorageError::Corrupt(
-                        "the group commit that held this transaction did not finish".into(),
-                    )));
-                }
+            one_batch(Batch(self));
+            let mut state = lock(&self.state);
+            if state.pending.is_empty() {
+                state.leading = false;
+                drop(state);
+                drop(guard);
+                return true;
             }
-            if leader.active {
-                let batch = leader.batches;
-                while leader.batches == batch {
-                    leader = self
-                        .batch_done
-                        .wait(leader)
-                        .unwrap_or_else(|p| p.into_inner());
-                }
-                continue;
+            drop(state);
+            if until.is_some_and(|t| t.is_answered()) {
+                drop(guard);
+                return false;
             }
-            leader.active = true;
-            drop(leader);
-            // Ends the leadership even if the batch panics, so that waiters move on.
-            let lead_guard = Leadership(self);
-            lead(Batch(self));
-            drop(lead_guard);
         }
+    }
+
+    /// Queues `req` and returns its outcome, leading until the queue is empty if no leader
+    /// was committing.
+    pub fn submit(&self, req: R, one_batch: impl FnMut(Batch<'_, R>)) -> Outcome {
+        let (ticket, lead) = self.queue(req);
+        if lead {
+            self.lead(one_batch, None);
+        }
+        ticket.wait()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(seq: u64) -> Outcome {
+        Ok(Committed { sequence_no: seq })
+    }
+
+    /// Answers each request with its own number as the sequence number.
+    fn answer_all(batch: Batch<'_, u64>) {
+        for p in batch.take() {
+            p.answer(ok(p.req));
+        }
+    }
+
+    #[test]
+    fn the_first_queued_leads_and_a_leader_commits_until_the_queue_is_empty() {
+        let g = GroupCommit::<u64>::default();
+        let (a, lead_a) = g.queue(1);
+        let (b, lead_b) = g.queue(2);
+        assert!(lead_a && !lead_b, "only the first leads");
+        assert!(!a.is_answered());
+        let mut batches = 0;
+        assert!(g.lead(
+            |batch| {
+                batches += 1;
+                // One request per batch: the leader goes on while any is queued.
+                if let Some(p) = batch.take_up_to(1).pop() {
+                    p.answer(ok(p.req));
+                }
+            },
+            None
+        ));
+        assert_eq!(batches, 2);
+        assert_eq!(a.wait().unwrap().sequence_no, 1);
+        assert_eq!(b.wait().unwrap().sequence_no, 2);
+        // The leadership ended with the queue: the next request leads again.
+        let (c, lead_c) = g.queue(3);
+        assert!(lead_c);
+        g.lead(answer_all, None);
+        assert_eq!(c.wait().unwrap().sequence_no, 3);
+    }
+
+    #[test]
+    fn a_leader_waiting_for_its_own_commit_stops_once_it_is_answered() {
+        let g = GroupCommit::<u64>::default();
+        let (mine, lead) = g.queue(1);
+        assert!(lead);
+        let (later, _) = g.queue(2);
+        // Its own request is answered by the first batch; one is still queued.
+        let done = g.lead(
+            |batch| {
+                if let Some(p) = batch.take_up_to(1).pop() {
+                    p.answer(ok(p.req));
+                }
+            },
+            Some(&mine),
+        );
+        assert!(!done, "the leadership is handed on");
+        assert!(mine.is_answered() && !later.is_answered());
+        assert_eq!(g.queued(), 1);
+        // Still led: a new request does not lead.
+        let (_, lead_again) = g.queue(3);
+        assert!(!lead_again);
+        assert!(g.lead(answer_all, None));
+        assert_eq!(later.wait().unwrap().sequence_no, 2);
+    }
+
+    #[test]
+    fn a_batch_that_panics_answers_every_request_and_the_next_leads() {
+        let g = GroupCommit::<u64>::default();
+        let (taken, _) = g.queue(1);
+        let (queued, _) = g.queue(2);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            g.lead(
+                |batch| {
+                    let _took = batch.take_up_to(1);
+                    panic!("a bug in the writer");
+                },
+                None,
+            )
+        }));
+        assert!(panicked.is_err());
+        for t in [taken, queued] {
+            match t.wait() {
+                Err(CommitError::Storage(StorageError::Corrupt(m))) => {
+                    assert!(m.contains("did not finish"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let (next, lead) = g.queue(3);
+        assert!(lead, "the leadership ended with the panic");
+        g.lead(answer_all, None);
+        assert_eq!(next.wait().unwrap().sequence_no, 3);
+    }
+
+    #[test]
+    fn a_ticket_is_a_future_woken_by_its_answer() {
+        let g = std::sync::Arc::new(GroupCommit::<u64>::default());
+        let (ticket, lead) = g.queue(7);
+        assert!(lead);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let leader = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                g.lead(answer_all, None)
+            })
+        };
+        let got = rt.block_on(ticket);
+        assert_eq!(got.unwrap().sequence_no, 7);
+        assert!(leader.join().unwrap());
     }
 }

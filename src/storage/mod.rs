@@ -259,14 +259,32 @@ pub trait LedgerStore: Send + Sync {
 
     /// Checks a read-only transaction's reads against the latest committed state.
     fn validate(&self, reads: &[ReadCheck]) -> std::result::Result<(), CommitError>;
-    /// Whether [`LedgerStore::validate`] of a few reads is quick and never waits (for a
-    /// commit, a lock or the network), so that it may run on the HTTP layer's own thread.
-    fn validates_without_waiting(&self) -> bool {
+    /// Whether a few reads — [`LedgerStore::validate`] of a few reads, a statement's few
+    /// document reads — are quick and never wait (for a commit, a lock or the network), so
+    /// that they may run on the HTTP layer's own thread.
+    fn reads_without_waiting(&self) -> bool {
         false
     }
     /// Validates `req.reads` and, if nothing moved, appends one block with the
     /// transaction's revisions and applies its writes; returns once that is durable.
-    fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError>;
+    /// (Leads the ledger's group commit until its queue is empty if no one else does.)
+    fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
+        let (ticket, lead) = self.queue_commit(req);
+        if lead {
+            self.lead_commits(None);
+        }
+        ticket.wait()
+    }
+    /// Queues a commit ([`LedgerStore::commit`]) without waiting for it: the ticket answers
+    /// once the commit is durable (or failed). True as the second value: no one leads the
+    /// ledger's group commit, and the caller must call [`LedgerStore::lead_commits`] on a
+    /// thread that may block, or the commit is never made.
+    fn queue_commit(&self, req: CommitRequest) -> (group::CommitTicket, bool);
+    /// Leads the group commit: commits what is queued, batch after batch, until the queue is
+    /// empty (true). With `until`, returns false as soon as that ticket is answered while
+    /// commits remain queued: the caller still leads and must call this again, without
+    /// `until`, elsewhere (see [`group::GroupCommit::lead`]).
+    fn lead_commits(&self, until: Option<&group::CommitTicket>) -> bool;
     /// (transactions committed, durable writes made for them) since the ledger was opened.
     fn commit_counts(&self) -> (u64, u64);
 

@@ -94,6 +94,22 @@ pub struct CommitRequest {
     pub redaction: Option<RevisionRef>,
 }
 
+impl CommitRequest {
+    /// Whether the commit creates, drops or undrops a table or index.
+    pub fn changes_catalog(&self) -> bool {
+        !(self.new_tables.is_empty()
+            && self.new_indexes.is_empty()
+            && self.table_status.is_empty()
+            && self.dropped_indexes.is_empty())
+    }
+
+    /// Whether the commit writes nothing: no document, catalog change or redaction (no block
+    /// is written; only its reads are checked).
+    pub fn writes_nothing(&self) -> bool {
+        self.writes.is_empty() && !self.changes_catalog() && self.redaction.is_none()
+    }
+}
+
 /// Why a commit was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {

@@ -18,7 +18,7 @@ use crate::storage::forms::{
     decode_doc, genesis_block, redact_in_block, redaction_conflict, revision_view, BlockBuilder,
     RevisionRow,
 };
-use crate::storage::group::{GroupCommit, Pending};
+use crate::storage::group::{CommitTicket, GroupCommit, Pending};
 use crate::storage::stored::{decode_block, pack_block, DATA_IN_BLOCK};
 use crate::storage::{
     index_key, CommitError, CommitRequest, Committed, IndexInfo, KeepDoc, LedgerStore, ReadCheck,
@@ -1053,15 +1053,22 @@ impl LedgerStore for PgLedger {
         }
     }
 
-    fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
-        self.group.submit(req, |batch| {
-            // Each request is a savepoint (a subtransaction): PostgreSQL keeps 64 per
-            // transaction in its snapshots' fast path.
-            let batch = batch.take_up_to(MAX_BATCH);
-            if !batch.is_empty() {
-                self.commit_batch(batch);
-            }
-        })
+    fn queue_commit(&self, req: CommitRequest) -> (CommitTicket, bool) {
+        self.group.queue(req)
+    }
+
+    fn lead_commits(&self, until: Option<&CommitTicket>) -> bool {
+        self.group.lead(
+            |batch| {
+                // Each request is a savepoint (a subtransaction): PostgreSQL keeps 64 per
+                // transaction in its snapshots' fast path.
+                let batch = batch.take_up_to(MAX_BATCH);
+                if !batch.is_empty() {
+                    self.commit_batch(batch);
+                }
+            },
+            until,
+        )
     }
 
     fn commit_counts(&self) -> (u64, u64) {

@@ -354,26 +354,43 @@ impl LedgerDb {
     /// Validates `req.reads` against the current state and, if nothing moved, appends one
     /// block with the transaction's revisions and applies its writes — durably.
     ///
-    /// Group commit: the request joins the ledger's queue. If no batch is being committed,
-    /// it leads one: it takes the write connection and commits every queued request, in
-    /// arrival order, in one SQLite transaction (each in its own savepoint, so a conflict or
-    /// error undoes only that one) with one fsync; each is answered only after that commit.
-    /// Otherwise it waits for the running batch to end (never for the connection: an
-    /// answered request returns at once instead of queueing behind the next batch), then
-    /// finds its answer or, if it came too late for that batch, leads the next.
+    /// Group commit: the request joins the ledger's queue ([`LedgerDb::queue_commit`]). If no
+    /// leader is committing, this thread leads ([`LedgerDb::lead_commits`]) until the queue
+    /// is empty; otherwise it waits for the batch that commits it.
+    pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
+        let (ticket, lead) = self.queue_commit(req);
+        if lead {
+            self.lead_commits(None);
+        }
+        ticket.wait()
+    }
+
+    /// Queues a commit; true as the second value when the caller must lead
+    /// ([`LedgerDb::lead_commits`]).
     ///
     /// The block is prepared here first ([`PreparedBlock`]), before the request joins the
     /// queue: its encoding and hashing run on the committing thread, beside the batch being
     /// committed, and the writer only places it.
-    pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
+    pub fn queue_commit(&self, req: CommitRequest) -> (CommitTicket, bool) {
         let block = {
             let cached = self.cached();
             PreparedBlock::prepare(&req, &cached.tip.strand_id, cached.tip.last_seq + 1)
         };
-        self.group.submit(Queued { req, block }, |batch| {
-            let mut conn = self.lock_writer();
-            commit_batch(self, &mut conn, batch);
-        })
+        self.group.queue(Queued { req, block })
+    }
+
+    /// Commits the queue as its leader: the write connection commits every queued request,
+    /// in arrival order, in one SQLite transaction per batch (each request in its own
+    /// savepoint, so a conflict or error undoes only that one) with one fsync, and answers
+    /// each only after that commit. See [`crate::storage::group::GroupCommit::lead`] for `until` and the result.
+    pub fn lead_commits(&self, until: Option<&CommitTicket>) -> bool {
+        self.group.lead(
+            |batch| {
+                let mut conn = self.lock_writer();
+                commit_batch(self, &mut conn, batch);
+            },
+            until,
+        )
     }
 
     /// (transactions committed, SQLite commits made for them) since the ledger was opened.
@@ -405,7 +422,7 @@ pub(crate) struct CommitStats {
     fsyncs: std::sync::atomic::AtomicU64,
 }
 
-use crate::storage::group::{lock, Batch};
+use crate::storage::group::{lock, Batch, CommitTicket};
 
 /// Commits `batch` in one SQLite transaction, refreshes the cached tip (and catalog, if a
 /// transaction changed it), and answers each request.
@@ -516,14 +533,10 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
             let committed = answers.iter().filter(|a| a.is_ok()).count() as u64;
             stats.transactions.fetch_add(committed, Relaxed);
             if committed > 0 {
-                let catalog = batch.iter().zip(&answers).any(|(p, a)| {
-                    let r = &p.req.req;
-                    a.is_ok()
-                        && !(r.new_tables.is_empty()
-                            && r.new_indexes.is_empty()
-                            && r.table_status.is_empty()
-                            && r.dropped_indexes.is_empty())
-                });
+                let catalog = batch
+                    .iter()
+                    .zip(&answers)
+                    .any(|(p, a)| a.is_ok() && p.req.req.changes_catalog());
                 db.refresh_cache(conn, catalog);
             }
             for (p, a) in batch.iter().zip(answers) {

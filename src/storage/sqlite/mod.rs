@@ -23,10 +23,10 @@ use std::sync::Arc;
 pub use catalog::Catalog;
 pub use ledger_db::{LedgerDb, LedgerLocation};
 
+use super::group::CommitTicket;
 use super::{
-    Backend, CatalogStore, CommitError, CommitRequest, Committed, ExportRecord, LedgerRecord,
-    LedgerStore, ReadCheck, Result, RevisionRef, ScanPage, Snapshot, StoredDoc, StreamRecord,
-    TableInfo, Tip,
+    Backend, CatalogStore, CommitError, CommitRequest, ExportRecord, LedgerRecord, LedgerStore,
+    ReadCheck, Result, RevisionRef, ScanPage, Snapshot, StoredDoc, StreamRecord, TableInfo, Tip,
 };
 use crate::ion::Value;
 use crate::journal::hash::Hash;
@@ -239,9 +239,9 @@ impl Snapshot for SqliteSnapshot<'_> {
 }
 
 impl LedgerStore for LedgerDb {
-    /// A file ledger's validation reads a pooled read connection of its own (WAL); an
-    /// in-memory ledger's would take the writer's connection.
-    fn validates_without_waiting(&self) -> bool {
+    /// A file ledger's reads take a pooled read connection of their own (WAL); an in-memory
+    /// ledger's would take the writer's connection.
+    fn reads_without_waiting(&self) -> bool {
         matches!(self.location(), LedgerLocation::File(_))
     }
 
@@ -286,8 +286,11 @@ impl LedgerStore for LedgerDb {
     fn validate(&self, reads: &[ReadCheck]) -> std::result::Result<(), CommitError> {
         LedgerDb::validate(self, reads)
     }
-    fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
-        LedgerDb::commit(self, req)
+    fn queue_commit(&self, req: CommitRequest) -> (CommitTicket, bool) {
+        LedgerDb::queue_commit(self, req)
+    }
+    fn lead_commits(&self, until: Option<&CommitTicket>) -> bool {
+        LedgerDb::lead_commits(self, until)
     }
     fn commit_counts(&self) -> (u64, u64) {
         LedgerDb::commit_counts(self)
