@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use common::*;
 use qldb_local::ion::{binary, text, Value};
+use qldb_local::journal::block::StatementInfo;
 use qldb_local::session::{Commit, Param, SessionError, QUICK_STATEMENT_READS};
+use qldb_local::storage::CommitRequest;
 
 /// A driver-like transaction that tries the quick path first, as the HTTP layer does.
 struct Quick<'a> {
@@ -157,22 +159,40 @@ fn a_queued_commit_is_answered_before_its_session_runs_another_command() {
     t.run("CREATE TABLE T", &[]).unwrap();
     t.commit().unwrap();
 
+    // Another commit queued first, whose leadership this test holds: nothing is committed
+    // until it leads.
+    let db = l.control.active_ledger("j").unwrap();
+    let (held, lead) = db.queue_commit(CommitRequest {
+        transaction_id: qldb_local::names::new_unique_id(),
+        commit_ms: 1,
+        statements: vec![StatementInfo {
+            statement: "CREATE TABLE Held".into(),
+            start_time_ms: 1,
+            statement_digest: vec![0; 32],
+        }],
+        ..Default::default()
+    });
+    assert!(lead);
+
     let mut t = Tx::begin(&l, &s);
     t.run("INSERT INTO T VALUE {'k': 1}", &[]).unwrap();
     let (id, digest) = (t.id.clone(), t.digest.bytes().to_vec());
-    let Some(Ok(Commit::Queued(mut queued))) = l.sessions.try_commit(&s, &id, &digest) else {
+    let Some(Ok(Commit::Queued(queued))) = l.sessions.try_commit(&s, &id, &digest) else {
         panic!("a write commit is queued");
     };
-    let leader = queued
-        .take_leader()
-        .expect("no one else leads this ledger's commits");
-    // Not committed yet (no leader runs): the session's next command waits for the answer.
+    // Not committed yet: the session's next command waits for the answer.
     assert!(l.sessions.try_start_transaction(&s).is_none());
     let next = {
         let (l, s) = (l.clone(), s.clone());
         std::thread::spawn(move || l.sessions.start_transaction(&s))
     };
-    std::thread::spawn(leader);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !next.is_finished(),
+        "StartTransaction waits for the queued commit"
+    );
+    assert!(db.lead_commits(None));
+    held.wait().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -202,6 +222,43 @@ fn a_queued_commit_is_answered_before_its_session_runs_another_command() {
 }
 
 #[test]
+fn a_write_deferred_partway_leaves_no_write_and_no_read() {
+    let l = ledger();
+    let s = l.sessions.start_session("j").unwrap();
+    let mut t = Tx::begin(&l, &s);
+    t.run("CREATE TABLE T", &[]).unwrap();
+    t.run("CREATE INDEX ON T (k)", &[]).unwrap();
+    t.commit().unwrap();
+    insert_docs(&l, &s, 0, 40);
+    let mut q = Quick::begin(&l, &s);
+    let (_, rows) = q.run_quick("SELECT VALUE t.k FROM T AS t WHERE t.k = 1000", &[]);
+    assert!(rows.is_empty());
+    let reads_before = l.sessions.read_set(&s, &q.tx.id).unwrap();
+    // 35 keys that exist and 35 that do not: 70 lookups, past the budget of 64.
+    let keys: Vec<String> = (0..35).chain(1000..1035).map(|k| k.to_string()).collect();
+    let update = format!(
+        "UPDATE T AS t SET t.n = 1 WHERE t.k IN ({})",
+        keys.join(", ")
+    );
+    let (quick, rows) = q.run_quick(&update, &[]);
+    assert!(!quick, "70 index lookups are not quick");
+    assert_eq!(rows.len(), 35, "run in full on the waiting path");
+    let reads = l.sessions.read_set(&s, &q.tx.id).unwrap();
+    assert!(reads.len() > reads_before.len());
+    // The driver's digest holds the update once.
+    q.tx.commit().unwrap();
+    let mut t = Tx::begin(&l, &s);
+    let history = t
+        .run(
+            "SELECT VALUE h.metadata.version FROM history(T) AS h WHERE h.metadata.version > 0",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(history.len(), 35, "one update of each, not two");
+    t.commit().unwrap();
+}
+
+#[test]
 fn a_queued_commit_that_conflicts_answers_occ() {
     let l = ledger();
     let s1 = l.sessions.start_session("j").unwrap();
@@ -219,13 +276,10 @@ fn a_queued_commit_that_conflicts_answers_occ() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let Some(Ok(Commit::Queued(mut queued))) = l.sessions.try_commit(&s2, &b.id, b.digest.bytes())
+    let Some(Ok(Commit::Queued(queued))) = l.sessions.try_commit(&s2, &b.id, b.digest.bytes())
     else {
         panic!("a write commit is queued");
     };
-    if let Some(lead) = queued.take_leader() {
-        std::thread::spawn(lead);
-    }
     assert!(matches!(
         rt.block_on(queued.outcome()),
         Err(SessionError::OccConflict(_))

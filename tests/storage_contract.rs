@@ -138,15 +138,21 @@ fn contract(backend: &dyn Backend) -> Arc<dyn LedgerStore> {
 
     // Index lookups by canonical key (a string tag; a number keyed by value).
     let mut found: Vec<String> = db
-        .index_lookup(I, &index_key(&Value::string("b")))
+        .index_lookup(I, &index_key(&Value::string("b")), usize::MAX)
         .unwrap()
         .into_iter()
         .map(|d| d.doc_id)
         .collect();
     found.sort();
     assert_eq!(found, vec![doc(700), doc(many)]);
+    // A limited lookup returns no more than asked for, of the same documents.
+    let one = db
+        .index_lookup(I, &index_key(&Value::string("b")), 1)
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert!(found.contains(&one[0].doc_id));
     assert!(db
-        .index_lookup(I, &index_key(&Value::string("zzz")))
+        .index_lookup(I, &index_key(&Value::string("zzz")), usize::MAX)
         .unwrap()
         .is_empty());
 
@@ -252,7 +258,7 @@ fn contract(backend: &dyn Backend) -> Arc<dyn LedgerStore> {
         );
         assert_eq!(snap.document(&doc(700)).unwrap().unwrap().version, 1);
         assert_eq!(
-            snap.index_lookup(I, &index_key(&Value::string("c")))
+            snap.index_lookup(I, &index_key(&Value::string("c")), usize::MAX)
                 .unwrap()
                 .len(),
             0

@@ -231,12 +231,7 @@ async fn send_command(
                 Some(done) => {
                     let usage = match done? {
                         Commit::Done(usage) => usage,
-                        Commit::Queued(mut queued) => {
-                            if let Some(lead) = queued.take_leader() {
-                                tokio::task::spawn_blocking(lead);
-                            }
-                            queued.outcome().await?
-                        }
+                        Commit::Queued(queued) => queued.outcome().await?,
                     };
                     committed(transaction_id, commit_digest_b64, usage)
                 }

@@ -20,7 +20,7 @@ use rand::RngCore;
 use crate::control::ControlPlane;
 use crate::iam::Principal;
 use crate::names::{new_unique_id, LedgerName};
-use crate::storage::group::CommitTicket;
+use crate::storage::group::{run_leader, CommitTicket};
 use crate::storage::LedgerStore;
 use crate::storage::{CommitError, CommitRequest};
 pub use txn::Txn;
@@ -177,53 +177,33 @@ pub enum Commit {
     Queued(QueuedCommit),
 }
 
-/// A commit queued for its ledger's group commit: await [`QueuedCommit::outcome`], after
-/// running [`QueuedCommit::take_leader`]'s work on a thread that may block, if there is any.
+/// A commit queued for its ledger's group commit: await [`QueuedCommit::outcome`].
 pub struct QueuedCommit {
     ticket: CommitTicket,
-    /// The ledger, when this commit must lead its group commit.
-    leader: Option<Arc<dyn LedgerStore>>,
     usage: Usage,
 }
 
 impl QueuedCommit {
-    /// The leadership of the ledger's group commit, when no one else leads it: it must run
-    /// (on a thread that may block) or the commit is never made.
-    pub fn take_leader(&mut self) -> Option<impl FnOnce() + Send + 'static> {
-        self.leader.take().map(|l| {
-            move || {
-                l.lead_commits(None);
-            }
-        })
-    }
-
     /// The commit's answer, once its batch is durable (or failed).
     pub async fn outcome(self) -> R<Usage> {
-        debug_assert!(self.leader.is_none(), "the leader was not started");
         commit_outcome(self.ticket.await.map(|_| ())).map(|()| self.usage)
     }
 }
 
+/// Starts the leadership of `ledger`'s group commit on a thread of its own ([`run_leader`]).
+fn start_leader(ledger: Arc<dyn LedgerStore>) {
+    run_leader(move || {
+        ledger.lead_commits(None);
+    });
+}
+
 /// Commits `req` on this thread, which may block: it waits for its batch, or leads the
 /// ledger's group commit until its own commit is answered and hands what is still queued to
-/// another thread (a blocking thread of the runtime, if there is one).
+/// a thread of its own.
 fn commit_here(ledger: Arc<dyn LedgerStore>, req: CommitRequest) -> Result<(), CommitError> {
     let (ticket, lead) = ledger.queue_commit(req);
     if lead && !ledger.lead_commits(Some(&ticket)) {
-        let next = ledger.clone();
-        let handed = match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(move || next.lead_commits(None));
-                true
-            }
-            Err(_) => std::thread::Builder::new()
-                .name("qldb-commit".into())
-                .spawn(move || next.lead_commits(None))
-                .is_ok(),
-        };
-        if !handed {
-            ledger.lead_commits(None);
-        }
+        start_leader(ledger);
     }
     ticket.wait().map(|_| ())
 }
@@ -694,12 +674,11 @@ impl Sessions {
                 "a commit with table tags is not queued here"
             );
             let (ticket, lead) = s.ledger.queue_commit(req);
+            if lead {
+                start_leader(s.ledger.clone());
+            }
             s.in_commit = Some(ticket.clone());
-            Ok(Some(Commit::Queued(QueuedCommit {
-                ticket,
-                leader: lead.then(|| s.ledger.clone()),
-                usage,
-            })))
+            Ok(Some(Commit::Queued(QueuedCommit { ticket, usage })))
         })?
         .transpose()
     }

@@ -549,7 +549,7 @@ struct Ctx<'a> {
     now: i64,
     read_ios: u64,
     write_ios: u64,
-    /// The most documents the statement may read ([`ExecError::Deferred`] past them), when it
+    /// The documents the statement may still read ([`ExecError::Deferred`] past them), when it
     /// runs where it may not take long.
     budget: Option<u64>,
 }
@@ -561,14 +561,28 @@ fn no_tags(_: &[(String, String)]) -> Result<Tags, String> {
 
 impl Ctx<'_> {
     /// Whether the statement may read on: [`ExecError::Deferred`] if it has a budget and has
-    /// spent it, or the read is `unbounded` (a whole table at once). With a budget, the most
-    /// documents the read may take.
-    fn may_read(&self, unbounded: bool) -> Result<Option<usize>, ExecError> {
+    /// spent it, or the read is `unbounded` (a whole table at once, a count, the catalog
+    /// under the control plane's lock). With a budget, what is left of it: the read asks for
+    /// one document more, so that [`Ctx::spend`] tells a read past it.
+    fn may_read(&self, unbounded: bool) -> Result<Option<u64>, ExecError> {
         match self.budget {
             None => Ok(None),
-            Some(b) if unbounded || self.read_ios >= b => Err(ExecError::Deferred),
-            Some(b) => Ok(Some((b - self.read_ios) as usize)),
+            Some(b) if unbounded || b == 0 => Err(ExecError::Deferred),
+            Some(b) => Ok(Some(b)),
         }
+    }
+
+    /// Spends `docs` documents of the budget, at least one (a read that finds nothing is
+    /// still a query); [`ExecError::Deferred`] past it.
+    fn spend(&mut self, docs: usize) -> Result<(), ExecError> {
+        if let Some(b) = &mut self.budget {
+            let docs = (docs as u64).max(1);
+            if docs > *b {
+                return Err(ExecError::Deferred);
+            }
+            *b -= docs;
+        }
+        Ok(())
     }
 }
 
@@ -732,6 +746,7 @@ impl TxnView for Ctx<'_> {
             })
             .count() as u64;
         let committed = if self.committed_table(&table.table_id) {
+            self.may_read(true)?;
             self.ledger
                 .count_docs(&table.table_id, cap)
                 .map_err(internal)?
@@ -819,7 +834,11 @@ impl TxnView for Ctx<'_> {
                 SCAN_START
             }
         };
-        let limit = self.may_read(false)?.unwrap_or(SCAN_PAGE);
+        // With a budget, a page past it defers the statement: a quick scan reads the same
+        // page as any other, or none.
+        let limit = self
+            .may_read(false)?
+            .map_or(SCAN_PAGE, |b| (b as usize).saturating_add(1).min(SCAN_PAGE));
         // A document this transaction wrote is judged by what it wrote, not by what is stored.
         let txn = &*self.txn;
         let keep = |doc_id: &str, stored: &[u8]| {
@@ -835,6 +854,7 @@ impl TxnView for Ctx<'_> {
             None => self.ledger.scan_page(&table.table_id, after, limit, keep),
         }
         .map_err(internal)?;
+        self.spend(page.read)?;
         cursor.committed_done = page.read < limit;
         cursor.after = Some(page.last);
         self.read_ios += page.read as u64;
@@ -843,6 +863,7 @@ impl TxnView for Ctx<'_> {
 
     fn by_id(&mut self, table: &TableMeta, doc_id: &str) -> Result<Option<Doc>, ExecError> {
         self.may_read(false)?;
+        self.spend(1)?;
         self.tip_seq()?;
         let committed = match &self.snap {
             Some(snap) => snap.document(doc_id),
@@ -885,7 +906,9 @@ impl TxnView for Ctx<'_> {
         if !index_committed || !self.committed_table(&table.table_id) {
             return self.scan(table);
         }
-        self.may_read(false)?;
+        let limit = self
+            .may_read(false)?
+            .map_or(usize::MAX, |b| (b as usize).saturating_add(1));
         let k = index_key(key);
         let as_of = self.tip_seq()?;
         self.txn.record(ReadCheck::IndexKey {
@@ -894,10 +917,11 @@ impl TxnView for Ctx<'_> {
             as_of,
         });
         let committed = match &self.snap {
-            Some(snap) => snap.index_lookup(index_id, &k),
-            None => self.ledger.index_lookup(index_id, &k),
+            Some(snap) => snap.index_lookup(index_id, &k, limit),
+            None => self.ledger.index_lookup(index_id, &k, limit),
         }
         .map_err(internal)?;
+        self.spend(committed.len())?;
         for d in &committed {
             if self.txn.pending(&d.doc_id).is_none() {
                 self.txn.record(ReadCheck::Doc {
@@ -952,6 +976,8 @@ impl TxnView for Ctx<'_> {
         let tags = if tags.is_empty() {
             None
         } else {
+            // The check reads the catalog under the control plane's lock.
+            self.may_read(true)?;
             Some((self.check_tags)(tags).map_err(ExecError::Semantic)?)
         };
         let tables = self.tables()?;

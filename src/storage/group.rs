@@ -246,6 +246,85 @@ impl<R> GroupCommit<R> {
     }
 }
 
+/// A leadership to run ([`run_leader`]).
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Leader threads waiting for work, by id.
+static IDLE: Mutex<Vec<(u64, std::sync::mpsc::Sender<Job>)>> = Mutex::new(Vec::new());
+
+/// How long a leader thread waits for more work before it ends.
+const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `job` — a group commit's leadership ([`GroupCommit::lead`]) — on a thread of its own,
+/// never on an async runtime's blocking pool (whose threads may all be waiting for commits
+/// that only this leadership makes). A thread that finished a leadership waits a while for
+/// the next one; if no thread can be started, `job` runs here.
+pub fn run_leader(job: impl FnOnce() + Send + 'static) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+    let mut job: Job = Box::new(job);
+    loop {
+        let Some((_, worker)) = lock(&IDLE).pop() else {
+            break;
+        };
+        match worker.send(job) {
+            Ok(()) => return,
+            // That thread has ended.
+            Err(std::sync::mpsc::SendError(back)) => job = back,
+        }
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let (first_tx, first_rx) = std::sync::mpsc::channel::<Job>();
+    let started = std::thread::Builder::new()
+        .name("qldb-commit".into())
+        .spawn(move || {
+            let Ok(first) = first_rx.recv() else { return };
+            leader_thread(id, tx, rx, first)
+        });
+    match started {
+        Ok(_) => {
+            if let Err(std::sync::mpsc::SendError(back)) = first_tx.send(job) {
+                back();
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a commit thread; committing here");
+            job();
+        }
+    }
+}
+
+fn leader_thread(
+    id: u64,
+    me: std::sync::mpsc::Sender<Job>,
+    work: std::sync::mpsc::Receiver<Job>,
+    mut job: Job,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        job();
+        lock(&IDLE).push((id, me.clone()));
+        job = match work.recv_timeout(IDLE_FOR) {
+            Ok(next) => next,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut idle = lock(&IDLE);
+                if let Some(at) = idle.iter().position(|(i, _)| *i == id) {
+                    idle.remove(at);
+                    return;
+                }
+                drop(idle);
+                // Taken off the idle list by a caller that is sending work now.
+                match work.recv() {
+                    Ok(next) => next,
+                    Err(_) => return,
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +440,22 @@ mod tests {
         let got = rt.block_on(ticket);
         assert_eq!(got.unwrap().sequence_no, 7);
         assert!(leader.join().unwrap());
+    }
+
+    #[test]
+    fn leaderships_run_on_threads_of_their_own() {
+        let (done, finished) = std::sync::mpsc::channel();
+        for i in 0..3 {
+            let done = done.clone();
+            run_leader(move || done.send((i, std::thread::current().id())).unwrap());
+            let (got, _) = finished.recv().unwrap();
+            assert_eq!(got, i);
+        }
+        // A leadership never runs on its caller's thread (which may be an async runtime's).
+        let caller = std::thread::current().id();
+        let done2 = done.clone();
+        run_leader(move || done2.send((9, std::thread::current().id())).unwrap());
+        let (_, ran_on) = finished.recv().unwrap();
+        assert_ne!(ran_on, caller);
     }
 }

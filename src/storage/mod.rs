@@ -88,7 +88,7 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 /// journal's older state readable while it lives).
 pub trait Snapshot {
     fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
-    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;
+    fn index_lookup(&self, index_id: &str, key: &[u8], limit: usize) -> Result<Vec<StoredDoc>>;
     /// [`LedgerStore::scan_page`] within the snapshot.
     fn scan_page(
         &self,
@@ -245,8 +245,9 @@ pub trait LedgerStore: Send + Sync {
     /// writer (`None`: each read is a snapshot of its own). Read the tip first: a snapshot
     /// shows that tip's state or a later one.
     fn snapshot(&self) -> Result<Option<Box<dyn Snapshot + '_>>>;
-    /// The live documents whose indexed field has the canonical key `key` ([`index_key`]).
-    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>>;
+    /// The live documents whose indexed field has the canonical key `key` ([`index_key`]),
+    /// `limit` of them at most.
+    fn index_lookup(&self, index_id: &str, key: &[u8], limit: usize) -> Result<Vec<StoredDoc>>;
     /// How many live documents a table has, counting no further than `cap` (cheap for a
     /// small cap): a planner's estimate, read outside any snapshot.
     fn count_docs(&self, table_id: &str, cap: u64) -> Result<u64>;

@@ -322,16 +322,18 @@ impl PgLedger {
         conn: &mut PgConn,
         index_id: &str,
         key: &[u8],
+        limit: usize,
     ) -> Result<Vec<StoredDoc>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         conn.query(
             &self.q(
                 "SELECT d.doc_id, t.table_id, d.version, d.data FROM {s}.index_entries e
                  JOIN {s}.documents d ON d.doc_id = e.doc_id
                  JOIN {s}.tables t ON t.table_no = d.table_no
                  WHERE e.index_no = (SELECT index_no FROM {s}.indexes WHERE index_id = $1)
-                   AND e.key = $2",
+                   AND e.key = $2 LIMIT $3",
             ),
-            &[&index_id, &key],
+            &[&index_id, &key, &limit],
         )?
         .iter()
         .map(|r| {
@@ -927,9 +929,9 @@ impl Snapshot for PgSnapshot<'_> {
         self.db.document_on(&mut self.conn.borrow_mut(), doc_id)
     }
 
-    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
+    fn index_lookup(&self, index_id: &str, key: &[u8], limit: usize) -> Result<Vec<StoredDoc>> {
         self.db
-            .index_lookup_on(&mut self.conn.borrow_mut(), index_id, key)
+            .index_lookup_on(&mut self.conn.borrow_mut(), index_id, key, limit)
     }
 
     fn scan_page(
@@ -976,8 +978,8 @@ impl LedgerStore for PgLedger {
         })))
     }
 
-    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
-        self.index_lookup_on(&mut *self.pool.get()?, index_id, key)
+    fn index_lookup(&self, index_id: &str, key: &[u8], limit: usize) -> Result<Vec<StoredDoc>> {
+        self.index_lookup_on(&mut *self.pool.get()?, index_id, key, limit)
     }
 
     fn count_docs(&self, table_id: &str, cap: u64) -> Result<u64> {

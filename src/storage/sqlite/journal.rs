@@ -319,8 +319,8 @@ impl LedgerDb {
         scan_page_on(&*self.reader()?, table_id, after, limit, keep)
     }
 
-    pub fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
-        index_lookup_on(&*self.reader()?, index_id, key)
+    pub fn index_lookup(&self, index_id: &str, key: &[u8], limit: usize) -> Result<Vec<StoredDoc>> {
+        index_lookup_on(&*self.reader()?, index_id, key, limit)
     }
 
     /// The live documents of a table, counted up to `cap` (on the index by table).
@@ -1286,14 +1286,17 @@ pub(super) fn index_lookup_on(
     conn: &Connection,
     index_id: &str,
     key: &[u8],
+    limit: usize,
 ) -> Result<Vec<StoredDoc>> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.doc_id, t.table_id, d.version, d.data FROM index_entries e
          JOIN documents d ON d.doc_id = e.doc_id
          JOIN tables t ON t.table_no = d.table_no
-         WHERE e.index_no = (SELECT index_no FROM indexes WHERE index_id = ?1) AND e.key = ?2",
+         WHERE e.index_no = (SELECT index_no FROM indexes WHERE index_id = ?1) AND e.key = ?2
+         LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![index_id, key], |r| {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![index_id, key, limit], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,

@@ -224,8 +224,8 @@ impl Snapshot for SqliteSnapshot<'_> {
     fn document(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         journal::document_on(&self.0, doc_id)
     }
-    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
-        journal::index_lookup_on(&self.0, index_id, key)
+    fn index_lookup(&self, index_id: &str, key: &[u8], limit: usize) -> Result<Vec<StoredDoc>> {
+        journal::index_lookup_on(&self.0, index_id, key, limit)
     }
     fn scan_page(
         &self,
@@ -268,8 +268,8 @@ impl LedgerStore for LedgerDb {
             .snapshot_conn()?
             .map(|conn| Box::new(SqliteSnapshot(conn)) as Box<dyn Snapshot>))
     }
-    fn index_lookup(&self, index_id: &str, key: &[u8]) -> Result<Vec<StoredDoc>> {
-        LedgerDb::index_lookup(self, index_id, key)
+    fn index_lookup(&self, index_id: &str, key: &[u8], limit: usize) -> Result<Vec<StoredDoc>> {
+        LedgerDb::index_lookup(self, index_id, key, limit)
     }
     fn count_docs(&self, table_id: &str, cap: u64) -> Result<u64> {
         LedgerDb::count_docs(self, table_id, cap)
