@@ -7,6 +7,10 @@
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_traits::Zero;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use rustc_hash::FxHasher;
 use std::ops::Range;
 
 use super::{Data, Decimal, IonError, IonType, Precision, Timestamp, Value};
@@ -212,13 +216,7 @@ fn encode_marked(
             annotations: vec![Some("$ion_symbol_table".into())],
             data: Data::Struct(vec![(
                 Some("symbols".into()),
-                Value::list(
-                    symbols
-                        .local
-                        .iter()
-                        .map(|s| Value::string(s.clone()))
-                        .collect(),
-                ),
+                Value::list(symbols.local.iter().map(|s| Value::string(*s)).collect()),
             )]),
         };
         w.value(&table);
@@ -229,36 +227,35 @@ fn encode_marked(
     (w.out, w.found)
 }
 
+/// The local symbols of the values being encoded (borrowed from them), in order of first use.
 #[derive(Default)]
-struct SymbolTable {
-    local: Vec<String>,
-    index: std::collections::HashMap<String, u64>,
+struct SymbolTable<'v> {
+    local: Vec<&'v str>,
+    index: HashMap<&'v str, u64, BuildHasherDefault<FxHasher>>,
 }
 
-impl SymbolTable {
+impl<'v> SymbolTable<'v> {
     fn sid(&self, text: &Option<String>) -> u64 {
         match text {
             None => 0,
             Some(t) => match SYSTEM_SYMBOLS.iter().position(|s| s == t) {
                 Some(i) => i as u64 + 1,
-                None => self.index[t],
+                None => self.index[t.as_str()],
             },
         }
     }
 
-    fn add(&mut self, text: &Option<String>) {
+    fn add(&mut self, text: &'v Option<String>) {
         if let Some(t) = text {
-            if !SYSTEM_SYMBOLS.contains(&t.as_str()) && !self.index.contains_key(t) {
-                self.index.insert(
-                    t.clone(),
-                    SYSTEM_SYMBOLS.len() as u64 + 1 + self.local.len() as u64,
-                );
-                self.local.push(t.clone());
+            if !SYSTEM_SYMBOLS.contains(&t.as_str()) && !self.index.contains_key(t.as_str()) {
+                self.index
+                    .insert(t, SYSTEM_SYMBOLS.len() as u64 + 1 + self.local.len() as u64);
+                self.local.push(t);
             }
         }
     }
 
-    fn collect(&mut self, v: &Value) {
+    fn collect(&mut self, v: &'v Value) {
         for a in &v.annotations {
             self.add(a);
         }
@@ -280,7 +277,7 @@ impl SymbolTable {
 /// afterwards, so that nested containers need no buffer of their own.
 struct Writer<'a> {
     out: Vec<u8>,
-    symbols: &'a SymbolTable,
+    symbols: &'a SymbolTable<'a>,
     /// Values whose bodies' places are wanted ([`encode_one_marked`]), by address.
     marked: &'a [*const Value],
     /// (index in `marked`, body start, body length) of those written so far; the starts

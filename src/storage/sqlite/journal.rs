@@ -443,13 +443,18 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
     let mut taken = first.into_iter();
     let mut batch: Vec<Pending> = Vec::with_capacity(taken.len());
     let mut answers = Vec::with_capacity(taken.len());
-    let outcome = (|| -> std::result::Result<(), BatchFailure> {
+    let outcome = (|| -> std::result::Result<Tip, BatchFailure> {
         let mut tx = conn
             .transaction()
             .map_err(|e| BatchFailure::Before(e.to_string()))?;
         // The tip as each request of the batch finds it, and the index catalog (read again
         // after a request that changes it).
-        let mut tip = tip(&tx).map_err(|e| BatchFailure::Before(e.to_string()))?;
+        // The writer keeps the cached tip (this leader, or a `WriteConn` when let go).
+        let mut tip = if db.cache_is_stale() {
+            tip(&tx).map_err(|e| BatchFailure::Before(e.to_string()))?
+        } else {
+            db.cached().tip.clone()
+        };
         let mut indexes = None;
         // Index keys changed by the batch's transactions so far: later ones of the batch see
         // them before the ledger's record of key changes does.
@@ -517,7 +522,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
             stats.fsyncs.fetch_add(1, Relaxed);
             db.committed_to_disk();
         }
-        Ok(())
+        Ok(tip)
     })();
     // Requests taken and not applied (the batch failed before them) are answered with the
     // batch: the failure below answers every request of `batch`. (A request taken alone
@@ -529,7 +534,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
         batch.push(p);
     }
     match outcome {
-        Ok(()) => {
+        Ok(tip) => {
             let committed = answers.iter().filter(|a| a.is_ok()).count() as u64;
             stats.transactions.fetch_add(committed, Relaxed);
             if committed > 0 {
@@ -537,7 +542,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
                     .iter()
                     .zip(&answers)
                     .any(|(p, a)| a.is_ok() && p.req.req.changes_catalog());
-                db.refresh_cache(conn, catalog);
+                db.publish_tip(conn, tip, catalog);
             }
             for (p, a) in batch.iter().zip(answers) {
                 p.answer(a);

@@ -332,6 +332,16 @@ impl LedgerDb {
         self.stale.store(false, SeqCst);
     }
 
+    /// Publishes `tip`, which the writer just committed on `conn`; with `catalog` (or a
+    /// stale cache), reads the tip and the catalog again instead ([`LedgerDb::refresh_cache`]).
+    pub(super) fn publish_tip(&self, conn: &Connection, tip: crate::storage::Tip, catalog: bool) {
+        if catalog || self.cache_is_stale() {
+            return self.refresh_cache(conn, catalog);
+        }
+        let tables = self.cached().tables.clone();
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Cached { tip, tables });
+    }
+
     fn mark_cache_stale(&self) {
         self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
     }
