@@ -58,6 +58,16 @@ impl<'a> Quick<'a> {
     }
 }
 
+/// Creates table `T`, with an index on `k` if `indexed`.
+fn create_t(l: &Ledger, token: &str, indexed: bool) {
+    let mut t = Tx::begin(l, token);
+    t.run("CREATE TABLE T", &[]).unwrap();
+    if indexed {
+        t.run("CREATE INDEX ON T (k)", &[]).unwrap();
+    }
+    t.commit().unwrap();
+}
+
 fn insert_docs(l: &Ledger, token: &str, from: u32, to: u32) {
     let mut n = from;
     while n < to {
@@ -76,10 +86,7 @@ fn insert_docs(l: &Ledger, token: &str, from: u32, to: u32) {
 fn statements_past_the_quick_budget_run_again_and_leave_no_trace() {
     let l = ledger();
     let s = l.sessions.start_session("j").unwrap();
-    let mut t = Tx::begin(&l, &s);
-    t.run("CREATE TABLE T", &[]).unwrap();
-    t.run("CREATE INDEX ON T (k)", &[]).unwrap();
-    t.commit().unwrap();
+    create_t(&l, &s, true);
     let docs = QUICK_STATEMENT_READS as u32 + 36;
     insert_docs(&l, &s, 0, docs);
 
@@ -121,9 +128,7 @@ fn statements_past_the_quick_budget_run_again_and_leave_no_trace() {
 fn a_write_after_an_unfinished_result_is_not_quick() {
     let l = ledger();
     let s = l.sessions.start_session("j").unwrap();
-    let mut t = Tx::begin(&l, &s);
-    t.run("CREATE TABLE T", &[]).unwrap();
-    t.commit().unwrap();
+    create_t(&l, &s, false);
     // More than a scan page (512 documents) and a result page (200): the SELECT pauses
     // after its first scan page.
     insert_docs(&l, &s, 0, 600);
@@ -155,9 +160,7 @@ fn a_write_after_an_unfinished_result_is_not_quick() {
 fn a_queued_commit_is_answered_before_its_session_runs_another_command() {
     let l = Arc::new(ledger());
     let s = l.sessions.start_session("j").unwrap();
-    let mut t = Tx::begin(&l, &s);
-    t.run("CREATE TABLE T", &[]).unwrap();
-    t.commit().unwrap();
+    create_t(&l, &s, false);
 
     // Another commit queued first, whose leadership this test holds: nothing is committed
     // until it leads.
@@ -225,10 +228,7 @@ fn a_queued_commit_is_answered_before_its_session_runs_another_command() {
 fn a_write_deferred_partway_leaves_no_write_and_no_read() {
     let l = ledger();
     let s = l.sessions.start_session("j").unwrap();
-    let mut t = Tx::begin(&l, &s);
-    t.run("CREATE TABLE T", &[]).unwrap();
-    t.run("CREATE INDEX ON T (k)", &[]).unwrap();
-    t.commit().unwrap();
+    create_t(&l, &s, true);
     insert_docs(&l, &s, 0, 40);
     let mut q = Quick::begin(&l, &s);
     let (_, rows) = q.run_quick("SELECT VALUE t.k FROM T AS t WHERE t.k = 1000", &[]);
