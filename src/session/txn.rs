@@ -1104,6 +1104,8 @@ impl TxnView for Ctx<'_> {
                 "The provided block address is not valid.".into(),
             ));
         }
+        self.may_read(false)?;
+        self.spend(1)?;
         let found = self.ledger.revision_at(seq, doc_id).map_err(internal)?;
         let Some(r) = found.filter(|r| r.table_id == table_id) else {
             return Err(ExecError::Runtime(format!(

@@ -324,27 +324,31 @@ impl PgLedger {
         key: &[u8],
         limit: usize,
     ) -> Result<Vec<StoredDoc>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        conn.query(
-            &self.q(
-                "SELECT d.doc_id, t.table_id, d.version, d.data FROM {s}.index_entries e
+        const LOOKUP: &str =
+            "SELECT d.doc_id, t.table_id, d.version, d.data FROM {s}.index_entries e
                  JOIN {s}.documents d ON d.doc_id = e.doc_id
                  JOIN {s}.tables t ON t.table_no = d.table_no
                  WHERE e.index_no = (SELECT index_no FROM {s}.indexes WHERE index_id = $1)
-                   AND e.key = $2 LIMIT $3",
-            ),
-            &[&index_id, &key, &limit],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(StoredDoc {
-                doc_id: r.get(0),
-                table_id: r.get(1),
-                version: r.get::<_, i64>(2) as u64,
-                data: decode_doc(r.get(3))?,
+                   AND e.key = $2";
+        // A LIMIT only when one is asked for: a generic plan assumes a parameter LIMIT
+        // fetches a tenth of the rows, which would tilt the planner for every lookup.
+        let rows = match i64::try_from(limit) {
+            Ok(limit) if limit < i64::MAX => conn.query(
+                &self.q(&format!("{LOOKUP} LIMIT $3")),
+                &[&index_id, &key, &limit],
+            )?,
+            _ => conn.query(&self.q(LOOKUP), &[&index_id, &key])?,
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(StoredDoc {
+                    doc_id: r.get(0),
+                    table_id: r.get(1),
+                    version: r.get::<_, i64>(2) as u64,
+                    data: decode_doc(r.get(3))?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     fn node(&self, conn: &mut PgConn, level: u32, idx: u64) -> Result<Hash> {

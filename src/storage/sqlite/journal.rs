@@ -431,6 +431,9 @@ use crate::storage::group::{lock, Batch, CommitTicket};
 /// the queue again before it commits.
 fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) {
     use std::sync::atomic::Ordering::Relaxed;
+    // A batch that panics (after its COMMIT, say) leaves the cached tip to be read again:
+    // the next batch starts from the cached tip.
+    let _stale_on_panic = StaleOnPanic(db);
     let stats = &db.commit_stats;
     let first = queue.take_up_to(MAX_BATCH);
     if first.is_empty() {
@@ -570,6 +573,17 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
                     why.clone(),
                 ))));
             }
+        }
+    }
+}
+
+/// Marks the ledger's cache stale when dropped while its thread panics.
+struct StaleOnPanic<'a>(&'a LedgerDb);
+
+impl Drop for StaleOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.mark_cache_stale();
         }
     }
 }

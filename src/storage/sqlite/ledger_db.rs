@@ -342,7 +342,7 @@ impl LedgerDb {
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Cached { tip, tables });
     }
 
-    fn mark_cache_stale(&self) {
+    pub(super) fn mark_cache_stale(&self) {
         self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
