@@ -11,7 +11,9 @@ use std::sync::Arc;
 use common::*;
 use qldb_local::ion::{binary, text, Value};
 use qldb_local::journal::block::StatementInfo;
-use qldb_local::session::{Commit, Param, SessionError, QUICK_STATEMENT_READS};
+use qldb_local::session::{
+    Commit, Param, QueuedCommit, SessionError, Usage, QUICK_STATEMENT_READS,
+};
 use qldb_local::storage::CommitRequest;
 
 /// A driver-like transaction that tries the quick path first, as the HTTP layer does.
@@ -56,6 +58,14 @@ impl<'a> Quick<'a> {
             None => (false, self.tx.run(stmt, params).unwrap()),
         }
     }
+}
+
+/// A queued commit's answer, awaited as the HTTP layer does.
+fn outcome(queued: QueuedCommit) -> Result<Usage, SessionError> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(queued.outcome())
 }
 
 /// Creates table `T`, with an index on `k` if `indexed`.
@@ -196,10 +206,7 @@ fn a_queued_commit_is_answered_before_its_session_runs_another_command() {
     );
     assert!(db.lead_commits(None));
     held.wait().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let usage = rt.block_on(queued.outcome()).unwrap();
+    let usage = outcome(queued).unwrap();
     assert_eq!(usage.write_ios, 1);
     let next_id = next.join().unwrap().unwrap();
 
@@ -273,17 +280,11 @@ fn a_queued_commit_that_conflicts_answers_occ() {
     a.run(bump, &[]).unwrap();
     b.run(bump, &[]).unwrap();
     a.commit().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     let Some(Ok(Commit::Queued(queued))) = l.sessions.try_commit(&s2, &b.id, b.digest.bytes())
     else {
         panic!("a write commit is queued");
     };
-    assert!(matches!(
-        rt.block_on(queued.outcome()),
-        Err(SessionError::OccConflict(_))
-    ));
+    assert!(matches!(outcome(queued), Err(SessionError::OccConflict(_))));
     // The loser's session goes on.
     let c = Tx::begin(&l, &s2);
     c.commit().unwrap();

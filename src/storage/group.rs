@@ -81,19 +81,23 @@ pub struct CommitTicket(Arc<Slot>);
 impl CommitTicket {
     /// Blocks until the batch answers, and takes the answer.
     pub fn wait(self) -> Outcome {
-        let mut a = lock(&self.0.answer);
-        while !a.answered {
-            a = self.0.done.wait(a).unwrap_or_else(|p| p.into_inner());
-        }
-        a.result.take().unwrap_or_else(|| Err(taken()))
+        self.answered()
+            .result
+            .take()
+            .unwrap_or_else(|| Err(taken()))
     }
 
     /// Blocks until the batch answers, leaving the answer to the ticket's other holder.
     pub fn wait_answered(&self) {
+        drop(self.answered());
+    }
+
+    fn answered(&self) -> MutexGuard<'_, Answer> {
         let mut a = lock(&self.0.answer);
         while !a.answered {
             a = self.0.done.wait(a).unwrap_or_else(|p| p.into_inner());
         }
+        a
     }
 
     /// Whether the batch has answered.
@@ -233,16 +237,6 @@ impl<R> GroupCommit<R> {
                 return false;
             }
         }
-    }
-
-    /// Queues `req` and returns its outcome, leading until the queue is empty if no leader
-    /// was committing.
-    pub fn submit(&self, req: R, one_batch: impl FnMut(Batch<'_, R>)) -> Outcome {
-        let (ticket, lead) = self.queue(req);
-        if lead {
-            self.lead(one_batch, None);
-        }
-        ticket.wait()
     }
 }
 

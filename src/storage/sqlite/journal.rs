@@ -358,11 +358,7 @@ impl LedgerDb {
     /// leader is committing, this thread leads ([`LedgerDb::lead_commits`]) until the queue
     /// is empty; otherwise it waits for the batch that commits it.
     pub fn commit(&self, req: CommitRequest) -> std::result::Result<Committed, CommitError> {
-        let (ticket, lead) = self.queue_commit(req);
-        if lead {
-            self.lead_commits(None);
-        }
-        ticket.wait()
+        <Self as crate::storage::LedgerStore>::commit(self, req)
     }
 
     /// Queues a commit; true as the second value when the caller must lead
