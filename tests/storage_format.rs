@@ -200,6 +200,70 @@ fn to_v7(file: &std::path::Path) {
              PRAGMA user_version = 7;",
         )
         .unwrap();
+    old_digest_tree(file);
+}
+
+/// The digest at every tip, and every block's proof to the last tip and to the one halfway.
+fn proofs(dir: &std::path::Path) -> Vec<(u64, Vec<Vec<u8>>)> {
+    let l = common::serve(dir);
+    let ledger = l.control.active_ledger("j").unwrap();
+    let (tip, digest) = ledger.digest().unwrap();
+    let mut out = vec![(tip, vec![digest])];
+    for at in 0..=tip {
+        out.push((at, vec![ledger.digest_at(at).unwrap()]));
+        for to in [tip, tip / 2].into_iter().filter(|&to| to >= at) {
+            out.push((at, ledger.block_proof(at, to).unwrap()));
+        }
+    }
+    out
+}
+
+/// Rewrites the digest tree in its form before schema v9: nodes keyed by level and index.
+fn old_digest_tree(file: &std::path::Path) {
+    Connection::open(file)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE merkle_v8 (
+                 level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+                 PRIMARY KEY (level, idx)) WITHOUT ROWID;
+             INSERT INTO merkle_v8 SELECT level, idx, hash FROM merkle;
+             DROP TABLE merkle;
+             ALTER TABLE merkle_v8 RENAME TO merkle;",
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_v8_file_migrates_to_nodes_keyed_by_their_block_with_nothing_lost() {
+    let dir = common::rich_ledger();
+    let file = common::ledger_file(dir.path(), "j");
+    let before = common::dump(&file);
+    let views_before = views(dir.path());
+    let proofs_before = proofs(dir.path());
+    old_digest_tree(&file);
+    Connection::open(&file)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 8;")
+        .unwrap();
+    let err = verify_ledger(dir.path(), "j").unwrap_err();
+    assert!(
+        err.message
+            .contains("written by an earlier qldb-local (schema v8"),
+        "{}",
+        err.message
+    );
+    // Opening it migrates it: the same rows, views and proofs, and it verifies.
+    assert_eq!(views(dir.path()), views_before);
+    assert_eq!(proofs(dir.path()), proofs_before);
+    assert_eq!(common::dump(&file), before);
+    assert_eq!(
+        count(
+            &file,
+            "SELECT count(*) FROM merkle WHERE done != ((idx + 1) << level) - 1"
+        ),
+        0
+    );
+    verify_ledger(dir.path(), "j").unwrap();
 }
 
 #[test]

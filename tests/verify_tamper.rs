@@ -179,6 +179,20 @@ fn every_kind_of_tampering_names_the_damaged_block() {
         "UPDATE merkle SET hash = zeroblob(32) WHERE level = 1 AND idx = 0",
     );
     assert!(r.is_err());
+    // A node stored under another block than the one that completes it: proofs would not
+    // find it.
+    let r = tampered(
+        dir.path(),
+        "UPDATE merkle SET done = done + 100 WHERE level = 1 AND idx = 0",
+    );
+    match r {
+        Err(d) => assert!(
+            d.message.contains("stored under the wrong block"),
+            "{}",
+            d.message
+        ),
+        Ok(()) => panic!("a misplaced node was not detected"),
+    }
 }
 
 #[test]

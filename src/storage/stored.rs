@@ -21,7 +21,7 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// zstd level 1: nearly the ratio of higher levels on blocks (84 vs 85 bytes per revision of a
 /// 40-document block), at the least CPU on the commit path.
-const LEVEL: i32 = 1;
+const LEVEL: i32 = -1;
 
 /// The largest block Ion a stored frame may claim to hold (a damaged frame header must not
 /// make a reader allocate without bound); far above any block a transaction can write.

@@ -998,17 +998,21 @@ fn store_block(
         pack_block(ion)
     ])?;
     let nodes = merkle::append(seq, block_hash.to_vec(), |level, idx| node(tx, level, idx))?;
-    let mut stmt =
-        tx.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    let mut stmt = tx.prepare_cached(INSERT_NODE)?;
     for (level, idx, hash) in nodes {
         stmt.execute(params![level, idx as i64, hash])?;
     }
     Ok(())
 }
 
+/// Stores digest-tree node (?1 level, ?2 index, ?3 hash) under the block that completes it
+/// (schema v9).
+pub(crate) const INSERT_NODE: &str =
+    "INSERT INTO merkle (done, level, idx, hash) VALUES (((?2 + 1) << ?1) - 1, ?1, ?2, ?3)";
+
 pub(crate) fn node(conn: &Connection, level: u32, idx: u64) -> Result<Hash> {
     Ok(conn
-        .prepare_cached("SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2")?
+        .prepare_cached("SELECT hash FROM merkle WHERE done = ((?2 + 1) << ?1) - 1 AND level = ?1")?
         .query_row(params![level, idx as i64], |r| r.get(0))?)
 }
 

@@ -585,7 +585,7 @@ impl<'h> Replayer<'h> {
             crate::journal::merkle::append(seq, hash.to_vec(), |level, idx| node(tx, level, idx))
                 .map_err(|x| at(x.to_string()))?;
         for (level, idx, h) in nodes {
-            tx.prepare_cached("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")
+            tx.prepare_cached(super::journal::INSERT_NODE)
                 .and_then(|mut s| s.execute(params![level, idx as i64, h]))
                 .map_err(e)?;
         }

@@ -279,6 +279,23 @@ pub fn verify_file_reporting(
     // Every stored node of the digest tree must be the hash of the blocks it covers.
     let mut stored: HashMap<(i64, i64), Hash> = HashMap::new();
     {
+        // A node is found by the block that completes it (schema v9).
+        let misplaced: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT level, idx FROM merkle WHERE done IS NOT ((idx + 1) << level) - 1 LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        if let Some((level, idx)) = misplaced {
+            return Err(damage(
+                None,
+                format!(
+                    "digest tree node (level {level}, index {idx}) is stored under the wrong block"
+                ),
+            ));
+        }
         let mut stmt = tx
             .prepare("SELECT level, idx, hash FROM merkle")
             .map_err(sql)?;
