@@ -601,6 +601,9 @@ impl Sessions {
                 }
                 other => other?,
             };
+            if txn.commit_intent.is_none() && !txn.writes.is_empty() {
+                txn.commit_intent = Some(ledger.commit_intent());
+            }
             let page = txn.page(results, paused, self.cfg.page_size);
             Ok((page, usage))
         });

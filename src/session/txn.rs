@@ -59,6 +59,9 @@ pub struct Txn {
     redaction: Option<RevisionRef>,
     /// The rest of each result a client has not fetched yet, by page token.
     pages: HashMap<String, Rest>,
+    /// Held from the first write on: the ledger's group commit may wait a little for this
+    /// transaction's commit ([`crate::storage::group::CommitIntent`]).
+    pub commit_intent: Option<crate::storage::group::CommitIntent>,
 }
 
 /// What is left of a statement's result after a page.
@@ -101,6 +104,7 @@ impl Txn {
             new_table_tags: Vec::new(),
             redaction: None,
             pages: HashMap::new(),
+            commit_intent: None,
         }
     }
 

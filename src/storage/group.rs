@@ -19,6 +19,52 @@ pub type Outcome = std::result::Result<Committed, CommitError>;
 /// The queue and leadership of one ledger's commits.
 pub struct GroupCommit<R> {
     state: Mutex<State<R>>,
+    /// Commits announced ([`GroupCommit::intent`]) and arrivals, for a gathering leader.
+    signal: Arc<Signal>,
+}
+
+/// What a leader gathering a batch ([`Batch::gather`]) waits on.
+#[derive(Default)]
+struct Signal {
+    /// Transactions that wrote and have not queued their commit yet.
+    intents: std::sync::atomic::AtomicUsize,
+    /// Counts every arrival and every intent let go; the condvar is notified of them while
+    /// a leader gathers.
+    changes: Mutex<Changes>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Changes {
+    count: u64,
+    gathering: bool,
+}
+
+impl Signal {
+    fn bump(&self) {
+        let mut c = lock(&self.changes);
+        c.count += 1;
+        if c.gathering {
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// A transaction that wrote and will probably commit soon, announced to its ledger's group
+/// commit ([`GroupCommit::intent`]) until it is dropped (its commit queued, or the
+/// transaction ended otherwise): a leader about to write a batch waits a little for it.
+#[derive(Default)]
+pub struct CommitIntent(Option<Arc<Signal>>);
+
+impl Drop for CommitIntent {
+    fn drop(&mut self) {
+        if let Some(signal) = self.0.take() {
+            signal
+                .intents
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            signal.bump();
+        }
+    }
 }
 
 struct State<R> {
@@ -35,6 +81,7 @@ impl<R> Default for GroupCommit<R> {
                 pending: Vec::new(),
                 leading: false,
             }),
+            signal: Default::default(),
         }
     }
 }
@@ -162,6 +209,38 @@ impl<R> Batch<'_, R> {
     /// Takes the first `most` queued requests; the rest wait for the next batch. A leader
     /// may take again while its batch is not committed yet: requests queued meanwhile join
     /// it instead of waiting for the next.
+    /// Before a batch's first take: while transactions that wrote have not queued their
+    /// commits yet ([`CommitIntent`]), waits up to `at_most` for them, or until `most`
+    /// requests are queued. A batch that takes them too makes one durable write instead of
+    /// several; a leader with no such transaction around does not wait at all.
+    pub fn gather(&self, most: usize, at_most: std::time::Duration) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let signal = &self.0.signal;
+        let mut changes = lock(&signal.changes);
+        let expected = signal.intents.load(SeqCst);
+        if expected == 0 {
+            return;
+        }
+        let deadline = std::time::Instant::now() + at_most;
+        let want = (lock(&self.0.state).pending.len() + expected).min(most);
+        changes.gathering = true;
+        loop {
+            if signal.intents.load(SeqCst) == 0 || lock(&self.0.state).pending.len() >= want {
+                break;
+            }
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            let seen = changes.count;
+            changes = signal
+                .changed
+                .wait_timeout_while(changes, left, |c| c.count == seen)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        changes.gathering = false;
+    }
+
     pub fn take_up_to(&self, most: usize) -> Vec<Pending<R>> {
         let mut state = lock(&self.0.state);
         let at = most.min(state.pending.len());
@@ -208,7 +287,18 @@ impl<R> GroupCommit<R> {
         });
         let lead = !state.leading;
         state.leading = true;
+        drop(state);
+        self.signal.bump();
         (CommitTicket(slot), lead)
+    }
+
+    /// Announces a transaction that wrote and will probably commit soon (see
+    /// [`CommitIntent`]).
+    pub fn intent(&self) -> CommitIntent {
+        self.signal
+            .intents
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CommitIntent(Some(self.signal.clone()))
     }
 
     /// The leader's work: `one_batch` takes from the queue ([`Batch::take`]) and answers
@@ -332,6 +422,76 @@ mod tests {
         for p in batch.take() {
             p.answer(ok(p.req));
         }
+    }
+
+    /// How many requests a batch takes after gathering for at most `wait`, and how long
+    /// the gathering took.
+    fn gathered(g: &GroupCommit<u64>, wait: std::time::Duration) -> (usize, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let mut took = 0;
+        g.lead(
+            |batch| {
+                batch.gather(64, wait);
+                let taken = batch.take();
+                took = taken.len();
+                for p in taken {
+                    p.answer(ok(p.req));
+                }
+            },
+            None,
+        );
+        (took, started.elapsed())
+    }
+
+    #[test]
+    fn a_batch_waits_for_announced_commits_and_only_for_them() {
+        let long = std::time::Duration::from_secs(30);
+        // Nothing announced: no wait, even a long one allowed.
+        let g = GroupCommit::<u64>::default();
+        g.queue(1);
+        let (took, waited) = gathered(&g, long);
+        assert_eq!(took, 1);
+        assert!(waited < long / 2, "waited {waited:?}");
+
+        // Two transactions announced: the batch waits until both have queued.
+        let g = Arc::new(GroupCommit::<u64>::default());
+        let (a, b) = (g.intent(), g.intent());
+        g.queue(1);
+        let g2 = g.clone();
+        let other = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            g2.queue(2);
+            drop(a);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            g2.queue(3);
+            drop(b);
+        });
+        let (took, waited) = gathered(&g, long);
+        other.join().unwrap();
+        assert_eq!(took, 3, "the batch took the announced commits too");
+        assert!(waited < long / 2, "waited {waited:?}");
+
+        // A transaction that ends without committing ends the wait.
+        let g = Arc::new(GroupCommit::<u64>::default());
+        let a = g.intent();
+        g.queue(1);
+        let other = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(a);
+        });
+        let (took, waited) = gathered(&g, long);
+        other.join().unwrap();
+        assert_eq!(took, 1);
+        assert!(waited < long / 2, "waited {waited:?}");
+
+        // One that never commits is waited for at most the time given.
+        let g = GroupCommit::<u64>::default();
+        let _idle = g.intent();
+        g.queue(1);
+        let short = std::time::Duration::from_millis(30);
+        let (took, waited) = gathered(&g, short);
+        assert_eq!(took, 1);
+        assert!(waited >= short, "waited {waited:?}");
     }
 
     #[test]

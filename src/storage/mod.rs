@@ -286,6 +286,12 @@ pub trait LedgerStore: Send + Sync {
     /// commits remain queued: the caller still leads and must call this again, without
     /// `until`, elsewhere (see [`group::GroupCommit::lead`]).
     fn lead_commits(&self, until: Option<&group::CommitTicket>) -> bool;
+    /// Announces a transaction that wrote and will probably commit soon, until the intent
+    /// is dropped: the group commit may wait a little to take its commit into the same
+    /// batch ([`group::CommitIntent`]). Backends without that wait hand out an empty one.
+    fn commit_intent(&self) -> group::CommitIntent {
+        group::CommitIntent::default()
+    }
     /// (transactions committed, durable writes made for them) since the ledger was opened.
     fn commit_counts(&self) -> (u64, u64);
 

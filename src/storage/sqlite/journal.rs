@@ -402,6 +402,11 @@ impl LedgerDb {
 /// The most commits one SQLite transaction holds.
 const MAX_BATCH: usize = 64;
 
+/// How long a batch waits for the commits of transactions that wrote and have not committed
+/// yet ([`crate::storage::group::Batch::gather`]): at 16 clients, 0.41 -> 0.23 fsyncs per
+/// transaction and ~4 % less server CPU per INSERT transaction (docs/performance.md).
+const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(300);
+
 /// A commit waiting for a batch to take it.
 type Pending = crate::storage::group::Pending<Queued>;
 
@@ -431,6 +436,7 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
     // the next batch starts from the cached tip.
     let _stale_on_panic = StaleOnPanic(db);
     let stats = &db.commit_stats;
+    queue.gather(MAX_BATCH, GATHER_FOR);
     let first = queue.take_up_to(MAX_BATCH);
     if first.is_empty() {
         return;

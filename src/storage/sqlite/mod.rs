@@ -292,6 +292,9 @@ impl LedgerStore for LedgerDb {
     fn lead_commits(&self, until: Option<&CommitTicket>) -> bool {
         LedgerDb::lead_commits(self, until)
     }
+    fn commit_intent(&self) -> crate::storage::group::CommitIntent {
+        self.group.intent()
+    }
     fn commit_counts(&self) -> (u64, u64) {
         LedgerDb::commit_counts(self)
     }
