@@ -671,12 +671,16 @@ impl Sessions {
             if !queued {
                 return Ok(None);
             }
+            // Let go once the commit is queued, not before: a batch gathering for it would
+            // otherwise stop waiting just before it arrives.
+            let intent = s.txn.as_mut().and_then(|t| t.commit_intent.take());
             let (req, usage, tags) = self.take_commit(s, txid, digest)?;
             debug_assert!(
                 tags.is_empty(),
                 "a commit with table tags is not queued here"
             );
             let (ticket, lead) = s.ledger.queue_commit(req);
+            drop(intent);
             if lead {
                 start_leader(s.ledger.clone());
             }

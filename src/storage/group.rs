@@ -28,24 +28,41 @@ pub struct GroupCommit<R> {
 struct Signal {
     /// Transactions that wrote and have not queued their commit yet.
     intents: std::sync::atomic::AtomicUsize,
-    /// Counts every arrival and every intent let go; the condvar is notified of them while
-    /// a leader gathers.
-    changes: Mutex<Changes>,
-    changed: Condvar,
+    gathering: Mutex<Gathering>,
+    /// Notified when what the gathering leader waits for may have come.
+    come: Condvar,
 }
 
 #[derive(Default)]
-struct Changes {
-    count: u64,
-    gathering: bool,
+struct Gathering {
+    /// Whether a leader is gathering, and how many queued requests it waits for.
+    waiting: Option<usize>,
+    /// Set (under the lock) when the leader should look again.
+    woken: bool,
 }
 
 impl Signal {
-    fn bump(&self) {
-        let mut c = lock(&self.changes);
-        c.count += 1;
-        if c.gathering {
-            self.changed.notify_all();
+    fn wake(&self, mut g: MutexGuard<'_, Gathering>) {
+        g.woken = true;
+        drop(g);
+        self.come.notify_one();
+    }
+
+    /// A request was queued; `queued` are waiting now.
+    fn arrived(&self, queued: usize) {
+        let g = lock(&self.gathering);
+        if g.waiting.is_some_and(|want| queued >= want) {
+            self.wake(g);
+        }
+    }
+
+    /// An intent was let go.
+    fn intent_ended(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let left = self.intents.fetch_sub(1, SeqCst) - 1;
+        let g = lock(&self.gathering);
+        if left == 0 && g.waiting.is_some() {
+            self.wake(g);
         }
     }
 }
@@ -59,10 +76,7 @@ pub struct CommitIntent(Option<Arc<Signal>>);
 impl Drop for CommitIntent {
     fn drop(&mut self) {
         if let Some(signal) = self.0.take() {
-            signal
-                .intents
-                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            signal.bump();
+            signal.intent_ended();
         }
     }
 }
@@ -216,29 +230,30 @@ impl<R> Batch<'_, R> {
     pub fn gather(&self, most: usize, at_most: std::time::Duration) {
         use std::sync::atomic::Ordering::SeqCst;
         let signal = &self.0.signal;
-        let mut changes = lock(&signal.changes);
+        let mut g = lock(&signal.gathering);
         let expected = signal.intents.load(SeqCst);
         if expected == 0 {
             return;
         }
         let deadline = std::time::Instant::now() + at_most;
         let want = (lock(&self.0.state).pending.len() + expected).min(most);
-        changes.gathering = true;
+        g.waiting = Some(want);
         loop {
+            // Arrivals and ended intents are counted before they wake this (under the lock).
             if signal.intents.load(SeqCst) == 0 || lock(&self.0.state).pending.len() >= want {
                 break;
             }
             let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
                 break;
             };
-            let seen = changes.count;
-            changes = signal
-                .changed
-                .wait_timeout_while(changes, left, |c| c.count == seen)
+            g.woken = false;
+            g = signal
+                .come
+                .wait_timeout_while(g, left, |g| !g.woken)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        changes.gathering = false;
+        g.waiting = None;
     }
 
     pub fn take_up_to(&self, most: usize) -> Vec<Pending<R>> {
@@ -287,8 +302,9 @@ impl<R> GroupCommit<R> {
         });
         let lead = !state.leading;
         state.leading = true;
+        let queued = state.pending.len();
         drop(state);
-        self.signal.bump();
+        self.signal.arrived(queued);
         (CommitTicket(slot), lead)
     }
 
