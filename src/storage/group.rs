@@ -6,10 +6,12 @@
 //! ([`CommitTicket::wait`]) and an async task may await (it is a future): an HTTP request
 //! that commits parks no thread while its batch is written.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use super::{CommitError, Committed, StorageError};
 
@@ -26,12 +28,17 @@ pub struct GroupCommit<R> {
 /// What a leader gathering a batch ([`Batch::gather`]) waits on.
 #[derive(Default)]
 struct Signal {
-    /// Transactions that wrote and have not queued their commit yet.
-    intents: std::sync::atomic::AtomicUsize,
+    /// Transactions that wrote and have not queued their commit yet: when each wrote first.
+    intents: Mutex<HashMap<u64, Instant>>,
+    next_intent: std::sync::atomic::AtomicU64,
     gathering: Mutex<Gathering>,
     /// Notified when what the gathering leader waits for may have come.
     come: Condvar,
 }
+
+/// A transaction that wrote longer ago than this without committing is not waited for (a
+/// client that left it open, or a long transaction): only a commit about to come is.
+const INTENT_FRESH: Duration = Duration::from_millis(25);
 
 #[derive(Default)]
 struct Gathering {
@@ -56,10 +63,19 @@ impl Signal {
         }
     }
 
-    /// An intent was let go.
-    fn intent_ended(&self) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let left = self.intents.fetch_sub(1, SeqCst) - 1;
+    /// Transactions that wrote lately and have not queued their commit.
+    fn fresh_intents(&self) -> usize {
+        let now = Instant::now();
+        lock(&self.intents)
+            .values()
+            .filter(|&&at| now.saturating_duration_since(at) < INTENT_FRESH)
+            .count()
+    }
+
+    /// Intent `id` was let go.
+    fn intent_ended(&self, id: u64) {
+        lock(&self.intents).remove(&id);
+        let left = self.fresh_intents();
         let g = lock(&self.gathering);
         if left == 0 && g.waiting.is_some() {
             self.wake(g);
@@ -71,12 +87,12 @@ impl Signal {
 /// commit ([`GroupCommit::intent`]) until it is dropped (its commit queued, or the
 /// transaction ended otherwise): a leader about to write a batch waits a little for it.
 #[derive(Default)]
-pub struct CommitIntent(Option<Arc<Signal>>);
+pub struct CommitIntent(Option<(Arc<Signal>, u64)>);
 
 impl Drop for CommitIntent {
     fn drop(&mut self) {
-        if let Some(signal) = self.0.take() {
-            signal.intent_ended();
+        if let Some((signal, id)) = self.0.take() {
+            signal.intent_ended(id);
         }
     }
 }
@@ -227,23 +243,22 @@ impl<R> Batch<'_, R> {
     /// commits yet ([`CommitIntent`]), waits up to `at_most` for them, or until `most`
     /// requests are queued. A batch that takes them too makes one durable write instead of
     /// several; a leader with no such transaction around does not wait at all.
-    pub fn gather(&self, most: usize, at_most: std::time::Duration) {
-        use std::sync::atomic::Ordering::SeqCst;
+    pub fn gather(&self, most: usize, at_most: Duration) {
         let signal = &self.0.signal;
         let mut g = lock(&signal.gathering);
-        let expected = signal.intents.load(SeqCst);
+        let expected = signal.fresh_intents();
         if expected == 0 {
             return;
         }
-        let deadline = std::time::Instant::now() + at_most;
+        let deadline = Instant::now() + at_most;
         let want = (lock(&self.0.state).pending.len() + expected).min(most);
         g.waiting = Some(want);
         loop {
             // Arrivals and ended intents are counted before they wake this (under the lock).
-            if signal.intents.load(SeqCst) == 0 || lock(&self.0.state).pending.len() >= want {
+            if signal.fresh_intents() == 0 || lock(&self.0.state).pending.len() >= want {
                 break;
             }
-            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
             g.woken = false;
@@ -311,10 +326,12 @@ impl<R> GroupCommit<R> {
     /// Announces a transaction that wrote and will probably commit soon (see
     /// [`CommitIntent`]).
     pub fn intent(&self) -> CommitIntent {
-        self.signal
-            .intents
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        CommitIntent(Some(self.signal.clone()))
+        let id = self
+            .signal
+            .next_intent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.signal.intents).insert(id, Instant::now());
+        CommitIntent(Some((self.signal.clone(), id)))
     }
 
     /// The leader's work: `one_batch` takes from the queue ([`Batch::take`]) and answers
@@ -475,10 +492,10 @@ mod tests {
         g.queue(1);
         let g2 = g.clone();
         let other = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(5));
             g2.queue(2);
             drop(a);
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(5));
             g2.queue(3);
             drop(b);
         });
@@ -492,7 +509,7 @@ mod tests {
         let a = g.intent();
         g.queue(1);
         let other = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(5));
             drop(a);
         });
         let (took, waited) = gathered(&g, long);
@@ -504,10 +521,19 @@ mod tests {
         let g = GroupCommit::<u64>::default();
         let _idle = g.intent();
         g.queue(1);
-        let short = std::time::Duration::from_millis(30);
+        let short = std::time::Duration::from_millis(10);
         let (took, waited) = gathered(&g, short);
         assert_eq!(took, 1);
         assert!(waited >= short, "waited {waited:?}");
+
+        // One that wrote long ago (left open by its client) is not waited for.
+        let g = GroupCommit::<u64>::default();
+        let _left_open = g.intent();
+        std::thread::sleep(INTENT_FRESH + std::time::Duration::from_millis(5));
+        g.queue(1);
+        let (took, waited) = gathered(&g, long);
+        assert_eq!(took, 1);
+        assert!(waited < long / 2, "waited {waited:?}");
     }
 
     #[test]
