@@ -236,9 +236,6 @@ impl<R> Batch<'_, R> {
         self.take_up_to(usize::MAX)
     }
 
-    /// Takes the first `most` queued requests; the rest wait for the next batch. A leader
-    /// may take again while its batch is not committed yet: requests queued meanwhile join
-    /// it instead of waiting for the next.
     /// Before a batch's first take: while transactions that wrote have not queued their
     /// commits yet ([`CommitIntent`]), waits up to `at_most` for them, or until `most`
     /// requests are queued. A batch that takes them too makes one durable write instead of
@@ -271,6 +268,9 @@ impl<R> Batch<'_, R> {
         g.waiting = None;
     }
 
+    /// Takes the first `most` queued requests; the rest wait for the next batch. A leader
+    /// may take again while its batch is not committed yet: requests queued meanwhile join
+    /// it instead of waiting for the next.
     pub fn take_up_to(&self, most: usize) -> Vec<Pending<R>> {
         let mut state = lock(&self.0.state);
         let at = most.min(state.pending.len());

@@ -403,8 +403,8 @@ impl LedgerDb {
 const MAX_BATCH: usize = 64;
 
 /// How long a batch waits for the commits of transactions that wrote and have not committed
-/// yet ([`crate::storage::group::Batch::gather`]): at 16 clients, 0.41 -> 0.23 fsyncs per
-/// transaction and ~4 % less server CPU per INSERT transaction (docs/performance.md).
+/// yet ([`crate::storage::group::Batch::gather`]): at 16 clients, 0.41 -> 0.22 fsyncs per
+/// transaction (docs/performance.md, the eighth step).
 const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// A commit waiting for a batch to take it.
