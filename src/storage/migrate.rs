@@ -1,6 +1,7 @@
 //! `qldb-local migrate --from A --to B`: copies ledgers between backends (a data dir or a
 //! PostgreSQL URL, either way) row for row, so that every block, hash, digest and proof is
-//! unchanged. Both backends store a ledger in the same tables with the same columns; this
+//! unchanged. Both backends store a ledger in the same tables with the same columns (but
+//! for what a backend derives from them, as SQLite's `merkle.done`); this
 //! module names them, moves their rows, copies the catalog record and the tags, and checks
 //! that the copy's digest is the original's. Stop the servers first (a SQLite data dir's lock
 //! enforces it on that side).

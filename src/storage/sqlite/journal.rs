@@ -380,8 +380,14 @@ impl LedgerDb {
     /// savepoint, so a conflict or error undoes only that one) with one fsync, and answers
     /// each only after that commit. See [`crate::storage::group::GroupCommit::lead`] for `until` and the result.
     pub fn lead_commits(&self, until: Option<&CommitTicket>) -> bool {
+        // A file ledger's batch gathers before it takes the writer (whose lock an in-memory
+        // ledger's reads share, so that one, with no fsync to save, does not gather).
+        let gathers = matches!(self.location(), super::ledger_db::LedgerLocation::File(_));
         self.group.lead(
             |batch| {
+                if gathers {
+                    batch.gather(MAX_BATCH, GATHER_FOR);
+                }
                 let mut conn = self.lock_writer();
                 commit_batch(self, &mut conn, batch);
             },
@@ -436,7 +442,6 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
     // the next batch starts from the cached tip.
     let _stale_on_panic = StaleOnPanic(db);
     let stats = &db.commit_stats;
-    queue.gather(MAX_BATCH, GATHER_FOR);
     let first = queue.take_up_to(MAX_BATCH);
     if first.is_empty() {
         return;
