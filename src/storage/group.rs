@@ -75,9 +75,8 @@ impl Signal {
     /// Intent `id` was let go.
     fn intent_ended(&self, id: u64) {
         lock(&self.intents).remove(&id);
-        let left = self.fresh_intents();
         let g = lock(&self.gathering);
-        if left == 0 && g.waiting.is_some() {
+        if g.waiting.is_some() && self.fresh_intents() == 0 {
             self.wake(g);
         }
     }

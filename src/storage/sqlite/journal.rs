@@ -380,9 +380,8 @@ impl LedgerDb {
     /// savepoint, so a conflict or error undoes only that one) with one fsync, and answers
     /// each only after that commit. See [`crate::storage::group::GroupCommit::lead`] for `until` and the result.
     pub fn lead_commits(&self, until: Option<&CommitTicket>) -> bool {
-        // A file ledger's batch gathers before it takes the writer (whose lock an in-memory
-        // ledger's reads share, so that one, with no fsync to save, does not gather).
-        let gathers = matches!(self.location(), super::ledger_db::LedgerLocation::File(_));
+        // A batch gathers before it takes the writer.
+        let gathers = self.gathers();
         self.group.lead(
             |batch| {
                 if gathers {
@@ -393,6 +392,13 @@ impl LedgerDb {
             },
             until,
         )
+    }
+
+    /// Whether batches gather ([`crate::storage::group::Batch::gather`]) and transactions
+    /// announce their commits for it: a file ledger's. An in-memory ledger's reads share the
+    /// writer's lock, which a gathering batch would hold them from, and it has no fsync to save.
+    pub(crate) fn gathers(&self) -> bool {
+        matches!(self.location(), super::ledger_db::LedgerLocation::File(_))
     }
 
     /// (transactions committed, SQLite commits made for them) since the ledger was opened.

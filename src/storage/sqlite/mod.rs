@@ -293,6 +293,9 @@ impl LedgerStore for LedgerDb {
         LedgerDb::lead_commits(self, until)
     }
     fn commit_intent(&self) -> crate::storage::group::CommitIntent {
+        if !self.gathers() {
+            return Default::default();
+        }
         self.group.intent()
     }
     fn commit_counts(&self) -> (u64, u64) {
