@@ -540,3 +540,73 @@ fn postgres_runs_each_job_on_one_server() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A stream one server accepts on shared storage is that server's from the start: its lease
+/// is taken before the stream's row is visible, so another server looking for left jobs
+/// finds it held, and the accepting server's own task gets the lease taken for it.
+#[test]
+fn postgres_a_new_job_is_held_by_the_server_that_accepted_it() {
+    use qldb_local::api::qldb::*;
+    use qldb_local::control::{ControlConfig, ControlPlane};
+    let db_server = pg::fresh_database();
+    let open = || -> ControlPlane {
+        let cfg = ControlConfig {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            max_ledgers: 5,
+            create_delay_ms: 0,
+            delete_delay_ms: 0,
+            data_dir: None,
+            storage_url: Some(db_server.url.clone()),
+            relaxed_durability: false,
+            job_retention_ms: 3_600_000,
+        };
+        qldb_local::server::open_control(cfg, qldb_local::control::system_clock()).unwrap()
+    };
+    let (a, b) = (open(), open());
+    a.create_ledger(CreateLedgerRequest {
+        name: Some("jobs".into()),
+        permissions_mode: Some("STANDARD".into()),
+        deletion_protection: Some(false),
+        ..Default::default()
+    })
+    .unwrap();
+    let stream = |name: &str| StreamJournalToKinesisRequest {
+        role_arn: Some("arn:aws:iam::000000000000:role/streamer".into()),
+        inclusive_start_time: Some(serde_json::json!(1_600_000_000)),
+        kinesis_configuration: Some(KinesisConfiguration {
+            stream_arn: Some("arn:aws:kinesis:us-east-1:000000000000:stream/s".into()),
+            aggregation_enabled: None,
+        }),
+        stream_name: Some(name.into()),
+        ..Default::default()
+    };
+    let id = a
+        .stream_journal_to_kinesis("jobs", stream("first"))
+        .unwrap()
+        .stream_id;
+    assert!(b
+        .running_jobs()
+        .unwrap()
+        .1
+        .iter()
+        .any(|s| s.stream_id == id));
+    assert!(
+        b.job_lease(&id).unwrap().is_none(),
+        "held by a from the start"
+    );
+    let lease = a.job_lease(&id).unwrap().expect("a's task gets a's lease");
+    assert!(
+        a.job_lease(&id).unwrap().is_none(),
+        "handed out once; held until dropped"
+    );
+    drop(lease);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.job_lease(&id).unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -88,6 +88,8 @@ def test_a_stream_moves_to_the_other_server_when_its_server_dies(moto):
 def test_a_stream_whose_lease_is_cut_stops_and_is_taken_over(moto):
     a, b, ledger, sid, reader = streaming_pair(moto)
     try:
+        # A took the stream's lease before the stream was visible to B's look for left jobs.
+        assert "taking over a job" not in full_log(b), b.log()
         # The lease's connection cut (as a restart of PostgreSQL or a network fault would): A
         # stops the stream's task rather than run it beside another server.
         psql(a.extra_args[a.extra_args.index("--storage") + 1],

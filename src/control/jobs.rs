@@ -4,7 +4,8 @@
 //!
 //! The workers do the S3 and Kinesis I/O; this module never waits on the network.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard};
 
 use super::ledgers::{decode_token, encode_token, parse_max_results};
 use super::parse_ledger_name;
@@ -12,7 +13,30 @@ use super::tags::validate_new_tags;
 use super::{ControlError, ControlPlane, Inner, Result};
 use crate::api::qldb::*;
 use crate::names::{check_len, check_unique_id, new_unique_id, LedgerName, Violation};
-use crate::storage::{ExportRecord, LedgerStore, StreamRecord};
+use crate::storage::{ExportRecord, JobLease, LedgerStore, StreamRecord};
+
+/// A new job's lease while its row is inserted ([`ControlPlane::take_first_lease`]): dropped
+/// unkept (the insert failed), it gives the lease up.
+struct PendingLease<'a> {
+    cp: &'a ControlPlane,
+    id: String,
+    kept: bool,
+}
+
+impl PendingLease<'_> {
+    /// The job's row is in: its lease waits for the job's task.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for PendingLease<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.cp.new_leases().remove(&self.id);
+        }
+    }
+}
 
 /// QLDB's quota of exports in progress per ledger.
 pub const MAX_CONCURRENT_EXPORTS: usize = 2;
@@ -397,7 +421,9 @@ impl ControlPlane {
             next_seq: 0,
             finished_ms: None,
         };
+        let pending = self.take_first_lease(&rec.export_id);
         inner.catalog.insert_export(&rec)?;
+        pending.keep();
         tracing::info!(ledger = %name, export_id = %rec.export_id, bucket = %rec.bucket, "journal export accepted");
         Ok(ExportJournalToS3Response {
             export_id: rec.export_id,
@@ -543,7 +569,9 @@ impl ControlPlane {
             created_sent: false,
             finished_ms: None,
         };
+        let pending = self.take_first_lease(&rec.stream_id);
         inner.catalog.insert_stream(&rec, &tags)?;
+        pending.keep();
         tracing::info!(ledger = %name, stream_id = %rec.stream_id, kinesis = %rec.kinesis_arn, "journal stream created");
         Ok(StreamIdResponse {
             stream_id: rec.stream_id,
@@ -623,9 +651,41 @@ impl ControlPlane {
     // ---------------------------------------------------------------- for the workers
 
     /// The right to run job `id` ([`crate::storage::Backend::job_lease`]): `None` while
-    /// another server on the same storage runs it.
-    pub fn job_lease(&self, id: &str) -> Result<Option<Box<dyn crate::storage::JobLease>>> {
+    /// another server on the same storage runs it. The first task that asks for a job this
+    /// server accepted gets the lease taken with it.
+    pub fn job_lease(&self, id: &str) -> Result<Option<Box<dyn JobLease>>> {
+        if let Some(lease) = self.new_leases().remove(id) {
+            return Ok(Some(lease));
+        }
         Ok(self.backend.job_lease(id)?)
+    }
+
+    fn new_leases(&self) -> MutexGuard<'_, HashMap<String, Box<dyn JobLease>>> {
+        self.new_leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// On shared storage, takes the lease of a job about to be inserted, before its row is
+    /// visible, so that another server looking for left jobs cannot take the job from the
+    /// server that accepted it; it waits in `new_leases` for this server's task. The
+    /// returned guard gives it up unless [`PendingLease::keep`] is called (the insert
+    /// failed). A lease that cannot be taken now is asked for again by the task.
+    fn take_first_lease(&self, id: &str) -> PendingLease<'_> {
+        if self.storage_is_shared() {
+            match self.backend.job_lease(id) {
+                Ok(Some(lease)) => {
+                    self.new_leases().insert(id.to_string(), lease);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot take the new job's lease yet")
+                }
+            }
+        }
+        PendingLease {
+            cp: self,
+            id: id.to_string(),
+            kept: false,
+        }
     }
 
     /// Whether other servers may share this storage (PostgreSQL), and so leave jobs behind

@@ -102,6 +102,9 @@ pub struct ControlPlane {
     backend: Arc<dyn Backend>,
     clock: Clock,
     inner: Mutex<Inner>,
+    /// The leases of jobs this server accepted, taken before their rows were visible and
+    /// kept until this server's task for the job asks for them ([`Self::job_lease`]).
+    new_leases: Mutex<HashMap<String, Box<dyn crate::storage::JobLease>>>,
 }
 
 impl ControlPlane {
@@ -121,6 +124,7 @@ impl ControlPlane {
                 catalog,
                 open: HashMap::new(),
             }),
+            new_leases: Mutex::new(HashMap::new()),
         };
         {
             let mut inner = cp.lock();
