@@ -88,7 +88,7 @@ pub fn open_control(
 /// Builds the application state (opening the catalog and every ledger).
 pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
     let control = Arc::new(open_control(control_config(cfg), system_clock())?);
-    Ok(AppState {
+    Ok(AppState::new(crate::http::AppParts {
         sessions: Arc::new(crate::session::Sessions::new(
             session_config(cfg),
             control.clone(),
@@ -98,7 +98,7 @@ pub fn build_state(cfg: &Config) -> anyhow_like::Result<AppState> {
         auth: Arc::new(Authenticator::new(cfg).map_err(anyhow_like::Error)?),
         max_body_bytes: cfg.max_body_bytes,
         latency: std::time::Duration::from_millis(cfg.latency_ms),
-    })
+    }))
 }
 
 /// Runs the server until a shutdown signal arrives.

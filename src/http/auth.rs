@@ -317,25 +317,46 @@ fn fast_signature(
     if unsigned_payload {
         canonical.push_str("UNSIGNED-PAYLOAD");
     } else {
-        canonical.push_str(&hex::encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            body,
-        )));
+        push_hex(
+            &mut canonical,
+            ring::digest::digest(&ring::digest::SHA256, body).as_ref(),
+        );
     }
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{}/{}/{}/aws4_request\n{}",
+    let mut string_to_sign = String::with_capacity(160);
+    for part in [
+        ALGORITHM,
+        "\n",
+        amz_date,
+        "\n",
         auth.scope_date,
+        "/",
         auth.scope_region,
+        "/",
         auth.scope_service,
-        hex::encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            canonical.as_bytes()
-        ))
+        "/aws4_request\n",
+    ] {
+        string_to_sign.push_str(part);
+    }
+    push_hex(
+        &mut string_to_sign,
+        ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref(),
     );
-    Some(hex::encode(ring::hmac::sign(
-        &signing_key(),
-        string_to_sign.as_bytes(),
-    )))
+    let mut signature = String::with_capacity(64);
+    push_hex(
+        &mut signature,
+        ring::hmac::sign(&signing_key(), string_to_sign.as_bytes()).as_ref(),
+    );
+    Some(signature)
+}
+
+/// Appends `bytes` in lowercase hex (the form SigV4 hashes and signatures take).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xF)] as char);
+    }
 }
 
 fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, AuthError> {

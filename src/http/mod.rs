@@ -28,9 +28,26 @@ pub use errors::{ApiError, Protocol};
 use crate::control::ControlPlane;
 use auth::Authenticator;
 
-/// What every handler can reach.
+/// What every handler can reach: one `Arc`, so that the clone each extractor and middleware
+/// takes per request is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     pub control: Arc<ControlPlane>,
     pub sessions: Arc<crate::session::Sessions>,
     pub jobs: Arc<crate::jobs::Jobs>,
