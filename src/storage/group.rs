@@ -128,6 +128,9 @@ struct Answer {
     /// Whether the batch has answered (the result may have been taken since).
     answered: bool,
     waker: Option<Waker>,
+    /// Threads blocked in [`CommitTicket::answered`]: only they need the condvar, whose
+    /// notification is a system call even when nobody waits (most answers go to futures).
+    blocked: usize,
 }
 
 impl Slot {
@@ -139,9 +142,11 @@ impl Slot {
             }
             a.result = Some(outcome);
             a.answered = true;
+            if a.blocked > 0 {
+                self.done.notify_all();
+            }
             a.waker.take()
         };
-        self.done.notify_all();
         if let Some(w) = waker {
             w.wake();
         }
@@ -171,7 +176,9 @@ impl CommitTicket {
     fn answered(&self) -> MutexGuard<'_, Answer> {
         let mut a = lock(&self.0.answer);
         while !a.answered {
+            a.blocked += 1;
             a = self.0.done.wait(a).unwrap_or_else(|p| p.into_inner());
+            a.blocked -= 1;
         }
         a
     }
@@ -615,6 +622,23 @@ mod tests {
         assert!(lead, "the leadership ended with the panic");
         g.lead(answer_all, None);
         assert_eq!(next.wait().unwrap().sequence_no, 3);
+    }
+
+    #[test]
+    fn a_thread_blocked_on_its_ticket_is_woken_by_the_answer() {
+        let g = std::sync::Arc::new(GroupCommit::<u64>::default());
+        let (ticket, lead) = g.queue(4);
+        assert!(lead);
+        let blocked = ticket.clone();
+        let waiter = std::thread::spawn(move || blocked.wait());
+        // Answered only once the waiter waits on the condvar (it counts itself under the
+        // lock the wait releases).
+        while lock(&ticket.0.answer).blocked == 0 {
+            std::thread::yield_now();
+        }
+        assert!(g.lead(answer_all, None));
+        assert_eq!(waiter.join().unwrap().unwrap().sequence_no, 4);
+        assert_eq!(lock(&ticket.0.answer).blocked, 0);
     }
 
     #[test]
