@@ -591,22 +591,51 @@ fn postgres_a_new_job_is_held_by_the_server_that_accepted_it() {
         .1
         .iter()
         .any(|s| s.stream_id == id));
+    use qldb_local::control::JobLeased;
+    let held_elsewhere =
+        |cp: &ControlPlane, id: &str| matches!(cp.job_lease(id).unwrap(), JobLeased::HeldElsewhere);
+    // Waits until `id`'s lease is free, taking it for `b` (the lease's connection closes on
+    // a thread of its own).
+    let b_takes = |id: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match b.job_lease(id).unwrap() {
+                JobLeased::Taken(lease) => return lease,
+                JobLeased::HeldElsewhere => {}
+                JobLeased::Accepted(_) => panic!("b accepted no job"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lease was never released"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    assert!(held_elsewhere(&b, &id), "held by a from the start");
+    let lease = match a.job_lease(&id).unwrap() {
+        JobLeased::Accepted(lease) => lease,
+        _ => panic!("a's task gets the lease a took"),
+    };
     assert!(
-        b.job_lease(&id).unwrap().is_none(),
-        "held by a from the start"
-    );
-    let lease = a.job_lease(&id).unwrap().expect("a's task gets a's lease");
-    assert!(
-        a.job_lease(&id).unwrap().is_none(),
+        held_elsewhere(&a, &id),
         "handed out once; held until dropped"
     );
     drop(lease);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while b.job_lease(&id).unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lease was never released"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    drop(b_takes(&id));
+
+    // A job that ends before its task asked for its lease (cancelled here) does not keep it:
+    // the next look at the running jobs gives it up.
+    let second = a
+        .stream_journal_to_kinesis("jobs", stream("second"))
+        .unwrap()
+        .stream_id;
+    a.cancel_journal_kinesis_stream("jobs", &second).unwrap();
+    assert!(held_elsewhere(&b, &second), "still a's until it looks");
+    assert!(!a
+        .running_jobs()
+        .unwrap()
+        .1
+        .iter()
+        .any(|s| s.stream_id == second));
+    drop(b_takes(&second));
 }

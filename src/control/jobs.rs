@@ -15,6 +15,16 @@ use crate::api::qldb::*;
 use crate::names::{check_len, check_unique_id, new_unique_id, LedgerName, Violation};
 use crate::storage::{ExportRecord, JobLease, LedgerStore, StreamRecord};
 
+/// What [`ControlPlane::job_lease`] found.
+pub enum JobLeased {
+    /// The lease this server took when it accepted the job.
+    Accepted(Box<dyn JobLease>),
+    /// The lease of a job no running server held.
+    Taken(Box<dyn JobLease>),
+    /// Another server on the same storage holds it.
+    HeldElsewhere,
+}
+
 /// A new job's lease while its row is inserted ([`ControlPlane::take_first_lease`]): dropped
 /// unkept (the insert failed), it gives the lease up.
 struct PendingLease<'a> {
@@ -652,12 +662,15 @@ impl ControlPlane {
 
     /// The right to run job `id` ([`crate::storage::Backend::job_lease`]): `None` while
     /// another server on the same storage runs it. The first task that asks for a job this
-    /// server accepted gets the lease taken with it.
-    pub fn job_lease(&self, id: &str) -> Result<Option<Box<dyn JobLease>>> {
+    /// server accepted gets the lease taken with it ([`JobLeased::Accepted`]).
+    pub fn job_lease(&self, id: &str) -> Result<JobLeased> {
         if let Some(lease) = self.new_leases().remove(id) {
-            return Ok(Some(lease));
+            return Ok(JobLeased::Accepted(lease));
         }
-        Ok(self.backend.job_lease(id)?)
+        Ok(match self.backend.job_lease(id)? {
+            Some(lease) => JobLeased::Taken(lease),
+            None => JobLeased::HeldElsewhere,
+        })
     }
 
     fn new_leases(&self) -> MutexGuard<'_, HashMap<String, Box<dyn JobLease>>> {
@@ -704,13 +717,21 @@ impl ControlPlane {
             .exports_after(None, i64::MIN, usize::MAX >> 1)?
             .into_iter()
             .filter(|e| e.status == "IN_PROGRESS")
-            .collect();
+            .collect::<Vec<_>>();
         let streams = inner
             .catalog
             .streams_after(None, i64::MIN, usize::MAX >> 1)?
             .into_iter()
             .filter(StreamRecord::is_running)
-            .collect();
+            .collect::<Vec<_>>();
+        // A lease taken for a job this server accepted waits for the job's task; if that
+        // task never asked (the job ended first: cancelled, or its ledger deleted), nothing
+        // will, so it is given up here. (Jobs are accepted under the same lock, so every
+        // lease waiting now has its row.)
+        self.new_leases().retain(|id, _| {
+            exports.iter().any(|e| &e.export_id == id)
+                || streams.iter().any(|s| &s.stream_id == id)
+        });
         Ok((exports, streams))
     }
 

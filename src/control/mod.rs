@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::{ControlError, Result};
-pub use jobs::{parse_kinesis_arn, KinesisStreamArn, StreamTransition};
+pub use jobs::{parse_kinesis_arn, JobLeased, KinesisStreamArn, StreamTransition};
 
 use crate::names::LedgerName;
 use crate::storage::{Backend, CatalogStore, LedgerRecord, LedgerStore, StorageError};

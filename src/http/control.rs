@@ -319,9 +319,14 @@ async fn export_journal_to_s3(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: ExportJournalToS3Request = parse_body(&headers, &body)?;
-    let control = s.control.clone();
-    let out = blocking(move || control.export_journal_to_s3(&name, req)).await?;
-    s.jobs.start_export(out.export_id.clone());
+    let (control, jobs) = (s.control.clone(), s.jobs.clone());
+    // The task starts with the accept, even if this request's client goes away meanwhile.
+    let out = blocking(move || {
+        let out = control.export_journal_to_s3(&name, req)?;
+        jobs.start_export(out.export_id.clone());
+        Ok::<_, crate::control::ControlError>(out)
+    })
+    .await?;
     Ok(Json(out).into_response())
 }
 
@@ -356,9 +361,14 @@ async fn stream_journal_to_kinesis(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: StreamJournalToKinesisRequest = parse_body(&headers, &body)?;
-    let control = s.control.clone();
-    let out = blocking(move || control.stream_journal_to_kinesis(&name, req)).await?;
-    s.jobs.start_stream(out.stream_id.clone());
+    let (control, jobs) = (s.control.clone(), s.jobs.clone());
+    // The task starts with the accept, even if this request's client goes away meanwhile.
+    let out = blocking(move || {
+        let out = control.stream_journal_to_kinesis(&name, req)?;
+        jobs.start_stream(out.stream_id.clone());
+        Ok::<_, crate::control::ControlError>(out)
+    })
+    .await?;
     Ok(Json(out).into_response())
 }
 

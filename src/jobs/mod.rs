@@ -23,7 +23,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, JobLeased};
 
 /// The settings the workers need.
 #[derive(Clone, Debug)]
@@ -143,9 +143,9 @@ impl Jobs {
         if let Some(guard) = self.claim(&id) {
             let jobs = self.clone();
             tokio::spawn(async move {
-                if let Some(lease) = jobs.lease(&id, announce).await {
+                if let Some((lease, accepted)) = jobs.lease(&id, announce).await {
                     let lease = Lease(Arc::from(lease));
-                    if !announce {
+                    if !announce && !accepted {
                         tracing::info!(job = %id, "taking over a job no running server holds");
                     }
                     match kind {
@@ -160,14 +160,20 @@ impl Jobs {
     }
 
     /// The storage's lease on job `id` (several servers may share a PostgreSQL database:
-    /// one of them runs each job); `None` if another server runs it. A storage error (the
-    /// database restarting) is retried until the lease is read.
-    async fn lease(&self, id: &str, announce: bool) -> Option<Box<dyn crate::storage::JobLease>> {
+    /// one of them runs each job), and whether it is the one this server took when it
+    /// accepted the job; `None` if another server runs it. A storage error (the database
+    /// restarting) is retried until the lease is read.
+    async fn lease(
+        &self,
+        id: &str,
+        announce: bool,
+    ) -> Option<(Box<dyn crate::storage::JobLease>, bool)> {
         loop {
             let job = id.to_string();
             match self.blocking(move |c| c.job_lease(&job)).await {
-                Ok(Some(lease)) => return Some(lease),
-                Ok(None) => {
+                Ok(JobLeased::Accepted(lease)) => return Some((lease, true)),
+                Ok(JobLeased::Taken(lease)) => return Some((lease, false)),
+                Ok(JobLeased::HeldElsewhere) => {
                     if announce {
                         tracing::info!(job = %id, "another server runs this job");
                     }

@@ -629,15 +629,16 @@ mod tests {
         let g = std::sync::Arc::new(GroupCommit::<u64>::default());
         let (ticket, lead) = g.queue(4);
         assert!(lead);
-        let blocked = ticket.clone();
-        let waiter = std::thread::spawn(move || blocked.wait());
+        let (blocked, (answered, answer)) = (ticket.clone(), std::sync::mpsc::channel());
+        std::thread::spawn(move || answered.send(blocked.wait()));
         // Answered only once the waiter waits on the condvar (it counts itself under the
         // lock the wait releases).
         while lock(&ticket.0.answer).blocked == 0 {
             std::thread::yield_now();
         }
         assert!(g.lead(answer_all, None));
-        assert_eq!(waiter.join().unwrap().unwrap().sequence_no, 4);
+        let got = answer.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got.expect("the waiter was woken").unwrap().sequence_no, 4);
         assert_eq!(lock(&ticket.0.answer).blocked, 0);
     }
 
