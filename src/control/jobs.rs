@@ -660,9 +660,10 @@ impl ControlPlane {
 
     // ---------------------------------------------------------------- for the workers
 
-    /// The right to run job `id` ([`crate::storage::Backend::job_lease`]): `None` while
-    /// another server on the same storage runs it. The first task that asks for a job this
-    /// server accepted gets the lease taken with it ([`JobLeased::Accepted`]).
+    /// The right to run job `id` ([`crate::storage::Backend::job_lease`]), or
+    /// [`JobLeased::HeldElsewhere`] while another server on the same storage runs it. The
+    /// first task that asks for a job this server accepted gets the lease taken with it
+    /// ([`JobLeased::Accepted`]).
     pub fn job_lease(&self, id: &str) -> Result<JobLeased> {
         if let Some(lease) = self.new_leases().remove(id) {
             return Ok(JobLeased::Accepted(lease));
@@ -680,8 +681,8 @@ impl ControlPlane {
     /// On shared storage, takes the lease of a job about to be inserted, before its row is
     /// visible, so that another server looking for left jobs cannot take the job from the
     /// server that accepted it; it waits in `new_leases` for this server's task. The
-    /// returned guard gives it up unless [`PendingLease::keep`] is called (the insert
-    /// failed). A lease that cannot be taken now is asked for again by the task.
+    /// returned guard gives it up if the insert fails (only a kept guard leaves it). A lease
+    /// that cannot be taken now is asked for again by the task.
     fn take_first_lease(&self, id: &str) -> PendingLease<'_> {
         if self.storage_is_shared() {
             match self.backend.job_lease(id) {
