@@ -730,8 +730,7 @@ impl ControlPlane {
         // will, so it is given up here. (Jobs are accepted under the same lock, so every
         // lease waiting now has its row.)
         self.new_leases().retain(|id, _| {
-            exports.iter().any(|e| &e.export_id == id)
-                || streams.iter().any(|s| &s.stream_id == id)
+            exports.iter().any(|e| &e.export_id == id) || streams.iter().any(|s| &s.stream_id == id)
         });
         Ok((exports, streams))
     }
