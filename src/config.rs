@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long, env = "QLDB_LOCAL_LATENCY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub latency_ms: u64,
 
+    /// Threads that serve HTTP requests. 0 (the default): the machine's cores less one,
+    /// at least one; the ledgers' commit and checkpoint threads run beside them. Tokio's
+    /// TOKIO_WORKER_THREADS is honoured when this is 0.
+    #[arg(long, env = "QLDB_LOCAL_WORKER_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1024))]
+    pub worker_threads: u64,
+
     /// Log line format on stderr. The level is set with RUST_LOG (default `info`).
     #[arg(long, env = "QLDB_LOCAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -241,6 +247,7 @@ impl Config {
             tls_key: None,
             tls_names: Vec::new(),
             latency_ms: 0,
+            worker_threads: 0,
             log_format: LogFormat::Text,
             max_ledgers: 5,
             ledger_create_delay_ms: 0,
@@ -260,6 +267,21 @@ impl Config {
             stream_retry_ms: 5_000,
             stream_fail_after_secs: 86_400,
             job_retention_hours: 168,
+        }
+    }
+
+    /// How many threads serve requests on a machine of `cores`: --worker-threads if set;
+    /// else `None` when TOKIO_WORKER_THREADS is set (`tokio_env`: tokio reads it); else
+    /// the cores less one, at least one. The ledgers' group-commit leaders (which write
+    /// and fsync every batch) and checkpoint threads are threads of their own: a worker
+    /// per core would have them and the workers take turns on every core, and each turn
+    /// is a hand-off (on 2 cores, one worker serves the same INSERT load with ~10 % less
+    /// CPU per transaction; docs/performance.md).
+    pub fn request_threads(&self, cores: usize, tokio_env: bool) -> Option<usize> {
+        match self.worker_threads {
+            0 if tokio_env => None,
+            0 => Some(cores.saturating_sub(1).max(1)),
+            n => Some(n as usize),
         }
     }
 
@@ -325,5 +347,18 @@ mod tests {
         assert!(parse_account_id("123456789012").is_ok());
         assert!(parse_account_id("12345678901").is_err());
         assert!(parse_account_id("12345678901a").is_err());
+    }
+
+    #[test]
+    fn request_threads_leave_a_core_unless_told() {
+        let mut c = Config::for_tests(PathBuf::from("unused"));
+        assert_eq!(c.request_threads(1, false), Some(1));
+        assert_eq!(c.request_threads(2, false), Some(1));
+        assert_eq!(c.request_threads(8, false), Some(7));
+        // TOKIO_WORKER_THREADS is left to tokio, unless the flag is given.
+        assert_eq!(c.request_threads(8, true), None);
+        c.worker_threads = 3;
+        assert_eq!(c.request_threads(8, true), Some(3));
+        assert_eq!(c.request_threads(1, false), Some(3));
     }
 }

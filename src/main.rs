@@ -349,7 +349,13 @@ fn main() -> std::process::ExitCode {
         },
         Command::Serve(cfg) => {
             qldb_local::server::init_logging(cfg.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let tokio_env = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
+            if let Some(n) = cfg.request_threads(cores, tokio_env) {
+                builder.worker_threads(n);
+            }
+            let runtime = match builder
                 .enable_all()
                 // Statements may nest up to 1,000 operators deep; evaluating them recurses.
                 .thread_stack_size(32 * 1024 * 1024)
