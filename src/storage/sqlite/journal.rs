@@ -3,8 +3,9 @@
 //!
 //! Commits go through the ledger's one write connection (its mutex is the single writer).
 //! Commits that arrive while it is busy are committed together (group commit): each
-//! validates its read set and applies its writes in its own savepoint of one SQLite
-//! transaction, and all are durable (one fsync) before any [`LedgerDb::commit`] returns.
+//! validates its read set and applies its writes in one SQLite transaction (a request whose
+//! writes fail has the batch applied again without it), and all are durable (one fsync)
+//! before any [`LedgerDb::commit`] returns.
 //! Reads use pooled read-only connections; the tip and the table catalog come from memory,
 //! replaced by the writer after each commit.
 
@@ -376,8 +377,8 @@ impl LedgerDb {
     }
 
     /// Commits the queue as its leader: the write connection commits every queued request,
-    /// in arrival order, in one SQLite transaction per batch (each request in its own
-    /// savepoint, so a conflict or error undoes only that one) with one fsync, and answers
+    /// in arrival order, in one SQLite transaction per batch (a conflict or error refuses
+    /// only that request: [`apply_batch`]) with one fsync, and answers
     /// each only after that commit. See [`crate::storage::group::GroupCommit::lead`] for `until` and the result.
     pub fn lead_commits(&self, until: Option<&CommitTicket>) -> bool {
         // A batch gathers before it takes the writer.
@@ -435,7 +436,7 @@ pub(crate) struct CommitStats {
     fsyncs: std::sync::atomic::AtomicU64,
 }
 
-use crate::storage::group::{lock, Batch, CommitTicket};
+use crate::storage::group::{lock, Batch, CommitTicket, Outcome};
 
 /// Commits `batch` in one SQLite transaction, refreshes the cached tip (and catalog, if a
 /// transaction changed it), and answers each request.
@@ -452,101 +453,33 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
     if first.is_empty() {
         return;
     }
-    // A request taken alone needs no savepoint: if it fails, the batch ends there and the
-    // transaction is rolled back.
-    let mut alone = first.len() == 1;
-    // Requests taken and not applied yet; those applied, in order, with their answers.
-    let mut taken = first.into_iter();
-    let mut batch: Vec<Pending> = Vec::with_capacity(taken.len());
-    let mut answers = Vec::with_capacity(taken.len());
-    let outcome = (|| -> std::result::Result<Tip, BatchFailure> {
-        let mut tx = conn
-            .transaction()
-            .map_err(|e| BatchFailure::Before(e.to_string()))?;
-        // The tip as each request of the batch finds it, and the index catalog (read again
-        // after a request that changes it).
-        // The writer keeps the cached tip (this leader, or a `WriteConn` when let go).
-        let mut tip = if db.cache_is_stale() {
-            tip(&tx).map_err(|e| BatchFailure::Before(e.to_string()))?
-        } else {
-            db.cached().tip.clone()
-        };
-        let mut indexes = None;
-        // Index keys changed by the batch's transactions so far: later ones of the batch see
-        // them before the ledger's record of key changes does.
-        let mut batch_keys: HashMap<Vec<u8>, u64> = HashMap::new();
-        while let Some(p) = taken.next() {
-            batch.push(p);
-            let changed = |e: &[u8], as_of: u64| {
-                batch_keys.get(e).is_some_and(|&seq| seq > as_of)
-                    || lock(&db.key_seqs).changed_after(e, as_of)
-            };
-            let q = &batch[batch.len() - 1].req;
-            let at = Place {
-                tip: &tip,
-                indexes: &mut indexes,
-            };
-            let answer = if alone {
-                apply_commit(&tx, q, at, &changed)
-            } else {
-                (|| {
-                    let sp = tx.savepoint()?;
-                    let done = apply_commit(&sp, q, at, &changed)?;
-                    sp.commit()?;
-                    Ok(done)
-                })()
-            };
-            let answer = answer.map(|(committed, keys, block_hash)| {
-                for k in keys {
-                    batch_keys.insert(k, committed.sequence_no);
-                }
-                tip.last_seq = committed.sequence_no;
-                tip.last_hash = block_hash;
-                committed
-            });
-            // A full disk or an I/O error may have rolled the whole SQLite transaction back
-            // already: nothing after it may run outside the batch, so the batch ends here and
-            // every transaction of it fails. Any other error undid only its own savepoint.
-            if let Err(CommitError::Storage(e)) = &answer {
-                if tx.is_autocommit() || is_storage_failure(e) {
-                    return Err(BatchFailure::Before(e.to_string()));
-                }
-            }
-            let failed_alone = alone && answer.is_err();
-            alone = false;
-            answers.push(answer);
-            if failed_alone {
-                break;
-            }
-            if taken.len() == 0 && batch.len() < MAX_BATCH {
-                taken = queue.take_up_to(MAX_BATCH - batch.len()).into_iter();
-            }
+    let mut applied = Applied {
+        taken: first.into_iter(),
+        batch: Vec::new(),
+        answers: Vec::new(),
+    };
+    // A pass that a request's writes failed in was rolled back: the batch is applied again
+    // without that request. Each such pass fails one more request, so this ends.
+    let outcome = loop {
+        match apply_batch(db, conn, &queue, &mut applied) {
+            Ok(Pass::Committed(tip)) => break Ok(tip),
+            Ok(Pass::Again) => continue,
+            Err(failure) => break Err(failure),
         }
-        if answers.iter().any(|a| a.is_ok()) {
-            // Key changes are recorded before the commit (a reader whose snapshot has the
-            // commit must find them) and before the new tip is published; taken back if the
-            // commit fails.
-            let mut by_seq: Vec<(u64, Vec<u8>)> =
-                batch_keys.into_iter().map(|(k, seq)| (seq, k)).collect();
-            by_seq.sort_unstable_by_key(|(seq, _)| *seq);
-            let recorded = lock(&db.key_seqs).record(by_seq);
-            if let Err(e) = tx.commit() {
-                lock(&db.key_seqs).take_back(recorded);
-                return Err(BatchFailure::AtCommit(e.to_string()));
-            }
-            lock(&db.key_seqs).forget_oldest();
-            stats.fsyncs.fetch_add(1, Relaxed);
-            db.committed_to_disk();
-        }
-        Ok(tip)
-    })();
+    };
+    let Applied {
+        taken,
+        mut batch,
+        answers,
+    } = applied;
+    let mut answers: Vec<Outcome> = answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(not_committed_with_batch())))
+        .collect();
     // Requests taken and not applied (the batch failed before them) are answered with the
-    // batch: the failure below answers every request of `batch`. (A request taken alone
-    // that failed is always the last taken, so a batch that did not fail leaves none.)
+    // batch: the failure below answers every request of `batch`.
     for p in taken {
-        answers.push(Err(CommitError::Conflict(
-            "the transaction was not committed: the commit it was grouped with failed".into(),
-        )));
+        answers.push(Err(not_committed_with_batch()));
         batch.push(p);
     }
     match outcome {
@@ -590,6 +523,139 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
     }
 }
 
+/// What a commit answers that was taken into a batch that failed before it was applied.
+fn not_committed_with_batch() -> CommitError {
+    CommitError::Conflict(
+        "the transaction was not committed: the commit it was grouped with failed".into(),
+    )
+}
+
+/// A batch's requests as its passes leave them.
+struct Applied {
+    /// Taken from the queue, not in `batch` yet.
+    taken: std::vec::IntoIter<Pending>,
+    /// In arrival order.
+    batch: Vec<Pending>,
+    /// `batch`'s answers so far: `None` until a pass applies the request. A failure stays
+    /// through later passes; a success is found again by each pass.
+    answers: Vec<Option<Outcome>>,
+}
+
+/// How a pass over a batch ended.
+enum Pass {
+    /// Its SQLite transaction committed, leaving this tip.
+    Committed(Tip),
+    /// A request's writes failed (not its read set: that writes nothing) and the pass was
+    /// rolled back; the request's answer is that failure.
+    Again,
+}
+
+/// One pass over the batch, in one SQLite transaction: each request not failed in an earlier
+/// pass is validated (seeing the batch's earlier commits) and applied, with no savepoint. A
+/// request whose validation fails wrote nothing and is left out; one whose writes fail ends
+/// the pass, rolled back ([`Pass::Again`]). Requests queued meanwhile join the batch, up to
+/// [`MAX_BATCH`]: the leader takes the queue again before it commits.
+fn apply_batch(
+    db: &LedgerDb,
+    conn: &mut Connection,
+    queue: &Batch<'_, Queued>,
+    applied: &mut Applied,
+) -> std::result::Result<Pass, BatchFailure> {
+    let tx = conn
+        .transaction()
+        .map_err(|e| BatchFailure::Before(e.to_string()))?;
+    // The tip as each request of the batch finds it, and the index catalog (read again
+    // after a request that changes it).
+    // The writer keeps the cached tip (this leader, or a `WriteConn` when let go).
+    let mut tip = if db.cache_is_stale() {
+        tip(&tx).map_err(|e| BatchFailure::Before(e.to_string()))?
+    } else {
+        db.cached().tip.clone()
+    };
+    let mut indexes = None;
+    // Index keys changed by the batch's transactions so far: later ones of the batch see
+    // them before the ledger's record of key changes does.
+    let mut batch_keys: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut i = 0;
+    loop {
+        if i == applied.batch.len() {
+            if applied.taken.len() == 0 && applied.batch.len() < MAX_BATCH {
+                applied.taken = queue
+                    .take_up_to(MAX_BATCH - applied.batch.len())
+                    .into_iter();
+            }
+            let Some(p) = applied.taken.next() else {
+                break;
+            };
+            applied.batch.push(p);
+            applied.answers.push(None);
+        }
+        if matches!(applied.answers[i], Some(Err(_))) {
+            i += 1;
+            continue;
+        }
+        let changed = |e: &[u8], as_of: u64| {
+            batch_keys.get(e).is_some_and(|&seq| seq > as_of)
+                || lock(&db.key_seqs).changed_after(e, as_of)
+        };
+        let q = &applied.batch[i].req;
+        let at = Place {
+            tip: &tip,
+            indexes: &mut indexes,
+        };
+        let (answer, wrote) = match validate(&tx, &q.req, &changed) {
+            Err(e) => (Err(e), false),
+            Ok(()) => (apply_commit(&tx, q, at), true),
+        };
+        // A full disk or an I/O error may have rolled the whole SQLite transaction back
+        // already: nothing after it may run outside the batch, so the batch ends here and
+        // every transaction of it fails.
+        if let Err(CommitError::Storage(e)) = &answer {
+            if tx.is_autocommit() || is_storage_failure(e) {
+                return Err(BatchFailure::Before(e.to_string()));
+            }
+        }
+        match answer {
+            Ok((committed, keys, block_hash)) => {
+                for k in keys {
+                    batch_keys.insert(k, committed.sequence_no);
+                }
+                tip.last_seq = committed.sequence_no;
+                tip.last_hash = block_hash;
+                applied.answers[i] = Some(Ok(committed));
+            }
+            Err(e) => {
+                applied.answers[i] = Some(Err(e));
+                if wrote {
+                    // Part of its writes may be in the transaction: undo the pass.
+                    drop(tx);
+                    return Ok(Pass::Again);
+                }
+            }
+        }
+        i += 1;
+    }
+    if applied.answers.iter().any(|a| matches!(a, Some(Ok(_)))) {
+        // Key changes are recorded before the commit (a reader whose snapshot has the
+        // commit must find them) and before the new tip is published; taken back if the
+        // commit fails.
+        let mut by_seq: Vec<(u64, Vec<u8>)> =
+            batch_keys.into_iter().map(|(k, seq)| (seq, k)).collect();
+        by_seq.sort_unstable_by_key(|(seq, _)| *seq);
+        let recorded = lock(&db.key_seqs).record(by_seq);
+        if let Err(e) = tx.commit() {
+            lock(&db.key_seqs).take_back(recorded);
+            return Err(BatchFailure::AtCommit(e.to_string()));
+        }
+        lock(&db.key_seqs).forget_oldest();
+        db.commit_stats
+            .fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        db.committed_to_disk();
+    }
+    Ok(Pass::Committed(tip))
+}
+
 /// Marks the ledger's cache stale when dropped while its thread panics.
 struct StaleOnPanic<'a>(&'a LedgerDb);
 
@@ -622,18 +688,15 @@ fn is_storage_failure(e: &StorageError) -> bool {
     }
 }
 
-/// Validates one request inside the batch's transaction (seeing the batch's earlier
-/// commits) and applies it.
-/// Returns the block written, the index keys it changed (see [`super::key_seqs`]) and the
+/// Applies one request, validated, inside the batch's transaction (seeing the batch's
+/// earlier commits). Returns the block written, the index keys it changed (see [`super::key_seqs`]) and the
 /// block's hash.
 fn apply_commit(
     tx: &Connection,
     queued: &Queued,
     at: Place<'_>,
-    changed: &KeyChanged<'_>,
 ) -> std::result::Result<(Committed, Vec<Vec<u8>>, Hash), CommitError> {
     let (req, tip) = (&queued.req, at.tip);
-    validate(tx, req, changed)?;
     let mut changed_keys = Vec::new();
     let mut block = BlockBuilder::new(req, tip);
     let seq = block.seq();
@@ -681,7 +744,7 @@ fn apply_commit(
     }
 
     // The catalog as this request left it: kept for the batch's next requests unless this
-    // request changed it (its savepoint may still be rolled back).
+    // request changed it (its writes may still fail and the pass be rolled back).
     let read_here;
     let indexes = match at.indexes {
         _ if index_ddl => {
@@ -1551,6 +1614,93 @@ mod group_commit_tests {
         assert_eq!(db.tip().unwrap().last_seq, 4);
         assert_eq!(db.document("D").unwrap().unwrap().version, 1);
         assert_eq!(db.document("E").unwrap().unwrap().version, 0);
+    }
+
+    /// A request whose writes fail after some of them are in the batch's transaction (here:
+    /// its second document is in a table that does not exist) is refused alone and leaves
+    /// no trace: the batch is applied again without it, and the requests before and after
+    /// it commit, chained, with the sequence numbers they would have had without it.
+    #[test]
+    fn a_request_whose_writes_fail_midway_is_left_out_of_its_batch() {
+        let name = LedgerName::parse("midway").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let location = LedgerLocation::file(dir.path(), &name);
+        let db = Arc::new(LedgerDb::create(location, &name, "MidwayStrand0000000001").unwrap());
+        create_table_and_d(&db);
+        // An index made by its statement, as the verifier wants it.
+        db.commit(CommitRequest {
+            transaction_id: "tx-index".into(),
+            commit_ms: 1_704_067_200_000,
+            statements: vec![crate::journal::block::StatementInfo {
+                statement: "CREATE INDEX ON T (v)".into(),
+                start_time_ms: 1_704_067_200_000,
+                statement_digest: vec![7; 32],
+            }],
+            new_indexes: vec![("IdxV".into(), "TableT".into(), "v".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let before = db.commit_counts();
+        let mut half = write("H", 0, Vec::new());
+        let mut stray = write("S", 0, Vec::new()).writes.remove(0);
+        stray.table_id = "NoSuchTable".into();
+        half.writes.push(stray);
+        for reqs in [
+            // In the middle of a batch, and first (where the retry has no request before it).
+            vec![
+                write("E", 0, Vec::new()),
+                half.clone(),
+                write("F", 0, Vec::new()),
+            ],
+            vec![half, write("G", 0, Vec::new())],
+        ] {
+            let seq = db.tip().unwrap().last_seq;
+            let n = reqs.len();
+            let held = db.conn();
+            let threads = queue_commits(&db, reqs);
+            drop(held);
+            let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let mut next = seq;
+            for (i, a) in answers.iter().enumerate() {
+                if i == n - 2 {
+                    assert!(
+                        matches!(a, Err(CommitError::Conflict(why)) if why.contains("NoSuchTable")),
+                        "{a:?}"
+                    );
+                } else {
+                    next += 1;
+                    assert_eq!(a.as_ref().unwrap().sequence_no, next, "{answers:?}");
+                }
+            }
+            assert_eq!(db.tip().unwrap().last_seq, next);
+        }
+        // One SQLite commit per batch; H's first document, its index entry and its block
+        // were rolled back with the pass that failed.
+        let after = db.commit_counts();
+        assert_eq!((after.0 - before.0, after.1 - before.1), (3, 2));
+        assert!(db.document("H").unwrap().is_none());
+        for doc in ["E", "F", "G"] {
+            assert_eq!(db.document(doc).unwrap().unwrap().version, 0, "{doc}");
+        }
+        let conn = db.conn();
+        let entries: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM index_entries WHERE doc_id = 'H'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(entries, 0);
+        drop(conn);
+        let tip = db.tip().unwrap().last_seq;
+        assert_eq!(db.blocks().unwrap().len() as u64, tip + 1);
+        let LedgerLocation::File(path) = db.location().clone() else {
+            unreachable!()
+        };
+        let verified =
+            crate::verify::verify_file(&path, "midway", crate::verify::Scope::Everything)
+                .unwrap_or_else(|d| panic!("{}", d.message));
+        assert_eq!(verified.tip, tip);
     }
 
     /// A full disk during a group commit (simulated by SQLite's page limit) fails every

@@ -229,7 +229,7 @@ impl LedgerDb {
                     super::checkpoint::WRITER_CHECKPOINT_PAGES,
                 )?;
                 conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                // A group commit's savepoints journal their pages in memory, not in a file.
+                // Statement journals and temporary b-trees stay in memory, not in files.
                 conn.pragma_update(None, "temp_store", "MEMORY")?;
                 migrate(&mut conn, LEDGER_MIGRATIONS, &path.display().to_string()).map_err(
                     |e| match e {
