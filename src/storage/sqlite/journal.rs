@@ -552,8 +552,8 @@ enum Pass {
 
 /// One pass over the batch, in one SQLite transaction: each request not failed in an earlier
 /// pass is validated (seeing the batch's earlier commits) and applied, with no savepoint. A
-/// request whose validation fails wrote nothing and is left out; one whose writes fail ends
-/// the pass, rolled back ([`Pass::Again`]). Requests queued meanwhile join the batch, up to
+/// request that fails before it changed a row (its validation, say) is left out; one that
+/// fails after ends the pass, rolled back ([`Pass::Again`]). Requests queued meanwhile join the batch, up to
 /// [`MAX_BATCH`]: the leader takes the queue again before it commits.
 fn apply_batch(
     db: &LedgerDb,
@@ -603,9 +603,15 @@ fn apply_batch(
             tip: &tip,
             indexes: &mut indexes,
         };
+        // Whether a failed request wrote anything: SQLite undoes a failed statement itself,
+        // and counts the rows of every statement that completed.
         let (answer, wrote) = match validate(&tx, &q.req, &changed) {
             Err(e) => (Err(e), false),
-            Ok(()) => (apply_commit(&tx, q, at), true),
+            Ok(()) => {
+                let before = tx.total_changes();
+                let answer = apply_commit(&tx, q, at);
+                (answer, tx.total_changes() != before)
+            }
         };
         // A full disk or an I/O error may have rolled the whole SQLite transaction back
         // already: nothing after it may run outside the batch, so the batch ends here and
@@ -627,8 +633,10 @@ fn apply_batch(
             Err(e) => {
                 applied.answers[i] = Some(Err(e));
                 if wrote {
-                    // Part of its writes may be in the transaction: undo the pass.
-                    drop(tx);
+                    // Part of its writes are in the transaction: undo the pass. A connection
+                    // that cannot roll back fails the batch, visibly.
+                    tx.rollback()
+                        .map_err(|e| BatchFailure::Before(e.to_string()))?;
                     return Ok(Pass::Again);
                 }
             }
@@ -1645,7 +1653,15 @@ mod group_commit_tests {
         let mut stray = write("S", 0, Vec::new()).writes.remove(0);
         stray.table_id = "NoSuchTable".into();
         half.writes.push(stray);
+        // One that fails before it writes anything: left out with no retry.
+        let mut nowhere = write("N", 0, Vec::new());
+        nowhere.writes[0].table_id = "NoSuchTable".into();
         for reqs in [
+            vec![
+                write("I", 0, Vec::new()),
+                nowhere,
+                write("J", 0, Vec::new()),
+            ],
             // In the middle of a batch, and first (where the retry has no request before it).
             vec![
                 write("E", 0, Vec::new()),
@@ -1677,9 +1693,10 @@ mod group_commit_tests {
         // One SQLite commit per batch; H's first document, its index entry and its block
         // were rolled back with the pass that failed.
         let after = db.commit_counts();
-        assert_eq!((after.0 - before.0, after.1 - before.1), (3, 2));
+        assert_eq!((after.0 - before.0, after.1 - before.1), (5, 3));
         assert!(db.document("H").unwrap().is_none());
-        for doc in ["E", "F", "G"] {
+        assert!(db.document("N").unwrap().is_none());
+        for doc in ["E", "F", "G", "I", "J"] {
             assert_eq!(db.document(doc).unwrap().unwrap().version, 0, "{doc}");
         }
         let conn = db.conn();
