@@ -152,6 +152,7 @@ pub async fn run(cfg: Config) -> anyhow_like::Result<()> {
         auth = ?cfg.auth,
         region = %cfg.region,
         account_id = %cfg.account_id,
+        request_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "qldb-local {} listening on http://{addr}",
         env!("CARGO_PKG_VERSION")
     );
