@@ -458,8 +458,9 @@ fn commit_batch(db: &LedgerDb, conn: &mut Connection, queue: Batch<'_, Queued>) 
         batch: Vec::new(),
         answers: Vec::new(),
     };
-    // A pass that a request's writes failed in was rolled back: the batch is applied again
-    // without that request. Each such pass fails one more request, so this ends.
+    // A pass in which a request failed after changing rows was rolled back: the batch is
+    // applied again without that request. Each such pass fails one more request, so this
+    // ends.
     let outcome = loop {
         match apply_batch(db, conn, &queue, &mut applied) {
             Ok(Pass::Committed(tip)) => break Ok(tip),
@@ -545,16 +546,16 @@ struct Applied {
 enum Pass {
     /// Its SQLite transaction committed, leaving this tip.
     Committed(Tip),
-    /// A request's writes failed (not its read set: that writes nothing) and the pass was
-    /// rolled back; the request's answer is that failure.
+    /// A request failed after it changed rows, and the pass was rolled back; the request's
+    /// answer is that failure.
     Again,
 }
 
 /// One pass over the batch, in one SQLite transaction: each request not failed in an earlier
 /// pass is validated (seeing the batch's earlier commits) and applied, with no savepoint. A
 /// request that fails before it changed a row (its validation, say) is left out; one that
-/// fails after ends the pass, rolled back ([`Pass::Again`]). Requests queued meanwhile join the batch, up to
-/// [`MAX_BATCH`]: the leader takes the queue again before it commits.
+/// fails after ends the pass, rolled back ([`Pass::Again`]). Requests queued meanwhile join
+/// the batch, up to [`MAX_BATCH`]: the leader takes the queue again before it commits.
 fn apply_batch(
     db: &LedgerDb,
     conn: &mut Connection,
@@ -697,8 +698,8 @@ fn is_storage_failure(e: &StorageError) -> bool {
 }
 
 /// Applies one request, validated, inside the batch's transaction (seeing the batch's
-/// earlier commits). Returns the block written, the index keys it changed (see [`super::key_seqs`]) and the
-/// block's hash.
+/// earlier commits). Returns the block written, the index keys it changed (see
+/// [`super::key_seqs`]) and the block's hash.
 fn apply_commit(
     tx: &Connection,
     queued: &Queued,
