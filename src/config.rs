@@ -275,8 +275,8 @@ impl Config {
     /// the cores less one, at least one. The ledgers' group-commit leaders (which write
     /// and fsync every batch) and checkpoint threads are threads of their own: a worker
     /// per core would have them and the workers take turns on every core, and each turn
-    /// is a hand-off (on 2 cores, one worker serves the same INSERT load with ~10 % less
-    /// CPU per transaction; docs/performance.md).
+    /// is a hand-off (on 2 cores, one worker serves the same load with 10–15 % less CPU
+    /// per INSERT transaction and 20–30 % less per SELECT; docs/performance.md).
     pub fn request_threads(&self, cores: usize, tokio_env: bool) -> Option<usize> {
         match self.worker_threads {
             0 if tokio_env => None,
